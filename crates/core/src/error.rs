@@ -1,0 +1,157 @@
+//! Error kinds shared by every backend, and the errors the core itself raises.
+
+use std::sync::Arc;
+
+/// What kind of failure happened, independent of the backend. The CLI maps kinds to exit codes and the
+/// daemon to HTTP statuses, so a caller can act on the kind without parsing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The secret, version or field does not exist (or is disabled or destroyed).
+    NotFound,
+    /// The caller's identity may not read the secret, or has no valid credentials.
+    PermissionDenied,
+    /// The backend refused because of rate limits or quotas.
+    Throttled,
+    /// The backend could not be reached, timed out or failed internally.
+    Unavailable,
+    /// The request itself is malformed (bad reference, unknown instance, wrong version syntax).
+    Invalid,
+}
+
+impl ErrorKind {
+    /// Transient kinds are worth retrying and allow serving a stale cached value.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)
+    }
+
+    /// A short stable name (`not_found`, ...) for machine-readable output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Invalid => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure reported by a backend, already classified. The message names the secret and says what to do
+/// (which permission on which resource, which name was not found); it never contains a secret value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProviderError {
+    /// A classified error with an actionable message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying SDK or IO error, shown by `{:#}` formatting.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The failure's kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+/// Everything resolving a reference can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The reference text does not parse.
+    #[error("invalid secret reference `{input}`: {reason}")]
+    InvalidRef {
+        /// The text as given (a reference holds names, never values).
+        input: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+    /// The reference names a provider instance that is not configured.
+    #[error(
+        "no provider instance named `{instance}`; configured instances: {known}. Add a [providers.{instance}] table to keyway.toml"
+    )]
+    UnknownInstance {
+        /// The instance named by the reference's scheme.
+        instance: String,
+        /// Comma-separated configured instance names.
+        known: String,
+    },
+    /// The backend failed.
+    #[error("{reference}: {source}")]
+    Provider {
+        /// The canonical reference.
+        reference: String,
+        /// The classified backend error.
+        #[source]
+        source: ProviderError,
+    },
+    /// The upstream failed and the cached value is too old to serve.
+    #[error(
+        "{reference}: the upstream failed and the cached value is {age_secs}s old, past max_stale ({max_stale_secs}s): {source}"
+    )]
+    StaleExpired {
+        /// The canonical reference.
+        reference: String,
+        /// Age of the cached value in seconds.
+        age_secs: u64,
+        /// The configured bound.
+        max_stale_secs: u64,
+        /// The upstream failure.
+        #[source]
+        source: ProviderError,
+    },
+    /// `#FIELD` was given but the secret's value is not a JSON object or array.
+    #[error(
+        "{reference}: the value is not a JSON object, so field `{field}` cannot be selected; drop the `#{field}` part to get the whole value"
+    )]
+    NotJson {
+        /// The canonical reference.
+        reference: String,
+        /// The requested field.
+        field: String,
+    },
+    /// `#FIELD` names a key that is not in the JSON value.
+    #[error("{reference}: field `{field}` not found; fields present: {available}")]
+    FieldNotFound {
+        /// The canonical reference.
+        reference: String,
+        /// The requested field.
+        field: String,
+        /// The keys that do exist at that level (names only, never values).
+        available: String,
+    },
+}
+
+impl Error {
+    /// The failure's kind, for exit codes and HTTP statuses.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidRef { .. } | Error::UnknownInstance { .. } => ErrorKind::Invalid,
+            Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.kind(),
+            Error::NotJson { .. } | Error::FieldNotFound { .. } => ErrorKind::NotFound,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Keyway's core model: secret references, secret values, the [`Provider`] trait, the cache and the resolver.
+//!
+//! This crate does no network IO and links no cloud SDK or wire format; backends live in `keyway-providers`.
+//! Main types: [`SecretRef`] (parsed `aws-sm://`, `gcp-sm://`, `local://` references), [`SecretValue`]
+//! (zeroized on drop, never printed), [`Provider`], [`Cache`] (single-flight, refresh-ahead, stale-if-error),
+//! and [`Resolver`] (instances + cache + JSON field selection).
+
+mod error;
+
+pub mod cache;
+pub mod provider;
+pub mod reference;
+pub mod resolver;
+pub mod value;
+
+pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
+pub use error::{Error, ErrorKind, ProviderError};
+pub use provider::Provider;
+pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
+pub use resolver::{Lookup, Resolved, Resolver};
+pub use value::{Encoding, Secret, SecretMeta, SecretValue};

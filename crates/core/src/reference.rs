@@ -1,0 +1,629 @@
+//! Secret references: one syntax for every backend.
+//!
+//! ```text
+//! aws-sm://NAME_OR_ARN[?version-id=ID|version-stage=STAGE][#FIELD]
+//! gcp-sm://PROJECT/SECRET[?version=N|latest][#FIELD]    gcp-sm://projects/P/secrets/S[/versions/V][#FIELD]
+//! local://NAME[#FIELD]
+//! ```
+//! The scheme is a provider *instance*: `aws-sm`, `gcp-sm` and `local` always exist, and `keyway.toml` can add
+//! more (`prod-aws://...`) of any backend kind. `#FIELD` is a top-level JSON key or a JSON pointer (`#/db/password`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+
+use crate::Error;
+
+/// The backend family an instance belongs to; it decides how a reference's path is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// AWS Secrets Manager.
+    Aws,
+    /// Google Cloud Secret Manager.
+    Gcp,
+    /// The embedded local store.
+    Local,
+}
+
+impl BackendKind {
+    /// The configuration name of the kind (`type = "aws"` in `keyway.toml`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Aws => "aws",
+            BackendKind::Gcp => "gcp",
+            BackendKind::Local => "local",
+        }
+    }
+}
+
+/// The provider instances references may name, with their kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instances(BTreeMap<String, BackendKind>);
+
+impl Default for Instances {
+    /// The three default instances: `aws-sm`, `gcp-sm` and `local`.
+    fn default() -> Self {
+        let mut map = BTreeMap::new();
+        map.insert("aws-sm".to_owned(), BackendKind::Aws);
+        map.insert("gcp-sm".to_owned(), BackendKind::Gcp);
+        map.insert("local".to_owned(), BackendKind::Local);
+        Instances(map)
+    }
+}
+
+impl Instances {
+    /// Adds or replaces an instance. Names follow the scheme rules: lowercase letters, digits, `-`, `_`.
+    pub fn insert(&mut self, name: &str, kind: BackendKind) -> Result<(), String> {
+        validate_instance_name(name)?;
+        self.0.insert(name.to_owned(), kind);
+        Ok(())
+    }
+
+    /// Removes an instance, so references to it are rejected.
+    pub fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+
+    /// The kind of the named instance, if configured.
+    pub fn kind(&self, name: &str) -> Option<BackendKind> {
+        self.0.get(name).copied()
+    }
+
+    /// Instance names, comma separated, for error messages.
+    pub fn names(&self) -> String {
+        self.0
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// True when `text` starts with `INSTANCE://` for a configured instance: it is meant as a reference.
+    pub fn looks_like_reference(&self, text: &str) -> bool {
+        text.split_once("://")
+            .is_some_and(|(scheme, _)| self.0.contains_key(scheme))
+    }
+}
+
+fn validate_instance_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "instance name `{name}` must start with a lowercase letter and hold only lowercase letters, digits, `-` and `_`"
+        ))
+    }
+}
+
+/// Which version of an AWS secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AwsVersion {
+    /// A staging label, `AWSCURRENT` by default.
+    Stage(String),
+    /// A version id (a UUID).
+    Id(String),
+}
+
+/// Which version of a GCP secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GcpVersion {
+    /// The `latest` alias.
+    Latest,
+    /// A numbered version.
+    Number(u64),
+}
+
+/// What a reference points at inside its backend, without the field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An AWS secret by name or ARN.
+    Aws {
+        /// Name or full ARN.
+        secret_id: String,
+        /// Version selector.
+        version: AwsVersion,
+    },
+    /// A GCP secret; `project` is `None` when the reference relies on the instance's configured project.
+    Gcp {
+        /// Project id or number.
+        project: Option<String>,
+        /// Secret id.
+        secret: String,
+        /// Version selector.
+        version: GcpVersion,
+    },
+    /// A local store entry.
+    Local {
+        /// Entry name, possibly with `/` separated segments.
+        name: String,
+    },
+}
+
+impl fmt::Display for Target {
+    /// The path and query part of the canonical reference (no scheme, no field).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Aws {
+                secret_id,
+                version: AwsVersion::Stage(stage),
+            } => {
+                write!(f, "{secret_id}?version-stage={stage}")
+            }
+            Target::Aws {
+                secret_id,
+                version: AwsVersion::Id(id),
+            } => write!(f, "{secret_id}?version-id={id}"),
+            Target::Gcp {
+                project,
+                secret,
+                version,
+            } => {
+                if let Some(project) = project {
+                    write!(f, "{project}/")?;
+                }
+                match version {
+                    GcpVersion::Latest => write!(f, "{secret}?version=latest"),
+                    GcpVersion::Number(n) => write!(f, "{secret}?version={n}"),
+                }
+            }
+            Target::Local { name } => f.write_str(name),
+        }
+    }
+}
+
+/// A field inside a JSON secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// A top-level key: `#github_token`.
+    Key(String),
+    /// An RFC 6901 JSON pointer: `#/db/password`.
+    Pointer(String),
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Key(k) | Field::Pointer(k) => f.write_str(k),
+        }
+    }
+}
+
+/// A parsed secret reference. It holds names only; `Display` prints the canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretRef {
+    instance: String,
+    kind: BackendKind,
+    target: Target,
+    field: Option<Field>,
+}
+
+impl SecretRef {
+    /// Parses a reference against the default instances (`aws-sm`, `gcp-sm`, `local`).
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        Self::parse_with(input, &Instances::default())
+    }
+
+    /// Parses a reference against the configured instances.
+    pub fn parse_with(input: &str, instances: &Instances) -> Result<Self, Error> {
+        let bad = |reason: String| Error::InvalidRef {
+            input: input.to_owned(),
+            reason,
+        };
+        let (scheme, rest) = input.split_once("://").ok_or_else(|| {
+            bad("expected INSTANCE://PATH, for example aws-sm://NAME or local://NAME".into())
+        })?;
+        let kind = instances
+            .kind(scheme)
+            .ok_or_else(|| Error::UnknownInstance {
+                instance: scheme.to_owned(),
+                known: instances.names(),
+            })?;
+        let (rest, field) = match rest.split_once('#') {
+            Some((rest, field)) => (rest, Some(parse_field(field).map_err(bad)?)),
+            None => (rest, None),
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, parse_query(query).map_err(bad)?),
+            None => (rest, Vec::new()),
+        };
+        if path.is_empty() {
+            return Err(bad("the secret name is empty".into()));
+        }
+        if let Some(c) = path.chars().find(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad(format!(
+                "the secret name holds the character {c:?}; names have no spaces or control characters"
+            )));
+        }
+        let target = match kind {
+            BackendKind::Aws => parse_aws(path, &query),
+            BackendKind::Gcp => parse_gcp(path, &query),
+            BackendKind::Local => parse_local(path, &query),
+        }
+        .map_err(bad)?;
+        Ok(SecretRef {
+            instance: scheme.to_owned(),
+            kind,
+            target,
+            field,
+        })
+    }
+
+    /// The provider instance (the scheme).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The backend kind of the instance.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// What the reference points at, without the field.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The field to select from a JSON value, if any.
+    pub fn field(&self) -> Option<&Field> {
+        self.field.as_ref()
+    }
+
+    /// The same reference without its field: what the cache keys on.
+    #[must_use]
+    pub fn without_field(&self) -> SecretRef {
+        SecretRef {
+            field: None,
+            ..self.clone()
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.instance, self.target)?;
+        match &self.field {
+            Some(field) => write!(f, "#{field}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::str::FromStr for SecretRef {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+fn parse_field(raw: &str) -> Result<Field, String> {
+    let field = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| "the field is not valid UTF-8 after percent-decoding".to_owned())?
+        .into_owned();
+    if field.is_empty() {
+        return Err(
+            "the field after `#` is empty; write #KEY or #/json/pointer, or drop the `#`".into(),
+        );
+    }
+    if field.starts_with('/') {
+        // RFC 6901: `~` must be followed by 0 or 1.
+        let mut chars = field.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+                return Err(format!(
+                    "JSON pointer `{field}` has a `~` not followed by 0 or 1 (write ~0 for ~, ~1 for /)"
+                ));
+            }
+        }
+        Ok(Field::Pointer(field))
+    } else {
+        Ok(Field::Key(field))
+    }
+}
+
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("query parameter `{pair}` has no `=VALUE`"))?;
+        let value = percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| format!("query parameter `{key}` is not valid UTF-8"))?
+            .into_owned();
+        if value.is_empty() {
+            return Err(format!("query parameter `{key}` is empty"));
+        }
+        if out.iter().any(|(k, _)| k == key) {
+            return Err(format!("query parameter `{key}` is given twice"));
+        }
+        out.push((key.to_owned(), value));
+    }
+    Ok(out)
+}
+
+fn parse_aws(path: &str, query: &[(String, String)]) -> Result<Target, String> {
+    let mut version = AwsVersion::Stage("AWSCURRENT".to_owned());
+    let mut seen = false;
+    for (key, value) in query {
+        version = match key.as_str() {
+            "version-id" => AwsVersion::Id(value.clone()),
+            "version-stage" => AwsVersion::Stage(value.clone()),
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}` for AWS; use version-id=ID or version-stage=STAGE"
+                ));
+            }
+        };
+        if std::mem::replace(&mut seen, true) {
+            return Err("give either version-id or version-stage, not both".into());
+        }
+    }
+    if path.starts_with("arn:") {
+        // arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME
+        let parts: Vec<&str> = path.splitn(7, ':').collect();
+        if parts.len() != 7
+            || parts[2] != "secretsmanager"
+            || parts[5] != "secret"
+            || parts[6].is_empty()
+        {
+            return Err(
+                "an ARN must look like arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME".into(),
+            );
+        }
+    } else if path.len() > 512 {
+        return Err("an AWS secret name is at most 512 characters".into());
+    } else if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c)))
+    {
+        return Err(format!(
+            "AWS secret names hold letters, digits and /_+=.@- only, not {c:?}"
+        ));
+    }
+    Ok(Target::Aws {
+        secret_id: path.to_owned(),
+        version,
+    })
+}
+
+fn parse_gcp(path: &str, query: &[(String, String)]) -> Result<Target, String> {
+    let mut version = None;
+    for (key, value) in query {
+        if key != "version" {
+            return Err(format!(
+                "unknown parameter `{key}` for GCP; use version=N or version=latest"
+            ));
+        }
+        version = Some(parse_gcp_version(value)?);
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let (project, secret, path_version) = match segments.as_slice() {
+        ["projects", p, "secrets", s] => (Some(*p), *s, None),
+        ["projects", p, "secrets", s, "versions", v] => (Some(*p), *s, Some(parse_gcp_version(v)?)),
+        [p, s] => (Some(*p), *s, None),
+        [s] => (None, *s, None),
+        _ => {
+            return Err("expected PROJECT/SECRET, SECRET (with the instance's project) or projects/P/secrets/S[/versions/V]".into());
+        }
+    };
+    if path_version.is_some() && version.is_some() {
+        return Err("the version is given both in the path and as ?version=; give it once".into());
+    }
+    if let Some(p) = project {
+        if p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c))
+        {
+            return Err(format!(
+                "`{p}` is not a GCP project id (letters, digits, `-`, `.`, `:`)"
+            ));
+        }
+    }
+    if secret.is_empty()
+        || secret.len() > 255
+        || !secret
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "`{secret}` is not a GCP secret id (1 to 255 letters, digits, `-`, `_`)"
+        ));
+    }
+    Ok(Target::Gcp {
+        project: project.map(str::to_owned),
+        secret: secret.to_owned(),
+        version: path_version.or(version).unwrap_or(GcpVersion::Latest),
+    })
+}
+
+fn parse_gcp_version(value: &str) -> Result<GcpVersion, String> {
+    if value == "latest" {
+        return Ok(GcpVersion::Latest);
+    }
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(GcpVersion::Number(n)),
+        _ => Err(format!(
+            "GCP version `{value}` must be a positive number or `latest`"
+        )),
+    }
+}
+
+fn parse_local(path: &str, query: &[(String, String)]) -> Result<Target, String> {
+    if let Some((key, _)) = query.first() {
+        return Err(format!(
+            "the local store has no versions; drop `?{key}=...`"
+        ));
+    }
+    for segment in path.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(
+                "local names are relative paths without empty, `.` or `..` segments".into(),
+            );
+        }
+        if segment.contains('\\') || segment.contains('\0') {
+            return Err("local names may not hold `\\` or NUL".into());
+        }
+    }
+    Ok(Target::Local {
+        name: path.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(input: &str) -> SecretRef {
+        SecretRef::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"))
+    }
+
+    fn err(input: &str, needle: &str) {
+        match SecretRef::parse(input) {
+            Ok(r) => panic!("{input} parsed as {r:?}"),
+            Err(e) => assert!(
+                e.to_string().contains(needle),
+                "{input}: `{e}` lacks `{needle}`"
+            ),
+        }
+    }
+
+    fn check(input: &str, canonical: &str) {
+        let parsed = ok(input);
+        assert_eq!(parsed.to_string(), canonical, "{input}");
+        assert_eq!(
+            ok(canonical),
+            parsed,
+            "canonical form of {input} reparses differently"
+        );
+    }
+
+    #[test]
+    fn aws_names_arns_versions_and_fields() {
+        check(
+            "aws-sm://ci/github",
+            "aws-sm://ci/github?version-stage=AWSCURRENT",
+        );
+        check(
+            "aws-sm://ci/github#github_token",
+            "aws-sm://ci/github?version-stage=AWSCURRENT#github_token",
+        );
+        check(
+            "aws-sm://db?version-stage=AWSPREVIOUS",
+            "aws-sm://db?version-stage=AWSPREVIOUS",
+        );
+        check(
+            "aws-sm://db?version-id=0123-abcd#/db/password",
+            "aws-sm://db?version-id=0123-abcd#/db/password",
+        );
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ci/github-AbCdEf";
+        let r = ok(&format!("aws-sm://{arn}#github_token"));
+        assert_eq!(
+            r.target(),
+            &Target::Aws {
+                secret_id: arn.to_owned(),
+                version: AwsVersion::Stage("AWSCURRENT".into())
+            }
+        );
+        assert_eq!(r.field(), Some(&Field::Key("github_token".into())));
+        assert_eq!(r.kind(), BackendKind::Aws);
+    }
+
+    #[test]
+    fn aws_rejections() {
+        err("aws-sm://", "empty");
+        err("aws-sm://x?version-id=a&version-stage=b", "not both");
+        err("aws-sm://x?stage=b", "unknown parameter `stage`");
+        err("aws-sm://x?version-id", "no `=VALUE`");
+        err("aws-sm://x?version-id=", "is empty");
+        err("aws-sm://arn:aws:s3:::bucket", "ARN must look like");
+        err("aws-sm://a b", "no spaces");
+        err("aws-sm://a%b", "letters, digits");
+        err("aws-sm://x#", "field after `#` is empty");
+        err("aws-sm://x#/a~2", "~0 for ~");
+    }
+
+    #[test]
+    fn gcp_forms() {
+        check("gcp-sm://proj/token", "gcp-sm://proj/token?version=latest");
+        check(
+            "gcp-sm://proj/token?version=3#k",
+            "gcp-sm://proj/token?version=3#k",
+        );
+        check(
+            "gcp-sm://projects/p-1/secrets/s_2/versions/7",
+            "gcp-sm://p-1/s_2?version=7",
+        );
+        check(
+            "gcp-sm://projects/p/secrets/s",
+            "gcp-sm://p/s?version=latest",
+        );
+        check(
+            "gcp-sm://only-secret",
+            "gcp-sm://only-secret?version=latest",
+        );
+        check(
+            "gcp-sm://projects/p/secrets/s/versions/latest",
+            "gcp-sm://p/s?version=latest",
+        );
+    }
+
+    #[test]
+    fn gcp_rejections() {
+        err("gcp-sm://p/s?version=0", "positive number");
+        err("gcp-sm://p/s?version=-1", "positive number");
+        err("gcp-sm://p/s?ver=1", "unknown parameter");
+        err(
+            "gcp-sm://projects/p/secrets/s/versions/2?version=3",
+            "give it once",
+        );
+        err("gcp-sm://a/b/c", "expected PROJECT/SECRET");
+        err("gcp-sm://p/s.x", "not a GCP secret id");
+        err("gcp-sm://p!/s", "not a GCP project id");
+    }
+
+    #[test]
+    fn local_forms() {
+        check("local://github", "local://github");
+        check("local://team/db#password", "local://team/db#password");
+        err("local://../etc/passwd", "`..`");
+        err("local://a//b", "empty");
+        err("local:///abs", "empty");
+        err("local://x?version=1", "no versions");
+    }
+
+    #[test]
+    fn schemes_and_instances() {
+        err("github", "expected INSTANCE://PATH");
+        err("s3://bucket/key", "no provider instance named `s3`");
+        let mut instances = Instances::default();
+        instances.insert("prod-aws", BackendKind::Aws).unwrap();
+        let r = SecretRef::parse_with("prod-aws://db#pw", &instances).unwrap();
+        assert_eq!(r.instance(), "prod-aws");
+        assert_eq!(r.to_string(), "prod-aws://db?version-stage=AWSCURRENT#pw");
+        assert!(instances.insert("Bad", BackendKind::Aws).is_err());
+        assert!(instances.looks_like_reference("prod-aws://x"));
+        assert!(!instances.looks_like_reference("https://example.com"));
+    }
+
+    #[test]
+    fn fields_are_percent_decoded_and_pointers_kept() {
+        assert_eq!(
+            ok("local://x#a%23b").field(),
+            Some(&Field::Key("a#b".into()))
+        );
+        assert_eq!(
+            ok("local://x#/a~1b/0").field(),
+            Some(&Field::Pointer("/a~1b/0".into()))
+        );
+        assert_eq!(ok("local://x#k").without_field().field(), None);
+    }
+}

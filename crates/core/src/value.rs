@@ -1,0 +1,241 @@
+//! Secret values and their metadata.
+//!
+//! A value lives in one zeroize-on-drop buffer shared by reference counting, so the cache, concurrent readers
+//! and the daemon's responses never copy it; `Debug` prints `[redacted N bytes]`, and there is no `Display`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use secrecy::{ExposeSecret, SecretBox};
+use serde_json::value::RawValue;
+use subtle::ConstantTimeEq;
+
+use crate::Error;
+use crate::reference::Field;
+
+/// How the backend stored a value: AWS distinguishes `SecretString` from `SecretBinary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 text.
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// A secret's bytes. Cloning shares the buffer; the last drop zeroizes it.
+#[derive(Clone)]
+pub struct SecretValue(pub(crate) Arc<SecretBox<Vec<u8>>>);
+
+impl SecretValue {
+    /// Takes ownership of the bytes without copying them.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretValue(Arc::new(SecretBox::new(Box::new(bytes))))
+    }
+
+    /// Exposes the bytes. Every call site is a place where the value leaves Keyway's control: keep them few.
+    pub fn expose(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+
+    /// Length in bytes (not secret).
+    pub fn len(&self) -> usize {
+        self.expose().len()
+    }
+
+    /// True for an empty value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Compares two values in constant time with respect to their contents.
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        self.expose().ct_eq(other).into()
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[redacted {} bytes]", self.len())
+    }
+}
+
+impl From<String> for SecretValue {
+    fn from(s: String) -> Self {
+        SecretValue::new(s.into_bytes())
+    }
+}
+
+/// What a backend says about a version besides its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// The backend's full name for the secret (ARN for AWS, `projects/P/secrets/S` for GCP).
+    pub name: String,
+    /// Version id (AWS version UUID, GCP version number, a content hash for local files).
+    pub version_id: String,
+    /// Staging labels (AWS) or aliases (GCP), when the backend returns them with the value.
+    pub stages: Vec<String>,
+    /// When the version was created, when the backend says.
+    pub created: Option<SystemTime>,
+}
+
+/// One fetched version: value plus metadata.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    /// The bytes.
+    pub value: SecretValue,
+    /// Text or binary, as stored.
+    pub encoding: Encoding,
+    /// Version metadata.
+    pub meta: SecretMeta,
+}
+
+impl Secret {
+    /// Selects `field` from the JSON value, returning a new secret holding only the field. A string field yields
+    /// its text; any other JSON yields its compact JSON text. The JSON is read in place (borrowed), so the value
+    /// is not copied into unzeroized parse trees.
+    pub fn select(&self, field: &Field, reference: &dyn fmt::Display) -> Result<Secret, Error> {
+        let not_json = || Error::NotJson {
+            reference: reference.to_string(),
+            field: field.to_string(),
+        };
+        let mut raw: &RawValue =
+            serde_json::from_slice(self.value.expose()).map_err(|_| not_json())?;
+        let path: Vec<Cow<'_, str>> = match field {
+            Field::Key(key) => vec![Cow::Borrowed(key.as_str())],
+            Field::Pointer(pointer) => pointer[1..]
+                .split('/')
+                .map(|token| Cow::Owned(token.replace("~1", "/").replace("~0", "~")))
+                .collect(),
+        };
+        for token in &path {
+            raw = step(raw, token).map_err(|available| match available {
+                None => not_json(),
+                Some(available) => Error::FieldNotFound {
+                    reference: reference.to_string(),
+                    field: field.to_string(),
+                    available,
+                },
+            })?;
+        }
+        let bytes = match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(Cow::Borrowed(s)) => s.as_bytes().to_vec(),
+            Ok(Cow::Owned(s)) => zeroize::Zeroizing::new(s).as_bytes().to_vec(),
+            Err(_) => raw.get().as_bytes().to_vec(),
+        };
+        Ok(Secret {
+            value: SecretValue::new(bytes),
+            encoding: Encoding::Text,
+            meta: self.meta.clone(),
+        })
+    }
+}
+
+/// Descends one level. `Err(None)` means the node is not a container; `Err(Some(names))` lists what exists.
+fn step<'a>(raw: &'a RawValue, token: &str) -> Result<&'a RawValue, Option<String>> {
+    let text = raw.get().trim_start();
+    if text.starts_with('{') {
+        let map: BTreeMap<Cow<'a, str>, &'a RawValue> =
+            serde_json::from_str(raw.get()).map_err(|_| None)?;
+        if let Some(v) = map.get(token) {
+            return Ok(v);
+        }
+        let names: Vec<&str> = map.keys().map(AsRef::as_ref).collect();
+        Err(Some(if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.join(", ")
+        }))
+    } else if text.starts_with('[') {
+        let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).map_err(|_| None)?;
+        let len = items.len();
+        token
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| items.get(i).copied())
+            .ok_or_else(|| Some(format!("array indexes 0..{len}")))
+    } else {
+        Err(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(json: &str) -> Secret {
+        Secret {
+            value: SecretValue::from(json.to_owned()),
+            encoding: Encoding::Text,
+            meta: SecretMeta::default(),
+        }
+    }
+
+    fn select(json: &str, field: Field) -> Result<String, Error> {
+        let s = secret(json).select(&field, &"local://x")?;
+        Ok(String::from_utf8(s.value.expose().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn selects_keys_and_pointers() {
+        let json = r#"{"github_token":"ghp_1","db":{"password":"p\"w","port":5432},"list":["a",{"b":true}],"a/b":{"~":1}}"#;
+        assert_eq!(
+            select(json, Field::Key("github_token".into())).unwrap(),
+            "ghp_1"
+        );
+        assert_eq!(
+            select(json, Field::Pointer("/db/password".into())).unwrap(),
+            "p\"w"
+        );
+        assert_eq!(
+            select(json, Field::Pointer("/db/port".into())).unwrap(),
+            "5432"
+        );
+        assert_eq!(
+            select(json, Field::Key("db".into())).unwrap(),
+            r#"{"password":"p\"w","port":5432}"#
+        );
+        assert_eq!(
+            select(json, Field::Pointer("/list/1/b".into())).unwrap(),
+            "true"
+        );
+        assert_eq!(
+            select(json, Field::Pointer("/a~1b/~0".into())).unwrap(),
+            "1"
+        );
+    }
+
+    #[test]
+    fn missing_field_names_existing_fields_never_values() {
+        let err = select(
+            r#"{"user":"admin","password":"hunter2"}"#,
+            Field::Key("token".into()),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("fields present: password, user"), "{msg}");
+        assert!(!msg.contains("hunter2") && !msg.contains("admin"), "{msg}");
+        let err = select(r#"{"list":[1,2]}"#, Field::Pointer("/list/5".into())).unwrap_err();
+        assert!(err.to_string().contains("array indexes 0..2"), "{err}");
+    }
+
+    #[test]
+    fn non_json_values_say_so_without_the_value() {
+        let err = select("plain-hunter2", Field::Key("k".into())).unwrap_err();
+        assert!(matches!(err, Error::NotJson { .. }));
+        assert!(!err.to_string().contains("hunter2"));
+        let err = select(r#"{"k":"v"}"#, Field::Pointer("/k/deeper".into())).unwrap_err();
+        assert!(matches!(err, Error::NotJson { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_and_eq_is_by_content() {
+        let v = SecretValue::from("hunter2".to_owned());
+        assert_eq!(format!("{v:?}"), "[redacted 7 bytes]");
+        assert!(!format!("{:?}", secret("hunter2")).contains("hunter2"));
+        assert!(v.ct_eq(b"hunter2"));
+        assert!(!v.ct_eq(b"hunter3"));
+    }
+}
