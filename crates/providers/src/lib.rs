@@ -1,1 +1,13 @@
-//! placeholder
+//! Keyway's backends, each an implementation of [`keyway_core::Provider`]: [`aws::AwsProvider`] (the official
+//! `aws-sdk-secretsmanager`), [`gcp::GcpProvider`] (the official `google-cloud-secretmanager-v1`) and
+//! [`local::LocalProvider`] (files, JSON/YAML, age). Each classifies its SDK's errors into core's kinds with a
+//! message that says what to do. [`config::Config`] reads `keyway.toml` and builds a [`keyway_core::Resolver`].
+//!
+//! This is the only crate that links cloud SDKs.
+
+pub mod aws;
+pub mod config;
+pub mod gcp;
+pub mod local;
+
+pub use config::{Config, ConfigError};

@@ -1,0 +1,209 @@
+//! AWS Secrets Manager through the official SDK.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_sdk_secretsmanager::Client;
+use keyway_core::reference::{AwsVersion, BackendKind, Target};
+use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
+use tokio::sync::OnceCell;
+
+/// Settings of one AWS instance; `None` means the SDK's standard chain decides (environment, profile, IMDS).
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// Region (`AWS_REGION` and the profile otherwise).
+    pub region: Option<String>,
+    /// Named profile from `~/.aws/config`.
+    pub profile: Option<String>,
+    /// Endpoint override; the SDK also honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+    pub endpoint: Option<String>,
+    /// Send unsigned requests (for emulators that do not check signatures).
+    pub anonymous: bool,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// The AWS Secrets Manager provider. The SDK client is built on first use, so an unused instance costs nothing.
+#[derive(Debug)]
+pub struct AwsProvider {
+    settings: AwsSettings,
+    client: OnceCell<Client>,
+}
+
+impl AwsProvider {
+    /// A provider with the given settings.
+    pub fn new(settings: AwsSettings) -> Self {
+        AwsProvider { settings, client: OnceCell::new() }
+    }
+
+    async fn client(&self) -> Result<&Client, ProviderError> {
+        self.client
+            .get_or_try_init(|| async {
+                let s = &self.settings;
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .retry_config(RetryConfig::standard().with_max_attempts(3))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(3))
+                            .operation_attempt_timeout(s.timeout)
+                            .operation_timeout(s.timeout * 3)
+                            .build(),
+                    );
+                if let Some(region) = &s.region {
+                    loader = loader.region(Region::new(region.clone()));
+                }
+                if let Some(profile) = &s.profile {
+                    loader = loader.profile_name(profile);
+                }
+                if let Some(endpoint) = &s.endpoint {
+                    loader = loader.endpoint_url(endpoint);
+                }
+                if s.anonymous {
+                    loader = loader.no_credentials();
+                }
+                let config = loader.load().await;
+                if config.region().is_none() {
+                    return Err(ProviderError::new(
+                        ErrorKind::Invalid,
+                        "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml",
+                    ));
+                }
+                Ok(Client::new(&config))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Aws
+    }
+
+    async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
+        let Target::Aws { secret_id, version } = target else {
+            return Err(ProviderError::new(ErrorKind::Invalid, "not an AWS reference"));
+        };
+        let request = self.client().await?.get_secret_value().secret_id(secret_id);
+        let request = match version {
+            AwsVersion::Stage(stage) => request.version_stage(stage),
+            AwsVersion::Id(id) => request.version_id(id),
+        };
+        let out = request.send().await.map_err(|e| classify(&e, "GetSecretValue", secret_id))?;
+        let (value, encoding) = match (out.secret_string, out.secret_binary) {
+            // Moving the SDK's buffers in avoids leaving a second, unzeroized copy behind.
+            (Some(text), _) => (SecretValue::from(text), Encoding::Text),
+            (None, Some(blob)) => (SecretValue::new(blob.into_inner()), Encoding::Binary),
+            (None, None) => {
+                return Err(ProviderError::new(
+                    ErrorKind::NotFound,
+                    format!("secret `{secret_id}` has no SecretString or SecretBinary in this version"),
+                ));
+            }
+        };
+        Ok(Secret {
+            value,
+            encoding,
+            meta: SecretMeta {
+                name: out.arn.or(out.name).unwrap_or_else(|| secret_id.clone()),
+                version_id: out.version_id.unwrap_or_default(),
+                stages: out.version_stages.unwrap_or_default(),
+                created: out.created_date.and_then(|d| SystemTime::try_from(d).ok()),
+            },
+        })
+    }
+
+    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+        let mut request = self.client().await?.list_secrets().max_results(100);
+        if let Some(filter) = filter {
+            request = request.filters(Filter::builder().key(FilterNameStringType::Name).values(filter).build());
+        }
+        let mut pages = request.into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(&e, "ListSecrets", "*"))?;
+            names.extend(page.secret_list.unwrap_or_default().into_iter().filter_map(|s| s.name));
+        }
+        Ok(names)
+    }
+}
+
+/// Turns an SDK error into a kind and a message that names the missing action and resource.
+fn classify<E, R>(err: &SdkError<E, R>, action: &str, resource: &str) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or_default();
+    let detail = err.message().unwrap_or_default();
+    let (kind, message) = match (err, code) {
+        (_, "ResourceNotFoundException") => (
+            ErrorKind::NotFound,
+            format!("AWS secret `{resource}` (or the requested version) was not found; check the name, region and version"),
+        ),
+        (_, "AccessDeniedException") => (
+            ErrorKind::PermissionDenied,
+            format!("access denied: the caller's IAM identity needs secretsmanager:{action} on {resource}; grant it in the role's policy"),
+        ),
+        (_, "DecryptionFailure") => (
+            ErrorKind::PermissionDenied,
+            format!("AWS could not decrypt `{resource}`: the caller needs kms:Decrypt on the secret's KMS key"),
+        ),
+        (_, "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId") => (
+            ErrorKind::PermissionDenied,
+            format!("AWS rejected the credentials ({code}); refresh them (aws sso login, a new session token) or check the profile"),
+        ),
+        (_, "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded") => (
+            ErrorKind::Throttled,
+            format!("AWS throttled {action}; Keyway retried with backoff; lower the request rate or raise the quota"),
+        ),
+        (_, "InvalidParameterException" | "InvalidRequestException") => (
+            ErrorKind::Invalid,
+            format!("AWS rejected {action} for `{resource}` as invalid: {detail}"),
+        ),
+        (_, "InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => {
+            (ErrorKind::Unavailable, format!("AWS Secrets Manager failed internally on {action}; retry later"))
+        }
+        (SdkError::TimeoutError(_), _) => {
+            (ErrorKind::Unavailable, format!("AWS {action} timed out; check the network path to Secrets Manager"))
+        }
+        (SdkError::DispatchFailure(failure), _) => {
+            let text = format!("{:#}", aws_smithy_error_chain(err));
+            if text.contains("credentials") {
+                (
+                    ErrorKind::PermissionDenied,
+                    "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
+                )
+            } else if failure.is_timeout() {
+                (ErrorKind::Unavailable, format!("AWS {action} timed out; check the network path to Secrets Manager"))
+            } else {
+                (ErrorKind::Unavailable, format!("could not reach AWS Secrets Manager for {action}; check the endpoint and network"))
+            }
+        }
+        (SdkError::ConstructionFailure(_), _) => {
+            (ErrorKind::Invalid, format!("could not build the AWS {action} request; check region and credentials settings"))
+        }
+        (SdkError::ResponseError(_), _) => {
+            (ErrorKind::Unavailable, format!("AWS answered {action} with a response Keyway could not read; retry later"))
+        }
+        _ => (ErrorKind::Unavailable, format!("AWS {action} failed ({code}): {detail}")),
+    };
+    ProviderError::new(kind, message)
+}
+
+/// The error and its sources as one line (for keyword checks; SDK errors carry no secret values).
+fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,173 @@
+//! Google Cloud Secret Manager through the official Rust client.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::paginator::ItemPaginator as _;
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
+use google_cloud_secretmanager_v1::client::SecretManagerService;
+use keyway_core::reference::{BackendKind, GcpVersion, Target};
+use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
+use tokio::sync::OnceCell;
+
+/// Settings of one GCP instance.
+#[derive(Debug, Clone, Default)]
+pub struct GcpSettings {
+    /// Project used by references that name only a secret.
+    pub project: Option<String>,
+    /// Endpoint override (`https://secretmanager.googleapis.com` by default).
+    pub endpoint: Option<String>,
+    /// Anonymous credentials (for an emulator) instead of Application Default Credentials.
+    pub anonymous: bool,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// The GCP Secret Manager provider. The client (and ADC lookup) is built on first use.
+#[derive(Debug)]
+pub struct GcpProvider {
+    settings: GcpSettings,
+    client: OnceCell<SecretManagerService>,
+}
+
+impl GcpProvider {
+    /// A provider with the given settings.
+    pub fn new(settings: GcpSettings) -> Self {
+        GcpProvider { settings, client: OnceCell::new() }
+    }
+
+    async fn client(&self) -> Result<&SecretManagerService, ProviderError> {
+        self.client
+            .get_or_try_init(|| async {
+                let s = &self.settings;
+                let mut builder = SecretManagerService::builder()
+                    .with_retry_policy(Aip194Strict.with_attempt_limit(3))
+                    .with_attempt_timeout(s.timeout);
+                if let Some(endpoint) = &s.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if s.anonymous {
+                    builder = builder.with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+                }
+                builder.build().await.map_err(|e| {
+                    ProviderError::new(
+                        ErrorKind::PermissionDenied,
+                        "could not set up Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
+                    )
+                    .with_source(e)
+                })
+            })
+            .await
+    }
+
+    fn project<'a>(&'a self, project: Option<&'a String>) -> Result<&'a str, ProviderError> {
+        project.or(self.settings.project.as_ref()).map(String::as_str).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Invalid,
+                "no GCP project: write gcp-sm://PROJECT/SECRET or set `project` in the provider's table of keyway.toml",
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for GcpProvider {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Gcp
+    }
+
+    async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
+        let Target::Gcp { project, secret, version } = target else {
+            return Err(ProviderError::new(ErrorKind::Invalid, "not a GCP reference"));
+        };
+        let project = self.project(project.as_ref())?;
+        let version = match version {
+            GcpVersion::Latest => "latest".to_owned(),
+            GcpVersion::Number(n) => n.to_string(),
+        };
+        let name = format!("projects/{project}/secrets/{secret}/versions/{version}");
+        let response = self
+            .client()
+            .await?
+            .access_secret_version()
+            .set_name(name.clone())
+            .send()
+            .await
+            .map_err(|e| classify(e, &name))?;
+        let payload = response.payload.unwrap_or_default();
+        if let Some(expected) = payload.data_crc32c {
+            let actual = crc32c::crc32c(&payload.data);
+            if i64::from(actual) != expected {
+                return Err(ProviderError::new(
+                    ErrorKind::Unavailable,
+                    format!("the payload of {name} failed its CRC32C check (corrupted in transit); retry"),
+                ));
+            }
+        }
+        // GCP stores bytes; report text when they are UTF-8, as `gcloud secrets versions access` prints them.
+        let encoding = if std::str::from_utf8(&payload.data).is_ok() { Encoding::Text } else { Encoding::Binary };
+        let version_id = response.name.rsplit('/').next().unwrap_or_default().to_owned();
+        Ok(Secret {
+            value: SecretValue::new(Vec::from(payload.data)),
+            encoding,
+            meta: SecretMeta {
+                name: format!("projects/{project}/secrets/{secret}"),
+                version_id,
+                // AccessSecretVersion returns neither aliases nor the creation time, and fetching them needs
+                // secretmanager.versions.get, which roles/secretmanager.secretAccessor does not grant.
+                stages: Vec::new(),
+                created: None,
+            },
+        })
+    }
+
+    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+        let project = self.project(None)?;
+        let parent = format!("projects/{project}");
+        let mut request = self.client().await?.list_secrets().set_parent(parent.clone()).set_page_size(250);
+        if let Some(filter) = filter {
+            request = request.set_filter(format!("name:{filter}"));
+        }
+        let mut items = request.by_item();
+        let mut names = Vec::new();
+        while let Some(item) = items.next().await {
+            let secret = item.map_err(|e| classify(e, &format!("{parent}/secrets")))?;
+            names.push(secret.name.rsplit('/').next().unwrap_or_default().to_owned());
+        }
+        Ok(names)
+    }
+}
+
+fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
+    let (kind, message) = match err.status().map(|s| s.code) {
+        Some(Code::NotFound) => (ErrorKind::NotFound, format!("{name} was not found; check the project, secret id and version")),
+        Some(Code::FailedPrecondition) => (
+            ErrorKind::NotFound,
+            format!("{name} is disabled or destroyed; enable it (gcloud secrets versions enable) or use another version"),
+        ),
+        Some(Code::PermissionDenied) => (
+            ErrorKind::PermissionDenied,
+            format!("permission denied on {name}: grant the caller roles/secretmanager.secretAccessor on the secret"),
+        ),
+        Some(Code::Unauthenticated) => (
+            ErrorKind::PermissionDenied,
+            "Google rejected the credentials; run `gcloud auth application-default login` or check GOOGLE_APPLICATION_CREDENTIALS"
+                .to_owned(),
+        ),
+        Some(Code::ResourceExhausted) => (
+            ErrorKind::Throttled,
+            format!("Secret Manager quota exhausted while reading {name}; lower the request rate or raise the quota"),
+        ),
+        Some(Code::InvalidArgument | Code::OutOfRange) => (ErrorKind::Invalid, format!("Secret Manager rejected the request for {name} as invalid")),
+        Some(_) => (ErrorKind::Unavailable, format!("Secret Manager failed on {name}; retry later")),
+        None if err.is_authentication() => (
+            ErrorKind::PermissionDenied,
+            "could not obtain Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+                .to_owned(),
+        ),
+        None if err.is_timeout() => (ErrorKind::Unavailable, format!("Secret Manager timed out on {name}; check the network path")),
+        None => (ErrorKind::Unavailable, format!("could not reach Secret Manager for {name}; check the endpoint and network")),
+    };
+    ProviderError::new(kind, message).with_source(err)
+}

@@ -1,0 +1,420 @@
+//! A GCP Secret Manager emulator: the v1 REST surface a reader needs.
+//!
+//! Google publishes no usable Secret Manager emulator (the one on PyPI answers every access with a stub), so
+//! this one is Keyway's. It implements, with the real JSON shapes and `google.rpc.Status` errors:
+//! create/get/list/delete secrets, addVersion, get/list versions, access (numbered or `latest`, with
+//! `payload.dataCrc32c`), and disable/enable/destroy. `tests/python/test_gcp_emulator.py` proves the shapes
+//! with Google's own Python client (`transport="rest"`).
+//!
+//! Test controls live under `/emulator/`: `GET stats` (access counts), `POST reset`,
+//! `POST deny?name=projects/P/secrets/S` (answers PERMISSION_DENIED), `POST latency?ms=N` (delays access),
+//! `POST fail?count=N` (the next N requests answer 503 UNAVAILABLE).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VersionState {
+    Enabled,
+    Disabled,
+    Destroyed,
+}
+
+impl VersionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Enabled => "ENABLED",
+            VersionState::Disabled => "DISABLED",
+            VersionState::Destroyed => "DESTROYED",
+        }
+    }
+}
+
+struct Version {
+    data: Vec<u8>,
+    state: VersionState,
+    created: SystemTime,
+    destroyed: Option<SystemTime>,
+}
+
+struct SecretEntry {
+    created: SystemTime,
+    labels: Value,
+    versions: Vec<Version>,
+}
+
+#[derive(Default)]
+struct Store {
+    secrets: BTreeMap<String, SecretEntry>,
+    denied: BTreeSet<String>,
+    access_by_name: HashMap<String, u64>,
+    requests: u64,
+    latency: Duration,
+    fail_next: u64,
+}
+
+type Shared = Arc<Mutex<Store>>;
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, Store> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The router: the v1 REST API plus `/emulator/` controls.
+pub fn router() -> Router {
+    let state: Shared = Arc::default();
+    Router::new()
+        .route("/emulator/stats", get(stats))
+        .route("/emulator/reset", post(reset))
+        .route("/emulator/deny", post(deny))
+        .route("/emulator/latency", post(latency))
+        .route("/emulator/fail", post(fail))
+        .route("/v1/{*path}", any(api))
+        .with_state(state)
+}
+
+fn status(code: StatusCode, status: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"code": code.as_u16(), "message": message.into(), "status": status}});
+    (code, Json(body)).into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    status(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found or has no versions."))
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+fn secret_json(name: &str, s: &SecretEntry) -> Value {
+    json!({
+        "name": name,
+        "replication": {"automatic": {}},
+        "createTime": time(s.created),
+        "labels": s.labels,
+        "etag": format!("\"{}\"", s.versions.len()),
+    })
+}
+
+fn version_json(secret: &str, n: usize, v: &Version) -> Value {
+    let mut out = json!({
+        "name": format!("{secret}/versions/{n}"),
+        "createTime": time(v.created),
+        "state": v.state.as_str(),
+        "replicationStatus": {"automatic": {}},
+        "etag": format!("\"{n}\""),
+        "clientSpecifiedPayloadChecksum": true,
+    });
+    if let Some(d) = v.destroyed {
+        out["destroyTime"] = json!(time(d));
+    }
+    out
+}
+
+fn page<T: Clone>(items: &[T], params: &HashMap<String, String>) -> (Vec<T>, Option<String>) {
+    let size = params.get("pageSize").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(25).min(25_000);
+    let start = params.get("pageToken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+    let end = (start + size).min(items.len());
+    let slice = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
+    (slice, (end < items.len()).then(|| end.to_string()))
+}
+
+/// `name:TEXT` (substring) filters, the form readers use.
+fn matches_filter(name: &str, params: &HashMap<String, String>) -> bool {
+    match params.get("filter").map(String::as_str) {
+        None | Some("") => true,
+        Some(f) => f.strip_prefix("name:").is_none_or(|needle| name.rsplit('/').next().unwrap_or(name).contains(needle)),
+    }
+}
+
+async fn api(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_start_matches("/v1/").to_owned();
+    let (resource, verb) = match path.rsplit_once(':') {
+        Some((r, v)) if !v.contains('/') => (r.to_owned(), Some(v.to_owned())),
+        _ => (path.clone(), None),
+    };
+    let delay = {
+        let mut store = lock(&state);
+        store.requests += 1;
+        if store.fail_next > 0 {
+            store.fail_next -= 1;
+            return status(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is currently unavailable.");
+        }
+        if verb.as_deref() == Some("access") { store.latency } else { Duration::ZERO }
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let segments: Vec<&str> = resource.split('/').collect();
+    let mut store = lock(&state);
+    match (method.clone(), segments.as_slice(), verb.as_deref()) {
+        (Method::GET, ["projects", _, "secrets"], None) => {
+            let all: Vec<Value> = store
+                .secrets
+                .iter()
+                .filter(|(name, _)| name.starts_with(&format!("{resource}/")) && matches_filter(name, &params))
+                .map(|(name, s)| secret_json(name, s))
+                .collect();
+            let (items, next) = page(&all, &params);
+            let mut out = json!({"secrets": items, "totalSize": all.len()});
+            if let Some(next) = next {
+                out["nextPageToken"] = json!(next);
+            }
+            Json(out).into_response()
+        }
+        (Method::POST, ["projects", _, "secrets"], None) => {
+            let Some(id) = params.get("secretId") else {
+                return status(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "secretId is required.");
+            };
+            let name = format!("{resource}/{id}");
+            if store.secrets.contains_key(&name) {
+                return status(StatusCode::CONFLICT, "ALREADY_EXISTS", format!("Secret [{name}] already exists."));
+            }
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let entry = SecretEntry { created: SystemTime::now(), labels: request["labels"].clone(), versions: Vec::new() };
+            let out = secret_json(&name, &entry);
+            store.secrets.insert(name, entry);
+            Json(out).into_response()
+        }
+        (Method::GET, ["projects", _, "secrets", _], None) => match store.secrets.get(&resource) {
+            Some(s) => Json(secret_json(&resource, s)).into_response(),
+            None => not_found(&format!("Secret [{resource}]")),
+        },
+        (Method::DELETE, ["projects", _, "secrets", _], None) => match store.secrets.remove(&resource) {
+            Some(_) => Json(json!({})).into_response(),
+            None => not_found(&format!("Secret [{resource}]")),
+        },
+        (Method::POST, ["projects", _, "secrets", _], Some("addVersion")) => {
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Some(data) = request["payload"]["data"]
+                .as_str()
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            else {
+                return status(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "payload.data must be base64.");
+            };
+            let claimed = request["payload"]["dataCrc32c"].as_str().and_then(|c| c.parse::<u32>().ok());
+            if claimed.is_some_and(|c| c != crc32c::crc32c(&data)) {
+                return status(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Checksum mismatch for payload data.");
+            }
+            let Some(secret) = store.secrets.get_mut(&resource) else {
+                return not_found(&format!("Secret [{resource}]"));
+            };
+            secret.versions.push(Version { data, state: VersionState::Enabled, created: SystemTime::now(), destroyed: None });
+            let n = secret.versions.len();
+            Json(version_json(&resource, n, &secret.versions[n - 1])).into_response()
+        }
+        (Method::GET, ["projects", _, "secrets", _, "versions"], None) => {
+            let secret_name = resource.trim_end_matches("/versions").to_owned();
+            let Some(secret) = store.secrets.get(&secret_name) else {
+                return not_found(&format!("Secret [{secret_name}]"));
+            };
+            // Newest first, as the service lists them.
+            let all: Vec<Value> = secret
+                .versions
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, v)| version_json(&secret_name, i + 1, v))
+                .collect();
+            let (items, next) = page(&all, &params);
+            let mut out = json!({"versions": items, "totalSize": all.len()});
+            if let Some(next) = next {
+                out["nextPageToken"] = json!(next);
+            }
+            Json(out).into_response()
+        }
+        (_, ["projects", p, "secrets", s, "versions", v], verb) => {
+            let secret_name = format!("projects/{p}/secrets/{s}");
+            let permission = if verb == Some("access") { "secretmanager.versions.access" } else { "secretmanager.versions.get" };
+            if store.denied.contains(&secret_name) {
+                return status(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    format!("Permission '{permission}' denied for resource '{resource}' (or it may not exist)."),
+                );
+            }
+            let Some(secret) = store.secrets.get_mut(&secret_name) else {
+                return not_found(&format!("Secret [{secret_name}]"));
+            };
+            let n = if *v == "latest" { secret.versions.len() } else { v.parse::<usize>().unwrap_or(0) };
+            if n == 0 || n > secret.versions.len() {
+                return not_found(&format!("Secret Version [{resource}]"));
+            }
+            let version_name = format!("{secret_name}/versions/{n}");
+            let version = &mut secret.versions[n - 1];
+            match (method, verb) {
+                (Method::GET, None) => Json(version_json(&secret_name, n, version)).into_response(),
+                (Method::GET, Some("access")) => {
+                    if version.state != VersionState::Enabled {
+                        return status(
+                            StatusCode::BAD_REQUEST,
+                            "FAILED_PRECONDITION",
+                            format!("Secret Version [{version_name}] is in {} state.", version.state.as_str()),
+                        );
+                    }
+                    let data = base64::engine::general_purpose::STANDARD.encode(&version.data);
+                    let crc = crc32c::crc32c(&version.data).to_string();
+                    *store.access_by_name.entry(version_name.clone()).or_default() += 1;
+                    Json(json!({"name": version_name, "payload": {"data": data, "dataCrc32c": crc}})).into_response()
+                }
+                (Method::POST, Some(action @ ("disable" | "enable" | "destroy"))) => {
+                    if version.state == VersionState::Destroyed {
+                        return status(
+                            StatusCode::BAD_REQUEST,
+                            "FAILED_PRECONDITION",
+                            format!("Secret Version [{version_name}] is in DESTROYED state."),
+                        );
+                    }
+                    version.state = match action {
+                        "disable" => VersionState::Disabled,
+                        "enable" => VersionState::Enabled,
+                        _ => {
+                            version.data.fill(0);
+                            version.data.clear();
+                            version.destroyed = Some(SystemTime::now());
+                            VersionState::Destroyed
+                        }
+                    };
+                    Json(version_json(&secret_name, n, version)).into_response()
+                }
+                _ => status(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Method not found: {}", uri.path())),
+            }
+        }
+        _ => status(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Method not found: {} {}", method, uri.path())),
+    }
+}
+
+async fn stats(State(state): State<Shared>) -> Json<Value> {
+    let store = lock(&state);
+    let total: u64 = store.access_by_name.values().sum();
+    Json(json!({"access": total, "access_by_name": store.access_by_name, "requests": store.requests}))
+}
+
+async fn reset(State(state): State<Shared>) -> StatusCode {
+    *lock(&state) = Store::default();
+    StatusCode::NO_CONTENT
+}
+
+async fn deny(State(state): State<Shared>, Query(params): Query<HashMap<String, String>>) -> StatusCode {
+    let Some(name) = params.get("name") else { return StatusCode::BAD_REQUEST };
+    let mut store = lock(&state);
+    if params.get("allow").is_some_and(|v| v == "true") {
+        store.denied.remove(name);
+    } else {
+        store.denied.insert(name.clone());
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn latency(State(state): State<Shared>, Query(params): Query<HashMap<String, String>>) -> StatusCode {
+    let ms = params.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+    lock(&state).latency = Duration::from_millis(ms);
+    StatusCode::NO_CONTENT
+}
+
+async fn fail(State(state): State<Shared>, Query(params): Query<HashMap<String, String>>) -> StatusCode {
+    lock(&state).fail_next = params.get("count").and_then(|v| v.parse().ok()).unwrap_or(1);
+    StatusCode::NO_CONTENT
+}
+
+/// Serves the emulator on `listener` until `shutdown` resolves.
+pub async fn serve(listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router()).with_graceful_shutdown(shutdown).await
+}
+
+/// The emulator running on its own thread and runtime, on a free loopback port, stopped on drop.
+pub struct GcpEmulator {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GcpEmulator {
+    /// Starts the emulator.
+    pub fn start() -> GcpEmulator {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+            });
+        });
+        GcpEmulator { endpoint: format!("http://{addr}"), addr, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// Creates a secret (if missing) and adds a version with `data`; returns the version number.
+    pub fn add_version(&self, project: &str, secret: &str, data: &[u8]) -> u64 {
+        let parent = format!("{}/v1/projects/{project}/secrets", self.endpoint);
+        crate::http("POST", &format!("{parent}?secretId={secret}"), &[], r#"{"replication":{"automatic":{}}}"#);
+        let body = json!({"payload": {"data": base64::engine::general_purpose::STANDARD.encode(data)}}).to_string();
+        let reply = crate::http("POST", &format!("{parent}/{secret}:addVersion"), &[("Content-Type", "application/json")], &body);
+        assert_eq!(reply.status, 200, "addVersion: {}", reply.body);
+        reply.json()["name"].as_str().and_then(|n| n.rsplit('/').next()).and_then(|n| n.parse().ok()).expect("version")
+    }
+
+    /// Calls a version action (`disable`, `enable`, `destroy`).
+    pub fn version_action(&self, project: &str, secret: &str, version: u64, action: &str) {
+        let url = format!("{}/v1/projects/{project}/secrets/{secret}/versions/{version}:{action}", self.endpoint);
+        let reply = crate::http("POST", &url, &[("Content-Type", "application/json")], "{}");
+        assert_eq!(reply.status, 200, "{action}: {}", reply.body);
+    }
+
+    /// Denies (or with `allow`, allows again) access to `projects/P/secrets/S`.
+    pub fn deny(&self, project: &str, secret: &str, allow: bool) {
+        let url = format!("{}/emulator/deny?name=projects/{project}/secrets/{secret}&allow={allow}", self.endpoint);
+        crate::http("POST", &url, &[], "");
+    }
+
+    /// Makes the next `count` requests fail with 503 UNAVAILABLE.
+    pub fn fail_next(&self, count: u64) {
+        crate::http("POST", &format!("{}/emulator/fail?count={count}", self.endpoint), &[], "");
+    }
+
+    /// Delays every access call.
+    pub fn set_latency(&self, latency: Duration) {
+        crate::http("POST", &format!("{}/emulator/latency?ms={}", self.endpoint, latency.as_millis()), &[], "");
+    }
+
+    /// Total access calls served.
+    pub fn access_count(&self) -> u64 {
+        crate::http("GET", &format!("{}/emulator/stats", self.endpoint), &[], "").json()["access"].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for GcpEmulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
