@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use aws_sdk_secretsmanager::Client;
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
 use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
 use tokio::sync::OnceCell;
@@ -26,6 +26,9 @@ pub struct AwsSettings {
     pub anonymous: bool,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// Fixed access key and secret, for emulators in tests; never read from the config file, which should not
+    /// hold AWS keys.
+    pub static_keys: Option<(String, String)>,
 }
 
 /// The AWS Secrets Manager provider. The SDK client is built on first use, so an unused instance costs nothing.
@@ -38,7 +41,10 @@ pub struct AwsProvider {
 impl AwsProvider {
     /// A provider with the given settings.
     pub fn new(settings: AwsSettings) -> Self {
-        AwsProvider { settings, client: OnceCell::new() }
+        AwsProvider {
+            settings,
+            client: OnceCell::new(),
+        }
     }
 
     async fn client(&self) -> Result<&Client, ProviderError> {
@@ -65,6 +71,14 @@ impl AwsProvider {
                 }
                 if s.anonymous {
                     loader = loader.no_credentials();
+                } else if let Some((key, secret)) = &s.static_keys {
+                    loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                        key.clone(),
+                        secret.clone(),
+                        None,
+                        None,
+                        "keyway-static",
+                    ));
                 }
                 let config = loader.load().await;
                 if config.region().is_none() {
@@ -87,14 +101,20 @@ impl Provider for AwsProvider {
 
     async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
         let Target::Aws { secret_id, version } = target else {
-            return Err(ProviderError::new(ErrorKind::Invalid, "not an AWS reference"));
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                "not an AWS reference",
+            ));
         };
         let request = self.client().await?.get_secret_value().secret_id(secret_id);
         let request = match version {
             AwsVersion::Stage(stage) => request.version_stage(stage),
             AwsVersion::Id(id) => request.version_id(id),
         };
-        let out = request.send().await.map_err(|e| classify(&e, "GetSecretValue", secret_id))?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| classify(&e, "GetSecretValue", secret_id))?;
         let (value, encoding) = match (out.secret_string, out.secret_binary) {
             // Moving the SDK's buffers in avoids leaving a second, unzeroized copy behind.
             (Some(text), _) => (SecretValue::from(text), Encoding::Text),
@@ -102,7 +122,9 @@ impl Provider for AwsProvider {
             (None, None) => {
                 return Err(ProviderError::new(
                     ErrorKind::NotFound,
-                    format!("secret `{secret_id}` has no SecretString or SecretBinary in this version"),
+                    format!(
+                        "secret `{secret_id}` has no SecretString or SecretBinary in this version"
+                    ),
                 ));
             }
         };
@@ -121,13 +143,23 @@ impl Provider for AwsProvider {
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
         let mut request = self.client().await?.list_secrets().max_results(100);
         if let Some(filter) = filter {
-            request = request.filters(Filter::builder().key(FilterNameStringType::Name).values(filter).build());
+            request = request.filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(filter)
+                    .build(),
+            );
         }
         let mut pages = request.into_paginator().send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify(&e, "ListSecrets", "*"))?;
-            names.extend(page.secret_list.unwrap_or_default().into_iter().filter_map(|s| s.name));
+            names.extend(
+                page.secret_list
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|s| s.name),
+            );
         }
         Ok(names)
     }
@@ -144,34 +176,52 @@ where
     let (kind, message) = match (err, code) {
         (_, "ResourceNotFoundException") => (
             ErrorKind::NotFound,
-            format!("AWS secret `{resource}` (or the requested version) was not found; check the name, region and version"),
+            format!(
+                "AWS secret `{resource}` (or the requested version) was not found; check the name, region and version"
+            ),
         ),
         (_, "AccessDeniedException") => (
             ErrorKind::PermissionDenied,
-            format!("access denied: the caller's IAM identity needs secretsmanager:{action} on {resource}; grant it in the role's policy"),
+            format!(
+                "access denied: the caller's IAM identity needs secretsmanager:{action} on {resource}; grant it in the role's policy"
+            ),
         ),
         (_, "DecryptionFailure") => (
             ErrorKind::PermissionDenied,
-            format!("AWS could not decrypt `{resource}`: the caller needs kms:Decrypt on the secret's KMS key"),
+            format!(
+                "AWS could not decrypt `{resource}`: the caller needs kms:Decrypt on the secret's KMS key"
+            ),
         ),
-        (_, "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId") => (
+        (
+            _,
+            "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException"
+            | "InvalidClientTokenId",
+        ) => (
             ErrorKind::PermissionDenied,
-            format!("AWS rejected the credentials ({code}); refresh them (aws sso login, a new session token) or check the profile"),
+            format!(
+                "AWS rejected the credentials ({code}); refresh them (aws sso login, a new session token) or check the profile"
+            ),
         ),
         (_, "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded") => (
             ErrorKind::Throttled,
-            format!("AWS throttled {action}; Keyway retried with backoff; lower the request rate or raise the quota"),
+            format!(
+                "AWS throttled {action}; Keyway retried with backoff; lower the request rate or raise the quota"
+            ),
         ),
         (_, "InvalidParameterException" | "InvalidRequestException") => (
             ErrorKind::Invalid,
             format!("AWS rejected {action} for `{resource}` as invalid: {detail}"),
         ),
-        (_, "InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => {
-            (ErrorKind::Unavailable, format!("AWS Secrets Manager failed internally on {action}; retry later"))
-        }
-        (SdkError::TimeoutError(_), _) => {
-            (ErrorKind::Unavailable, format!("AWS {action} timed out; check the network path to Secrets Manager"))
-        }
+        (_, "InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => (
+            ErrorKind::Unavailable,
+            format!("AWS Secrets Manager failed internally on {action}; retry later"),
+        ),
+        (SdkError::TimeoutError(_), _) => (
+            ErrorKind::Unavailable,
+            format!("AWS {action} timed out; check the network path to Secrets Manager"),
+        ),
         (SdkError::DispatchFailure(failure), _) => {
             let text = format!("{:#}", aws_smithy_error_chain(err));
             if text.contains("credentials") {
@@ -180,18 +230,33 @@ where
                     "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
                 )
             } else if failure.is_timeout() {
-                (ErrorKind::Unavailable, format!("AWS {action} timed out; check the network path to Secrets Manager"))
+                (
+                    ErrorKind::Unavailable,
+                    format!("AWS {action} timed out; check the network path to Secrets Manager"),
+                )
             } else {
-                (ErrorKind::Unavailable, format!("could not reach AWS Secrets Manager for {action}; check the endpoint and network"))
+                (
+                    ErrorKind::Unavailable,
+                    format!(
+                        "could not reach AWS Secrets Manager for {action}; check the endpoint and network"
+                    ),
+                )
             }
         }
-        (SdkError::ConstructionFailure(_), _) => {
-            (ErrorKind::Invalid, format!("could not build the AWS {action} request; check region and credentials settings"))
-        }
-        (SdkError::ResponseError(_), _) => {
-            (ErrorKind::Unavailable, format!("AWS answered {action} with a response Keyway could not read; retry later"))
-        }
-        _ => (ErrorKind::Unavailable, format!("AWS {action} failed ({code}): {detail}")),
+        (SdkError::ConstructionFailure(_), _) => (
+            ErrorKind::Invalid,
+            format!(
+                "could not build the AWS {action} request; check region and credentials settings"
+            ),
+        ),
+        (SdkError::ResponseError(_), _) => (
+            ErrorKind::Unavailable,
+            format!("AWS answered {action} with a response Keyway could not read; retry later"),
+        ),
+        _ => (
+            ErrorKind::Unavailable,
+            format!("AWS {action} failed ({code}): {detail}"),
+        ),
     };
     ProviderError::new(kind, message)
 }

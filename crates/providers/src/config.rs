@@ -168,7 +168,10 @@ pub struct CacheSection {
 impl Default for CacheSection {
     fn default() -> Self {
         let d = CacheConfig::default();
-        CacheSection { max_bytes: d.max_bytes, negative_ttl: d.negative_ttl }
+        CacheSection {
+            max_bytes: d.max_bytes,
+            negative_ttl: d.negative_ttl,
+        }
     }
 }
 
@@ -205,18 +208,29 @@ fn default_git_user() -> String {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })
     }
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string().replace('\n', " ") })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().replace('\n', " "),
+        })?;
         for (name, provider) in &config.providers {
+            keyway_core::Instances::default()
+                .insert(name, keyway_core::BackendKind::Local)
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}]: {e}")))?;
             provider.validate(name)?;
         }
         Ok(config)
@@ -229,7 +243,10 @@ impl Config {
         let mut builder = Resolver::builder()
             .provider(
                 "aws-sm",
-                Arc::new(AwsProvider::new(AwsSettings { timeout, ..AwsSettings::default() })),
+                Arc::new(AwsProvider::new(AwsSettings {
+                    timeout,
+                    ..AwsSettings::default()
+                })),
                 CachePolicy::default(),
             )
             .provider(
@@ -243,14 +260,20 @@ impl Config {
             )
             .provider(
                 "local",
-                Arc::new(LocalProvider::new(LocalSettings { dir: Some(local_dir), ..LocalSettings::default() })),
+                Arc::new(LocalProvider::new(LocalSettings {
+                    dir: Some(local_dir),
+                    ..LocalSettings::default()
+                })),
                 CachePolicy::default(),
             );
         for (name, p) in &self.providers {
             let (provider, policy) = p.build()?;
             builder = builder.provider(name, provider, policy);
         }
-        let cache = Cache::new(CacheConfig { max_bytes: self.cache.max_bytes, negative_ttl: self.cache.negative_ttl });
+        let cache = Cache::new(CacheConfig {
+            max_bytes: self.cache.max_bytes,
+            negative_ttl: self.cache.negative_ttl,
+        });
         builder.build(cache).map_err(ConfigError::Invalid)
     }
 }
@@ -292,7 +315,9 @@ impl ProviderConfig {
                     not_for(key, set)?;
                 }
                 if self.dir.is_none() && self.file.is_none() {
-                    return Err(ConfigError::Invalid(format!("[providers.{name}] of type local needs `dir` or `file`")));
+                    return Err(ConfigError::Invalid(format!(
+                        "[providers.{name}] of type local needs `dir` or `file`"
+                    )));
                 }
             }
         }
@@ -305,7 +330,8 @@ impl ProviderConfig {
             }
         }
         if let Some(ttl) = &self.ttl {
-            ttl.to_ttl().map_err(|e| ConfigError::Invalid(format!("[providers.{name}] ttl: {e}")))?;
+            ttl.to_ttl()
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}] ttl: {e}")))?;
         }
         Ok(())
     }
@@ -329,6 +355,7 @@ impl ProviderConfig {
                 endpoint: self.endpoint.clone(),
                 anonymous,
                 timeout,
+                static_keys: None,
             })),
             KindName::Gcp => Arc::new(GcpProvider::new(GcpSettings {
                 project: self.project.clone(),
@@ -378,21 +405,42 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(config.providers["aws-sm"].ttl.as_ref().unwrap().to_ttl(), Ok(Ttl::For(Duration::from_secs(90))));
-        assert_eq!(config.providers["forever"].ttl.as_ref().unwrap().to_ttl(), Ok(Ttl::Forever));
-        assert_eq!(config.providers["bypass"].ttl.as_ref().unwrap().to_ttl(), Ok(Ttl::Bypass));
+        assert_eq!(
+            config.providers["aws-sm"].ttl.as_ref().unwrap().to_ttl(),
+            Ok(Ttl::For(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            config.providers["forever"].ttl.as_ref().unwrap().to_ttl(),
+            Ok(Ttl::Forever)
+        );
+        assert_eq!(
+            config.providers["bypass"].ttl.as_ref().unwrap().to_ttl(),
+            Ok(Ttl::Bypass)
+        );
         assert_eq!(config.git.credentials[0].username, "x-access-token");
         let resolver = config.resolver(PathBuf::from("secrets")).unwrap();
-        assert_eq!(resolver.instances().names(), "aws-sm, bypass, forever, gcp-sm, local");
+        assert_eq!(
+            resolver.instances().names(),
+            "aws-sm, bypass, forever, gcp-sm, local"
+        );
     }
 
     #[test]
     fn rejects_what_does_not_fit() {
         invalid("[providers.x]\ntype = \"azure\"", "unknown variant `azure`");
-        invalid("[providers.x]\ntype = \"aws\"\nproject = \"p\"", "`project` does not apply");
+        invalid(
+            "[providers.x]\ntype = \"aws\"\nproject = \"p\"",
+            "`project` does not apply",
+        );
         invalid("[providers.x]\ntype = \"local\"", "needs `dir` or `file`");
-        invalid("[providers.x]\ntype = \"aws\"\ncredentials = \"static\"", "write \"default\" or \"anonymous\"");
-        invalid("[providers.x]\ntype = \"aws\"\nttl = \"soon\"", "is not a TTL");
+        invalid(
+            "[providers.x]\ntype = \"aws\"\ncredentials = \"static\"",
+            "write \"default\" or \"anonymous\"",
+        );
+        invalid(
+            "[providers.x]\ntype = \"aws\"\nttl = \"soon\"",
+            "is not a TTL",
+        );
         invalid("[providers.Bad]\ntype = \"aws\"", "instance name `Bad`");
         invalid("[cache]\nmax_byte = 1", "unknown field `max_byte`");
         invalid("[providers.x]\ntype = \"aws\"\nregion = ", "line 3");

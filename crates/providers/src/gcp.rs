@@ -34,7 +34,10 @@ pub struct GcpProvider {
 impl GcpProvider {
     /// A provider with the given settings.
     pub fn new(settings: GcpSettings) -> Self {
-        GcpProvider { settings, client: OnceCell::new() }
+        GcpProvider {
+            settings,
+            client: OnceCell::new(),
+        }
     }
 
     async fn client(&self) -> Result<&SecretManagerService, ProviderError> {
@@ -78,8 +81,16 @@ impl Provider for GcpProvider {
     }
 
     async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
-        let Target::Gcp { project, secret, version } = target else {
-            return Err(ProviderError::new(ErrorKind::Invalid, "not a GCP reference"));
+        let Target::Gcp {
+            project,
+            secret,
+            version,
+        } = target
+        else {
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                "not a GCP reference",
+            ));
         };
         let project = self.project(project.as_ref())?;
         let version = match version {
@@ -101,13 +112,24 @@ impl Provider for GcpProvider {
             if i64::from(actual) != expected {
                 return Err(ProviderError::new(
                     ErrorKind::Unavailable,
-                    format!("the payload of {name} failed its CRC32C check (corrupted in transit); retry"),
+                    format!(
+                        "the payload of {name} failed its CRC32C check (corrupted in transit); retry"
+                    ),
                 ));
             }
         }
         // GCP stores bytes; report text when they are UTF-8, as `gcloud secrets versions access` prints them.
-        let encoding = if std::str::from_utf8(&payload.data).is_ok() { Encoding::Text } else { Encoding::Binary };
-        let version_id = response.name.rsplit('/').next().unwrap_or_default().to_owned();
+        let encoding = if std::str::from_utf8(&payload.data).is_ok() {
+            Encoding::Text
+        } else {
+            Encoding::Binary
+        };
+        let version_id = response
+            .name
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         Ok(Secret {
             value: SecretValue::new(Vec::from(payload.data)),
             encoding,
@@ -125,7 +147,12 @@ impl Provider for GcpProvider {
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
         let project = self.project(None)?;
         let parent = format!("projects/{project}");
-        let mut request = self.client().await?.list_secrets().set_parent(parent.clone()).set_page_size(250);
+        let mut request = self
+            .client()
+            .await?
+            .list_secrets()
+            .set_parent(parent.clone())
+            .set_page_size(250);
         if let Some(filter) = filter {
             request = request.set_filter(format!("name:{filter}"));
         }
@@ -133,7 +160,14 @@ impl Provider for GcpProvider {
         let mut names = Vec::new();
         while let Some(item) = items.next().await {
             let secret = item.map_err(|e| classify(e, &format!("{parent}/secrets")))?;
-            names.push(secret.name.rsplit('/').next().unwrap_or_default().to_owned());
+            names.push(
+                secret
+                    .name
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         Ok(names)
     }

@@ -40,7 +40,11 @@ impl LocalProvider {
         if let Some(file) = &self.settings.file {
             places.push(format!("file {}", file.display()));
         }
-        if places.is_empty() { "no configured store".to_owned() } else { places.join(" or ") }
+        if places.is_empty() {
+            "no configured store".to_owned()
+        } else {
+            places.join(" or ")
+        }
     }
 
     async fn from_file(&self, file: &Path, name: &str) -> Result<Option<Secret>, ProviderError> {
@@ -62,7 +66,11 @@ impl LocalProvider {
         Ok(Some(Secret {
             value: SecretValue::new(bytes),
             encoding: Encoding::Text,
-            meta: SecretMeta { name: format!("{}#{name}", file.display()), version_id, ..SecretMeta::default() },
+            meta: SecretMeta {
+                name: format!("{}#{name}", file.display()),
+                version_id,
+                ..SecretMeta::default()
+            },
         }))
     }
 
@@ -78,20 +86,46 @@ impl LocalProvider {
         };
         ensure_inside(dir, &path).await?;
         let io_err = |e: std::io::Error| {
-            let kind = if e.kind() == std::io::ErrorKind::PermissionDenied { ErrorKind::PermissionDenied } else { ErrorKind::Unavailable };
-            ProviderError::new(kind, format!("cannot read {}: {e}; check the file's owner and mode", path.display()))
+            let kind = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::Unavailable
+            };
+            ProviderError::new(
+                kind,
+                format!(
+                    "cannot read {}: {e}; check the file's owner and mode",
+                    path.display()
+                ),
+            )
         };
         let raw = tokio::fs::read(&path).await.map_err(io_err)?;
-        let bytes = if is_age { self.decrypt(&path, Zeroizing::new(raw)).await? } else { raw };
-        let encoding = if std::str::from_utf8(&bytes).is_ok() { Encoding::Text } else { Encoding::Binary };
+        let bytes = if is_age {
+            self.decrypt(&path, Zeroizing::new(raw)).await?
+        } else {
+            raw
+        };
+        let encoding = if std::str::from_utf8(&bytes).is_ok() {
+            Encoding::Text
+        } else {
+            Encoding::Binary
+        };
         Ok(Some(Secret {
             value: SecretValue::new(bytes),
             encoding,
-            meta: SecretMeta { name: path.display().to_string(), version_id: modified_nanos(&path).await, ..SecretMeta::default() },
+            meta: SecretMeta {
+                name: path.display().to_string(),
+                version_id: modified_nanos(&path).await,
+                ..SecretMeta::default()
+            },
         }))
     }
 
-    async fn decrypt(&self, path: &Path, ciphertext: Zeroizing<Vec<u8>>) -> Result<Vec<u8>, ProviderError> {
+    async fn decrypt(
+        &self,
+        path: &Path,
+        ciphertext: Zeroizing<Vec<u8>>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let identity_file = self.settings.age_identity.as_ref().ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::Invalid,
@@ -99,7 +133,10 @@ impl LocalProvider {
             )
         })?;
         let identities = Zeroizing::new(tokio::fs::read(identity_file).await.map_err(|e| {
-            ProviderError::new(ErrorKind::PermissionDenied, format!("cannot read age identity {}: {e}", identity_file.display()))
+            ProviderError::new(
+                ErrorKind::PermissionDenied,
+                format!("cannot read age identity {}: {e}", identity_file.display()),
+            )
         })?);
         let path = path.to_owned();
         let identity_name = identity_file.display().to_string();
@@ -135,7 +172,10 @@ impl Provider for LocalProvider {
 
     async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
         let Target::Local { name } = target else {
-            return Err(ProviderError::new(ErrorKind::Invalid, "not a local reference"));
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                "not a local reference",
+            ));
         };
         if let Some(file) = &self.settings.file {
             if let Some(secret) = self.from_file(file, name).await? {
@@ -147,7 +187,10 @@ impl Provider for LocalProvider {
                 return Ok(secret);
             }
         }
-        Err(ProviderError::new(ErrorKind::NotFound, format!("local secret `{name}` not found in {}", self.where_())))
+        Err(ProviderError::new(
+            ErrorKind::NotFound,
+            format!("local secret `{name}` not found in {}", self.where_()),
+        ))
     }
 
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
@@ -160,7 +203,9 @@ impl Provider for LocalProvider {
         if let Some(dir) = self.settings.dir.clone() {
             let found = tokio::task::spawn_blocking(move || walk(&dir))
                 .await
-                .map_err(|_| ProviderError::new(ErrorKind::Unavailable, "the listing task failed"))??;
+                .map_err(|_| {
+                    ProviderError::new(ErrorKind::Unavailable, "the listing task failed")
+                })??;
             names.extend(found);
         }
         names.sort();
@@ -170,13 +215,25 @@ impl Provider for LocalProvider {
     }
 }
 
-async fn read_entries(file: &Path) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+async fn read_entries(
+    file: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
     let text = Zeroizing::new(tokio::fs::read(file).await.map_err(|e| {
-        ProviderError::new(ErrorKind::Unavailable, format!("cannot read local store file {}: {e}", file.display()))
+        ProviderError::new(
+            ErrorKind::Unavailable,
+            format!("cannot read local store file {}: {e}", file.display()),
+        )
     })?);
-    let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let is_yaml = matches!(
+        file.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
     let parsed: Result<serde_json::Value, String> = if is_yaml {
-        serde_norway::from_slice(&text).map_err(|e| e.location().map(|l| format!("line {}", l.line())).unwrap_or_default())
+        serde_norway::from_slice(&text).map_err(|e| {
+            e.location()
+                .map(|l| format!("line {}", l.line()))
+                .unwrap_or_default()
+        })
     } else {
         serde_json::from_slice(&text).map_err(|e| format!("line {}", e.line()))
     };
@@ -184,12 +241,19 @@ async fn read_entries(file: &Path) -> Result<serde_json::Map<String, serde_json:
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(mut other) => {
             scrub(&mut other);
-            Err(ProviderError::new(ErrorKind::Invalid, format!("{} must hold a map of NAME: VALUE entries", file.display())))
+            Err(ProviderError::new(
+                ErrorKind::Invalid,
+                format!("{} must hold a map of NAME: VALUE entries", file.display()),
+            ))
         }
         // The parser's own message can quote the file's content, so only the position is reported.
         Err(position) => Err(ProviderError::new(
             ErrorKind::Invalid,
-            format!("{} is not valid {} (at {position}); fix the syntax", file.display(), if is_yaml { "YAML" } else { "JSON" }),
+            format!(
+                "{} is not valid {} (at {position}); fix the syntax",
+                file.display(),
+                if is_yaml { "YAML" } else { "JSON" }
+            ),
         )),
     }
 }
@@ -214,12 +278,18 @@ async fn is_file(path: &Path) -> bool {
 
 /// Refuses files that resolve (through symlinks) outside the store's directory.
 async fn ensure_inside(dir: &Path, path: &Path) -> Result<(), ProviderError> {
-    let (dir, real) = (tokio::fs::canonicalize(dir).await, tokio::fs::canonicalize(path).await);
+    let (dir, real) = (
+        tokio::fs::canonicalize(dir).await,
+        tokio::fs::canonicalize(path).await,
+    );
     match (dir, real) {
         (Ok(dir), Ok(real)) if real.starts_with(&dir) => Ok(()),
         _ => Err(ProviderError::new(
             ErrorKind::PermissionDenied,
-            format!("{} resolves outside the local store directory; replace the symlink with the file", path.display()),
+            format!(
+                "{} resolves outside the local store directory; replace the symlink with the file",
+                path.display()
+            ),
         )),
     }
 }
@@ -239,20 +309,36 @@ fn walk(dir: &Path) -> Result<Vec<String>, ProviderError> {
     let mut stack = vec![dir.to_owned()];
     while let Some(current) = stack.pop() {
         let entries = std::fs::read_dir(&current).map_err(|e| {
-            ProviderError::new(ErrorKind::Unavailable, format!("cannot list local store directory {}: {e}", current.display()))
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "cannot list local store directory {}: {e}",
+                    current.display()
+                ),
+            )
         })?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(file_type) = entry.file_type() else { continue };
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
             if file_type.is_dir() {
                 stack.push(path);
             } else if file_type.is_file() {
-                let Ok(relative) = path.strip_prefix(dir) else { continue };
-                if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+                let Ok(relative) = path.strip_prefix(dir) else {
+                    continue;
+                };
+                if relative
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_)))
+                {
                     continue;
                 }
                 let name = relative.to_string_lossy().into_owned();
-                names.push(name.strip_suffix(".age").map_or(name.clone(), str::to_owned));
+                names.push(
+                    name.strip_suffix(".age")
+                        .map_or(name.clone(), str::to_owned),
+                );
             }
         }
     }

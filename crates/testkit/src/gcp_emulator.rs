@@ -8,7 +8,8 @@
 //!
 //! Test controls live under `/emulator/`: `GET stats` (access counts), `POST reset`,
 //! `POST deny?name=projects/P/secrets/S` (answers PERMISSION_DENIED), `POST latency?ms=N` (delays access),
-//! `POST fail?count=N` (the next N requests answer 503 UNAVAILABLE).
+//! `POST fail?count=N` (the next N requests answer 503 UNAVAILABLE), `POST corrupt?count=N` (the next N
+//! access answers carry a wrong checksum).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum VersionState {
@@ -62,6 +63,7 @@ struct Store {
     requests: u64,
     latency: Duration,
     fail_next: u64,
+    corrupt_next: u64,
 }
 
 type Shared = Arc<Mutex<Store>>;
@@ -79,17 +81,23 @@ pub fn router() -> Router {
         .route("/emulator/deny", post(deny))
         .route("/emulator/latency", post(latency))
         .route("/emulator/fail", post(fail))
+        .route("/emulator/corrupt", post(corrupt))
         .route("/v1/{*path}", any(api))
         .with_state(state)
 }
 
 fn status(code: StatusCode, status: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": {"code": code.as_u16(), "message": message.into(), "status": status}});
+    let body =
+        json!({"error": {"code": code.as_u16(), "message": message.into(), "status": status}});
     (code, Json(body)).into_response()
 }
 
 fn not_found(what: &str) -> Response {
-    status(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found or has no versions."))
+    status(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("{what} not found or has no versions."),
+    )
 }
 
 fn time(t: SystemTime) -> String {
@@ -122,8 +130,16 @@ fn version_json(secret: &str, n: usize, v: &Version) -> Value {
 }
 
 fn page<T: Clone>(items: &[T], params: &HashMap<String, String>) -> (Vec<T>, Option<String>) {
-    let size = params.get("pageSize").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(25).min(25_000);
-    let start = params.get("pageToken").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+    let size = params
+        .get("pageSize")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(25)
+        .min(25_000);
+    let start = params
+        .get("pageToken")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(0);
     let end = (start + size).min(items.len());
     let slice = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
     (slice, (end < items.len()).then(|| end.to_string()))
@@ -133,7 +149,9 @@ fn page<T: Clone>(items: &[T], params: &HashMap<String, String>) -> (Vec<T>, Opt
 fn matches_filter(name: &str, params: &HashMap<String, String>) -> bool {
     match params.get("filter").map(String::as_str) {
         None | Some("") => true,
-        Some(f) => f.strip_prefix("name:").is_none_or(|needle| name.rsplit('/').next().unwrap_or(name).contains(needle)),
+        Some(f) => f
+            .strip_prefix("name:")
+            .is_none_or(|needle| name.rsplit('/').next().unwrap_or(name).contains(needle)),
     }
 }
 
@@ -154,9 +172,17 @@ async fn api(
         store.requests += 1;
         if store.fail_next > 0 {
             store.fail_next -= 1;
-            return status(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is currently unavailable.");
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+            );
         }
-        if verb.as_deref() == Some("access") { store.latency } else { Duration::ZERO }
+        if verb.as_deref() == Some("access") {
+            store.latency
+        } else {
+            Duration::ZERO
+        }
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -168,7 +194,9 @@ async fn api(
             let all: Vec<Value> = store
                 .secrets
                 .iter()
-                .filter(|(name, _)| name.starts_with(&format!("{resource}/")) && matches_filter(name, &params))
+                .filter(|(name, _)| {
+                    name.starts_with(&format!("{resource}/")) && matches_filter(name, &params)
+                })
                 .map(|(name, s)| secret_json(name, s))
                 .collect();
             let (items, next) = page(&all, &params);
@@ -180,14 +208,26 @@ async fn api(
         }
         (Method::POST, ["projects", _, "secrets"], None) => {
             let Some(id) = params.get("secretId") else {
-                return status(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "secretId is required.");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "secretId is required.",
+                );
             };
             let name = format!("{resource}/{id}");
             if store.secrets.contains_key(&name) {
-                return status(StatusCode::CONFLICT, "ALREADY_EXISTS", format!("Secret [{name}] already exists."));
+                return status(
+                    StatusCode::CONFLICT,
+                    "ALREADY_EXISTS",
+                    format!("Secret [{name}] already exists."),
+                );
             }
             let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let entry = SecretEntry { created: SystemTime::now(), labels: request["labels"].clone(), versions: Vec::new() };
+            let entry = SecretEntry {
+                created: SystemTime::now(),
+                labels: request["labels"].clone(),
+                versions: Vec::new(),
+            };
             let out = secret_json(&name, &entry);
             store.secrets.insert(name, entry);
             Json(out).into_response()
@@ -196,26 +236,43 @@ async fn api(
             Some(s) => Json(secret_json(&resource, s)).into_response(),
             None => not_found(&format!("Secret [{resource}]")),
         },
-        (Method::DELETE, ["projects", _, "secrets", _], None) => match store.secrets.remove(&resource) {
-            Some(_) => Json(json!({})).into_response(),
-            None => not_found(&format!("Secret [{resource}]")),
-        },
+        (Method::DELETE, ["projects", _, "secrets", _], None) => {
+            match store.secrets.remove(&resource) {
+                Some(_) => Json(json!({})).into_response(),
+                None => not_found(&format!("Secret [{resource}]")),
+            }
+        }
         (Method::POST, ["projects", _, "secrets", _], Some("addVersion")) => {
             let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let Some(data) = request["payload"]["data"]
                 .as_str()
                 .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
             else {
-                return status(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "payload.data must be base64.");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "payload.data must be base64.",
+                );
             };
-            let claimed = request["payload"]["dataCrc32c"].as_str().and_then(|c| c.parse::<u32>().ok());
+            let claimed = request["payload"]["dataCrc32c"]
+                .as_str()
+                .and_then(|c| c.parse::<u32>().ok());
             if claimed.is_some_and(|c| c != crc32c::crc32c(&data)) {
-                return status(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Checksum mismatch for payload data.");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "Checksum mismatch for payload data.",
+                );
             }
             let Some(secret) = store.secrets.get_mut(&resource) else {
                 return not_found(&format!("Secret [{resource}]"));
             };
-            secret.versions.push(Version { data, state: VersionState::Enabled, created: SystemTime::now(), destroyed: None });
+            secret.versions.push(Version {
+                data,
+                state: VersionState::Enabled,
+                created: SystemTime::now(),
+                destroyed: None,
+            });
             let n = secret.versions.len();
             Json(version_json(&resource, n, &secret.versions[n - 1])).into_response()
         }
@@ -241,18 +298,28 @@ async fn api(
         }
         (_, ["projects", p, "secrets", s, "versions", v], verb) => {
             let secret_name = format!("projects/{p}/secrets/{s}");
-            let permission = if verb == Some("access") { "secretmanager.versions.access" } else { "secretmanager.versions.get" };
+            let permission = if verb == Some("access") {
+                "secretmanager.versions.access"
+            } else {
+                "secretmanager.versions.get"
+            };
             if store.denied.contains(&secret_name) {
                 return status(
                     StatusCode::FORBIDDEN,
                     "PERMISSION_DENIED",
-                    format!("Permission '{permission}' denied for resource '{resource}' (or it may not exist)."),
+                    format!(
+                        "Permission '{permission}' denied for resource '{resource}' (or it may not exist)."
+                    ),
                 );
             }
             let Some(secret) = store.secrets.get_mut(&secret_name) else {
                 return not_found(&format!("Secret [{secret_name}]"));
             };
-            let n = if *v == "latest" { secret.versions.len() } else { v.parse::<usize>().unwrap_or(0) };
+            let n = if *v == "latest" {
+                secret.versions.len()
+            } else {
+                v.parse::<usize>().unwrap_or(0)
+            };
             if n == 0 || n > secret.versions.len() {
                 return not_found(&format!("Secret Version [{resource}]"));
             }
@@ -265,13 +332,27 @@ async fn api(
                         return status(
                             StatusCode::BAD_REQUEST,
                             "FAILED_PRECONDITION",
-                            format!("Secret Version [{version_name}] is in {} state.", version.state.as_str()),
+                            format!(
+                                "Secret Version [{version_name}] is in {} state.",
+                                version.state.as_str()
+                            ),
                         );
                     }
                     let data = base64::engine::general_purpose::STANDARD.encode(&version.data);
-                    let crc = crc32c::crc32c(&version.data).to_string();
-                    *store.access_by_name.entry(version_name.clone()).or_default() += 1;
-                    Json(json!({"name": version_name, "payload": {"data": data, "dataCrc32c": crc}})).into_response()
+                    let mut crc = crc32c::crc32c(&version.data);
+                    if store.corrupt_next > 0 {
+                        store.corrupt_next -= 1;
+                        crc ^= 1;
+                    }
+                    let crc = crc.to_string();
+                    *store
+                        .access_by_name
+                        .entry(version_name.clone())
+                        .or_default() += 1;
+                    Json(
+                        json!({"name": version_name, "payload": {"data": data, "dataCrc32c": crc}}),
+                    )
+                    .into_response()
                 }
                 (Method::POST, Some(action @ ("disable" | "enable" | "destroy"))) => {
                     if version.state == VersionState::Destroyed {
@@ -293,17 +374,27 @@ async fn api(
                     };
                     Json(version_json(&secret_name, n, version)).into_response()
                 }
-                _ => status(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Method not found: {}", uri.path())),
+                _ => status(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    format!("Method not found: {}", uri.path()),
+                ),
             }
         }
-        _ => status(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Method not found: {} {}", method, uri.path())),
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Method not found: {} {}", method, uri.path()),
+        ),
     }
 }
 
 async fn stats(State(state): State<Shared>) -> Json<Value> {
     let store = lock(&state);
     let total: u64 = store.access_by_name.values().sum();
-    Json(json!({"access": total, "access_by_name": store.access_by_name, "requests": store.requests}))
+    Json(
+        json!({"access": total, "access_by_name": store.access_by_name, "requests": store.requests}),
+    )
 }
 
 async fn reset(State(state): State<Shared>) -> StatusCode {
@@ -311,8 +402,13 @@ async fn reset(State(state): State<Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn deny(State(state): State<Shared>, Query(params): Query<HashMap<String, String>>) -> StatusCode {
-    let Some(name) = params.get("name") else { return StatusCode::BAD_REQUEST };
+async fn deny(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
+    let Some(name) = params.get("name") else {
+        return StatusCode::BAD_REQUEST;
+    };
     let mut store = lock(&state);
     if params.get("allow").is_some_and(|v| v == "true") {
         store.denied.remove(name);
@@ -322,20 +418,45 @@ async fn deny(State(state): State<Shared>, Query(params): Query<HashMap<String, 
     StatusCode::NO_CONTENT
 }
 
-async fn latency(State(state): State<Shared>, Query(params): Query<HashMap<String, String>>) -> StatusCode {
+async fn latency(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
     let ms = params.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0);
     lock(&state).latency = Duration::from_millis(ms);
     StatusCode::NO_CONTENT
 }
 
-async fn fail(State(state): State<Shared>, Query(params): Query<HashMap<String, String>>) -> StatusCode {
-    lock(&state).fail_next = params.get("count").and_then(|v| v.parse().ok()).unwrap_or(1);
+async fn fail(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
+    lock(&state).fail_next = params
+        .get("count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    StatusCode::NO_CONTENT
+}
+
+async fn corrupt(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
+    lock(&state).corrupt_next = params
+        .get("count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     StatusCode::NO_CONTENT
 }
 
 /// Serves the emulator on `listener` until `shutdown` resolves.
-pub async fn serve(listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router()).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// The emulator running on its own thread and runtime, on a free loopback port, stopped on drop.
@@ -356,7 +477,10 @@ impl GcpEmulator {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 serve(listener, async move {
@@ -366,45 +490,98 @@ impl GcpEmulator {
                 .expect("serve");
             });
         });
-        GcpEmulator { endpoint: format!("http://{addr}"), addr, stop: Some(stop), thread: Some(thread) }
+        GcpEmulator {
+            endpoint: format!("http://{addr}"),
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// Creates a secret (if missing) and adds a version with `data`; returns the version number.
     pub fn add_version(&self, project: &str, secret: &str, data: &[u8]) -> u64 {
         let parent = format!("{}/v1/projects/{project}/secrets", self.endpoint);
-        crate::http("POST", &format!("{parent}?secretId={secret}"), &[], r#"{"replication":{"automatic":{}}}"#);
-        let body = json!({"payload": {"data": base64::engine::general_purpose::STANDARD.encode(data)}}).to_string();
-        let reply = crate::http("POST", &format!("{parent}/{secret}:addVersion"), &[("Content-Type", "application/json")], &body);
+        crate::http(
+            "POST",
+            &format!("{parent}?secretId={secret}"),
+            &[],
+            r#"{"replication":{"automatic":{}}}"#,
+        );
+        let body =
+            json!({"payload": {"data": base64::engine::general_purpose::STANDARD.encode(data)}})
+                .to_string();
+        let reply = crate::http(
+            "POST",
+            &format!("{parent}/{secret}:addVersion"),
+            &[("Content-Type", "application/json")],
+            &body,
+        );
         assert_eq!(reply.status, 200, "addVersion: {}", reply.body);
-        reply.json()["name"].as_str().and_then(|n| n.rsplit('/').next()).and_then(|n| n.parse().ok()).expect("version")
+        reply.json()["name"]
+            .as_str()
+            .and_then(|n| n.rsplit('/').next())
+            .and_then(|n| n.parse().ok())
+            .expect("version")
     }
 
     /// Calls a version action (`disable`, `enable`, `destroy`).
     pub fn version_action(&self, project: &str, secret: &str, version: u64, action: &str) {
-        let url = format!("{}/v1/projects/{project}/secrets/{secret}/versions/{version}:{action}", self.endpoint);
+        let url = format!(
+            "{}/v1/projects/{project}/secrets/{secret}/versions/{version}:{action}",
+            self.endpoint
+        );
         let reply = crate::http("POST", &url, &[("Content-Type", "application/json")], "{}");
         assert_eq!(reply.status, 200, "{action}: {}", reply.body);
     }
 
     /// Denies (or with `allow`, allows again) access to `projects/P/secrets/S`.
     pub fn deny(&self, project: &str, secret: &str, allow: bool) {
-        let url = format!("{}/emulator/deny?name=projects/{project}/secrets/{secret}&allow={allow}", self.endpoint);
+        let url = format!(
+            "{}/emulator/deny?name=projects/{project}/secrets/{secret}&allow={allow}",
+            self.endpoint
+        );
         crate::http("POST", &url, &[], "");
     }
 
     /// Makes the next `count` requests fail with 503 UNAVAILABLE.
     pub fn fail_next(&self, count: u64) {
-        crate::http("POST", &format!("{}/emulator/fail?count={count}", self.endpoint), &[], "");
+        crate::http(
+            "POST",
+            &format!("{}/emulator/fail?count={count}", self.endpoint),
+            &[],
+            "",
+        );
+    }
+
+    /// Makes the next `count` access answers carry a wrong `dataCrc32c`.
+    pub fn corrupt_next(&self, count: u64) {
+        crate::http(
+            "POST",
+            &format!("{}/emulator/corrupt?count={count}", self.endpoint),
+            &[],
+            "",
+        );
     }
 
     /// Delays every access call.
     pub fn set_latency(&self, latency: Duration) {
-        crate::http("POST", &format!("{}/emulator/latency?ms={}", self.endpoint, latency.as_millis()), &[], "");
+        crate::http(
+            "POST",
+            &format!(
+                "{}/emulator/latency?ms={}",
+                self.endpoint,
+                latency.as_millis()
+            ),
+            &[],
+            "",
+        );
     }
 
     /// Total access calls served.
     pub fn access_count(&self) -> u64 {
-        crate::http("GET", &format!("{}/emulator/stats", self.endpoint), &[], "").json()["access"].as_u64().unwrap_or(0)
+        crate::http("GET", &format!("{}/emulator/stats", self.endpoint), &[], "").json()["access"]
+            .as_u64()
+            .unwrap_or(0)
     }
 }
 

@@ -28,7 +28,10 @@ pub fn venv() -> PathBuf {
 
 /// A free loopback port (bound then released; the caller retries if it is taken meanwhile).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// Waits until something accepts TCP connections on `addr`.
@@ -61,13 +64,18 @@ impl Reply {
 
 /// One HTTP request with ureq; non-2xx statuses are returned, not raised.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut request = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let request = request.body(body.to_owned()).expect("valid request");
-    let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     Reply { status, body }
@@ -84,7 +92,11 @@ impl Moto {
     /// Starts `moto_server` from the project's venv and waits until it answers.
     pub fn start() -> Moto {
         let server = venv().join("bin/moto_server");
-        assert!(server.exists(), "{} is missing: run scripts/python-env.sh (scripts/test.sh does)", server.display());
+        assert!(
+            server.exists(),
+            "{} is missing: run scripts/python-env.sh (scripts/test.sh does)",
+            server.display()
+        );
         for _ in 0..3 {
             let port = free_port();
             let child = Command::new(&server)
@@ -94,9 +106,13 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn moto_server");
-            let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+            let mut moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            };
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            if wait_for_port(addr, Duration::from_secs(30)) && moto.get("/moto-api/").status == 200 {
+            if wait_for_port(addr, Duration::from_secs(30)) && moto.get("/moto-api/").status == 200
+            {
                 return moto;
             }
             let _ = moto.child.kill();
@@ -116,7 +132,10 @@ impl Moto {
             &[
                 ("X-Amz-Target", &format!("secretsmanager.{action}")),
                 ("Content-Type", "application/x-amz-json-1.1"),
-                ("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0"),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+                ),
             ],
             &body.to_string(),
         )
@@ -124,7 +143,10 @@ impl Moto {
 
     /// Creates a string secret; returns its ARN.
     pub fn create_secret(&self, name: &str, value: &str) -> String {
-        let reply = self.call("CreateSecret", &serde_json::json!({"Name": name, "SecretString": value}));
+        let reply = self.call(
+            "CreateSecret",
+            &serde_json::json!({"Name": name, "SecretString": value}),
+        );
         assert_eq!(reply.status, 200, "CreateSecret {name}: {}", reply.body);
         reply.json()["ARN"].as_str().expect("ARN").to_owned()
     }
@@ -132,16 +154,25 @@ impl Moto {
     /// Creates a binary secret; returns its ARN.
     pub fn create_binary_secret(&self, name: &str, value: &[u8]) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-        let reply = self.call("CreateSecret", &serde_json::json!({"Name": name, "SecretBinary": b64}));
+        let reply = self.call(
+            "CreateSecret",
+            &serde_json::json!({"Name": name, "SecretBinary": b64}),
+        );
         assert_eq!(reply.status, 200, "CreateSecret {name}: {}", reply.body);
         reply.json()["ARN"].as_str().expect("ARN").to_owned()
     }
 
     /// Puts a new AWSCURRENT version; returns its version id.
     pub fn put_secret_value(&self, name: &str, value: &str) -> String {
-        let reply = self.call("PutSecretValue", &serde_json::json!({"SecretId": name, "SecretString": value}));
+        let reply = self.call(
+            "PutSecretValue",
+            &serde_json::json!({"SecretId": name, "SecretString": value}),
+        );
         assert_eq!(reply.status, 200, "PutSecretValue {name}: {}", reply.body);
-        reply.json()["VersionId"].as_str().expect("VersionId").to_owned()
+        reply.json()["VersionId"]
+            .as_str()
+            .expect("VersionId")
+            .to_owned()
     }
 
     /// Starts moto's request recorder (clearing earlier recordings).
@@ -157,8 +188,13 @@ impl Moto {
             .filter(|l| !l.trim().is_empty())
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .map(|record| {
-                let target = record["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
-                (target.trim_start_matches("secretsmanager.").to_owned(), record)
+                let target = record["headers"]["X-Amz-Target"]
+                    .as_str()
+                    .unwrap_or_default();
+                (
+                    target.trim_start_matches("secretsmanager.").to_owned(),
+                    record,
+                )
             })
             .collect()
     }

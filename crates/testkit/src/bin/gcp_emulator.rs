@@ -9,11 +9,21 @@ async fn main() -> anyhow::Result<()> {
     let mut port = 0u16;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--port" => port = args.next().context("--port needs a number")?.parse().context("--port needs a number")?,
-            other => anyhow::bail!("unknown argument `{other}`; usage: keyway-gcp-emulator [--port N]"),
+            "--port" => {
+                port = args
+                    .next()
+                    .context("--port needs a number")?
+                    .parse()
+                    .context("--port needs a number")?
+            }
+            other => {
+                anyhow::bail!("unknown argument `{other}`; usage: keyway-gcp-emulator [--port N]")
+            }
         }
     }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("bind 127.0.0.1")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("bind 127.0.0.1")?;
     println!("listening on http://{}", listener.local_addr()?);
     keyway_testkit::gcp_emulator::serve(listener, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,0 +1,176 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyway_core::reference::{AwsVersion, Target};
+use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider};
+use keyway_providers::aws::{AwsProvider, AwsSettings};
+use keyway_testkit::Moto;
+
+use super::{get, resolver, text};
+
+fn provider(endpoint: &str) -> AwsProvider {
+    AwsProvider::new(AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.to_owned()),
+        timeout: Duration::from_secs(5),
+        static_keys: Some(("testing".into(), "testing".into())),
+        ..AwsSettings::default()
+    })
+}
+
+fn target(id: &str, version: AwsVersion) -> Target {
+    Target::Aws {
+        secret_id: id.into(),
+        version,
+    }
+}
+
+#[tokio::test]
+async fn fetches_by_name_arn_version_id_and_stage() {
+    let moto = Moto::start();
+    let arn = moto.create_secret("ci/github", r#"{"github_token":"ghp_v1"}"#);
+    let v2 = moto.put_secret_value("ci/github", r#"{"github_token":"ghp_v2"}"#);
+    let p = provider(&moto.endpoint);
+
+    let current = p
+        .fetch(&target("ci/github", AwsVersion::Stage("AWSCURRENT".into())))
+        .await
+        .unwrap();
+    assert!(current.value.ct_eq(br#"{"github_token":"ghp_v2"}"#));
+    assert_eq!(current.meta.version_id, v2);
+    assert!(current.meta.stages.contains(&"AWSCURRENT".to_owned()));
+    assert_eq!(current.meta.name, arn);
+    assert!(current.meta.created.is_some());
+
+    let previous = p
+        .fetch(&target(
+            "ci/github",
+            AwsVersion::Stage("AWSPREVIOUS".into()),
+        ))
+        .await
+        .unwrap();
+    assert!(previous.value.ct_eq(br#"{"github_token":"ghp_v1"}"#));
+
+    let by_id = p
+        .fetch(&target("ci/github", AwsVersion::Id(v2.clone())))
+        .await
+        .unwrap();
+    assert!(by_id.value.ct_eq(br#"{"github_token":"ghp_v2"}"#));
+
+    let by_arn = p
+        .fetch(&target(&arn, AwsVersion::Stage("AWSCURRENT".into())))
+        .await
+        .unwrap();
+    assert_eq!(by_arn.meta.version_id, v2);
+
+    // Through the resolver: the reference syntax, the ARN's colons and the field.
+    let r = resolver("aws-sm", Arc::new(p), CachePolicy::default());
+    assert_eq!(
+        text(
+            &get(&r, &format!("aws-sm://{arn}#github_token"))
+                .await
+                .unwrap()
+        ),
+        "ghp_v2"
+    );
+    assert_eq!(
+        text(
+            &get(
+                &r,
+                "aws-sm://ci/github?version-stage=AWSPREVIOUS#github_token"
+            )
+            .await
+            .unwrap()
+        ),
+        "ghp_v1"
+    );
+}
+
+#[tokio::test]
+async fn binary_secrets_keep_their_bytes() {
+    let moto = Moto::start();
+    let bytes: Vec<u8> = (0..=255).collect();
+    moto.create_binary_secret("blob", &bytes);
+    let secret = provider(&moto.endpoint)
+        .fetch(&target("blob", AwsVersion::Stage("AWSCURRENT".into())))
+        .await
+        .unwrap();
+    assert_eq!(secret.encoding, Encoding::Binary);
+    assert!(secret.value.ct_eq(&bytes));
+}
+
+#[tokio::test]
+async fn missing_secret_is_not_found_with_a_useful_message() {
+    let moto = Moto::start();
+    let err = provider(&moto.endpoint)
+        .fetch(&target("nope", AwsVersion::Stage("AWSCURRENT".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.to_string().contains("`nope`") && err.to_string().contains("check the name"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_unavailable() {
+    let port = keyway_testkit::free_port();
+    let p = AwsProvider::new(AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        timeout: Duration::from_secs(2),
+        static_keys: Some(("testing".into(), "testing".into())),
+        ..AwsSettings::default()
+    });
+    let err = p
+        .fetch(&target("x", AwsVersion::Stage("AWSCURRENT".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("check the endpoint"), "{err}");
+}
+
+#[tokio::test]
+async fn list_follows_every_page_and_filters() {
+    let moto = Moto::start();
+    for i in 0..130 {
+        moto.create_secret(&format!("team/s{i:03}"), "v");
+    }
+    moto.create_secret("other/x", "v");
+    let p = provider(&moto.endpoint);
+    let mut names = p.list(None).await.unwrap();
+    names.sort();
+    assert_eq!(names.len(), 131);
+    assert_eq!(names[0], "other/x");
+    assert_eq!(
+        p.list(Some("other")).await.unwrap(),
+        vec!["other/x".to_owned()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_cold_reads_make_one_get_secret_value() {
+    let moto = Moto::start();
+    moto.create_secret("hot", r#"{"k":"v"}"#);
+    moto.start_recording();
+    let r = Arc::new(resolver(
+        "aws-sm",
+        Arc::new(provider(&moto.endpoint)),
+        CachePolicy::default(),
+    ));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let r = Arc::clone(&r);
+            tokio::spawn(async move { text(&get(&r, "aws-sm://hot#k").await.unwrap()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "v");
+    }
+    assert_eq!(
+        moto.count("GetSecretValue"),
+        1,
+        "moto saw more than one GetSecretValue"
+    );
+}

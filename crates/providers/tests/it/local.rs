@@ -1,0 +1,166 @@
+use std::sync::Arc;
+
+use keyway_core::reference::Target;
+use keyway_core::{CachePolicy, ErrorKind, Provider};
+use keyway_providers::local::{LocalProvider, LocalSettings};
+
+use super::{get, resolver, text};
+
+fn target(name: &str) -> Target {
+    Target::Local { name: name.into() }
+}
+
+#[tokio::test]
+async fn directory_files_nested_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("team")).unwrap();
+    std::fs::write(dir.path().join("github"), r#"{"github_token":"ghp_local"}"#).unwrap();
+    std::fs::write(dir.path().join("team/db"), "pw").unwrap();
+    let p = LocalProvider::new(LocalSettings {
+        dir: Some(dir.path().into()),
+        ..LocalSettings::default()
+    });
+    assert!(
+        p.fetch(&target("team/db"))
+            .await
+            .unwrap()
+            .value
+            .ct_eq(b"pw")
+    );
+    assert_eq!(
+        p.list(None).await.unwrap(),
+        vec!["github".to_owned(), "team/db".to_owned()]
+    );
+    assert_eq!(
+        p.list(Some("team")).await.unwrap(),
+        vec!["team/db".to_owned()]
+    );
+    let err = p.fetch(&target("nope")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.to_string().contains("`nope` not found in directory"),
+        "{err}"
+    );
+    let r = resolver("local", Arc::new(p), CachePolicy::default());
+    assert_eq!(
+        text(&get(&r, "local://github#github_token").await.unwrap()),
+        "ghp_local"
+    );
+}
+
+#[tokio::test]
+async fn symlinks_out_of_the_store_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), "outside").unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("escape")).unwrap();
+    let p = LocalProvider::new(LocalSettings {
+        dir: Some(dir.path().into()),
+        ..LocalSettings::default()
+    });
+    let err = p.fetch(&target("escape")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("resolves outside"), "{err}");
+}
+
+#[tokio::test]
+async fn json_and_yaml_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("secrets.yaml");
+    std::fs::write(
+        &yaml,
+        "github:\n  github_token: ghp_yaml\ndb_password: s3cret\n",
+    )
+    .unwrap();
+    let json = dir.path().join("secrets.json");
+    std::fs::write(&json, r#"{"api": "k-json"}"#).unwrap();
+    let y = LocalProvider::new(LocalSettings {
+        file: Some(yaml.clone()),
+        ..LocalSettings::default()
+    });
+    assert!(
+        y.fetch(&target("db_password"))
+            .await
+            .unwrap()
+            .value
+            .ct_eq(b"s3cret")
+    );
+    assert_eq!(
+        y.list(None).await.unwrap(),
+        vec!["db_password".to_owned(), "github".to_owned()]
+    );
+    let r = resolver("local", Arc::new(y), CachePolicy::default());
+    assert_eq!(
+        text(&get(&r, "local://github#github_token").await.unwrap()),
+        "ghp_yaml"
+    );
+    let j = LocalProvider::new(LocalSettings {
+        file: Some(json),
+        ..LocalSettings::default()
+    });
+    assert!(
+        j.fetch(&target("api"))
+            .await
+            .unwrap()
+            .value
+            .ct_eq(b"k-json")
+    );
+
+    std::fs::write(&yaml, "db_password: [unclosed s3cret\n").unwrap();
+    let broken = LocalProvider::new(LocalSettings {
+        file: Some(yaml),
+        ..LocalSettings::default()
+    });
+    let err = broken.fetch(&target("db_password")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(
+        !err.to_string().contains("s3cret"),
+        "the parse error leaked content: {err}"
+    );
+}
+
+#[tokio::test]
+async fn age_encrypted_files_are_decrypted_with_the_identity() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public();
+    let key_file = dir.path().join("key.txt");
+    {
+        use secrecy::ExposeSecret as _;
+        std::fs::write(
+            &key_file,
+            format!("{}\n", identity.to_string().expose_secret()),
+        )
+        .unwrap();
+    }
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .unwrap();
+    let mut ciphertext = Vec::new();
+    let mut writer = encryptor.wrap_output(&mut ciphertext).unwrap();
+    writer.write_all(b"age-protected").unwrap();
+    writer.finish().unwrap();
+    std::fs::write(dir.path().join("token.age"), &ciphertext).unwrap();
+
+    let p = LocalProvider::new(LocalSettings {
+        dir: Some(dir.path().into()),
+        age_identity: Some(key_file),
+        ..LocalSettings::default()
+    });
+    assert!(
+        p.fetch(&target("token"))
+            .await
+            .unwrap()
+            .value
+            .ct_eq(b"age-protected")
+    );
+    assert!(p.list(None).await.unwrap().contains(&"token".to_owned()));
+
+    let without_key = LocalProvider::new(LocalSettings {
+        dir: Some(dir.path().into()),
+        ..LocalSettings::default()
+    });
+    let err = without_key.fetch(&target("token")).await.unwrap_err();
+    assert!(err.to_string().contains("no `age_identity`"), "{err}");
+}
