@@ -1,1 +1,93 @@
-fn main() {}
+//! `keyway`: resolve secret references from AWS Secrets Manager, GCP Secret Manager or the local store, and
+//! deliver them to a process (`exec`), to files (`render`), to stdout (`get`) or to git (`git-credential`).
+//! This crate is argument parsing and wiring only; the work happens in keyway-core and keyway-providers.
+
+mod commands;
+mod exit;
+mod git_credential;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  other failure (I/O, a file that could not be written)
+  2  usage error: bad arguments, reference, config or file name
+  3  not found: secret, version or field
+  4  permission denied: the identity may not read the secret, or has no credentials
+  5  upstream unavailable or throttled (and nothing servable was cached)
+ `keyway exec` exits with the command's own status once it runs (126/127 if it cannot be started).";
+
+/// Keyway: secrets from AWS, GCP or a local store, into processes, files and git, without leaking them.
+#[derive(Debug, Parser)]
+#[command(name = "keyway", version, after_help = EXIT_CODES, propagate_version = true)]
+struct Cli {
+    /// Config file (default: none; the aws-sm, gcp-sm and local instances use the standard environment).
+    #[arg(long, global = true, env = "KEYWAY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the default `local` instance.
+    #[arg(long, global = true, env = "KEYWAY_LOCAL_DIR", value_name = "DIR", default_value = "secrets")]
+    local_dir: PathBuf,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); KEYWAY_LOG takes a full filter. Values are never logged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print one secret (or one field of it) to stdout, exactly, with no trailing newline.
+    Get(commands::GetArgs),
+    /// List the secret names of a provider instance.
+    List(commands::ListArgs),
+    /// Resolve references into environment variables, then replace this process with CMD (no shell).
+    Exec(commands::ExecArgs),
+    /// Fetch references concurrently and write each atomically to a file under DIR.
+    Render(render::RenderArgs),
+    /// A git credential helper: `git config credential.helper '!keyway git-credential'`.
+    GitCredential(git_credential::GitCredentialArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return exit::report(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    let result = runtime.block_on(async {
+        let context = commands::Context::load(cli.config.as_deref(), cli.local_dir)?;
+        match cli.command {
+            Command::Get(args) => commands::get(&context, args).await,
+            Command::List(args) => commands::list(&context, args).await,
+            Command::Exec(args) => commands::exec(&context, args).await,
+            Command::Render(args) => render::run(&context, args).await,
+            Command::GitCredential(args) => git_credential::run(&context, args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit::report(&e),
+    }
+}
+
+/// Logs go to stderr. Cloud SDK and HTTP crates are held at `info` unless KEYWAY_LOG names them, because some
+/// log whole HTTP bodies at trace level, and a body can hold a secret.
+fn init_logging(verbose: u8) {
+    let ours = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("KEYWAY_LOG").unwrap_or_else(|_| {
+        format!("warn,aws_config=error,keyway={ours},keyway_core={ours},keyway_providers={ours}")
+    });
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+}

@@ -1,0 +1,209 @@
+//! `get`, `list` and `exec`, and the context they share.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStringExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use keyway_core::{Encoding, Lookup, Resolved, Resolver, SecretRef};
+use keyway_providers::config::parse_ttl;
+use keyway_providers::Config;
+use zeroize::Zeroizing;
+
+use crate::exit::{Many, Usage};
+
+/// What every command needs: the config and a resolver built from it.
+pub struct Context {
+    pub config: Config,
+    pub resolver: Resolver,
+}
+
+impl Context {
+    pub fn load(path: Option<&Path>, local_dir: PathBuf) -> anyhow::Result<Context> {
+        let config = match path {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let resolver = config.resolver(local_dir)?;
+        Ok(Context { config, resolver })
+    }
+
+    pub fn parse(&self, reference: &str) -> anyhow::Result<SecretRef> {
+        Ok(self.resolver.parse(reference)?)
+    }
+
+    /// Resolves many references concurrently. On any failure, prints every failure and returns [`Many`]:
+    /// callers deliver all or nothing.
+    pub async fn resolve_all(&self, references: &[SecretRef], lookup: Lookup) -> anyhow::Result<Vec<Resolved>> {
+        let results = self.resolver.resolve_all(references, lookup).await;
+        let total = results.len();
+        let mut values = Vec::with_capacity(total);
+        let mut first = None;
+        let mut count = 0;
+        for result in results {
+            match result {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    count += 1;
+                    first.get_or_insert(e.kind());
+                    eprintln!("keyway: error: {}", e.to_string().replace('\n', " "));
+                }
+            }
+        }
+        match first {
+            None => Ok(values),
+            Some(first) => Err(Many { count, total, first }.into()),
+        }
+    }
+}
+
+fn lookup(ttl: Option<&str>, refresh: bool) -> anyhow::Result<Lookup> {
+    let ttl = ttl.map(parse_ttl).transpose().map_err(Usage)?;
+    Ok(Lookup { ttl, refresh_now: refresh })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// The reference, e.g. aws-sm://ci/github#github_token.
+    reference: String,
+    /// Print JSON with the value and its metadata instead of the raw value.
+    #[arg(long)]
+    json: bool,
+    /// Cache TTL for this request (seconds or a duration; 0 asks the upstream).
+    #[arg(long)]
+    ttl: Option<String>,
+    /// Ask the upstream now.
+    #[arg(long)]
+    refresh: bool,
+}
+
+#[derive(serde::Serialize)]
+struct GetJson<'a> {
+    #[serde(rename = "ref")]
+    reference: String,
+    value: &'a str,
+    encoding: &'static str,
+    name: &'a str,
+    version: &'a str,
+    stages: &'a [String],
+    created: Option<String>,
+    fetched_at: String,
+    source: &'static str,
+}
+
+pub async fn get(context: &Context, args: GetArgs) -> anyhow::Result<()> {
+    let reference = context.parse(&args.reference)?;
+    let resolved = context.resolver.resolve(&reference, lookup(args.ttl.as_deref(), args.refresh)?).await?;
+    let secret = &resolved.secret;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let text = std::str::from_utf8(secret.value.expose()).ok().filter(|_| secret.encoding == Encoding::Text);
+        let b64;
+        let (value, encoding) = match text {
+            Some(text) => (text, "text"),
+            None => {
+                b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.value.expose()));
+                (b64.as_str(), "base64")
+            }
+        };
+        let doc = GetJson {
+            reference: reference.to_string(),
+            value,
+            encoding,
+            name: &secret.meta.name,
+            version: &secret.meta.version_id,
+            stages: &secret.meta.stages,
+            created: secret.meta.created.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            fetched_at: humantime::format_rfc3339_millis(resolved.fetched_at).to_string(),
+            source: resolved.source.as_str(),
+        };
+        // Sized up front so the buffer holding the value is never reallocated (and left unzeroized).
+        let mut buf = Zeroizing::new(Vec::with_capacity(value.len() * 6 + 4096));
+        serde_json::to_writer(&mut *buf, &doc).context("cannot encode JSON")?;
+        buf.push(b'\n');
+        out.write_all(&buf).context("cannot write to stdout")?;
+    } else {
+        out.write_all(secret.value.expose()).context("cannot write to stdout")?;
+    }
+    out.flush().context("cannot write to stdout")?;
+    tracing::info!(reference = %reference, source = resolved.source.as_str(), "delivered to stdout");
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Provider instance (aws-sm, gcp-sm, local, or one from the config).
+    instance: String,
+    /// Only names containing this text (AWS: name filter; GCP: name: filter).
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+pub async fn list(context: &Context, args: ListArgs) -> anyhow::Result<()> {
+    let names = context.resolver.list(&args.instance, args.filter.as_deref()).await?;
+    let mut out = std::io::stdout().lock();
+    for name in names {
+        writeln!(out, "{name}").context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// VAR=REF: set VAR to the value of REF (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "VAR=REF")]
+    env: Vec<String>,
+    /// Do not resolve environment variables whose value is a reference.
+    #[arg(long)]
+    no_env_refs: bool,
+    /// Cache TTL for these requests.
+    #[arg(long)]
+    ttl: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
+    let mut vars: Vec<(String, SecretRef)> = Vec::new();
+    for pair in &args.env {
+        let (var, reference) = pair
+            .split_once('=')
+            .ok_or_else(|| Usage(format!("--env `{pair}` is not VAR=REF; write e.g. --env GITHUB_TOKEN=aws-sm://ci/github#github_token")))?;
+        if var.is_empty() || var.contains('\0') {
+            return Err(Usage(format!("--env `{pair}` has no variable name")).into());
+        }
+        vars.push((var.to_owned(), context.parse(reference)?));
+    }
+    if !args.no_env_refs {
+        for (var, value) in std::env::vars_os() {
+            let (Some(var), Some(value)) = (var.to_str(), value.to_str()) else { continue };
+            if context.resolver.instances().looks_like_reference(value) && !vars.iter().any(|(v, _)| v == var) {
+                vars.push((var.to_owned(), context.parse(value)?));
+            }
+        }
+    }
+    let references: Vec<SecretRef> = vars.iter().map(|(_, r)| r.clone()).collect();
+    let values = context.resolve_all(&references, lookup(args.ttl.as_deref(), false)?).await?;
+    let mut command = std::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    for ((var, reference), resolved) in vars.iter().zip(&values) {
+        let bytes = resolved.secret.value.expose();
+        if bytes.contains(&0) {
+            return Err(Usage(format!(
+                "the value of {reference} holds a NUL byte, which an environment variable cannot carry; use `keyway render` for {var}"
+            ))
+            .into());
+        }
+        command.env(var, OsString::from_vec(bytes.to_vec()));
+    }
+    tracing::info!(count = vars.len(), program = %args.command[0].to_string_lossy(), "exec with resolved environment");
+    drop(values);
+    let err = command.exec();
+    let code = if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+    eprintln!("keyway: error: cannot run {}: {err}", args.command[0].to_string_lossy());
+    std::process::exit(code);
+}

@@ -1,0 +1,116 @@
+//! `keyway git-credential`: git's credential helper protocol over stdin/stdout, so a private repository clones
+//! without the token in a URL, a command line, `.git/config` or shell history.
+//!
+//! git runs `keyway git-credential get` with `key=value` lines (protocol, host, path, ...) and a blank line;
+//! the helper answers `username=` and `password=` for the first `[[git.credentials]]` entry that matches.
+//! `store` and `erase` are accepted and ignored: the secret store is the source of truth.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use keyway_providers::config::GitCredential;
+use zeroize::Zeroizing;
+
+use crate::commands::Context;
+use crate::exit::Usage;
+
+#[derive(Debug, clap::Args)]
+pub struct GitCredentialArgs {
+    /// get, store or erase (git passes it).
+    #[arg(default_value = "get")]
+    action: String,
+}
+
+#[derive(Debug, Default)]
+struct Request {
+    protocol: String,
+    host: String,
+    path: Option<String>,
+}
+
+fn read_request(input: impl std::io::BufRead) -> anyhow::Result<Request> {
+    let mut request = Request::default();
+    for line in input.lines() {
+        let line = line.context("cannot read the credential request from stdin")?;
+        if line.is_empty() {
+            break;
+        }
+        match line.split_once('=') {
+            Some(("protocol", v)) => v.clone_into(&mut request.protocol),
+            Some(("host", v)) => v.clone_into(&mut request.host),
+            Some(("path", v)) => request.path = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    Ok(request)
+}
+
+fn matches(entry: &GitCredential, request: &Request) -> bool {
+    entry.protocol.as_deref().unwrap_or("https") == request.protocol
+        && entry.host.eq_ignore_ascii_case(&request.host)
+        && entry
+            .path
+            .as_deref()
+            .is_none_or(|prefix| request.path.as_deref().is_some_and(|p| p.trim_start_matches('/').starts_with(prefix.trim_start_matches('/'))))
+}
+
+pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<()> {
+    match args.action.as_str() {
+        "get" => {}
+        "store" | "erase" => {
+            // Drain the request so git does not see a broken pipe.
+            read_request(std::io::stdin().lock())?;
+            return Ok(());
+        }
+        other => return Err(Usage(format!("unknown git credential action `{other}`; git passes get, store or erase")).into()),
+    }
+    let request = read_request(std::io::stdin().lock())?;
+    let Some(entry) = context.config.git.credentials.iter().find(|e| matches(e, &request)) else {
+        tracing::info!(host = %request.host, "no [[git.credentials]] entry matches; git will try its other helpers");
+        return Ok(());
+    };
+    let reference = context.parse(&entry.password)?;
+    let resolved = context.resolver.resolve(&reference, keyway_core::Lookup::default()).await?;
+    let password = std::str::from_utf8(resolved.secret.value.expose())
+        .map_err(|_| Usage(format!("{reference} is not UTF-8 text, so it cannot be a git password")))?;
+    if password.contains('\n') || password.contains('\0') {
+        return Err(Usage(format!("{reference} holds a newline or NUL, which git's credential protocol cannot carry")).into());
+    }
+    let mut answer = Zeroizing::new(String::with_capacity(password.len() + entry.username.len() + 64));
+    answer.push_str("username=");
+    answer.push_str(&entry.username);
+    answer.push_str("\npassword=");
+    answer.push_str(password);
+    answer.push('\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(answer.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")?;
+    tracing::info!(host = %request.host, reference = %reference, "credential delivered to git");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host: &str, path: Option<&str>) -> GitCredential {
+        GitCredential {
+            host: host.into(),
+            path: path.map(Into::into),
+            protocol: None,
+            username: "x-access-token".into(),
+            password: "local://t".into(),
+        }
+    }
+
+    #[test]
+    fn request_parsing_and_matching() {
+        let req = read_request("protocol=https\nhost=GitHub.com\npath=org/repo.git\n\nignored=1\n".as_bytes()).unwrap();
+        assert_eq!((req.protocol.as_str(), req.host.as_str(), req.path.as_deref()), ("https", "GitHub.com", Some("org/repo.git")));
+        assert!(matches(&entry("github.com", None), &req));
+        assert!(matches(&entry("github.com", Some("org/")), &req));
+        assert!(!matches(&entry("github.com", Some("other/")), &req));
+        assert!(!matches(&entry("gitlab.com", None), &req));
+        let http = read_request("protocol=http\nhost=github.com\n".as_bytes()).unwrap();
+        assert!(!matches(&entry("github.com", None), &http));
+    }
+}

@@ -1,0 +1,208 @@
+//! `keyway render`: fetch every reference first, then write each file atomically (temporary file, fsync,
+//! rename, fsync of the directory) with the requested mode and owner. All or nothing: if any reference fails,
+//! no file is written.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Context as _;
+use keyway_core::SecretRef;
+
+use crate::commands::Context;
+use crate::exit::Usage;
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// Directory to write into (created if missing). Best on tmpfs, so secrets never touch a disk.
+    #[arg(long)]
+    dir: PathBuf,
+    /// File mode, octal.
+    #[arg(long, default_value = "0400", value_parser = parse_mode)]
+    mode: u32,
+    /// Owner uid of the files (needs privilege).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Owner gid of the files (needs privilege).
+    #[arg(long)]
+    gid: Option<u32>,
+    /// NAME=REF: write the value of REF to DIR/NAME (NAME may hold `/` for subdirectories).
+    #[arg(required = true, value_name = "NAME=REF")]
+    files: Vec<String>,
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{text}` is not an octal file mode such as 0400"))
+}
+
+/// A NAME must stay inside DIR: relative, no `..`, no `.`, no empty parts.
+fn check_name(name: &str) -> Result<PathBuf, Usage> {
+    let path = Path::new(name);
+    let ok = !name.is_empty()
+        && !name.ends_with('/')
+        && path.components().all(|c| matches!(c, Component::Normal(_)))
+        && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+    if ok {
+        Ok(path.to_owned())
+    } else {
+        Err(Usage(format!("file name `{name}` would escape --dir; use a relative name without `..`, `.` or a leading `/`")))
+    }
+}
+
+pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
+    let mut names = Vec::new();
+    let mut references: Vec<SecretRef> = Vec::new();
+    for pair in &args.files {
+        let (name, reference) = pair
+            .split_once('=')
+            .ok_or_else(|| Usage(format!("`{pair}` is not NAME=REF; write e.g. github-token=aws-sm://ci/github#github_token")))?;
+        let name = check_name(name)?;
+        if names.contains(&name) {
+            return Err(Usage(format!("file name `{}` is given twice", name.display())).into());
+        }
+        names.push(name);
+        references.push(context.parse(reference)?);
+    }
+    let values = context.resolve_all(&references, keyway_core::Lookup::default()).await?;
+
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    warn_unless_tmpfs(&args.dir);
+    let owner = Owner { uid: args.uid, gid: args.gid };
+    // Validate every target before writing any, so a bad path does not leave a half-rendered directory.
+    for name in &names {
+        refuse_symlinks(&args.dir, name)?;
+    }
+    for (name, resolved) in names.iter().zip(&values) {
+        let path = args.dir.join(name);
+        if let Some(parent) = path.parent() {
+            create_parents(&args.dir, parent, owner)?;
+        }
+        write_atomically(&path, resolved.secret.value.expose(), args.mode, owner)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!(file = %path.display(), source = resolved.source.as_str(), "rendered");
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Owner {
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+impl Owner {
+    fn apply(self, file: &File) -> std::io::Result<()> {
+        if self.uid.is_none() && self.gid.is_none() {
+            return Ok(());
+        }
+        std::os::unix::fs::fchown(file, self.uid, self.gid)
+    }
+}
+
+/// Refuses a NAME whose existing parts (below DIR) or final file are symlinks.
+fn refuse_symlinks(dir: &Path, name: &Path) -> anyhow::Result<()> {
+    let mut path = dir.to_owned();
+    for part in name.components() {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Usage(format!("{} is a symlink; refusing to write through it (remove it first)", path.display())).into());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()> {
+    if parent == dir || parent.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    // The created directories get the files' owner, so a non-root reader can traverse them.
+    let mut current = parent.to_owned();
+    while current != dir {
+        let handle = File::open(&current).with_context(|| format!("cannot open {}", current.display()))?;
+        owner.apply(&handle).with_context(|| format!("cannot chown {}", current.display()))?;
+        if !current.pop() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.keyway-{}-{}", std::process::id(), unique()));
+    let result = (|| {
+        // Created 0600 with O_EXCL|O_NOFOLLOW: nobody else can open it while it is being written.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        owner.apply(&file)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// tmpfs and ramfs keep files in memory only.
+fn warn_unless_tmpfs(dir: &Path) {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    if let Ok(stat) = rustix::fs::statfs(dir) {
+        #[allow(clippy::useless_conversion)]
+        let kind = i64::from(stat.f_type);
+        if kind != TMPFS_MAGIC && kind != RAMFS_MAGIC {
+            eprintln!(
+                "keyway: warning: {} is not on tmpfs, so secrets are written to disk; mount a tmpfs (or a memory-backed emptyDir) there",
+                dir.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_escape_are_refused() {
+        for bad in ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a", "a/", "a/./b", ".."] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["github-token", "group/key", ".hidden", "a.b/c..d"] {
+            assert!(check_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0400"), Ok(0o400));
+        assert_eq!(parse_mode("440"), Ok(0o440));
+        assert!(parse_mode("0800").is_err());
+        assert!(parse_mode("7777").is_err());
+    }
+}

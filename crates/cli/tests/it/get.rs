@@ -1,0 +1,103 @@
+use crate::{run, stderr, stdout, Ground};
+
+#[test]
+fn get_prints_aws_and_gcp_fields_exactly() {
+    let g = Ground::start();
+    g.moto.create_secret("ci/github", r#"{"github_token":"ghp_aws"}"#);
+    g.gcp.add_version("proj", "github", br#"{"github_token":"ghp_gcp"}"#);
+
+    let out = run(g.keyway().args(["get", "aws-sm://ci/github#github_token"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ghp_aws");
+
+    let out = run(g.keyway().args(["get", "gcp-sm://proj/github#github_token"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ghp_gcp");
+}
+
+#[test]
+fn get_json_carries_metadata() {
+    let g = Ground::start();
+    g.moto.create_secret("db", "pw1");
+    let v2 = g.moto.put_secret_value("db", "pw2");
+    let out = run(g.keyway().args(["get", "--json", "aws-sm://db"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["value"], "pw2");
+    assert_eq!(doc["version"], v2.as_str());
+    assert_eq!(doc["encoding"], "text");
+    assert_eq!(doc["ref"], "aws-sm://db?version-stage=AWSCURRENT");
+    assert!(doc["stages"].as_array().unwrap().contains(&"AWSCURRENT".into()));
+
+    g.moto.create_binary_secret("bin", &[0, 159, 146, 150]);
+    let out = run(g.keyway().args(["get", "--json", "aws-sm://bin"]));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((doc["encoding"].as_str(), doc["value"].as_str()), (Some("base64"), Some("AJ+Slg==")));
+    let raw = run(g.keyway().args(["get", "aws-sm://bin"]));
+    assert_eq!(raw.stdout, vec![0, 159, 146, 150]);
+}
+
+#[test]
+fn failures_have_documented_exit_codes_and_one_line_messages() {
+    let g = Ground::start();
+    g.moto.create_secret("json", r#"{"a":"1","b":"2"}"#);
+    g.gcp.add_version("proj", "locked", b"x");
+    g.gcp.deny("proj", "locked", false);
+
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["get", "aws-sm://missing"], 3, "`missing` (or the requested version) was not found"),
+        (&["get", "aws-sm://json#c"], 3, "fields present: a, b"),
+        (&["get", "gcp-sm://proj/locked"], 4, "roles/secretmanager.secretAccessor"),
+        (&["get", "nonsense"], 2, "expected INSTANCE://PATH"),
+        (&["get", "s3://x"], 2, "no provider instance named `s3`"),
+        (&["get", "local://absent"], 3, "`absent` not found"),
+        (&["get", "--ttl", "soon", "local://x"], 2, "is not a TTL"),
+    ];
+    for (args, code, needle) in cases {
+        let out = run(g.keyway().args(*args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
+        assert_eq!(err.lines().filter(|l| l.starts_with("keyway: error:")).count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+}
+
+#[test]
+fn unreachable_upstream_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("k.toml");
+    let port = keyway_testkit::free_port();
+    std::fs::write(
+        &config,
+        format!("[providers.aws-sm]\ntype = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout = \"2s\"\n"),
+    )
+    .unwrap();
+    let out = run(crate::keyway(&config).args(["get", "aws-sm://x"]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("could not reach AWS Secrets Manager"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("k.toml");
+    std::fs::write(&config, "[providers.x]\ntype = \"aws\"\nproject = \"p\"\n").unwrap();
+    let out = run(crate::keyway(&config).args(["get", "local://x"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`project` does not apply to [providers.x]"), "{}", stderr(&out));
+}
+
+#[test]
+fn list_prints_every_name() {
+    let g = Ground::start();
+    for i in 0..105 {
+        g.moto.create_secret(&format!("app/s{i:03}"), "v");
+    }
+    let out = run(g.keyway().args(["list", "aws-sm"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 105);
+    let out = run(g.keyway().args(["list", "aws-sm", "--filter", "app/s10"]));
+    // AWS's Name filter matches prefixes: app/s100 to app/s104.
+    assert_eq!(stdout(&out).lines().count(), 5);
+}

@@ -1,0 +1,93 @@
+//! The real `keyway` binary against moto, the GCP emulator and the local store.
+#![allow(missing_docs)]
+
+mod canary;
+mod exec;
+mod get;
+mod git;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use keyway_testkit::{GcpEmulator, Moto};
+
+/// A config file pointing the default instances at the emulators.
+pub struct Ground {
+    pub moto: Moto,
+    pub gcp: GcpEmulator,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Ground {
+    pub fn start() -> Ground {
+        Self::with_extra("")
+    }
+
+    pub fn with_extra(extra: &str) -> Ground {
+        let moto = Moto::start();
+        let gcp = GcpEmulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("keyway.toml");
+        std::fs::create_dir_all(dir.path().join("local")).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[providers.aws-sm]
+type = "aws"
+region = "us-east-1"
+endpoint = "{}"
+
+[providers.gcp-sm]
+type = "gcp"
+endpoint = "{}"
+credentials = "anonymous"
+project = "proj"
+
+[providers.local]
+type = "local"
+dir = "{}"
+{extra}
+"#,
+                moto.endpoint,
+                gcp.endpoint,
+                dir.path().join("local").display()
+            ),
+        )
+        .unwrap();
+        Ground { moto, gcp, dir, config }
+    }
+
+    pub fn keyway(&self) -> Command {
+        keyway(&self.config)
+    }
+}
+
+/// The binary with the test AWS credentials in its environment and nothing inherited that could interfere.
+pub fn keyway(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyway"));
+    cmd.arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("KEYWAY_LOG")
+        .env_remove("KEYWAY_CONFIG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run keyway")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
