@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use base64::Engine as _;
 use keyway_core::{Encoding, Lookup, Resolved, Resolver, SecretRef};
-use keyway_providers::config::parse_ttl;
 use keyway_providers::Config;
+use keyway_providers::config::parse_ttl;
 use zeroize::Zeroizing;
 
 use crate::exit::{Many, Usage};
@@ -37,7 +37,11 @@ impl Context {
 
     /// Resolves many references concurrently. On any failure, prints every failure and returns [`Many`]:
     /// callers deliver all or nothing.
-    pub async fn resolve_all(&self, references: &[SecretRef], lookup: Lookup) -> anyhow::Result<Vec<Resolved>> {
+    pub async fn resolve_all(
+        &self,
+        references: &[SecretRef],
+        lookup: Lookup,
+    ) -> anyhow::Result<Vec<Resolved>> {
         let results = self.resolver.resolve_all(references, lookup).await;
         let total = results.len();
         let mut values = Vec::with_capacity(total);
@@ -55,14 +59,22 @@ impl Context {
         }
         match first {
             None => Ok(values),
-            Some(first) => Err(Many { count, total, first }.into()),
+            Some(first) => Err(Many {
+                count,
+                total,
+                first,
+            }
+            .into()),
         }
     }
 }
 
 fn lookup(ttl: Option<&str>, refresh: bool) -> anyhow::Result<Lookup> {
     let ttl = ttl.map(parse_ttl).transpose().map_err(Usage)?;
-    Ok(Lookup { ttl, refresh_now: refresh })
+    Ok(Lookup {
+        ttl,
+        refresh_now: refresh,
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,18 +108,24 @@ struct GetJson<'a> {
 
 pub async fn get(context: &Context, args: GetArgs) -> anyhow::Result<()> {
     let reference = context.parse(&args.reference)?;
-    let resolved = context.resolver.resolve(&reference, lookup(args.ttl.as_deref(), args.refresh)?).await?;
+    let resolved = context
+        .resolver
+        .resolve(&reference, lookup(args.ttl.as_deref(), args.refresh)?)
+        .await?;
     let secret = &resolved.secret;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let text = std::str::from_utf8(secret.value.expose()).ok().filter(|_| secret.encoding == Encoding::Text);
+        let text = std::str::from_utf8(secret.value.expose())
+            .ok()
+            .filter(|_| secret.encoding == Encoding::Text);
         let b64;
-        let (value, encoding) = match text {
-            Some(text) => (text, "text"),
-            None => {
-                b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.value.expose()));
-                (b64.as_str(), "base64")
-            }
+        let (value, encoding) = if let Some(text) = text {
+            (text, "text")
+        } else {
+            b64 = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.encode(secret.value.expose()),
+            );
+            (b64.as_str(), "base64")
         };
         let doc = GetJson {
             reference: reference.to_string(),
@@ -116,7 +134,10 @@ pub async fn get(context: &Context, args: GetArgs) -> anyhow::Result<()> {
             name: &secret.meta.name,
             version: &secret.meta.version_id,
             stages: &secret.meta.stages,
-            created: secret.meta.created.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            created: secret
+                .meta
+                .created
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
             fetched_at: humantime::format_rfc3339_millis(resolved.fetched_at).to_string(),
             source: resolved.source.as_str(),
         };
@@ -126,7 +147,8 @@ pub async fn get(context: &Context, args: GetArgs) -> anyhow::Result<()> {
         buf.push(b'\n');
         out.write_all(&buf).context("cannot write to stdout")?;
     } else {
-        out.write_all(secret.value.expose()).context("cannot write to stdout")?;
+        out.write_all(secret.value.expose())
+            .context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
     tracing::info!(reference = %reference, source = resolved.source.as_str(), "delivered to stdout");
@@ -143,7 +165,10 @@ pub struct ListArgs {
 }
 
 pub async fn list(context: &Context, args: ListArgs) -> anyhow::Result<()> {
-    let names = context.resolver.list(&args.instance, args.filter.as_deref()).await?;
+    let names = context
+        .resolver
+        .list(&args.instance, args.filter.as_deref())
+        .await?;
     let mut out = std::io::stdout().lock();
     for name in names {
         writeln!(out, "{name}").context("cannot write to stdout")?;
@@ -180,14 +205,20 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
     }
     if !args.no_env_refs {
         for (var, value) in std::env::vars_os() {
-            let (Some(var), Some(value)) = (var.to_str(), value.to_str()) else { continue };
-            if context.resolver.instances().looks_like_reference(value) && !vars.iter().any(|(v, _)| v == var) {
+            let (Some(var), Some(value)) = (var.to_str(), value.to_str()) else {
+                continue;
+            };
+            if context.resolver.instances().looks_like_reference(value)
+                && !vars.iter().any(|(v, _)| v == var)
+            {
                 vars.push((var.to_owned(), context.parse(value)?));
             }
         }
     }
     let references: Vec<SecretRef> = vars.iter().map(|(_, r)| r.clone()).collect();
-    let values = context.resolve_all(&references, lookup(args.ttl.as_deref(), false)?).await?;
+    let values = context
+        .resolve_all(&references, lookup(args.ttl.as_deref(), false)?)
+        .await?;
     let mut command = std::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
     for ((var, reference), resolved) in vars.iter().zip(&values) {
@@ -203,7 +234,14 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
     tracing::info!(count = vars.len(), program = %args.command[0].to_string_lossy(), "exec with resolved environment");
     drop(values);
     let err = command.exec();
-    let code = if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
-    eprintln!("keyway: error: cannot run {}: {err}", args.command[0].to_string_lossy());
+    let code = if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    eprintln!(
+        "keyway: error: cannot run {}: {err}",
+        args.command[0].to_string_lossy()
+    );
     std::process::exit(code);
 }

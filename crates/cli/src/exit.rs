@@ -54,7 +54,11 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         }
         line.push_str(&cause.to_string());
         // Stop at the first error of our own; what lies below is SDK detail.
-        if cause.is::<keyway_core::Error>() || cause.is::<Usage>() || cause.is::<keyway_providers::ConfigError>() || cause.is::<Many>() {
+        if cause.is::<keyway_core::Error>()
+            || cause.is::<Usage>()
+            || cause.is::<keyway_providers::ConfigError>()
+            || cause.is::<Many>()
+        {
             break;
         }
     }

@@ -48,10 +48,12 @@ fn read_request(input: impl std::io::BufRead) -> anyhow::Result<Request> {
 fn matches(entry: &GitCredential, request: &Request) -> bool {
     entry.protocol.as_deref().unwrap_or("https") == request.protocol
         && entry.host.eq_ignore_ascii_case(&request.host)
-        && entry
-            .path
-            .as_deref()
-            .is_none_or(|prefix| request.path.as_deref().is_some_and(|p| p.trim_start_matches('/').starts_with(prefix.trim_start_matches('/'))))
+        && entry.path.as_deref().is_none_or(|prefix| {
+            request.path.as_deref().is_some_and(|p| {
+                p.trim_start_matches('/')
+                    .starts_with(prefix.trim_start_matches('/'))
+            })
+        })
 }
 
 pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<()> {
@@ -62,28 +64,52 @@ pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<(
             read_request(std::io::stdin().lock())?;
             return Ok(());
         }
-        other => return Err(Usage(format!("unknown git credential action `{other}`; git passes get, store or erase")).into()),
+        other => {
+            return Err(Usage(format!(
+                "unknown git credential action `{other}`; git passes get, store or erase"
+            ))
+            .into());
+        }
     }
     let request = read_request(std::io::stdin().lock())?;
-    let Some(entry) = context.config.git.credentials.iter().find(|e| matches(e, &request)) else {
+    let Some(entry) = context
+        .config
+        .git
+        .credentials
+        .iter()
+        .find(|e| matches(e, &request))
+    else {
         tracing::info!(host = %request.host, "no [[git.credentials]] entry matches; git will try its other helpers");
         return Ok(());
     };
     let reference = context.parse(&entry.password)?;
-    let resolved = context.resolver.resolve(&reference, keyway_core::Lookup::default()).await?;
-    let password = std::str::from_utf8(resolved.secret.value.expose())
-        .map_err(|_| Usage(format!("{reference} is not UTF-8 text, so it cannot be a git password")))?;
+    let resolved = context
+        .resolver
+        .resolve(&reference, keyway_core::Lookup::default())
+        .await?;
+    let password = std::str::from_utf8(resolved.secret.value.expose()).map_err(|_| {
+        Usage(format!(
+            "{reference} is not UTF-8 text, so it cannot be a git password"
+        ))
+    })?;
     if password.contains('\n') || password.contains('\0') {
-        return Err(Usage(format!("{reference} holds a newline or NUL, which git's credential protocol cannot carry")).into());
+        return Err(Usage(format!(
+            "{reference} holds a newline or NUL, which git's credential protocol cannot carry"
+        ))
+        .into());
     }
-    let mut answer = Zeroizing::new(String::with_capacity(password.len() + entry.username.len() + 64));
+    let mut answer = Zeroizing::new(String::with_capacity(
+        password.len() + entry.username.len() + 64,
+    ));
     answer.push_str("username=");
     answer.push_str(&entry.username);
     answer.push_str("\npassword=");
     answer.push_str(password);
     answer.push('\n');
     let mut out = std::io::stdout().lock();
-    out.write_all(answer.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")?;
+    out.write_all(answer.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")?;
     tracing::info!(host = %request.host, reference = %reference, "credential delivered to git");
     Ok(())
 }
@@ -104,8 +130,18 @@ mod tests {
 
     #[test]
     fn request_parsing_and_matching() {
-        let req = read_request("protocol=https\nhost=GitHub.com\npath=org/repo.git\n\nignored=1\n".as_bytes()).unwrap();
-        assert_eq!((req.protocol.as_str(), req.host.as_str(), req.path.as_deref()), ("https", "GitHub.com", Some("org/repo.git")));
+        let req = read_request(
+            "protocol=https\nhost=GitHub.com\npath=org/repo.git\n\nignored=1\n".as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                req.protocol.as_str(),
+                req.host.as_str(),
+                req.path.as_deref()
+            ),
+            ("https", "GitHub.com", Some("org/repo.git"))
+        );
         assert!(matches(&entry("github.com", None), &req));
         assert!(matches(&entry("github.com", Some("org/")), &req));
         assert!(!matches(&entry("github.com", Some("other/")), &req));

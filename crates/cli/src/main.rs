@@ -30,7 +30,13 @@ struct Cli {
     #[arg(long, global = true, env = "KEYWAY_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory of the default `local` instance.
-    #[arg(long, global = true, env = "KEYWAY_LOCAL_DIR", value_name = "DIR", default_value = "secrets")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWAY_LOCAL_DIR",
+        value_name = "DIR",
+        default_value = "secrets"
+    )]
     local_dir: PathBuf,
     /// More logging on stderr (-v info, -vv debug, -vvv trace); KEYWAY_LOG takes a full filter. Values are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -56,9 +62,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return exit::report(&anyhow::Error::new(e).context("cannot start the async runtime")),
+        Err(e) => {
+            return exit::report(&anyhow::Error::new(e).context("cannot start the async runtime"));
+        }
     };
     let result = runtime.block_on(async {
         let context = commands::Context::load(cli.config.as_deref(), cli.local_dir)?;
@@ -88,6 +100,11 @@ fn init_logging(verbose: u8) {
     let filter = std::env::var("KEYWAY_LOG").unwrap_or_else(|_| {
         format!("warn,aws_config=error,keyway={ours},keyway_core={ours},keyway_providers={ours}")
     });
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
 }

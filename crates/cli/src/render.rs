@@ -45,11 +45,15 @@ fn check_name(name: &str) -> Result<PathBuf, Usage> {
     let ok = !name.is_empty()
         && !name.ends_with('/')
         && path.components().all(|c| matches!(c, Component::Normal(_)))
-        && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+        && !name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
     if ok {
         Ok(path.to_owned())
     } else {
-        Err(Usage(format!("file name `{name}` would escape --dir; use a relative name without `..`, `.` or a leading `/`")))
+        Err(Usage(format!(
+            "file name `{name}` would escape --dir; use a relative name without `..`, `.` or a leading `/`"
+        )))
     }
 }
 
@@ -57,9 +61,11 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
     let mut names = Vec::new();
     let mut references: Vec<SecretRef> = Vec::new();
     for pair in &args.files {
-        let (name, reference) = pair
-            .split_once('=')
-            .ok_or_else(|| Usage(format!("`{pair}` is not NAME=REF; write e.g. github-token=aws-sm://ci/github#github_token")))?;
+        let (name, reference) = pair.split_once('=').ok_or_else(|| {
+            Usage(format!(
+                "`{pair}` is not NAME=REF; write e.g. github-token=aws-sm://ci/github#github_token"
+            ))
+        })?;
         let name = check_name(name)?;
         if names.contains(&name) {
             return Err(Usage(format!("file name `{}` is given twice", name.display())).into());
@@ -67,11 +73,17 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         names.push(name);
         references.push(context.parse(reference)?);
     }
-    let values = context.resolve_all(&references, keyway_core::Lookup::default()).await?;
+    let values = context
+        .resolve_all(&references, keyway_core::Lookup::default())
+        .await?;
 
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     warn_unless_tmpfs(&args.dir);
-    let owner = Owner { uid: args.uid, gid: args.gid };
+    let owner = Owner {
+        uid: args.uid,
+        gid: args.gid,
+    };
     // Validate every target before writing any, so a bad path does not leave a half-rendered directory.
     for name in &names {
         refuse_symlinks(&args.dir, name)?;
@@ -110,7 +122,11 @@ fn refuse_symlinks(dir: &Path, name: &Path) -> anyhow::Result<()> {
         path.push(part);
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(Usage(format!("{} is a symlink; refusing to write through it (remove it first)", path.display())).into());
+                return Err(Usage(format!(
+                    "{} is a symlink; refusing to write through it (remove it first)",
+                    path.display()
+                ))
+                .into());
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -124,12 +140,16 @@ fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()>
     if parent == dir || parent.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     // The created directories get the files' owner, so a non-root reader can traverse them.
     let mut current = parent.to_owned();
     while current != dir {
-        let handle = File::open(&current).with_context(|| format!("cannot open {}", current.display()))?;
-        owner.apply(&handle).with_context(|| format!("cannot chown {}", current.display()))?;
+        let handle =
+            File::open(&current).with_context(|| format!("cannot open {}", current.display()))?;
+        owner
+            .apply(&handle)
+            .with_context(|| format!("cannot chown {}", current.display()))?;
         if !current.pop() {
             break;
         }
@@ -139,8 +159,15 @@ fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()>
 
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.keyway-{}-{}", std::process::id(), unique()));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(
+        ".{file_name}.keyway-{}-{}",
+        std::process::id(),
+        unique()
+    ));
     let result = (|| {
         // Created 0600 with O_EXCL|O_NOFOLLOW: nobody else can open it while it is being written.
         let mut file = OpenOptions::new()
@@ -190,7 +217,17 @@ mod tests {
 
     #[test]
     fn names_that_escape_are_refused() {
-        for bad in ["../x", "/etc/passwd", "a/../../b", "", "a//b", "./a", "a/", "a/./b", ".."] {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "",
+            "a//b",
+            "./a",
+            "a/",
+            "a/./b",
+            "..",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["github-token", "group/key", ".hidden", "a.b/c..d"] {

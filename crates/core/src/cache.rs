@@ -82,8 +82,8 @@ pub struct CachePolicy {
 impl Default for CachePolicy {
     fn default() -> Self {
         CachePolicy {
-            ttl: Ttl::For(Duration::from_secs(300)),
-            max_stale: Duration::from_secs(3600),
+            ttl: Ttl::For(Duration::from_mins(5)),
+            max_stale: Duration::from_hours(1),
             refresh_ahead: 0.8,
             fetch_timeout: Duration::from_secs(30),
         }
@@ -298,20 +298,20 @@ impl Cache {
             let age = entry.fetched.elapsed();
             if ttl.is_fresh(age) {
                 bump(&self.inner.counters.hits);
-                if let Ttl::For(ttl) = ttl {
-                    if age.as_secs_f64() >= ttl.as_secs_f64() * policy.refresh_ahead {
-                        // Starting the flight is enough: it runs in its own task and replaces the entry.
-                        drop(self.flight(key, provider, policy, Ttl::For(ttl)));
-                    }
+                if let Ttl::For(ttl) = ttl
+                    && age.as_secs_f64() >= ttl.as_secs_f64() * policy.refresh_ahead
+                {
+                    // Starting the flight is enough: it runs in its own task and replaces the entry.
+                    drop(self.flight(key, provider, policy, Ttl::For(ttl)));
                 }
                 return Ok(cached(entry, Source::Hit));
             }
         }
-        if ttl != Ttl::Bypass {
-            if let Some(err) = self.inner.negatives.get(key).await {
-                bump(&self.inner.counters.negative_hits);
-                return Err(Fault::Upstream(err));
-            }
+        if ttl != Ttl::Bypass
+            && let Some(err) = self.inner.negatives.get(key).await
+        {
+            bump(&self.inner.counters.negative_hits);
+            return Err(Fault::Upstream(err));
         }
         bump(&self.inner.counters.misses);
         match self.flight(key, provider, policy, ttl).await {

@@ -406,9 +406,8 @@ fn parse_gcp(path: &str, query: &[(String, String)]) -> Result<Target, String> {
     }
     let segments: Vec<&str> = path.split('/').collect();
     let (project, secret, path_version) = match segments.as_slice() {
-        ["projects", p, "secrets", s] => (Some(*p), *s, None),
+        ["projects", p, "secrets", s] | [p, s] => (Some(*p), *s, None),
         ["projects", p, "secrets", s, "versions", v] => (Some(*p), *s, Some(parse_gcp_version(v)?)),
-        [p, s] => (Some(*p), *s, None),
         [s] => (None, *s, None),
         _ => {
             return Err("expected PROJECT/SECRET, SECRET (with the instance's project) or projects/P/secrets/S[/versions/V]".into());
@@ -417,16 +416,15 @@ fn parse_gcp(path: &str, query: &[(String, String)]) -> Result<Target, String> {
     if path_version.is_some() && version.is_some() {
         return Err("the version is given both in the path and as ?version=; give it once".into());
     }
-    if let Some(p) = project {
-        if p.is_empty()
+    if let Some(p) = project
+        && (p.is_empty()
             || !p
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c))
-        {
-            return Err(format!(
-                "`{p}` is not a GCP project id (letters, digits, `-`, `.`, `:`)"
-            ));
-        }
+                .all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c)))
+    {
+        return Err(format!(
+            "`{p}` is not a GCP project id (letters, digits, `-`, `.`, `:`)"
+        ));
     }
     if secret.is_empty()
         || secret.len() > 255

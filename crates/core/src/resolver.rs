@@ -59,6 +59,7 @@ pub struct ResolverBuilder {
 
 impl ResolverBuilder {
     /// Registers a provider under an instance name (replacing one of the same name).
+    #[must_use]
     pub fn provider(
         mut self,
         name: &str,

@@ -173,8 +173,8 @@ mod tests {
         }
     }
 
-    fn select(json: &str, field: Field) -> Result<String, Error> {
-        let s = secret(json).select(&field, &"local://x")?;
+    fn select(json: &str, field: &Field) -> Result<String, Error> {
+        let s = secret(json).select(field, &"local://x")?;
         Ok(String::from_utf8(s.value.expose().to_vec()).unwrap())
     }
 
@@ -182,27 +182,27 @@ mod tests {
     fn selects_keys_and_pointers() {
         let json = r#"{"github_token":"ghp_1","db":{"password":"p\"w","port":5432},"list":["a",{"b":true}],"a/b":{"~":1}}"#;
         assert_eq!(
-            select(json, Field::Key("github_token".into())).unwrap(),
+            select(json, &Field::Key("github_token".into())).unwrap(),
             "ghp_1"
         );
         assert_eq!(
-            select(json, Field::Pointer("/db/password".into())).unwrap(),
+            select(json, &Field::Pointer("/db/password".into())).unwrap(),
             "p\"w"
         );
         assert_eq!(
-            select(json, Field::Pointer("/db/port".into())).unwrap(),
+            select(json, &Field::Pointer("/db/port".into())).unwrap(),
             "5432"
         );
         assert_eq!(
-            select(json, Field::Key("db".into())).unwrap(),
+            select(json, &Field::Key("db".into())).unwrap(),
             r#"{"password":"p\"w","port":5432}"#
         );
         assert_eq!(
-            select(json, Field::Pointer("/list/1/b".into())).unwrap(),
+            select(json, &Field::Pointer("/list/1/b".into())).unwrap(),
             "true"
         );
         assert_eq!(
-            select(json, Field::Pointer("/a~1b/~0".into())).unwrap(),
+            select(json, &Field::Pointer("/a~1b/~0".into())).unwrap(),
             "1"
         );
     }
@@ -211,22 +211,22 @@ mod tests {
     fn missing_field_names_existing_fields_never_values() {
         let err = select(
             r#"{"user":"admin","password":"hunter2"}"#,
-            Field::Key("token".into()),
+            &Field::Key("token".into()),
         )
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("fields present: password, user"), "{msg}");
         assert!(!msg.contains("hunter2") && !msg.contains("admin"), "{msg}");
-        let err = select(r#"{"list":[1,2]}"#, Field::Pointer("/list/5".into())).unwrap_err();
+        let err = select(r#"{"list":[1,2]}"#, &Field::Pointer("/list/5".into())).unwrap_err();
         assert!(err.to_string().contains("array indexes 0..2"), "{err}");
     }
 
     #[test]
     fn non_json_values_say_so_without_the_value() {
-        let err = select("plain-hunter2", Field::Key("k".into())).unwrap_err();
+        let err = select("plain-hunter2", &Field::Key("k".into())).unwrap_err();
         assert!(matches!(err, Error::NotJson { .. }));
         assert!(!err.to_string().contains("hunter2"));
-        let err = select(r#"{"k":"v"}"#, Field::Pointer("/k/deeper".into())).unwrap_err();
+        let err = select(r#"{"k":"v"}"#, &Field::Pointer("/k/deeper".into())).unwrap_err();
         assert!(matches!(err, Error::NotJson { .. }), "{err}");
     }
 

@@ -448,8 +448,8 @@ mod tests {
 
     #[test]
     fn ttl_text_forms() {
-        assert_eq!(parse_ttl("5m"), Ok(Ttl::For(Duration::from_secs(300))));
-        assert_eq!(parse_ttl("300"), Ok(Ttl::For(Duration::from_secs(300))));
+        assert_eq!(parse_ttl("5m"), Ok(Ttl::For(Duration::from_mins(5))));
+        assert_eq!(parse_ttl("300"), Ok(Ttl::For(Duration::from_mins(5))));
         assert_eq!(parse_ttl("0"), Ok(Ttl::Bypass));
         assert_eq!(parse_ttl("-1"), Ok(Ttl::Forever));
         assert_eq!(parse_ttl("forever"), Ok(Ttl::Forever));

@@ -47,7 +47,11 @@ impl LocalProvider {
         }
     }
 
-    async fn from_file(&self, file: &Path, name: &str) -> Result<Option<Secret>, ProviderError> {
+    async fn read_file_entry(
+        &self,
+        file: &Path,
+        name: &str,
+    ) -> Result<Option<Secret>, ProviderError> {
         let mut entries = read_entries(file).await?;
         let Some(value) = entries.get_mut(name).map(serde_json::Value::take) else {
             scrub_map(&mut entries);
@@ -74,7 +78,11 @@ impl LocalProvider {
         }))
     }
 
-    async fn from_dir(&self, dir: &Path, name: &str) -> Result<Option<Secret>, ProviderError> {
+    async fn read_dir_entry(
+        &self,
+        dir: &Path,
+        name: &str,
+    ) -> Result<Option<Secret>, ProviderError> {
         let plain = dir.join(name);
         let encrypted = dir.join(format!("{name}.age"));
         let (path, is_age) = if is_file(&plain).await {
@@ -177,15 +185,15 @@ impl Provider for LocalProvider {
                 "not a local reference",
             ));
         };
-        if let Some(file) = &self.settings.file {
-            if let Some(secret) = self.from_file(file, name).await? {
-                return Ok(secret);
-            }
+        if let Some(file) = &self.settings.file
+            && let Some(secret) = self.read_file_entry(file, name).await?
+        {
+            return Ok(secret);
         }
-        if let Some(dir) = &self.settings.dir {
-            if let Some(secret) = self.from_dir(dir, name).await? {
-                return Ok(secret);
-            }
+        if let Some(dir) = &self.settings.dir
+            && let Some(secret) = self.read_dir_entry(dir, name).await?
+        {
+            return Ok(secret);
         }
         Err(ProviderError::new(
             ErrorKind::NotFound,

@@ -207,30 +207,7 @@ async fn api(
             Json(out).into_response()
         }
         (Method::POST, ["projects", _, "secrets"], None) => {
-            let Some(id) = params.get("secretId") else {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_ARGUMENT",
-                    "secretId is required.",
-                );
-            };
-            let name = format!("{resource}/{id}");
-            if store.secrets.contains_key(&name) {
-                return status(
-                    StatusCode::CONFLICT,
-                    "ALREADY_EXISTS",
-                    format!("Secret [{name}] already exists."),
-                );
-            }
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let entry = SecretEntry {
-                created: SystemTime::now(),
-                labels: request["labels"].clone(),
-                versions: Vec::new(),
-            };
-            let out = secret_json(&name, &entry);
-            store.secrets.insert(name, entry);
-            Json(out).into_response()
+            create_secret(&mut store, &resource, &params, &body)
         }
         (Method::GET, ["projects", _, "secrets", _], None) => match store.secrets.get(&resource) {
             Some(s) => Json(secret_json(&resource, s)).into_response(),
@@ -243,38 +220,7 @@ async fn api(
             }
         }
         (Method::POST, ["projects", _, "secrets", _], Some("addVersion")) => {
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let Some(data) = request["payload"]["data"]
-                .as_str()
-                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-            else {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_ARGUMENT",
-                    "payload.data must be base64.",
-                );
-            };
-            let claimed = request["payload"]["dataCrc32c"]
-                .as_str()
-                .and_then(|c| c.parse::<u32>().ok());
-            if claimed.is_some_and(|c| c != crc32c::crc32c(&data)) {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_ARGUMENT",
-                    "Checksum mismatch for payload data.",
-                );
-            }
-            let Some(secret) = store.secrets.get_mut(&resource) else {
-                return not_found(&format!("Secret [{resource}]"));
-            };
-            secret.versions.push(Version {
-                data,
-                state: VersionState::Enabled,
-                created: SystemTime::now(),
-                destroyed: None,
-            });
-            let n = secret.versions.len();
-            Json(version_json(&resource, n, &secret.versions[n - 1])).into_response()
+            add_version(&mut store, &resource, &body)
         }
         (Method::GET, ["projects", _, "secrets", _, "versions"], None) => {
             let secret_name = resource.trim_end_matches("/versions").to_owned();
@@ -298,93 +244,181 @@ async fn api(
         }
         (_, ["projects", p, "secrets", s, "versions", v], verb) => {
             let secret_name = format!("projects/{p}/secrets/{s}");
-            let permission = if verb == Some("access") {
-                "secretmanager.versions.access"
-            } else {
-                "secretmanager.versions.get"
-            };
-            if store.denied.contains(&secret_name) {
-                return status(
-                    StatusCode::FORBIDDEN,
-                    "PERMISSION_DENIED",
-                    format!(
-                        "Permission '{permission}' denied for resource '{resource}' (or it may not exist)."
-                    ),
-                );
-            }
-            let Some(secret) = store.secrets.get_mut(&secret_name) else {
-                return not_found(&format!("Secret [{secret_name}]"));
-            };
-            let n = if *v == "latest" {
-                secret.versions.len()
-            } else {
-                v.parse::<usize>().unwrap_or(0)
-            };
-            if n == 0 || n > secret.versions.len() {
-                return not_found(&format!("Secret Version [{resource}]"));
-            }
-            let version_name = format!("{secret_name}/versions/{n}");
-            let version = &mut secret.versions[n - 1];
-            match (method, verb) {
-                (Method::GET, None) => Json(version_json(&secret_name, n, version)).into_response(),
-                (Method::GET, Some("access")) => {
-                    if version.state != VersionState::Enabled {
-                        return status(
-                            StatusCode::BAD_REQUEST,
-                            "FAILED_PRECONDITION",
-                            format!(
-                                "Secret Version [{version_name}] is in {} state.",
-                                version.state.as_str()
-                            ),
-                        );
-                    }
-                    let data = base64::engine::general_purpose::STANDARD.encode(&version.data);
-                    let mut crc = crc32c::crc32c(&version.data);
-                    if store.corrupt_next > 0 {
-                        store.corrupt_next -= 1;
-                        crc ^= 1;
-                    }
-                    let crc = crc.to_string();
-                    *store
-                        .access_by_name
-                        .entry(version_name.clone())
-                        .or_default() += 1;
-                    Json(
-                        json!({"name": version_name, "payload": {"data": data, "dataCrc32c": crc}}),
-                    )
-                    .into_response()
-                }
-                (Method::POST, Some(action @ ("disable" | "enable" | "destroy"))) => {
-                    if version.state == VersionState::Destroyed {
-                        return status(
-                            StatusCode::BAD_REQUEST,
-                            "FAILED_PRECONDITION",
-                            format!("Secret Version [{version_name}] is in DESTROYED state."),
-                        );
-                    }
-                    version.state = match action {
-                        "disable" => VersionState::Disabled,
-                        "enable" => VersionState::Enabled,
-                        _ => {
-                            version.data.fill(0);
-                            version.data.clear();
-                            version.destroyed = Some(SystemTime::now());
-                            VersionState::Destroyed
-                        }
-                    };
-                    Json(version_json(&secret_name, n, version)).into_response()
-                }
-                _ => status(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("Method not found: {}", uri.path()),
-                ),
-            }
+            version_call(
+                &mut store,
+                &method,
+                &resource,
+                &secret_name,
+                v,
+                verb,
+                uri.path(),
+            )
         }
         _ => status(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("Method not found: {} {}", method, uri.path()),
+        ),
+    }
+}
+
+/// `POST projects/P/secrets?secretId=S`.
+fn create_secret(
+    store: &mut Store,
+    resource: &str,
+    params: &HashMap<String, String>,
+    body: &[u8],
+) -> Response {
+    let Some(id) = params.get("secretId") else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "secretId is required.",
+        );
+    };
+    let name = format!("{resource}/{id}");
+    if store.secrets.contains_key(&name) {
+        return status(
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+            format!("Secret [{name}] already exists."),
+        );
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let entry = SecretEntry {
+        created: SystemTime::now(),
+        labels: request["labels"].clone(),
+        versions: Vec::new(),
+    };
+    let out = secret_json(&name, &entry);
+    store.secrets.insert(name, entry);
+    Json(out).into_response()
+}
+
+/// `POST projects/P/secrets/S:addVersion`.
+fn add_version(store: &mut Store, resource: &str, body: &[u8]) -> Response {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(data) = request["payload"]["data"]
+        .as_str()
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+    else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "payload.data must be base64.",
+        );
+    };
+    let claimed = request["payload"]["dataCrc32c"]
+        .as_str()
+        .and_then(|c| c.parse::<u32>().ok());
+    if claimed.is_some_and(|c| c != crc32c::crc32c(&data)) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Checksum mismatch for payload data.",
+        );
+    }
+    let Some(secret) = store.secrets.get_mut(resource) else {
+        return not_found(&format!("Secret [{resource}]"));
+    };
+    secret.versions.push(Version {
+        data,
+        state: VersionState::Enabled,
+        created: SystemTime::now(),
+        destroyed: None,
+    });
+    let n = secret.versions.len();
+    Json(version_json(resource, n, &secret.versions[n - 1])).into_response()
+}
+
+/// Every call on one version: get, `:access`, `:disable`, `:enable`, `:destroy`.
+fn version_call(
+    store: &mut Store,
+    method: &Method,
+    resource: &str,
+    secret_name: &str,
+    v: &str,
+    verb: Option<&str>,
+    uri_path: &str,
+) -> Response {
+    let permission = if verb == Some("access") {
+        "secretmanager.versions.access"
+    } else {
+        "secretmanager.versions.get"
+    };
+    if store.denied.contains(secret_name) {
+        return status(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!(
+                "Permission '{permission}' denied for resource '{resource}' (or it may not exist)."
+            ),
+        );
+    }
+    let Some(secret) = store.secrets.get_mut(secret_name) else {
+        return not_found(&format!("Secret [{secret_name}]"));
+    };
+    let n = if v == "latest" {
+        secret.versions.len()
+    } else {
+        v.parse::<usize>().unwrap_or(0)
+    };
+    if n == 0 || n > secret.versions.len() {
+        return not_found(&format!("Secret Version [{resource}]"));
+    }
+    let version_name = format!("{secret_name}/versions/{n}");
+    let version = &mut secret.versions[n - 1];
+    match (method.clone(), verb) {
+        (Method::GET, None) => Json(version_json(secret_name, n, version)).into_response(),
+        (Method::GET, Some("access")) => {
+            if version.state != VersionState::Enabled {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "FAILED_PRECONDITION",
+                    format!(
+                        "Secret Version [{version_name}] is in {} state.",
+                        version.state.as_str()
+                    ),
+                );
+            }
+            let data = base64::engine::general_purpose::STANDARD.encode(&version.data);
+            let mut crc = crc32c::crc32c(&version.data);
+            if store.corrupt_next > 0 {
+                store.corrupt_next -= 1;
+                crc ^= 1;
+            }
+            let crc = crc.to_string();
+            *store
+                .access_by_name
+                .entry(version_name.clone())
+                .or_default() += 1;
+            Json(json!({"name": version_name, "payload": {"data": data, "dataCrc32c": crc}}))
+                .into_response()
+        }
+        (Method::POST, Some(action @ ("disable" | "enable" | "destroy"))) => {
+            if version.state == VersionState::Destroyed {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "FAILED_PRECONDITION",
+                    format!("Secret Version [{version_name}] is in DESTROYED state."),
+                );
+            }
+            version.state = match action {
+                "disable" => VersionState::Disabled,
+                "enable" => VersionState::Enabled,
+                _ => {
+                    version.data.fill(0);
+                    version.data.clear();
+                    version.destroyed = Some(SystemTime::now());
+                    VersionState::Destroyed
+                }
+            };
+            Json(version_json(secret_name, n, version)).into_response()
+        }
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Method not found: {uri_path}"),
         ),
     }
 }

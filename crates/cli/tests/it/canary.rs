@@ -1,14 +1,20 @@
 //! A recognisable value goes through every CLI path with the most verbose logging; it must appear only where
 //! it is delivered (stdout of `get`, the rendered file, the exec'd process), never in stderr.
 
-use crate::{run, stderr, Ground};
+use crate::{Ground, run, stderr};
 
 const CANARY: &str = "CANARY-7f3a9c-do-not-log";
 
 fn assert_clean(what: &str, out: &std::process::Output) {
     let err = stderr(out);
-    assert!(!err.contains(CANARY), "{what}: the canary leaked to stderr:\n{err}");
-    assert!(!err.is_empty() || what.contains("quiet"), "{what}: expected verbose logs on stderr");
+    assert!(
+        !err.contains(CANARY),
+        "{what}: the canary leaked to stderr:\n{err}"
+    );
+    assert!(
+        !err.is_empty() || what.contains("quiet"),
+        "{what}: expected verbose logs on stderr"
+    );
 }
 
 #[test]
@@ -29,7 +35,11 @@ fn canary_never_reaches_logs_or_errors() {
             }
             cmd
         };
-        for reference in ["aws-sm://canary#github_token", "gcp-sm://proj/canary#github_token", "local://canary#github_token"] {
+        for reference in [
+            "aws-sm://canary#github_token",
+            "gcp-sm://proj/canary#github_token",
+            "local://canary#github_token",
+        ] {
             let out = run(keyway().args(["get", reference]));
             assert!(out.status.success(), "{}", stderr(&out));
             assert_eq!(String::from_utf8_lossy(&out.stdout), CANARY);
@@ -38,12 +48,27 @@ fn canary_never_reaches_logs_or_errors() {
             let out = run(keyway().args(["get", "--json", reference]));
             assert_clean("get --json", &out);
 
-            let out = run(keyway().args(["render", "--dir", out_dir.to_str().unwrap(), &format!("f={reference}")]));
+            let out = run(keyway().args([
+                "render",
+                "--dir",
+                out_dir.to_str().unwrap(),
+                &format!("f={reference}"),
+            ]));
             assert!(out.status.success(), "{}", stderr(&out));
             assert_eq!(std::fs::read_to_string(out_dir.join("f")).unwrap(), CANARY);
             assert_clean("render", &out);
 
-            let out = run(keyway().args(["exec", "--env", &format!("T={reference}"), "--", "sh", "-c", "test \"$T\" = \"$EXPECT\""]).env("EXPECT", CANARY));
+            let out = run(keyway()
+                .args([
+                    "exec",
+                    "--env",
+                    &format!("T={reference}"),
+                    "--",
+                    "sh",
+                    "-c",
+                    "test \"$T\" = \"$EXPECT\"",
+                ])
+                .env("EXPECT", CANARY));
             assert!(out.status.success(), "{}", stderr(&out));
             assert_clean("exec", &out);
 

@@ -1,16 +1,20 @@
-use crate::{run, stderr, stdout, Ground};
+use crate::{Ground, run, stderr, stdout};
 
 #[test]
 fn get_prints_aws_and_gcp_fields_exactly() {
     let g = Ground::start();
-    g.moto.create_secret("ci/github", r#"{"github_token":"ghp_aws"}"#);
-    g.gcp.add_version("proj", "github", br#"{"github_token":"ghp_gcp"}"#);
+    g.moto
+        .create_secret("ci/github", r#"{"github_token":"ghp_aws"}"#);
+    g.gcp
+        .add_version("proj", "github", br#"{"github_token":"ghp_gcp"}"#);
 
     let out = run(g.keyway().args(["get", "aws-sm://ci/github#github_token"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "ghp_aws");
 
-    let out = run(g.keyway().args(["get", "gcp-sm://proj/github#github_token"]));
+    let out = run(g
+        .keyway()
+        .args(["get", "gcp-sm://proj/github#github_token"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "ghp_gcp");
 }
@@ -27,12 +31,20 @@ fn get_json_carries_metadata() {
     assert_eq!(doc["version"], v2.as_str());
     assert_eq!(doc["encoding"], "text");
     assert_eq!(doc["ref"], "aws-sm://db?version-stage=AWSCURRENT");
-    assert!(doc["stages"].as_array().unwrap().contains(&"AWSCURRENT".into()));
+    assert!(
+        doc["stages"]
+            .as_array()
+            .unwrap()
+            .contains(&"AWSCURRENT".into())
+    );
 
     g.moto.create_binary_secret("bin", &[0, 159, 146, 150]);
     let out = run(g.keyway().args(["get", "--json", "aws-sm://bin"]));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!((doc["encoding"].as_str(), doc["value"].as_str()), (Some("base64"), Some("AJ+Slg==")));
+    assert_eq!(
+        (doc["encoding"].as_str(), doc["value"].as_str()),
+        (Some("base64"), Some("AJ+Slg=="))
+    );
     let raw = run(g.keyway().args(["get", "aws-sm://bin"]));
     assert_eq!(raw.stdout, vec![0, 159, 146, 150]);
 }
@@ -45,9 +57,17 @@ fn failures_have_documented_exit_codes_and_one_line_messages() {
     g.gcp.deny("proj", "locked", false);
 
     let cases: &[(&[&str], i32, &str)] = &[
-        (&["get", "aws-sm://missing"], 3, "`missing` (or the requested version) was not found"),
+        (
+            &["get", "aws-sm://missing"],
+            3,
+            "`missing` (or the requested version) was not found",
+        ),
         (&["get", "aws-sm://json#c"], 3, "fields present: a, b"),
-        (&["get", "gcp-sm://proj/locked"], 4, "roles/secretmanager.secretAccessor"),
+        (
+            &["get", "gcp-sm://proj/locked"],
+            4,
+            "roles/secretmanager.secretAccessor",
+        ),
         (&["get", "nonsense"], 2, "expected INSTANCE://PATH"),
         (&["get", "s3://x"], 2, "no provider instance named `s3`"),
         (&["get", "local://absent"], 3, "`absent` not found"),
@@ -58,7 +78,13 @@ fn failures_have_documented_exit_codes_and_one_line_messages() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
-        assert_eq!(err.lines().filter(|l| l.starts_with("keyway: error:")).count(), 1, "{args:?}: {err}");
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("keyway: error:"))
+                .count(),
+            1,
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
     }
 }
@@ -75,7 +101,11 @@ fn unreachable_upstream_exits_5() {
     .unwrap();
     let out = run(crate::keyway(&config).args(["get", "aws-sm://x"]));
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("could not reach AWS Secrets Manager"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not reach AWS Secrets Manager"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -85,7 +115,11 @@ fn bad_config_exits_2_naming_the_key() {
     std::fs::write(&config, "[providers.x]\ntype = \"aws\"\nproject = \"p\"\n").unwrap();
     let out = run(crate::keyway(&config).args(["get", "local://x"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("`project` does not apply to [providers.x]"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`project` does not apply to [providers.x]"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -4,10 +4,21 @@ use std::process::{Command, Stdio};
 use crate::Ground;
 
 fn credential_fill(g: &Ground, input: &str) -> std::process::Output {
-    let helper = format!("!{} --config {} git-credential", env!("CARGO_BIN_EXE_keyway"), g.config.display());
+    let helper = format!(
+        "!{} --config {} git-credential",
+        env!("CARGO_BIN_EXE_keyway"),
+        g.config.display()
+    );
     let mut child = Command::new("git")
         // useHttpPath makes git pass the repository path, which path-scoped entries need.
-        .args(["-c", "credential.helper=", "-c", &format!("credential.helper={helper}"), "-c", "credential.useHttpPath=true"])
+        .args([
+            "-c",
+            "credential.helper=",
+            "-c",
+            &format!("credential.helper={helper}"),
+            "-c",
+            "credential.useHttpPath=true",
+        ])
         .args(["credential", "fill"])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -18,7 +29,12 @@ fn credential_fill(g: &Ground, input: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("git");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -37,23 +53,36 @@ username = "deploy"
 password = "gcp-sm://proj/deploy-token"
 "#,
     );
-    g.moto.create_secret("ci/github", r#"{"github_token":"ghp_git"}"#);
+    g.moto
+        .create_secret("ci/github", r#"{"github_token":"ghp_git"}"#);
     g.gcp.add_version("proj", "deploy-token", b"gcp-git-token");
 
     let out = credential_fill(&g, "protocol=https\nhost=github.com\npath=org/repo.git\n\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("username=x-access-token\n"), "{text}");
     assert!(text.contains("password=ghp_git\n"), "{text}");
 
-    let out = credential_fill(&g, "protocol=https\nhost=git.example.com\npath=team/app.git\n\n");
+    let out = credential_fill(
+        &g,
+        "protocol=https\nhost=git.example.com\npath=team/app.git\n\n",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("username=deploy\n") && text.contains("password=gcp-git-token\n"), "{text}");
+    assert!(
+        text.contains("username=deploy\n") && text.contains("password=gcp-git-token\n"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unmatched_hosts_get_no_credential() {
-    let g = Ground::with_extra("[[git.credentials]]\nhost = \"github.com\"\npassword = \"aws-sm://x\"\n");
+    let g = Ground::with_extra(
+        "[[git.credentials]]\nhost = \"github.com\"\npassword = \"aws-sm://x\"\n",
+    );
     // No helper answers and prompting is off, so git fails: our helper gave nothing for this host.
     let out = credential_fill(&g, "protocol=https\nhost=gitlab.com\n\n");
     assert!(!out.status.success());

@@ -1,5 +1,9 @@
 //! The real `keyway` binary against moto, the GCP emulator and the local store.
 #![allow(missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
 
 mod canary;
 mod exec;
@@ -57,7 +61,12 @@ dir = "{}"
             ),
         )
         .unwrap();
-        Ground { moto, gcp, dir, config }
+        Ground {
+            moto,
+            gcp,
+            dir,
+            config,
+        }
     }
 
     pub fn keyway(&self) -> Command {

@@ -1,6 +1,6 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
-use crate::{run, stderr, Ground};
+use crate::{Ground, run, stderr};
 
 #[test]
 fn renders_fifty_aws_secrets_and_gcp_ones_with_mode() {
@@ -9,7 +9,8 @@ fn renders_fifty_aws_secrets_and_gcp_ones_with_mode() {
     let out_dir = g.dir.path().join("out");
     args.push(out_dir.display().to_string());
     for i in 0..50 {
-        g.moto.create_secret(&format!("svc/s{i}"), &format!(r#"{{"token":"t{i}"}}"#));
+        g.moto
+            .create_secret(&format!("svc/s{i}"), &format!(r#"{{"token":"t{i}"}}"#));
         args.push(format!("s{i}=aws-sm://svc/s{i}#token"));
     }
     g.gcp.add_version("proj", "g", b"gcp-value");
@@ -19,9 +20,15 @@ fn renders_fifty_aws_secrets_and_gcp_ones_with_mode() {
     for i in 0..50 {
         let path = out_dir.join(format!("s{i}"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("t{i}"));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o400);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
     }
-    assert_eq!(std::fs::read_to_string(out_dir.join("nested/g")).unwrap(), "gcp-value");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("nested/g")).unwrap(),
+        "gcp-value"
+    );
     // No temporary files are left behind.
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 51);
 }
@@ -32,7 +39,14 @@ fn mode_and_owner_are_applied() {
     std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
     let out_dir = g.dir.path().join("out");
     let mut cmd = g.keyway();
-    cmd.args(["render", "--dir", out_dir.to_str().unwrap(), "--mode", "0440", "a/b=local://k"]);
+    cmd.args([
+        "render",
+        "--dir",
+        out_dir.to_str().unwrap(),
+        "--mode",
+        "0440",
+        "a/b=local://k",
+    ]);
     let running_as_root = rustix_is_root();
     if running_as_root {
         cmd.args(["--uid", "4242", "--gid", "4343"]);
@@ -49,7 +63,7 @@ fn mode_and_owner_are_applied() {
 }
 
 fn rustix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 #[test]
@@ -57,10 +71,23 @@ fn one_failure_writes_nothing() {
     let g = Ground::start();
     g.moto.create_secret("ok", "v");
     let out_dir = g.dir.path().join("out");
-    let out = run(g.keyway().args(["render", "--dir", out_dir.to_str().unwrap(), "a=aws-sm://ok", "b=aws-sm://missing"]));
+    let out = run(g.keyway().args([
+        "render",
+        "--dir",
+        out_dir.to_str().unwrap(),
+        "a=aws-sm://ok",
+        "b=aws-sm://missing",
+    ]));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1 of 2 references failed; nothing was delivered"), "{}", stderr(&out));
-    assert!(!out_dir.join("a").exists(), "a partial render was left behind");
+    assert!(
+        stderr(&out).contains("1 of 2 references failed; nothing was delivered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !out_dir.join("a").exists(),
+        "a partial render was left behind"
+    );
 }
 
 #[test]
@@ -70,16 +97,30 @@ fn names_that_escape_and_symlinks_are_refused() {
     let out_dir = g.dir.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     for name in ["../escape", "/etc/x", "a/../../b"] {
-        let out = run(g.keyway().args(["render", "--dir", out_dir.to_str().unwrap(), &format!("{name}=local://k")]));
+        let out = run(g.keyway().args([
+            "render",
+            "--dir",
+            out_dir.to_str().unwrap(),
+            &format!("{name}=local://k"),
+        ]));
         assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
-        assert!(stderr(&out).contains("would escape --dir"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("would escape --dir"),
+            "{}",
+            stderr(&out)
+        );
     }
     let victim = g.dir.path().join("victim");
     std::fs::write(&victim, "original").unwrap();
     std::os::unix::fs::symlink(&victim, out_dir.join("link")).unwrap();
     std::os::unix::fs::symlink(g.dir.path(), out_dir.join("dirlink")).unwrap();
     for name in ["link", "dirlink/victim"] {
-        let out = run(g.keyway().args(["render", "--dir", out_dir.to_str().unwrap(), &format!("{name}=local://k")]));
+        let out = run(g.keyway().args([
+            "render",
+            "--dir",
+            out_dir.to_str().unwrap(),
+            &format!("{name}=local://k"),
+        ]));
         assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
         assert!(stderr(&out).contains("is a symlink"), "{}", stderr(&out));
     }
@@ -91,12 +132,23 @@ fn rerender_replaces_files_atomically() {
     let g = Ground::start();
     g.moto.create_secret("rot", "old");
     let out_dir = g.dir.path().join("out");
-    let render = || run(g.keyway().args(["render", "--dir", out_dir.to_str().unwrap(), "r=aws-sm://rot"]));
+    let render = || {
+        run(g.keyway().args([
+            "render",
+            "--dir",
+            out_dir.to_str().unwrap(),
+            "r=aws-sm://rot",
+        ]))
+    };
     assert!(render().status.success());
     let inode_before = std::fs::metadata(out_dir.join("r")).unwrap().ino();
     g.moto.put_secret_value("rot", "new");
     let out = render();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(out_dir.join("r")).unwrap(), "new");
-    assert_ne!(std::fs::metadata(out_dir.join("r")).unwrap().ino(), inode_before, "not replaced by rename");
+    assert_ne!(
+        std::fs::metadata(out_dir.join("r")).unwrap().ino(),
+        inode_before,
+        "not replaced by rename"
+    );
 }

@@ -193,7 +193,7 @@ async fn stale_value_served_while_the_emulator_fails() {
     emu.add_version("proj", "s", b"v1");
     let policy = CachePolicy {
         ttl: Ttl::For(Duration::from_millis(200)),
-        max_stale: Duration::from_secs(60),
+        max_stale: Duration::from_mins(1),
         ..CachePolicy::default()
     };
     let r = resolver("gcp-sm", Arc::new(provider(&emu)), policy);

@@ -1,4 +1,8 @@
 //! Providers against real emulators: moto for AWS, Keyway's emulator for GCP, a temp directory for local.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
 
 mod aws;
 mod gcp;

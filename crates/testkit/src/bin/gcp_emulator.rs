@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
                     .next()
                     .context("--port needs a number")?
                     .parse()
-                    .context("--port needs a number")?
+                    .context("--port needs a number")?;
             }
             other => {
                 anyhow::bail!("unknown argument `{other}`; usage: keyway-gcp-emulator [--port N]")

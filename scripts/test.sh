@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every Keyway test: installs what the tests need (the project's Python venv with moto and Google's
+# Secret Manager client), builds the workspace, runs the Rust tests (unit + integration against real
+# emulators) and the Python tests (the GCP emulator proven by Google's own client).
+# Idempotent; safe to re-run. Honors CARGO_TARGET_DIR.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+venv=$("$root/scripts/python-env.sh")
+export KEYWAY_VENV=$venv
+
+echo "==> cargo build --workspace --all-targets" >&2
+cargo build --workspace --all-targets --locked
+
+echo "==> Rust tests" >&2
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  # nextest does not run doctests
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "==> Python tests" >&2
+"$venv/bin/python" -m pytest -q tests/python
