@@ -454,7 +454,15 @@ impl Cache {
         }
     }
 
-    /// Entry count and weighted size in bytes, after pending maintenance.
+    /// Entries and weighted bytes as last counted, without waiting for pending maintenance (for metrics).
+    pub fn usage_estimate(&self) -> (u64, u64) {
+        (
+            self.inner.entries.entry_count(),
+            self.inner.entries.weighted_size(),
+        )
+    }
+
+    /// Entries and weighted bytes, after pending maintenance.
     pub async fn usage(&self) -> (u64, u64) {
         self.inner.entries.run_pending_tasks().await;
         (
@@ -753,5 +761,33 @@ mod tests {
         cache.invalidate(&key("k")).await;
         cache.usage().await;
         assert!(weak.upgrade().is_none(), "the value outlived its eviction");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rate_limit_spaces_upstream_calls_of_distinct_keys() {
+        let (cache, upstream, inner) = setup();
+        let limited: Arc<dyn Provider> = Arc::new(crate::provider::RateLimited::new(
+            inner,
+            std::num::NonZeroU32::new(20).unwrap(),
+        ));
+        let pol = policy(60, 60);
+        let started = std::time::Instant::now();
+        // 40 distinct cold keys: a burst of 20, then 20 more at 50 ms intervals, so about a second.
+        let reads = (0..40).map(|i| {
+            let (cache, limited) = (cache.clone(), limited.clone());
+            async move {
+                cache
+                    .get(&key(&format!("k{i}")), &limited, &pol, None, false)
+                    .await
+            }
+        });
+        let results = futures::future::join_all(reads).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(upstream.calls.load(Ordering::SeqCst), 40);
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(900),
+            "40 calls at 20/s took only {elapsed:?}"
+        );
     }
 }

@@ -25,6 +25,18 @@ impl ErrorKind {
         matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)
     }
 
+    /// Parses [`ErrorKind::as_str`]'s names back.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Some(match name {
+            "not_found" => ErrorKind::NotFound,
+            "permission_denied" | "access_denied" => ErrorKind::PermissionDenied,
+            "throttled" => ErrorKind::Throttled,
+            "unavailable" => ErrorKind::Unavailable,
+            "invalid" => ErrorKind::Invalid,
+            _ => return None,
+        })
+    }
+
     /// A short stable name (`not_found`, ...) for machine-readable output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,6 +135,14 @@ pub enum Error {
         #[source]
         source: ProviderError,
     },
+    /// A failure reported by a Keyway daemon, already classified and worded there.
+    #[error("{message}")]
+    Remote {
+        /// The daemon's classification.
+        kind: ErrorKind,
+        /// The daemon's one-line message.
+        message: String,
+    },
     /// `#FIELD` was given but the secret's value is not a JSON object or array.
     #[error(
         "{reference}: the value is not a JSON object, so field `{field}` cannot be selected; drop the `#{field}` part to get the whole value"
@@ -152,6 +172,7 @@ impl Error {
             Error::InvalidRef { .. } | Error::UnknownInstance { .. } => ErrorKind::Invalid,
             Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.kind(),
             Error::NotJson { .. } | Error::FieldNotFound { .. } => ErrorKind::NotFound,
+            Error::Remote { kind, .. } => *kind,
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
 pub use error::{Error, ErrorKind, ProviderError};
-pub use provider::Provider;
+pub use provider::{Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};
 pub use value::{Encoding, Secret, SecretMeta, SecretValue};

@@ -23,3 +23,50 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Lists secret names, following every page; `filter` narrows by name where the backend supports it.
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError>;
 }
+
+/// Bounds the rate of upstream calls of one provider instance (a token bucket: `per_second` calls per
+/// second, bursts of the same size). Callers over the rate wait for their turn, so a stampede of distinct
+/// keys or a refresh storm never multiplies load on a throttling upstream; the cache's fetch timeout still
+/// bounds the wait.
+pub struct RateLimited {
+    inner: std::sync::Arc<dyn Provider>,
+    limiter: governor::DefaultDirectRateLimiter,
+    per_second: std::num::NonZeroU32,
+}
+
+impl RateLimited {
+    /// Wraps `inner` with a limit of `per_second` upstream calls per second.
+    pub fn new(inner: std::sync::Arc<dyn Provider>, per_second: std::num::NonZeroU32) -> Self {
+        RateLimited {
+            inner,
+            limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            per_second,
+        }
+    }
+}
+
+impl fmt::Debug for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimited")
+            .field("inner", &self.inner)
+            .field("per_second", &self.per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Provider for RateLimited {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+
+    async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
+        self.limiter.until_ready().await;
+        self.inner.fetch(target).await
+    }
+
+    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+        self.limiter.until_ready().await;
+        self.inner.list(filter).await
+    }
+}

@@ -277,6 +277,26 @@ impl SecretRef {
 
     /// The same reference without its field: what the cache keys on.
     #[must_use]
+    /// `instance://name`: the secret's identity without version selector or field, which access rules match.
+    pub fn secret_path(&self) -> String {
+        match &self.target {
+            Target::Aws { secret_id, .. } => format!("{}://{secret_id}", self.instance),
+            Target::Gcp {
+                project: Some(project),
+                secret,
+                ..
+            } => format!("{}://{project}/{secret}", self.instance),
+            Target::Gcp {
+                project: None,
+                secret,
+                ..
+            } => format!("{}://{secret}", self.instance),
+            Target::Local { name } => format!("{}://{name}", self.instance),
+        }
+    }
+
+    /// The reference without its field.
+    #[must_use]
     pub fn without_field(&self) -> SecretRef {
         SecretRef {
             field: None,

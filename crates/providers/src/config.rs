@@ -22,16 +22,23 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyway_core::{Cache, CacheConfig, CachePolicy, Provider, Resolver, Ttl};
+use keyway_core::{Cache, CacheConfig, CachePolicy, Provider, RateLimited, Resolver, Ttl};
 use serde::Deserialize;
 
 use crate::aws::{AwsProvider, AwsSettings};
 use crate::gcp::{GcpProvider, GcpSettings};
 use crate::local::{LocalProvider, LocalSettings};
+
+/// A decorator applied to each instance's provider by [`Config::resolver_with`].
+pub type WrapProvider = dyn Fn(&str, Arc<dyn Provider>) -> Arc<dyn Provider>;
+
+/// Upstream calls per second for cloud instances without a `rate_limit` of their own.
+pub const DEFAULT_CLOUD_RATE_LIMIT: u32 = 100;
 
 /// A configuration problem; the message names the key and what to write instead.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +79,9 @@ pub struct Config {
     /// Git credential helper mappings.
     #[serde(default)]
     pub git: GitSection,
+    /// The daemon (`keyway serve`).
+    #[serde(default)]
+    pub server: ServerSection,
 }
 
 /// One `[providers.NAME]` table.
@@ -105,6 +115,9 @@ pub struct ProviderConfig {
     /// Per-attempt upstream timeout.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// Upstream calls per second for this instance (bursts of the same size); 0 for no limit.
+    /// Default: 100 for cloud backends, none for local.
+    pub rate_limit: Option<u32>,
 }
 
 /// Backend type names in the config.
@@ -205,6 +218,97 @@ fn default_git_user() -> String {
     "x-access-token".to_owned()
 }
 
+/// `[server]`: the daemon's listeners, tokens, access rules and logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Unix socket path; default `/run/keyway/keyway.sock` as root, `$XDG_RUNTIME_DIR/keyway.sock` otherwise.
+    pub socket: Option<PathBuf>,
+    /// Socket file mode, octal text (`"0660"`); default `"0666"`: every local user may connect and the
+    /// access rules decide by uid/gid what each may read.
+    pub socket_mode: Option<String>,
+    /// Group owning the socket: a name or a numeric gid.
+    pub socket_group: Option<String>,
+    /// Loopback TCP listener, e.g. `"127.0.0.1:2773"` (the AWS agent's port); off by default.
+    pub tcp: Option<String>,
+    /// Permit a non-loopback `tcp` address (logged as a warning at start-up).
+    pub allow_non_loopback: bool,
+    /// Named tokens accepted on TCP. When none is configured, the AWS agent's variables are used:
+    /// `AWS_TOKEN`, `AWS_SESSION_TOKEN` or `AWS_CONTAINER_AUTHORIZATION_TOKEN` (a value or `file://PATH`).
+    pub tokens: Vec<TokenConfig>,
+    /// Who may read what; deny by default once any rule exists.
+    pub access: Vec<AccessRule>,
+    /// References fetched at start-up; `/readyz` turns ready when they are done.
+    pub prefetch: Vec<String>,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// Open connections at most, per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Bound on a request's head (request line and headers) and on a body.
+    pub max_request_bytes: usize,
+    /// A client must send its request head within this time.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Audit log: `"off"`, `"stderr"` or a file path (JSON lines, appended).
+    pub audit_log: String,
+    /// Label metrics with secret references (names can be sensitive; off by default).
+    pub metrics_secret_names: bool,
+    /// Provider instance behind the AWS-agent-compatible endpoints.
+    pub aws_compat_instance: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            socket: None,
+            socket_mode: None,
+            socket_group: None,
+            tcp: None,
+            allow_non_loopback: false,
+            tokens: Vec::new(),
+            access: Vec::new(),
+            prefetch: Vec::new(),
+            grace_period: Duration::from_secs(10),
+            max_connections: 1024,
+            max_request_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            audit_log: "off".to_owned(),
+            metrics_secret_names: false,
+            aws_compat_instance: "aws-sm".to_owned(),
+        }
+    }
+}
+
+/// One `[[server.tokens]]` entry: a name for access rules and audit lines, and where the token is read from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The name rules and the audit log use.
+    pub name: String,
+    /// A file holding the token (re-read when it changes, so rotation needs no restart).
+    pub file: Option<PathBuf>,
+    /// An environment variable holding the token.
+    pub env: Option<String>,
+}
+
+/// One `[[server.access]]` rule: callers matching any listed identity may read references matching any glob.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Unix-socket callers with one of these uids.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// Unix-socket callers with one of these primary gids.
+    #[serde(default)]
+    pub gids: Vec<u32>,
+    /// TCP callers presenting one of these named tokens.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Glob patterns over references without version or field (`aws-sm://ci/*`, `local://**`).
+    pub refs: Vec<String>,
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -239,36 +343,67 @@ impl Config {
     /// Builds the resolver: the three default instances from the standard environment, then the configured ones.
     /// `local_dir` is the default local store (`$KEYWAY_LOCAL_DIR` or `./secrets`).
     pub fn resolver(&self, local_dir: PathBuf) -> Result<Resolver, ConfigError> {
+        self.resolver_with(local_dir, &|_, provider| provider)
+    }
+
+    /// As [`Config::resolver`], passing each instance's provider (already rate limited) through `wrap`, e.g. to
+    /// count its upstream calls.
+    pub fn resolver_with(
+        &self,
+        local_dir: PathBuf,
+        wrap: &WrapProvider,
+    ) -> Result<Resolver, ConfigError> {
         let timeout = Duration::from_secs(10);
-        let mut builder = Resolver::builder()
-            .provider(
+        let cloud_limit = NonZeroU32::new(DEFAULT_CLOUD_RATE_LIMIT);
+        let defaults: [(&str, Arc<dyn Provider>, Option<NonZeroU32>); 3] = [
+            (
                 "aws-sm",
                 Arc::new(AwsProvider::new(AwsSettings {
                     timeout,
                     ..AwsSettings::default()
                 })),
-                CachePolicy::default(),
-            )
-            .provider(
+                cloud_limit,
+            ),
+            (
                 "gcp-sm",
                 Arc::new(GcpProvider::new(GcpSettings {
                     project: std::env::var("GOOGLE_CLOUD_PROJECT").ok(),
                     timeout,
                     ..GcpSettings::default()
                 })),
-                CachePolicy::default(),
-            )
-            .provider(
+                cloud_limit,
+            ),
+            (
                 "local",
                 Arc::new(LocalProvider::new(LocalSettings {
                     dir: Some(local_dir),
                     ..LocalSettings::default()
                 })),
-                CachePolicy::default(),
-            );
+                None,
+            ),
+        ];
+        let mut builder = Resolver::builder();
+        let finish = |name: &str, provider: Arc<dyn Provider>, limit: Option<NonZeroU32>| {
+            let provider: Arc<dyn Provider> = match limit {
+                Some(limit) => Arc::new(RateLimited::new(provider, limit)),
+                None => provider,
+            };
+            wrap(name, provider)
+        };
+        for (name, provider, limit) in defaults {
+            if !self.providers.contains_key(name) {
+                builder =
+                    builder.provider(name, finish(name, provider, limit), CachePolicy::default());
+            }
+        }
         for (name, p) in &self.providers {
             let (provider, policy) = p.build()?;
-            builder = builder.provider(name, provider, policy);
+            let limit = match (p.rate_limit, p.kind) {
+                (Some(n), _) => NonZeroU32::new(n),
+                (None, KindName::Local) => None,
+                (None, _) => cloud_limit,
+            };
+            builder = builder.provider(name, finish(name, provider, limit), policy);
         }
         let cache = Cache::new(CacheConfig {
             max_bytes: self.cache.max_bytes,
