@@ -28,3 +28,37 @@ def gcp_emulator():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def moto_endpoint():
+    """moto_server from the project venv on a free port; yields http://127.0.0.1:PORT."""
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    server = pathlib.Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("moto_server did not start")
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

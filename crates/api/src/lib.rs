@@ -6,9 +6,26 @@
 //! - AWS Secrets Manager Agent compatible (`/secretsmanager/get`, `/v1/<secret id>`), answering the
 //!   GetSecretValue JSON shape so applications written for that agent work unchanged.
 //!
+//! [`default_socket_path`] is here so the daemon and every client agree on it.
+//!
 //! The value field is generic: the daemon serializes a borrowed `&str`, the client parses into a zeroizing type.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+/// The daemon's default unix socket: `/run/keyway/keyway.sock` as root, `$XDG_RUNTIME_DIR/keyway.sock`
+/// otherwise, `/tmp/keyway-UID/keyway.sock` when `XDG_RUNTIME_DIR` is not set.
+pub fn default_socket_path() -> PathBuf {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/keyway/keyway.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("keyway.sock"),
+        _ => PathBuf::from(format!("/tmp/keyway-{}/keyway.sock", uid.as_raw())),
+    }
+}
 
 /// Request paths.
 pub mod path {
@@ -44,7 +61,7 @@ pub mod header {
     pub const FORWARDED_FOR: &str = "x-forwarded-for";
     /// Seconds since the value was fetched from the upstream (RFC 9111 `Age`).
     pub const AGE: &str = "age";
-    /// `hit`, `miss`, `stale` or `refresh` on every secret response.
+    /// `hit`, `miss` or `stale` on every secret response.
     pub const SOURCE: &str = "x-keyway-source";
 }
 
@@ -79,7 +96,7 @@ pub struct SecretBody<V> {
     pub age_seconds: u64,
     /// True when served past its TTL because the upstream failed.
     pub stale: bool,
-    /// `hit`, `miss`, `stale` or `refresh`.
+    /// `hit`, `miss` or `stale`.
     pub source: String,
 }
 

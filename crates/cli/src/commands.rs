@@ -15,24 +15,66 @@ use zeroize::Zeroizing;
 
 use crate::exit::{Many, Usage};
 
-/// What every command needs: the config and a resolver built from it.
+/// How commands reach secrets: through the node's daemon, or directly with the providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DaemonMode {
+    /// The daemon when its socket accepts connections, otherwise direct.
+    Auto,
+    /// Only the daemon; fail (exit 5) when it is not there.
+    Always,
+    /// Never the daemon.
+    Never,
+}
+
+/// What every command needs: the config, a resolver built from it (for parsing and direct access), and the
+/// daemon client when the daemon is used.
 pub struct Context {
     pub config: Config,
     pub resolver: Resolver,
+    pub daemon: Option<keyway_client::Client>,
 }
 
 impl Context {
-    pub fn load(path: Option<&Path>, local_dir: PathBuf) -> anyhow::Result<Context> {
+    pub fn load(
+        path: Option<&Path>,
+        local_dir: PathBuf,
+        mode: DaemonMode,
+        socket: Option<PathBuf>,
+    ) -> anyhow::Result<Context> {
         let config = match path {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
         let resolver = config.resolver(local_dir)?;
-        Ok(Context { config, resolver })
+        let socket = socket
+            .or_else(|| config.server.socket.clone())
+            .unwrap_or_else(keyway_api::default_socket_path);
+        let client = keyway_client::Client::new(socket);
+        let daemon = match mode {
+            DaemonMode::Never => None,
+            DaemonMode::Always => Some(client),
+            DaemonMode::Auto => client.is_listening().then_some(client),
+        };
+        if let Some(daemon) = &daemon {
+            tracing::debug!(socket = %daemon.socket().display(), "using the keyway daemon");
+        }
+        Ok(Context {
+            config,
+            resolver,
+            daemon,
+        })
     }
 
     pub fn parse(&self, reference: &str) -> anyhow::Result<SecretRef> {
         Ok(self.resolver.parse(reference)?)
+    }
+
+    /// Resolves one reference, through the daemon or directly.
+    pub async fn resolve(&self, reference: &SecretRef, lookup: Lookup) -> anyhow::Result<Resolved> {
+        Ok(match &self.daemon {
+            Some(daemon) => daemon.resolve(&reference.to_string(), lookup).await?,
+            None => self.resolver.resolve(reference, lookup).await?,
+        })
     }
 
     /// Resolves many references concurrently. On any failure, prints every failure and returns [`Many`]:
@@ -42,7 +84,13 @@ impl Context {
         references: &[SecretRef],
         lookup: Lookup,
     ) -> anyhow::Result<Vec<Resolved>> {
-        let results = self.resolver.resolve_all(references, lookup).await;
+        let results = match &self.daemon {
+            Some(daemon) => {
+                let texts: Vec<String> = references.iter().map(ToString::to_string).collect();
+                daemon.resolve_all(&texts, lookup).await?
+            }
+            None => self.resolver.resolve_all(references, lookup).await,
+        };
         let total = results.len();
         let mut values = Vec::with_capacity(total);
         let mut first = None;
@@ -66,6 +114,14 @@ impl Context {
             }
             .into()),
         }
+    }
+
+    /// Lists names, through the daemon or directly.
+    pub async fn list(&self, instance: &str, filter: Option<&str>) -> anyhow::Result<Vec<String>> {
+        Ok(match &self.daemon {
+            Some(daemon) => daemon.list(instance, filter).await?,
+            None => self.resolver.list(instance, filter).await?,
+        })
     }
 }
 
@@ -109,7 +165,6 @@ struct GetJson<'a> {
 pub async fn get(context: &Context, args: GetArgs) -> anyhow::Result<()> {
     let reference = context.parse(&args.reference)?;
     let resolved = context
-        .resolver
         .resolve(&reference, lookup(args.ttl.as_deref(), args.refresh)?)
         .await?;
     let secret = &resolved.secret;
@@ -165,10 +220,7 @@ pub struct ListArgs {
 }
 
 pub async fn list(context: &Context, args: ListArgs) -> anyhow::Result<()> {
-    let names = context
-        .resolver
-        .list(&args.instance, args.filter.as_deref())
-        .await?;
+    let names = context.list(&args.instance, args.filter.as_deref()).await?;
     let mut out = std::io::stdout().lock();
     for name in names {
         writeln!(out, "{name}").context("cannot write to stdout")?;

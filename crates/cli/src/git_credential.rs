@@ -84,7 +84,6 @@ pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<(
     };
     let reference = context.parse(&entry.password)?;
     let resolved = context
-        .resolver
         .resolve(&reference, keyway_core::Lookup::default())
         .await?;
     let password = std::str::from_utf8(resolved.secret.value.expose()).map_err(|_| {

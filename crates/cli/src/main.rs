@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod git_credential;
 mod render;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,19 @@ struct Cli {
         default_value = "secrets"
     )]
     local_dir: PathBuf,
+    /// Use the node's keyway daemon: auto (when its socket accepts connections), always, or never.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWAY_DAEMON",
+        value_enum,
+        default_value = "auto"
+    )]
+    daemon: commands::DaemonMode,
+    /// The daemon's socket (default: [server] socket in the config, else /run/keyway/keyway.sock as root,
+    /// $XDG_RUNTIME_DIR/keyway.sock otherwise).
+    #[arg(long, global = true, env = "KEYWAY_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug, -vvv trace); KEYWAY_LOG takes a full filter. Values are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -57,6 +71,8 @@ enum Command {
     Render(render::RenderArgs),
     /// A git credential helper: `git config credential.helper '!keyway git-credential'`.
     GitCredential(git_credential::GitCredentialArgs),
+    /// Run the node-local daemon: one cache for every local caller, on a unix socket and optionally loopback TCP.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,13 +89,18 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let context = commands::Context::load(cli.config.as_deref(), cli.local_dir)?;
+        if let Command::Serve(args) = cli.command {
+            return serve::run(cli.config.as_deref(), cli.local_dir, cli.socket, args).await;
+        }
+        let context =
+            commands::Context::load(cli.config.as_deref(), cli.local_dir, cli.daemon, cli.socket)?;
         match cli.command {
             Command::Get(args) => commands::get(&context, args).await,
             Command::List(args) => commands::list(&context, args).await,
             Command::Exec(args) => commands::exec(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
+            Command::Serve(_) => unreachable!("handled above"),
         }
     });
     match result {
@@ -98,7 +119,9 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = std::env::var("KEYWAY_LOG").unwrap_or_else(|_| {
-        format!("warn,aws_config=error,keyway={ours},keyway_core={ours},keyway_providers={ours}")
+        format!(
+            "warn,aws_config=error,keyway={ours},keyway_core={ours},keyway_providers={ours},keyway_daemon={ours},keyway_client={ours}"
+        )
     });
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

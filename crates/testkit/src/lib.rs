@@ -8,6 +8,7 @@
 //! This crate is for tests and benchmarks only; nothing in the product depends on it.
 
 pub mod gcp_emulator;
+pub mod raw;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -91,33 +92,59 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` from the project's venv and waits until it answers.
     pub fn start() -> Moto {
+        for _ in 0..3 {
+            let port = free_port();
+            if let Some(moto) = Self::start_on(port) {
+                return moto;
+            }
+        }
+        panic!("moto_server did not start");
+    }
+
+    fn start_on(port: u16) -> Option<Moto> {
         let server = venv().join("bin/moto_server");
         assert!(
             server.exists(),
             "{} is missing: run scripts/python-env.sh (scripts/test.sh does)",
             server.display()
         );
-        for _ in 0..3 {
-            let port = free_port();
-            let child = Command::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn moto_server");
-            let mut moto = Moto {
-                child,
-                endpoint: format!("http://127.0.0.1:{port}"),
-            };
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            if wait_for_port(addr, Duration::from_secs(30)) && moto.get("/moto-api/").status == 200
-            {
-                return moto;
-            }
-            let _ = moto.child.kill();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto_server");
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        if wait_for_port(addr, Duration::from_secs(30)) && moto.get("/moto-api/").status == 200 {
+            return Some(moto);
         }
-        panic!("moto_server did not start");
+        let _ = moto.child.kill();
+        let _ = moto.child.wait();
+        None
+    }
+
+    /// Kills the server: the upstream is down (connections refused) until [`Moto::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh server on the same port (its state is empty again).
+    pub fn restart(&mut self) {
+        let port: u16 = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in endpoint");
+        let fresh = Self::start_on(port).expect("moto_server restarts on its port");
+        let old = std::mem::replace(self, fresh);
+        drop(old);
     }
 
     fn get(&self, path: &str) -> Reply {

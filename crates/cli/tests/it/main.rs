@@ -10,6 +10,7 @@ mod exec;
 mod get;
 mod git;
 mod render;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -85,6 +86,7 @@ pub fn keyway(config: &Path) -> Command {
         .env_remove("AWS_PROFILE")
         .env_remove("KEYWAY_LOG")
         .env_remove("KEYWAY_CONFIG")
+        .env("KEYWAY_DAEMON", "never")
         .stdin(Stdio::null());
     cmd
 }

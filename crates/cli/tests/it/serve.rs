@@ -1,0 +1,567 @@
+//! `keyway serve`: the real daemon binary over real sockets, against moto, the GCP emulator and the local store.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use keyway_testkit::raw::{self, Target};
+
+use crate::{Ground, run, stderr, stdout};
+
+/// A running `keyway serve`, killed on drop.
+pub struct Served {
+    child: Child,
+    pub socket: PathBuf,
+    pub tcp: Option<SocketAddr>,
+    pub stderr_path: PathBuf,
+}
+
+impl Served {
+    pub fn start(ground: &Ground, extra_args: &[&str]) -> Served {
+        Self::start_with_env(ground, extra_args, &[])
+    }
+
+    pub fn start_with_env(ground: &Ground, extra_args: &[&str], env: &[(&str, &str)]) -> Served {
+        let socket = ground.dir.path().join("keyway.sock");
+        let stderr_path = ground.dir.path().join("serve.stderr");
+        let mut child = ground
+            .keyway()
+            .arg("--socket")
+            .arg(&socket)
+            .arg("serve")
+            .args(extra_args)
+            .env("KEYWAY_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn keyway serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut tcp = None;
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(
+            first.starts_with("listening on unix:"),
+            "serve did not start: {first} / {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        if extra_args.contains(&"--tcp") || ground_has_tcp(ground) {
+            let line = lines.next().and_then(Result::ok).unwrap_or_default();
+            tcp = line
+                .strip_prefix("listening on tcp:")
+                .map(|a| a.parse().unwrap());
+        }
+        Served {
+            child,
+            socket,
+            tcp,
+            stderr_path,
+        }
+    }
+
+    pub fn unix(&self) -> Target {
+        Target::Unix(self.socket.clone())
+    }
+
+    pub fn tcp(&self) -> Target {
+        Target::Tcp(self.tcp.expect("a TCP listener"))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+fn ground_has_tcp(ground: &Ground) -> bool {
+    std::fs::read_to_string(&ground.config)
+        .unwrap()
+        .lines()
+        .any(|l| l.trim_start().starts_with("tcp ="))
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+#[test]
+fn native_api_over_the_unix_socket_with_metadata_and_raw_bytes() {
+    let ground = Ground::with_extra("[server]\naudit_log = \"stderr\"\n");
+    std::fs::write(
+        ground.dir.path().join("local/app"),
+        r#"{"token":"tok-123","db":{"password":"pw"}}"#,
+    )
+    .unwrap();
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+
+    let reply = raw::get(&unix, "/v1/secret?ref=local://app%23/db/password", &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["value"], "pw");
+    assert_eq!(body["encoding"], "text");
+    assert_eq!(body["ref"], "local://app#/db/password");
+    assert_eq!(body["source"], "miss");
+    assert_eq!(body["stale"], false);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+
+    let reply = raw::get(
+        &unix,
+        "/v1/secret?ref=local://app%23token",
+        &["Accept: application/octet-stream"],
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, b"tok-123");
+    assert_eq!(
+        reply.header("x-keyway-source"),
+        Some("hit"),
+        "one fetch serves both fields"
+    );
+    assert!(reply.header("age").is_some());
+
+    let reply = raw::get(&unix, "/v1/secret?ref=local://missing", &[]);
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"]["kind"], "not_found");
+
+    // The audit log names the caller's uid and the reference, never the value.
+    std::thread::sleep(Duration::from_millis(100));
+    let log = served.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"ref\":\"local://app#token\""))
+        .unwrap_or_else(|| panic!("no audit line in {log}"));
+    assert!(line.contains(&format!("\"uid\":{}", uid())), "{line}");
+    assert!(line.contains("\"decision\":\"allowed\""), "{line}");
+    assert!(!log.contains("tok-123") && !log.contains("\"pw\""), "{log}");
+}
+
+#[test]
+fn batch_returns_one_result_per_reference_in_order() {
+    let ground = Ground::start();
+    ground.moto.create_secret("batch/a", r#"{"k":"A"}"#);
+    std::fs::write(ground.dir.path().join("local/b"), "B").unwrap();
+    let served = Served::start(&ground, &[]);
+    let body = br#"{"refs":["aws-sm://batch/a#k","local://b","local://nope","bad ref"]}"#;
+    let reply = raw::post(&served.unix(), "/v1/secrets", &[], body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results = reply.json()["results"].clone();
+    assert_eq!(results[0]["value"], "A");
+    assert_eq!(results[1]["value"], "B");
+    assert_eq!(results[2]["error"]["kind"], "not_found");
+    assert_eq!(results[3]["error"]["kind"], "invalid");
+
+    let reply = raw::post(&served.unix(), "/v1/secrets", &[], b"{\"refs\": 3}");
+    assert_eq!(reply.status, 400);
+}
+
+#[test]
+fn cli_reads_through_the_daemon_and_fails_loudly_without_it() {
+    let ground = Ground::start();
+    std::fs::write(ground.dir.path().join("local/tok"), "via-daemon").unwrap();
+    let served = Served::start(&ground, &[]);
+    let out = run(ground
+        .keyway()
+        .args(["--daemon", "always", "--socket"])
+        .arg(&served.socket)
+        .args(["get", "--json", "local://tok"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["value"], "via-daemon");
+
+    // The daemon served it: its metrics count the read.
+    let metrics = raw::get(&served.unix(), "/metrics", &[]).text();
+    assert!(
+        metrics.contains("keyway_requests_total{route=\"secret\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+
+    // render through the daemon (one batch request).
+    let dir = ground.dir.path().join("out");
+    let out = run(ground
+        .keyway()
+        .args(["--daemon", "always", "--socket"])
+        .arg(&served.socket)
+        .args(["render", "--dir"])
+        .arg(&dir)
+        .arg("tok=local://tok"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("tok")).unwrap(),
+        "via-daemon"
+    );
+
+    drop(served);
+    let out = run(ground
+        .keyway()
+        .args(["--daemon", "always", "--socket"])
+        .arg(ground.dir.path().join("keyway.sock"))
+        .args(["get", "local://tok"]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("start `keyway serve`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tcp_needs_a_token_refuses_forwarding_and_follows_rotation() {
+    let ground = Ground::start();
+    let token_file = ground.dir.path().join("token");
+    std::fs::write(&token_file, "first-token\n").unwrap();
+    std::fs::write(
+        &ground.config,
+        std::fs::read_to_string(&ground.config).unwrap()
+            + &format!(
+                "[server]\ntcp = \"127.0.0.1:0\"\n[[server.tokens]]\nname = \"app\"\nfile = \"{}\"\n",
+                token_file.display()
+            ),
+    )
+    .unwrap();
+    std::fs::write(ground.dir.path().join("local/s"), "value-s").unwrap();
+    let served = Served::start(&ground, &[]);
+    let tcp = served.tcp();
+    let uri = "/v1/secret?ref=local://s";
+
+    assert_eq!(raw::get(&tcp, uri, &[]).status, 401);
+    assert_eq!(
+        raw::get(&tcp, uri, &["X-Aws-Parameters-Secrets-Token: wrong"]).status,
+        403
+    );
+    let forwarded = raw::get(
+        &tcp,
+        uri,
+        &[
+            "X-Aws-Parameters-Secrets-Token: first-token",
+            "X-Forwarded-For: 10.0.0.1",
+        ],
+    );
+    assert_eq!(forwarded.status, 400, "{}", forwarded.text());
+    assert_eq!(
+        raw::get(&tcp, uri, &["X-Aws-Parameters-Secrets-Token: first-token"]).status,
+        200
+    );
+    assert_eq!(
+        raw::get(&tcp, uri, &["Authorization: Bearer first-token"]).status,
+        200
+    );
+    assert_eq!(
+        raw::get(&tcp, "/healthz", &[]).status,
+        200,
+        "health needs no token"
+    );
+
+    // Rotate: the new token works and the old one stops, without a restart.
+    std::thread::sleep(Duration::from_millis(1100)); // a distinct mtime
+    std::fs::write(&token_file, "second-token").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while raw::get(&tcp, uri, &["X-Vault-Token: second-token"]).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated token was never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        raw::get(&tcp, uri, &["X-Vault-Token: first-token"]).status,
+        403
+    );
+    assert!(!served.stderr().contains("second-token"));
+}
+
+#[test]
+fn a_non_loopback_tcp_address_is_refused_unless_allowed() {
+    let ground = Ground::with_extra("[server]\ntcp = \"0.0.0.0:0\"\n");
+    let out = run(ground
+        .keyway()
+        .arg("--socket")
+        .arg(ground.dir.path().join("k.sock"))
+        .arg("serve"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a loopback address"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn access_rules_deny_by_default_without_revealing_existence() {
+    let me = uid();
+    let other = me + 4242;
+    let ground = Ground::with_extra(&format!(
+        "[server]\n[[server.access]]\nuids = [{me}]\nrefs = [\"local://team/*\"]\n[[server.access]]\nuids = [{other}]\nrefs = [\"local://**\"]\n"
+    ));
+    std::fs::create_dir_all(ground.dir.path().join("local/team")).unwrap();
+    std::fs::write(ground.dir.path().join("local/team/db"), "db-pw").unwrap();
+    std::fs::write(ground.dir.path().join("local/root-only"), "root-pw").unwrap();
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+
+    assert_eq!(
+        raw::get(&unix, "/v1/secret?ref=local://team/db", &[]).status,
+        200
+    );
+    let denied = raw::get(&unix, "/v1/secret?ref=local://root-only", &[]);
+    let absent = raw::get(&unix, "/v1/secret?ref=local://does-not-exist", &[]);
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        absent.status, 403,
+        "a missing secret is denied the same way"
+    );
+    assert_eq!(denied.json()["error"]["kind"], "access_denied");
+    let message = denied.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains(&format!("uids = [{me}]")), "{message}");
+
+    // Listing shows only what the caller may read.
+    let list = raw::get(&unix, "/v1/list?provider=local", &[]).json();
+    assert_eq!(list["names"], serde_json::json!(["team/db"]));
+}
+
+#[test]
+fn aws_agent_compatible_endpoints_answer_like_the_agent() {
+    let ground = Ground::with_extra("[server]\ntcp = \"127.0.0.1:0\"\n");
+    let arn = ground
+        .moto
+        .create_secret("compat/db", r#"{"password":"first"}"#);
+    ground
+        .moto
+        .put_secret_value("compat/db", r#"{"password":"second"}"#);
+    // The AWS agent's own token variable, as an application written for the agent would set it.
+    let served = Served::start_with_env(&ground, &[], &[("AWS_TOKEN", "agent-token")]);
+    let tcp = served.tcp();
+    let token = "X-Aws-Parameters-Secrets-Token: agent-token";
+
+    let reply = raw::get(&tcp, "/secretsmanager/get?secretId=compat/db", &[token]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["ARN"], arn.as_str());
+    assert_eq!(body["Name"], "compat/db");
+    assert_eq!(body["SecretString"], r#"{"password":"second"}"#);
+    assert_eq!(body["VersionStages"], serde_json::json!(["AWSCURRENT"]));
+    assert!(body["VersionId"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(
+        body["CreatedDate"]
+            .as_str()
+            .is_some_and(|d| d.contains('.'))
+    );
+
+    let previous = raw::get(
+        &tcp,
+        "/v1/compat%2Fdb?versionStage=AWSPREVIOUS",
+        &["X-Vault-Token: agent-token"],
+    );
+    assert_eq!(previous.status, 200, "{}", previous.text());
+    assert_eq!(previous.json()["SecretString"], r#"{"password":"first"}"#);
+
+    let missing = raw::get(&tcp, "/secretsmanager/get?secretId=compat/nope", &[token]);
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json()["__type"], "ResourceNotFoundException");
+    let no_token = raw::get(&tcp, "/secretsmanager/get?secretId=compat/db", &[]);
+    assert_eq!(no_token.status, 401);
+    assert!(no_token.json()["__type"].is_string());
+}
+
+#[test]
+fn two_hundred_concurrent_cold_reads_make_one_upstream_call() {
+    let ground = Ground::start();
+    ground.moto.create_secret("stampede/one", r#"{"k":"v"}"#);
+    let served = Served::start(&ground, &[]);
+    ground.moto.start_recording();
+    let unix = served.unix();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
+    let threads: Vec<_> = (0..200)
+        .map(|_| {
+            let (unix, barrier) = (unix.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                raw::get(&unix, "/v1/secret?ref=aws-sm://stampede/one%23k", &[]).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(ground.moto.count("GetSecretValue"), 1);
+}
+
+#[test]
+fn upstream_down_serves_stale_values_fails_fast_for_the_rest_and_recovers() {
+    let ground = Ground::with_extra("");
+    // Short TTL on the GCP instance so values expire during the outage.
+    let config = std::fs::read_to_string(&ground.config).unwrap().replace(
+        "project = \"proj\"",
+        "project = \"proj\"\nttl = \"1s\"\nmax_stale = \"1h\"\ntimeout = \"2s\"",
+    );
+    std::fs::write(&ground.config, config).unwrap();
+    ground.gcp.add_version("proj", "cached", b"cached-value");
+    ground.gcp.add_version("proj", "uncached", b"never-read");
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+    let cached = "/v1/secret?ref=gcp-sm://proj/cached";
+    assert_eq!(raw::get(&unix, cached, &[]).status, 200);
+
+    ground.gcp.fail_next(1_000_000);
+    std::thread::sleep(Duration::from_millis(1200));
+    let stale = raw::get(&unix, cached, &[]);
+    assert_eq!(stale.status, 200, "{}", stale.text());
+    assert_eq!(stale.json()["stale"], true);
+    assert_eq!(stale.json()["value"], "cached-value");
+
+    let started = Instant::now();
+    let down = raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/uncached", &[]);
+    assert_eq!(down.status, 503, "{}", down.text());
+    assert_eq!(down.json()["error"]["kind"], "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+
+    ground.gcp.fail_next(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = raw::get(&unix, cached, &[]);
+        if reply.status == 200 && reply.json()["stale"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            reply.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/uncached", &[]).status,
+        200
+    );
+}
+
+#[test]
+fn a_slow_upstream_does_not_block_other_secrets() {
+    let ground = Ground::start();
+    ground.gcp.add_version("proj", "slow", b"slow-value");
+    ground.gcp.set_latency(Duration::from_secs(2));
+    std::fs::write(ground.dir.path().join("local/fast"), "fast-value").unwrap();
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+    let slow = {
+        let unix = unix.clone();
+        std::thread::spawn(move || raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/slow", &[]))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let fast = raw::get(&unix, "/v1/secret?ref=local://fast", &[]);
+    assert_eq!(fast.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the fast read waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().unwrap().status, 200);
+}
+
+#[test]
+fn prefetch_gates_readiness_and_sigterm_drains_then_removes_the_socket() {
+    let ground = Ground::with_extra(
+        "[server]\nprefetch = [\"gcp-sm://proj/warm\"]\ngrace_period = \"10s\"\n",
+    );
+    ground.gcp.add_version("proj", "warm", b"warm-value");
+    ground.gcp.add_version("proj", "slow", b"slow-value");
+    ground.gcp.set_latency(Duration::from_millis(1500));
+    let mut served = Served::start(&ground, &[]);
+    let unix = served.unix();
+    assert_eq!(raw::get(&unix, "/healthz", &[]).status, 200);
+    assert_eq!(
+        raw::get(&unix, "/readyz", &[]).status,
+        503,
+        "prefetch is still running"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while raw::get(&unix, "/readyz", &[]).status != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let warm = raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/warm", &[]);
+    assert_eq!(warm.json()["source"], "hit", "prefetched");
+
+    // A request in flight when SIGTERM arrives still completes.
+    let in_flight = {
+        let unix = unix.clone();
+        std::thread::spawn(move || raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/slow", &[]))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let status = served.terminate();
+    assert!(status.success(), "{status:?}: {}", served.stderr());
+    let reply = in_flight.join().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(!served.socket.exists(), "the socket file is removed");
+}
+
+#[test]
+fn hostile_requests_get_clear_4xx_answers() {
+    let ground =
+        Ground::with_extra("[server]\nmax_request_bytes = 16384\nheader_timeout = \"1s\"\n");
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+
+    let huge_header = format!("X-Junk: {}", "a".repeat(64 * 1024));
+    let reply = raw::get(&unix, "/v1/secret?ref=local://x", &[&huge_header]);
+    assert!(
+        reply.status == 431 || reply.status == 0,
+        "oversized head: {} {}",
+        reply.status,
+        reply.text()
+    );
+
+    let body = format!("{{\"refs\":[\"{}\"]}}", "a".repeat(32 * 1024));
+    assert_eq!(
+        raw::post(&unix, "/v1/secrets", &[], body.as_bytes()).status,
+        413
+    );
+    assert_eq!(raw::get(&unix, "/v1/secret?ref=nope://x", &[]).status, 400);
+    assert_eq!(raw::get(&unix, "/v1/secret", &[]).status, 400);
+    assert_eq!(
+        raw::get(&unix, "/v1/secret?ref=local://../../etc/passwd", &[]).status / 100,
+        4
+    );
+    assert_eq!(raw::get(&unix, "/nope", &[]).status, 404);
+    let wrong_method = raw::exchange(&unix, &raw::request("DELETE", "/v1/secret", &[], b""));
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), Some("GET"));
+    let garbage = raw::exchange(&unix, b"\x16\x03\x01garbage\r\n\r\n");
+    assert!(garbage.status == 400 || garbage.status == 0);
+
+    // A client that never finishes its head is cut off by header_timeout.
+    let started = Instant::now();
+    let mut slow = std::os::unix::net::UnixStream::connect(&served.socket).unwrap();
+    std::io::Write::write_all(&mut slow, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut slow, &mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // And the daemon still serves.
+    assert_eq!(raw::get(&unix, "/healthz", &[]).status, 200);
+}

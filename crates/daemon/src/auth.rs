@@ -1,0 +1,274 @@
+//! Caller identity and access: TCP tokens (constant-time, rotated by re-reading their files) and the
+//! `[[server.access]]` rules (deny by default once any rule exists).
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use globset::{GlobSet, GlobSetBuilder};
+use keyway_providers::config::{AccessRule, ServerSection};
+use secrecy::{ExposeSecret as _, SecretBox};
+use serde::Serialize;
+use subtle::ConstantTimeEq as _;
+
+use crate::DaemonError;
+use crate::listen::Peer;
+
+/// Who made a request, as far as the daemon can tell.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Identity {
+    /// A unix socket caller.
+    Unix {
+        uid: u32,
+        gid: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<i32>,
+    },
+    /// A TCP caller that presented the named token.
+    Token { token: String },
+}
+
+impl Identity {
+    pub fn from_unix(peer: Peer) -> Option<Identity> {
+        match peer {
+            Peer::Unix { uid, gid, pid } => Some(Identity::Unix { uid, gid, pid }),
+            Peer::Tcp(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Unix { uid, gid, .. } => write!(f, "uid {uid} (gid {gid})"),
+            Identity::Token { token } => write!(f, "token `{token}`"),
+        }
+    }
+}
+
+enum Source {
+    File {
+        path: PathBuf,
+        modified: RwLock<Option<SystemTime>>,
+    },
+    Fixed,
+}
+
+struct Token {
+    name: String,
+    value: RwLock<SecretBox<Vec<u8>>>,
+    source: Source,
+}
+
+/// The tokens TCP callers may present.
+pub(crate) struct Tokens {
+    tokens: Vec<Token>,
+}
+
+/// The AWS agent's token variables, in its order; a value may be `file://PATH`.
+const AWS_TOKEN_VARS: [&str; 3] = [
+    "AWS_TOKEN",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
+impl Tokens {
+    pub fn load(settings: &ServerSection) -> Result<Tokens, DaemonError> {
+        let mut tokens = Vec::new();
+        for t in &settings.tokens {
+            let token = match (&t.file, &t.env) {
+                (Some(path), None) => file_token(&t.name, path.clone())?,
+                (None, Some(var)) => {
+                    let value = std::env::var(var).map_err(|_| {
+                        DaemonError::Config(format!(
+                            "token `{}`: environment variable {var} is not set",
+                            t.name
+                        ))
+                    })?;
+                    fixed_token(&t.name, value.into_bytes())?
+                }
+                _ => {
+                    return Err(DaemonError::Config(format!(
+                        "token `{}`: give exactly one of `file` or `env`",
+                        t.name
+                    )));
+                }
+            };
+            tokens.push(token);
+        }
+        if tokens.is_empty()
+            && settings.tcp.is_some()
+            && let Some(value) = AWS_TOKEN_VARS
+                .iter()
+                .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        {
+            tokens.push(match value.strip_prefix("file://") {
+                Some(path) => file_token("aws", PathBuf::from(path))?,
+                None => fixed_token("aws", value.into_bytes())?,
+            });
+        }
+        Ok(Tokens { tokens })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The name of the token equal to `presented`, compared in constant time against every token.
+    pub fn check(&self, presented: &[u8]) -> Option<String> {
+        let mut found = None;
+        for token in &self.tokens {
+            let value = token
+                .value
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let equal: bool = value.expose_secret().as_slice().ct_eq(presented).into();
+            if equal && found.is_none() {
+                found = Some(token.name.clone());
+            }
+        }
+        found
+    }
+
+    /// Re-reads token files whose modification time changed (rotation without a restart). A file that
+    /// cannot be read or is empty keeps the previous token and logs a warning.
+    pub fn reload(&self) {
+        for token in &self.tokens {
+            let Source::File { path, modified } = &token.source else {
+                continue;
+            };
+            let now = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let before = *modified
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if now.is_none() || now == before {
+                continue;
+            }
+            match read_token(path) {
+                Ok(value) => {
+                    *token
+                        .value
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+                    *modified
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+                    tracing::info!(token = %token.name, "token file changed; new token in use");
+                }
+                Err(e) => {
+                    tracing::warn!(token = %token.name, error = %e, "token file unreadable; keeping the previous token");
+                }
+            }
+        }
+    }
+}
+
+fn read_token(path: &PathBuf) -> Result<SecretBox<Vec<u8>>, String> {
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(SecretBox::new(Box::new(bytes)))
+}
+
+fn file_token(name: &str, path: PathBuf) -> Result<Token, DaemonError> {
+    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let value =
+        read_token(&path).map_err(|e| DaemonError::Config(format!("token `{name}`: {e}")))?;
+    Ok(Token {
+        name: name.to_owned(),
+        value: RwLock::new(value),
+        source: Source::File {
+            path,
+            modified: RwLock::new(modified),
+        },
+    })
+}
+
+fn fixed_token(name: &str, value: Vec<u8>) -> Result<Token, DaemonError> {
+    if value.is_empty() {
+        return Err(DaemonError::Config(format!("token `{name}` is empty")));
+    }
+    Ok(Token {
+        name: name.to_owned(),
+        value: RwLock::new(SecretBox::new(Box::new(value))),
+        source: Source::Fixed,
+    })
+}
+
+struct Rule {
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+    tokens: Vec<String>,
+    refs: GlobSet,
+}
+
+impl Rule {
+    fn covers(&self, identity: &Identity) -> bool {
+        match identity {
+            Identity::Unix { uid, gid, .. } => self.uids.contains(uid) || self.gids.contains(gid),
+            Identity::Token { token } => self.tokens.iter().any(|t| t == token),
+        }
+    }
+}
+
+/// Compiled `[[server.access]]` rules.
+pub(crate) struct Access {
+    rules: Vec<Rule>,
+}
+
+impl Access {
+    pub fn compile(rules: &[AccessRule]) -> Result<Access, DaemonError> {
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.uids.is_empty() && rule.gids.is_empty() && rule.tokens.is_empty() {
+                return Err(DaemonError::Config(format!(
+                    "access rule {} names no caller; give uids, gids or tokens",
+                    i + 1
+                )));
+            }
+            let mut set = GlobSetBuilder::new();
+            for pattern in &rule.refs {
+                let glob = globset::GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| DaemonError::Config(format!("access rule {}: {e}", i + 1)))?;
+                set.add(glob);
+            }
+            compiled.push(Rule {
+                uids: rule.uids.clone(),
+                gids: rule.gids.clone(),
+                tokens: rule.tokens.clone(),
+                refs: set
+                    .build()
+                    .map_err(|e| DaemonError::Config(format!("access rule {}: {e}", i + 1)))?,
+            });
+        }
+        Ok(Access { rules: compiled })
+    }
+
+    /// Whether `identity` may read `secret_path` (`instance://name`). With no rules, everyone may.
+    pub fn allows(&self, identity: &Identity, secret_path: &str) -> bool {
+        self.rules.is_empty()
+            || self
+                .rules
+                .iter()
+                .any(|r| r.covers(identity) && r.refs.is_match(secret_path))
+    }
+
+    /// The denial message: names the caller and the reference, never whether the secret exists.
+    pub fn denial(identity: &Identity, secret_path: &str) -> String {
+        let who = match identity {
+            Identity::Unix { uid, .. } => format!("uids = [{uid}]"),
+            Identity::Token { token } => format!("tokens = [\"{token}\"]"),
+        };
+        format!(
+            "access denied: no [[server.access]] rule lets {identity} read {secret_path}; add one with {who} and refs matching it"
+        )
+    }
+}

@@ -1,0 +1,238 @@
+//! `keyway serve`: the node-local secrets broker.
+//!
+//! One process per node serves every local caller from one cache: a unix socket (callers identified by the
+//! kernel's peer credentials) and optionally loopback TCP (callers identified by a token). Two APIs: Keyway's
+//! native one (`/v1/secret`, `/v1/secrets`, `/v1/list`) and the AWS Secrets Manager Agent's
+//! (`/secretsmanager/get`, `/v1/<secret id>`), plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! [`Daemon::bind`] binds the listeners (so a test or a supervisor knows the addresses before anything is
+//! served), [`Daemon::run`] serves until the `shutdown` future completes, then drains in-flight requests under
+//! the grace period and removes the socket. Only `main` installs signal handlers.
+
+mod audit;
+mod auth;
+mod listen;
+mod metrics;
+mod respond;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use keyway_core::{Lookup, Resolver, SecretRef};
+use keyway_providers::Config;
+use keyway_providers::config::ServerSection;
+
+pub use listen::default_socket_path;
+
+/// A start-up failure; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// A setting of `[server]` is unusable.
+    #[error("[server] {0}")]
+    Config(String),
+    /// The provider configuration is unusable.
+    #[error(transparent)]
+    Providers(#[from] keyway_providers::ConfigError),
+    /// A listener could not be set up.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The socket path or TCP address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A prefetch reference does not parse.
+    #[error("[server] prefetch: {0}")]
+    Prefetch(#[source] keyway_core::Error),
+}
+
+/// Everything a request handler needs, shared by all connections.
+pub(crate) struct State {
+    pub resolver: Arc<Resolver>,
+    pub settings: ServerSection,
+    pub tokens: auth::Tokens,
+    pub access: auth::Access,
+    pub metrics: metrics::Metrics,
+    pub audit: audit::Audit,
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+/// A bound, not yet serving, daemon.
+pub struct Daemon {
+    state: Arc<State>,
+    unix: listen::UnixSocket,
+    tcp: Option<tokio::net::TcpListener>,
+    prefetch: Vec<SecretRef>,
+}
+
+impl Daemon {
+    /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store.
+    pub async fn bind(config: &Config, local_dir: PathBuf) -> Result<Daemon, DaemonError> {
+        let settings = config.server.clone();
+        let metrics = metrics::Metrics::new(settings.metrics_secret_names);
+        let observe = metrics.upstream_observer();
+        let resolver = Arc::new(config.resolver_with(local_dir, &*observe)?);
+        metrics.register_cache(resolver.clone());
+        let tokens = auth::Tokens::load(&settings)?;
+        let access = auth::Access::compile(&settings.access)?;
+        let audit = audit::Audit::open(&settings.audit_log)?;
+        let prefetch = settings
+            .prefetch
+            .iter()
+            .map(|r| resolver.parse(r).map_err(DaemonError::Prefetch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tcp = match &settings.tcp {
+            Some(address) => Some(listen::bind_tcp(address, settings.allow_non_loopback).await?),
+            None => None,
+        };
+        if tcp.is_some() && tokens.is_empty() {
+            return Err(DaemonError::Config(
+                "the TCP listener needs a token: add a [[server.tokens]] entry (file or env), or set AWS_TOKEN"
+                    .into(),
+            ));
+        }
+        let unix = listen::bind_unix(&settings)?;
+        let state = Arc::new(State {
+            resolver,
+            settings,
+            tokens,
+            access,
+            metrics,
+            audit,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        });
+        Ok(Daemon {
+            state,
+            unix,
+            tcp,
+            prefetch,
+        })
+    }
+
+    /// The unix socket's path.
+    pub fn socket_path(&self) -> &Path {
+        self.unix.path()
+    }
+
+    /// The TCP listener's address, when one is configured.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish within the grace
+    /// period and removes the socket file.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Daemon {
+            state,
+            unix,
+            tcp,
+            prefetch,
+        } = self;
+        let background = Background::start(&state, prefetch);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let server = listen::Server::new(state.clone());
+        tokio::select! {
+            () = server.accept_unix(&unix, &graceful) => {}
+            () = server.accept_tcp(tcp.as_ref(), &graceful) => {}
+            () = shutdown => {}
+        }
+        state.draining.store(true, Ordering::SeqCst);
+        state.ready.store(false, Ordering::SeqCst);
+        drop(tcp);
+        let socket = unix.close();
+        tracing::info!("shutting down: draining in-flight requests");
+        let grace = state.settings.grace_period;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "grace period over; closing the remaining connections"
+            );
+        }
+        drop(background);
+        if let Err(e) = std::fs::remove_file(&socket)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(socket = %socket.display(), error = %e, "cannot remove the socket file");
+        }
+    }
+}
+
+/// Prefetch and token rotation, stopped when dropped.
+struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(state: &Arc<State>, prefetch: Vec<SecretRef>) -> Background {
+        let prefetcher = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                prefetch_all(&state, prefetch).await;
+                if !state.draining.load(Ordering::SeqCst) {
+                    state.ready.store(true, Ordering::SeqCst);
+                    tracing::info!("ready");
+                }
+            })
+        };
+        let rotation = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    state.tokens.reload();
+                }
+            })
+        };
+        Background {
+            tasks: vec![prefetcher, rotation],
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Fetches every prefetch reference concurrently, each after a random delay of up to 250 ms so that many
+/// nodes starting together do not hit the upstream in one instant.
+async fn prefetch_all(state: &State, references: Vec<SecretRef>) {
+    let total = references.len();
+    let fetches = references.into_iter().map(|reference| async move {
+        let jitter = Duration::from_millis(fastrand::u64(0..=250));
+        if total > 1 {
+            tokio::time::sleep(jitter).await;
+        }
+        match state.resolver.resolve(&reference, Lookup::default()).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(reference = %reference, error = %e, "prefetch failed");
+                false
+            }
+        }
+    });
+    let ok = futures::future::join_all(fetches)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    if total > 0 {
+        tracing::info!(ok, total, "prefetch finished");
+    }
+}

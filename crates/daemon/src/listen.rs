@@ -1,0 +1,261 @@
+//! Listeners: the unix socket (peer credentials), loopback TCP, and the accept loops that hand connections to
+//! hyper with the connection limit, head size limit and head timeout applied.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use keyway_providers::config::ServerSection;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use crate::{DaemonError, State};
+
+/// hyper refuses buffers smaller than this.
+const MIN_BUF: usize = 8 * 1024;
+
+/// Who is on the other end of a connection, as the kernel or the socket says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Peer {
+    /// A unix socket peer (`SO_PEERCRED`).
+    Unix {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
+    /// A TCP peer; its identity comes from the token of each request.
+    Tcp(SocketAddr),
+}
+
+/// `/run/keyway/keyway.sock` as root, `$XDG_RUNTIME_DIR/keyway.sock` otherwise, and
+/// `/tmp/keyway-UID/keyway.sock` when `XDG_RUNTIME_DIR` is not set.
+pub fn default_socket_path() -> PathBuf {
+    keyway_api::default_socket_path()
+}
+
+/// The bound unix socket; remembers its path for removal at shutdown.
+pub(crate) struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl UnixSocket {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting and returns the path to remove once connections are drained.
+    pub fn close(self) -> PathBuf {
+        drop(self.listener);
+        self.path
+    }
+}
+
+pub(crate) fn bind_unix(settings: &ServerSection) -> Result<UnixSocket, DaemonError> {
+    let path = settings.socket.clone().unwrap_or_else(default_socket_path);
+    let listen_err = |source| DaemonError::Listen {
+        address: format!("unix:{}", path.display()),
+        source,
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(listen_err)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+            .map_err(listen_err)?;
+    }
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(DaemonError::Config(format!(
+                    "another process is serving on {}; stop it or set another `socket`",
+                    path.display()
+                )));
+            }
+            // A stale socket left by a daemon that did not shut down cleanly.
+            std::fs::remove_file(&path).map_err(listen_err)?;
+        }
+        Ok(_) => {
+            return Err(DaemonError::Config(format!(
+                "{} exists and is not a socket; remove it or set another `socket`",
+                path.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(&path).map_err(listen_err)?;
+    let mode = match &settings.socket_mode {
+        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                DaemonError::Config(format!(
+                    "socket_mode = \"{text}\" is not an octal mode; write e.g. \"0660\""
+                ))
+            })?,
+        None => 0o666,
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(listen_err)?;
+    if let Some(group) = &settings.socket_group {
+        let gid = group_id(group)?;
+        rustix::fs::chown(&path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| listen_err(e.into()))?;
+    }
+    Ok(UnixSocket { listener, path })
+}
+
+/// A numeric gid or a group name from `/etc/group`.
+fn group_id(group: &str) -> Result<u32, DaemonError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .ok_or_else(|| {
+            DaemonError::Config(format!(
+                "socket_group = \"{group}\": no such group in /etc/group; give a group name or a numeric gid"
+            ))
+        })
+}
+
+pub(crate) async fn bind_tcp(
+    address: &str,
+    allow_non_loopback: bool,
+) -> Result<TcpListener, DaemonError> {
+    let addr: SocketAddr = address.parse().map_err(|_| {
+        DaemonError::Config(format!(
+            "tcp = \"{address}\" is not an IP:PORT address; write e.g. \"127.0.0.1:2773\""
+        ))
+    })?;
+    if !addr.ip().is_loopback() {
+        if !allow_non_loopback {
+            return Err(DaemonError::Config(format!(
+                "tcp = \"{address}\" is not a loopback address; secrets would be served to the network. Use 127.0.0.1, or set allow_non_loopback = true if you mean it"
+            )));
+        }
+        tracing::warn!(%addr, "serving secrets on a NON-LOOPBACK address, as allow_non_loopback asks; every request still needs a token");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            address: format!("tcp:{address}"),
+            source,
+        })
+}
+
+/// Accept loops. Each listener has its own connection limit; over it, new connections wait in the kernel's
+/// backlog instead of costing memory here.
+pub(crate) struct Server {
+    state: Arc<State>,
+    unix_slots: Arc<Semaphore>,
+    tcp_slots: Arc<Semaphore>,
+}
+
+impl Server {
+    pub fn new(state: Arc<State>) -> Server {
+        let n = state.settings.max_connections.max(1);
+        Server {
+            state,
+            unix_slots: Arc::new(Semaphore::new(n)),
+            tcp_slots: Arc::new(Semaphore::new(n)),
+        }
+    }
+
+    pub async fn accept_unix(&self, socket: &UnixSocket, graceful: &GracefulShutdown) {
+        loop {
+            let Ok(permit) = self.unix_slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, _) = match socket.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            };
+            let peer = match stream.peer_cred() {
+                Ok(cred) => Peer::Unix {
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                    pid: cred.pid(),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the peer credentials; closing");
+                    continue;
+                }
+            };
+            self.serve(stream, peer, permit, graceful);
+        }
+    }
+
+    pub async fn accept_tcp(&self, listener: Option<&TcpListener>, graceful: &GracefulShutdown) {
+        let Some(listener) = listener else {
+            return std::future::pending().await;
+        };
+        loop {
+            let Ok(permit) = self.tcp_slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, addr) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            };
+            // One hop at most: a packet to us cannot be routed on (the AWS agent does the same).
+            let _ = stream.set_ttl(1);
+            let _ = stream.set_nodelay(true);
+            self.serve(stream, Peer::Tcp(addr), permit, graceful);
+        }
+    }
+
+    fn serve<S>(
+        &self,
+        stream: S,
+        peer: Peer,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        graceful: &GracefulShutdown,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = self.state.clone();
+        let settings = &self.state.settings;
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(crate::routes::handle(&state, peer, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout)
+            .max_buf_size(settings.max_request_bytes.max(MIN_BUF))
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Accept errors (out of file descriptors, mostly) are transient: back off briefly instead of spinning.
+async fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}

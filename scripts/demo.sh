@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Keyway's main job on the embedded local store, no cloud account: start the node daemon (`keyway serve`) on
+# the example secrets in examples/secrets, read through it three ways, then stop it with SIGTERM.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo build -q --locked -p keyway
+keyway=${CARGO_TARGET_DIR:-$root/target}/debug/keyway
+work=$(mktemp -d /dev/shm/keyway-demo.XXXXXX 2>/dev/null || mktemp -d)
+socket=$work/keyway.sock
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
+
+"$keyway" --config examples/keyway.toml --socket "$socket" serve > "$work/serve.out" 2> "$work/audit.log" &
+daemon=$!
+for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
+echo "daemon: $(head -1 "$work/serve.out")"
+
+echo "--- keyway get (through the daemon):"
+"$keyway" --socket "$socket" --daemon always get local://github#github_token; echo
+
+if command -v curl >/dev/null; then
+  echo "--- the AWS-agent-compatible endpoint over the socket (curl):"
+  curl -s --unix-socket "$socket" "http://localhost/secretsmanager/get?secretId=team/db"; echo
+fi
+
+echo "--- keyway render (one batch request), files are 0400:"
+"$keyway" --socket "$socket" --daemon always render --dir "$work/out" \
+  github-token=local://github#github_token db-password=local://team/db
+ls -l "$work/out"
+
+echo "--- the audit log (caller uid, reference, decision; never a value):"
+sleep 0.1; grep '"ref"' "$work/audit.log" | tail -3
