@@ -78,11 +78,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
+    // worker serves ~90k cached reads/s on this class of machine with the least CPU per request
+    // (docs/benchmarks.md), and upstream fetches are asynchronous, so they never hold it.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if !matches!(cli.command, Command::Serve(_)) {
+        builder.worker_threads(2);
+    } else if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             return exit::report(&anyhow::Error::new(e).context("cannot start the async runtime"));

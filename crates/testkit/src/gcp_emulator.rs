@@ -63,6 +63,8 @@ struct Store {
     requests: u64,
     latency: Duration,
     fail_next: u64,
+    /// 503 (UNAVAILABLE) or 429 (RESOURCE_EXHAUSTED) for the failures above.
+    fail_throttled: bool,
     corrupt_next: u64,
 }
 
@@ -155,6 +157,27 @@ fn matches_filter(name: &str, params: &HashMap<String, String>) -> bool {
     }
 }
 
+/// The failure `/emulator/fail` asked for, if any is left.
+fn injected_failure(store: &mut Store) -> Option<Response> {
+    if store.fail_next == 0 {
+        return None;
+    }
+    store.fail_next -= 1;
+    Some(if store.fail_throttled {
+        status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Access requests' of service 'secretmanager.googleapis.com'.",
+        )
+    } else {
+        status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "The service is currently unavailable.",
+        )
+    })
+}
+
 async fn api(
     State(state): State<Shared>,
     method: Method,
@@ -170,13 +193,8 @@ async fn api(
     let delay = {
         let mut store = lock(&state);
         store.requests += 1;
-        if store.fail_next > 0 {
-            store.fail_next -= 1;
-            return status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "The service is currently unavailable.",
-            );
+        if let Some(failure) = injected_failure(&mut store) {
+            return failure;
         }
         if verb.as_deref() == Some("access") {
             store.latency
@@ -465,10 +483,12 @@ async fn fail(
     State(state): State<Shared>,
     Query(params): Query<HashMap<String, String>>,
 ) -> StatusCode {
-    lock(&state).fail_next = params
+    let mut store = lock(&state);
+    store.fail_next = params
         .get("count")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    store.fail_throttled = params.get("status").is_some_and(|s| s == "429");
     StatusCode::NO_CONTENT
 }
 
@@ -582,6 +602,16 @@ impl GcpEmulator {
         crate::http(
             "POST",
             &format!("{}/emulator/fail?count={count}", self.endpoint),
+            &[],
+            "",
+        );
+    }
+
+    /// Makes the next `count` requests fail with 429 RESOURCE_EXHAUSTED (quota exceeded).
+    pub fn throttle_next(&self, count: u64) {
+        crate::http(
+            "POST",
+            &format!("{}/emulator/fail?count={count}&status=429", self.endpoint),
             &[],
             "",
         );

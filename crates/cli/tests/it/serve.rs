@@ -136,6 +136,18 @@ fn native_api_over_the_unix_socket_with_metadata_and_raw_bytes() {
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"]["kind"], "not_found");
 
+    // Metrics count, and name no secret unless metrics_secret_names is on.
+    let metrics = raw::get(&unix, "/metrics", &[]).text();
+    assert!(metrics.contains("keyway_cache_hits_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("keyway_upstream_calls_total{provider=\"local\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("app") && !metrics.contains("tok-123"),
+        "{metrics}"
+    );
+
     // The audit log names the caller's uid and the reference, never the value.
     std::thread::sleep(Duration::from_millis(100));
     let log = served.stderr();
@@ -564,4 +576,76 @@ fn hostile_requests_get_clear_4xx_answers() {
 
     // And the daemon still serves.
     assert_eq!(raw::get(&unix, "/healthz", &[]).status, 200);
+}
+
+#[test]
+fn throttling_is_rate_limited_and_reported_without_a_retry_storm() {
+    let ground = Ground::start();
+    let config = std::fs::read_to_string(&ground.config)
+        .unwrap()
+        .replace("project = \"proj\"", "project = \"proj\"\nrate_limit = 5");
+    std::fs::write(&ground.config, config).unwrap();
+    for i in 0..20 {
+        ground.gcp.add_version("proj", &format!("s{i}"), b"v");
+    }
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+
+    // 20 distinct cold secrets at once: the token bucket (5/s, bursts of 5) spaces the upstream calls.
+    let before = ground.gcp.access_count();
+    let started = Instant::now();
+    let body = format!(
+        "{{\"refs\":[{}]}}",
+        (0..20)
+            .map(|i| format!("\"gcp-sm://proj/s{i}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let reply = raw::post(&unix, "/v1/secrets", &[], body.as_bytes());
+    assert_eq!(reply.status, 200);
+    let results = reply.json()["results"].as_array().unwrap().clone();
+    assert!(results.iter().all(|r| r["value"] == "v"), "{results:?}");
+    assert_eq!(ground.gcp.access_count() - before, 20);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "20 calls at 5/s took {:?}",
+        started.elapsed()
+    );
+
+    // A throttled upstream with nothing cached: 429, kind throttled, and the upstream saw one call for the
+    // read (RESOURCE_EXHAUSTED is not retried by the client; single-flight folds concurrent readers).
+    ground.gcp.add_version("proj", "hot", b"v");
+    ground.gcp.throttle_next(1000);
+    let before = ground.gcp.access_count();
+    let requests_before = stats_requests(&ground);
+    let threads: Vec<_> = (0..10)
+        .map(|_| {
+            let unix = unix.clone();
+            std::thread::spawn(move || raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/hot", &[]))
+        })
+        .collect();
+    for t in threads {
+        let reply = t.join().unwrap();
+        assert_eq!(reply.status, 429, "{}", reply.text());
+        assert_eq!(reply.json()["error"]["kind"], "throttled");
+    }
+    assert_eq!(ground.gcp.access_count(), before, "no access succeeded");
+    let upstream_calls = stats_requests(&ground) - requests_before;
+    assert!(
+        (1..=10).contains(&upstream_calls),
+        "10 readers of a throttled secret made {upstream_calls} upstream calls"
+    );
+    ground.gcp.throttle_next(0);
+}
+
+fn stats_requests(ground: &Ground) -> u64 {
+    keyway_testkit::http(
+        "GET",
+        &format!("{}/emulator/stats", ground.gcp.endpoint),
+        &[],
+        "",
+    )
+    .json()["requests"]
+        .as_u64()
+        .unwrap()
 }

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Daemon benchmarks (figures in docs/benchmarks.md):
+#  1. cached reads over loopback TCP, AWS-agent path form, wrk -t1 -c64, 50 secrets in rotation, against nginx
+#     serving the same JSON bodies as static files; runs alternate in one session. Server CPU per request is the
+#     CPU time of the server processes (/proc/PID/stat utime+stime) over the run divided by requests served.
+#  2. memory: idle RSS, and RSS with 10,000 cached 1 KiB secrets; 3. start-up: spawn to socket accepting.
+#
+# Usage: bench/daemon.sh [RUNS=3] [SECONDS=10]
+# Needs root for apt-get (wrk, nginx) the first time. Do not run while a build runs beside it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${1:-3}
+secs=${2:-10}
+out=$root/bench/out/daemon
+rm -rf "$out" && mkdir -p "$out"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+venv=$("$root/scripts/python-env.sh")
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release --locked -q -p keyway -p keyway-testkit --bin keyway --bin keyway-load
+keyway=$CARGO_TARGET_DIR/release/keyway
+load=$CARGO_TARGET_DIR/release/keyway-load
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# moto with 50 JSON secrets of the size a GitHub token secret has.
+moto_port=$(free_port)
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 & pids+=($!)
+export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+for _ in $(seq 100); do curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
+"$venv/bin/python" - <<PY
+import boto3, json
+c = boto3.client("secretsmanager")
+for i in range(1, 51):
+    c.create_secret(Name=f"bench-{i:02d}", SecretString=json.dumps({"github_token": f"ghp_{i:02d}" + "x" * 36, "username": "octocat"}))
+PY
+
+# keyway serve on loopback TCP (and its socket), values cached for the whole run.
+kw_port=$(free_port)
+cat > "$out/keyway.toml" <<EOF
+[providers.aws-sm]
+type = "aws"
+ttl = "1h"
+[server]
+socket = "$out/keyway.sock"
+tcp = "127.0.0.1:$kw_port"
+EOF
+AWS_TOKEN=bench-token "$keyway" --config "$out/keyway.toml" serve > "$out/serve.out" 2> "$out/serve.err" & kw_pid=$!; pids+=($kw_pid)
+for _ in $(seq 100); do [ -S "$out/keyway.sock" ] && break; sleep 0.05; done
+sleep 0.3
+idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$kw_pid/status)
+
+# nginx serving the very same bodies.
+mkdir -p "$out/www/v1"
+for i in $(seq -w 1 50); do
+  curl -fs -H "X-Aws-Parameters-Secrets-Token: bench-token" "http://127.0.0.1:$kw_port/v1/bench-$i" > "$out/www/v1/bench-$i"
+done
+ngx_port=$(free_port)
+cat > "$out/nginx.conf" <<EOF
+worker_processes auto;
+pid $out/nginx.pid;
+error_log $out/nginx.err warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  default_type application/json;
+  server { listen 127.0.0.1:$ngx_port; root $out/www; }
+}
+EOF
+nginx -c "$out/nginx.conf" -g 'daemon off;' & ngx_pid=$!; pids+=($ngx_pid)
+sleep 0.5
+warm_rss=$(awk '/VmRSS/ {print $2}' /proc/$kw_pid/status)
+
+ticks() { # summed utime+stime of a process and its children processes (nginx workers)
+  local total=0 p
+  for p in "$@" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+run_wrk() { # name port pid
+  local name=$1 port=$2 pid=$3 before after
+  before=$(ticks "$pid")
+  wrk -t1 -c64 -d"${secs}s" --latency -s "$root/bench/rotate.lua" "http://127.0.0.1:$port" > "$out/wrk-$name-$4.txt"
+  after=$(ticks "$pid")
+  local reqs rps p99
+  reqs=$(awk '/requests in/ {print $1}' "$out/wrk-$name-$4.txt")
+  rps=$(awk '/Requests\/sec/ {print $2}' "$out/wrk-$name-$4.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$out/wrk-$name-$4.txt")
+  local us
+  us=$(python3 -c "print(round(($after-$before)/$hz/$reqs*1e6, 2))")
+  local errors
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out/wrk-$name-$4.txt" | tr '\n' ' ')
+  echo "$name run=$4 rps=$rps p99=$p99 cpu_us_per_req=$us ${errors}" | tee -a "$out/results.txt"
+}
+for r in $(seq 1 "$runs"); do
+  run_wrk keyway "$kw_port" "$kw_pid" "$r"
+  run_wrk nginx "$ngx_port" "$ngx_pid" "$r"
+done
+# The same over the unix socket: wrk cannot speak unix sockets, so keyway-load (testkit; one thread, like
+# wrk -t1) drives all three, alternating.
+run_load() { # name pid run args...
+  local name=$1 pid=$2 run=$3 before after; shift 3
+  before=$(ticks "$pid")
+  "$load" --connections 64 --seconds "$secs" --header "X-Aws-Parameters-Secrets-Token: bench-token" "$@" > "$out/load-$name-$run.txt"
+  after=$(ticks "$pid")
+  local line reqs
+  line=$(cat "$out/load-$name-$run.txt")
+  reqs=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
+  echo "$name run=$run $(echo "$line" | cut -d' ' -f2-4) cpu_us_per_req=$(python3 -c "print(round(($after-$before)/$hz/$reqs*1e6, 2))") $(echo "$line" | cut -d' ' -f5)" | tee -a "$out/load-results.txt"
+}
+for r in $(seq 1 "$runs"); do
+  run_load keyway-unix "$kw_pid" "$r" --unix "$out/keyway.sock"
+  run_load keyway-tcp "$kw_pid" "$r" --tcp "127.0.0.1:$kw_port"
+  run_load nginx-tcp "$ngx_pid" "$r" --tcp "127.0.0.1:$ngx_port"
+done
+python3 - "$out/load-results.txt" <<'PY'
+import statistics, sys
+rows = [dict(kv.split("=", 1) for kv in line.split()[1:]) | {"name": line.split()[0]} for line in open(sys.argv[1])]
+def med(name, key):
+    return statistics.median(float(r[key]) for r in rows if r["name"] == name)
+base = med("nginx-tcp", "cpu_us_per_req")
+for name in ("keyway-unix", "keyway-tcp", "nginx-tcp"):
+    print(f"keyway-load {name}: median rps {med(name, 'rps'):.0f}, p99 {med(name, 'p99_ms'):.2f} ms, "
+          f"server CPU {med(name, 'cpu_us_per_req'):.2f} us/request ({med(name, 'cpu_us_per_req')/base:.2f}x nginx)")
+PY
+load_rss=$(awk '/VmRSS/ {print $2}' /proc/$kw_pid/status)
+
+python3 - "$out/results.txt" <<'PY'
+import statistics, sys, re
+rows = [dict(kv.split("=", 1) for kv in line.split()[1:5]) | {"name": line.split()[0]} for line in open(sys.argv[1])]
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v); x = float(m.group(1))
+    return x / 1000 if m.group(2) == "us" else x if m.group(2) == "ms" else x * 1000
+def med(name, key, f=float):
+    return statistics.median(f(r[key]) for r in rows if r["name"] == name)
+k_rps, n_rps = med("keyway", "rps"), med("nginx", "rps")
+k_cpu, n_cpu = med("keyway", "cpu_us_per_req"), med("nginx", "cpu_us_per_req")
+print(f"median rps: keyway {k_rps:.0f}, nginx {n_rps:.0f} ({k_rps/n_rps:.2f}x nginx)")
+print(f"median server CPU per request: keyway {k_cpu:.2f} us, nginx {n_cpu:.2f} us ({k_cpu/n_cpu:.2f}x nginx)")
+print(f"median p99: keyway {med('keyway', 'p99', ms):.2f} ms, nginx {med('nginx', 'p99', ms):.2f} ms")
+PY
+echo "keyway RSS: idle ${idle_rss} kB, after 50 cached secrets ${warm_rss} kB, after the load runs ${load_rss} kB"
+
+# Memory with 10,000 cached 1 KiB secrets (local store, fetched in batches of 1000 over the socket).
+kill $kw_pid; wait $kw_pid 2>/dev/null || true
+mkdir -p "$out/store"
+python3 - "$out/store" <<'PY'
+import os, sys
+for i in range(10000):
+    with open(os.path.join(sys.argv[1], f"s{i:05d}"), "w") as f:
+        f.write(os.urandom(512).hex())
+PY
+"$keyway" --local-dir "$out/store" --socket "$out/k2.sock" serve > /dev/null 2>&1 & big_pid=$!; pids+=($big_pid)
+for _ in $(seq 100); do [ -S "$out/k2.sock" ] && break; sleep 0.05; done
+python3 - "$out/k2.sock" <<'PY'
+import json, socket, sys
+for b in range(10):
+    refs = [f"local://s{i:05d}" for i in range(b * 1000, (b + 1) * 1000)]
+    body = json.dumps({"refs": refs}).encode()
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+    s.sendall(b"POST /v1/secrets HTTP/1.1\r\nHost: k\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while chunk := s.recv(1 << 20):
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+PY
+sleep 0.5
+big_rss=$(awk '/VmRSS/ {print $2}' /proc/$big_pid/status)
+echo "keyway RSS with 10,000 cached 1 KiB secrets: ${big_rss} kB"
+kill $big_pid; wait $big_pid 2>/dev/null || true
+
+# Start-up: spawn to the socket accepting a connection, 20 times, median.
+python3 - "$keyway" "$out" <<'PY'
+import os, socket, statistics, subprocess, sys, time
+keyway, out = sys.argv[1], sys.argv[2]
+times = []
+for i in range(20):
+    path = os.path.join(out, f"start{i}.sock")
+    t0 = time.perf_counter()
+    p = subprocess.Popen([keyway, "--local-dir", out, "--socket", path, "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX); s.connect(path); s.close(); break
+        except OSError:
+            time.sleep(0.0005)
+    times.append((time.perf_counter() - t0) * 1000)
+    p.terminate(); p.wait()
+print(f"start-up to accepting: median {statistics.median(times):.1f} ms (min {min(times):.1f}, max {max(times):.1f}) over 20")
+PY
