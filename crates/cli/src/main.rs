@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod git_credential;
 mod render;
+mod selector;
 mod serve;
 
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ enum Command {
     Render(render::RenderArgs),
     /// A git credential helper: `git config credential.helper '!keyway git-credential'`.
     GitCredential(git_credential::GitCredentialArgs),
+    /// Parse or evaluate a Kubernetes label selector (as Anyscale's IAM mapping rules use them).
+    Selector(selector::SelectorArgs),
     /// Run the node-local daemon: one cache for every local caller, on a unix socket and optionally loopback TCP.
     Serve(serve::ServeArgs),
 }
@@ -78,6 +81,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Command::Selector(args) = cli.command {
+        return selector::run(args).unwrap_or_else(|e| exit::report(&e));
+    }
     // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
     // worker serves ~90k cached reads/s on this class of machine with the least CPU per request
     // (docs/benchmarks.md), and upstream fetches are asynchronous, so they never hold it.
@@ -105,7 +111,7 @@ fn main() -> ExitCode {
             Command::Exec(args) => commands::exec(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
-            Command::Serve(_) => unreachable!("handled above"),
+            Command::Serve(_) | Command::Selector(_) => unreachable!("handled above"),
         }
     });
     match result {

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod provider;
 pub mod reference;
 pub mod resolver;
+pub mod selector;
 pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
@@ -18,4 +19,5 @@ pub use error::{Error, ErrorKind, ProviderError};
 pub use provider::{Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};
+pub use selector::{Selector, SelectorError};
 pub use value::{Encoding, Secret, SecretMeta, SecretValue};

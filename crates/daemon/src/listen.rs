@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use keyway_providers::config::ServerSection;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::{DaemonError, State};
 
@@ -235,9 +236,12 @@ impl Server {
     {
         let state = self.state.clone();
         let settings = &self.state.settings;
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let state = state.clone();
+            // A span per request: method and path (references are names, never values).
+            let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
             async move { Ok::<_, Infallible>(crate::routes::handle(&state, peer, request).await) }
+                .instrument(span)
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -245,12 +249,19 @@ impl Server {
             .max_buf_size(settings.max_request_bytes.max(MIN_BUF))
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let span = match peer {
+            Peer::Unix { uid, gid, pid } => tracing::debug_span!("connection", uid, gid, pid),
+            Peer::Tcp(addr) => tracing::debug_span!("connection", %addr),
+        };
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(permit);
             }
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
 }
 

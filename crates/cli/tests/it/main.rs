@@ -10,6 +10,7 @@ mod exec;
 mod get;
 mod git;
 mod render;
+mod selector;
 mod serve;
 
 use std::path::{Path, PathBuf};

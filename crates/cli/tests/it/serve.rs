@@ -649,3 +649,38 @@ fn stats_requests(ground: &Ground) -> u64 {
         .as_u64()
         .unwrap()
 }
+
+#[test]
+fn socket_mode_group_and_the_connection_limit_are_applied() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let gid = rustix::process::getgid().as_raw();
+    let ground = Ground::with_extra(&format!(
+        "[server]\nsocket_mode = \"0660\"\nsocket_group = \"{gid}\"\nmax_connections = 2\n"
+    ));
+    let served = Served::start(&ground, &[]);
+    let meta = std::fs::metadata(&served.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), gid);
+
+    // Two idle keep-alive connections take both slots; a third waits in the backlog until one closes.
+    let idle_a = std::os::unix::net::UnixStream::connect(&served.socket).unwrap();
+    let idle_b = std::os::unix::net::UnixStream::connect(&served.socket).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let third = {
+        let unix = served.unix();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let reply = raw::get(&unix, "/healthz", &[]);
+            (reply.status, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    drop(idle_a);
+    let (status, waited) = third.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        waited >= Duration::from_millis(500),
+        "served at once: {waited:?}"
+    );
+    drop(idle_b);
+}
