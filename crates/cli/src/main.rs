@@ -5,6 +5,7 @@
 mod commands;
 mod exit;
 mod git_credential;
+mod iam;
 mod render;
 mod selector;
 mod serve;
@@ -72,6 +73,8 @@ enum Command {
     Render(render::RenderArgs),
     /// A git credential helper: `git config credential.helper '!keyway git-credential'`.
     GitCredential(git_credential::GitCredentialArgs),
+    /// Validate or evaluate an Anyscale cloud IAM mapping spec.
+    Iam(iam::IamArgs),
     /// Parse or evaluate a Kubernetes label selector (as Anyscale's IAM mapping rules use them).
     Selector(selector::SelectorArgs),
     /// Run the node-local daemon: one cache for every local caller, on a unix socket and optionally loopback TCP.
@@ -81,8 +84,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    if let Command::Selector(args) = cli.command {
-        return selector::run(args).unwrap_or_else(|e| exit::report(&e));
+    match cli.command {
+        Command::Selector(args) => return selector::run(args).unwrap_or_else(|e| exit::report(&e)),
+        Command::Iam(args) => return iam::run(args).unwrap_or_else(|e| exit::report(&e)),
+        _ => {}
     }
     // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
     // worker serves ~90k cached reads/s on this class of machine with the least CPU per request
@@ -111,7 +116,9 @@ fn main() -> ExitCode {
             Command::Exec(args) => commands::exec(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
-            Command::Serve(_) | Command::Selector(_) => unreachable!("handled above"),
+            Command::Serve(_) | Command::Selector(_) | Command::Iam(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {

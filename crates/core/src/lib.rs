@@ -8,6 +8,7 @@
 mod error;
 
 pub mod cache;
+pub mod mapping;
 pub mod provider;
 pub mod reference;
 pub mod resolver;

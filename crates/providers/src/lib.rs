@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod config;
 pub mod gcp;
+pub mod iam;
 pub mod local;
 
 pub use config::{Config, ConfigError};

@@ -9,6 +9,7 @@ mod canary;
 mod exec;
 mod get;
 mod git;
+mod iam;
 mod render;
 mod selector;
 mod serve;

@@ -1,0 +1,139 @@
+//! `keyway iam validate|resolve`: Anyscale's cloud IAM mapping spec, checked and evaluated.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use keyway_core::mapping::Decision;
+use keyway_providers::iam::read_spec;
+
+use crate::exit::Usage;
+
+#[derive(Debug, clap::Args)]
+pub struct IamArgs {
+    #[command(subcommand)]
+    command: IamCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum IamCommand {
+    /// Report every problem of a spec with its line. Exit 0 when valid (warnings allowed), 2 otherwise.
+    Validate {
+        /// The cloud config YAML (`anyscale cloud config get --spec-file`).
+        #[arg(long, value_name = "FILE")]
+        spec: PathBuf,
+    },
+    /// Print the identity the mapping chooses for a workload and which rule chose it. Exit 0 on a rule or
+    /// CLOUD_DEFAULT, 4 when the fallback is FAIL and nothing matched, 2 on an invalid spec.
+    Resolve {
+        /// The cloud config YAML.
+        #[arg(long, value_name = "FILE")]
+        spec: PathBuf,
+        /// A workload label, KEY=VALUE (workload-type, project, user); repeat.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Print each rule and why it did or did not match.
+        #[arg(long)]
+        explain: bool,
+    },
+}
+
+fn load(spec: &PathBuf) -> anyhow::Result<keyway_providers::iam::SpecReport> {
+    let text =
+        std::fs::read_to_string(spec).with_context(|| format!("cannot read {}", spec.display()))?;
+    Ok(read_spec(&text))
+}
+
+pub fn run(args: IamArgs) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        IamCommand::Validate { spec } => {
+            let report = load(&spec)?;
+            for problem in &report.problems {
+                writeln!(out, "{}: {problem}", spec.display()).context("cannot write to stdout")?;
+            }
+            match report.mapping {
+                Some(mapping) => {
+                    writeln!(
+                        out,
+                        "{}: valid: {} rules, fallback {:?}",
+                        spec.display(),
+                        mapping.rules.len(),
+                        mapping.fallback
+                    )
+                    .context("cannot write to stdout")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Ok(ExitCode::from(2)),
+            }
+        }
+        IamCommand::Resolve {
+            spec,
+            labels,
+            explain,
+        } => {
+            let report = load(&spec)?;
+            let Some(mapping) = report.mapping else {
+                let first = report
+                    .problems
+                    .iter()
+                    .find(|p| !p.warning)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                return Err(Usage(format!(
+                    "{} is not a valid spec ({first}); run `keyway iam validate --spec {}`",
+                    spec.display(),
+                    spec.display()
+                ))
+                .into());
+            };
+            let mut given = BTreeMap::new();
+            for label in &labels {
+                let Some((k, v)) = label.split_once('=') else {
+                    return Err(Usage(format!("--label `{label}` is not KEY=VALUE")).into());
+                };
+                given.insert(k.to_owned(), v.to_owned());
+            }
+            if explain {
+                for (i, failing) in mapping.explain(&given) {
+                    let rule = &mapping.rules[i];
+                    let why = failing.map_or_else(
+                        || "matches".to_owned(),
+                        |r| format!("does not match: `{r}` is false"),
+                    );
+                    writeln!(
+                        out,
+                        "rule {}: {} -> {}: {why}",
+                        i + 1,
+                        rule.text,
+                        rule.value
+                    )
+                    .context("cannot write to stdout")?;
+                }
+            }
+            let decision = mapping.resolve(&given);
+            if decision == Decision::Fail {
+                let tried: Vec<String> = mapping
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("{}. {}", i + 1, r.text))
+                    .collect();
+                eprintln!(
+                    "keyway: error: no rule matches labels {} and fallback_rule is FAIL; rules tried: {}",
+                    if labels.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        labels.join(",")
+                    },
+                    tried.join("; ")
+                );
+                return Ok(ExitCode::from(4));
+            }
+            writeln!(out, "{decision}").context("cannot write to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
