@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
+use std::collections::BTreeMap;
+
 use globset::{GlobSet, GlobSetBuilder};
-use keyway_providers::config::{AccessRule, ServerSection};
+use keyway_core::selector::{Mode, Selector};
+use keyway_providers::config::{AccessRule, CallerLabels, ServerSection};
 use secrecy::{ExposeSecret as _, SecretBox};
 use serde::Serialize;
 use subtle::ConstantTimeEq as _;
@@ -201,37 +204,56 @@ fn fixed_token(name: &str, value: Vec<u8>) -> Result<Token, DaemonError> {
     })
 }
 
+/// Whether a uid/gid/token list names this caller.
+fn names(uids: &[u32], gids: &[u32], tokens: &[String], identity: &Identity) -> bool {
+    match identity {
+        Identity::Unix { uid, gid, .. } => uids.contains(uid) || gids.contains(gid),
+        Identity::Token { token } => tokens.iter().any(|t| t == token),
+    }
+}
+
 struct Rule {
     uids: Vec<u32>,
     gids: Vec<u32>,
     tokens: Vec<String>,
+    selector: Option<Selector>,
     refs: GlobSet,
 }
 
 impl Rule {
-    fn covers(&self, identity: &Identity) -> bool {
-        match identity {
-            Identity::Unix { uid, gid, .. } => self.uids.contains(uid) || self.gids.contains(gid),
-            Identity::Token { token } => self.tokens.iter().any(|t| t == token),
-        }
+    fn covers(&self, identity: &Identity, labels: &BTreeMap<String, String>) -> bool {
+        names(&self.uids, &self.gids, &self.tokens, identity)
+            || self.selector.as_ref().is_some_and(|s| s.matches(labels))
     }
 }
 
-/// Compiled `[[server.access]]` rules.
+/// Compiled `[[server.access]]` rules and the `[[server.labels]]` they may select on.
 pub(crate) struct Access {
     rules: Vec<Rule>,
+    labels: Vec<CallerLabels>,
 }
 
 impl Access {
-    pub fn compile(rules: &[AccessRule]) -> Result<Access, DaemonError> {
+    pub fn compile(rules: &[AccessRule], labels: &[CallerLabels]) -> Result<Access, DaemonError> {
         let mut compiled = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            if rule.uids.is_empty() && rule.gids.is_empty() && rule.tokens.is_empty() {
+            if rule.uids.is_empty()
+                && rule.gids.is_empty()
+                && rule.tokens.is_empty()
+                && rule.selector.is_none()
+            {
                 return Err(DaemonError::Config(format!(
-                    "access rule {} names no caller; give uids, gids or tokens",
+                    "access rule {} names no caller; give uids, gids, tokens or a selector",
                     i + 1
                 )));
             }
+            let selector = match &rule.selector {
+                Some(text) => Some(
+                    Selector::parse_with(text, Mode::Relaxed)
+                        .map_err(|e| DaemonError::Config(format!("access rule {}: {e}", i + 1)))?,
+                ),
+                None => None,
+            };
             let mut set = GlobSetBuilder::new();
             for pattern in &rule.refs {
                 let glob = globset::GlobBuilder::new(pattern)
@@ -244,21 +266,38 @@ impl Access {
                 uids: rule.uids.clone(),
                 gids: rule.gids.clone(),
                 tokens: rule.tokens.clone(),
+                selector,
                 refs: set
                     .build()
                     .map_err(|e| DaemonError::Config(format!("access rule {}: {e}", i + 1)))?,
             });
         }
-        Ok(Access { rules: compiled })
+        Ok(Access {
+            rules: compiled,
+            labels: labels.to_vec(),
+        })
+    }
+
+    /// The labels assigned to a caller (every matching `[[server.labels]]` entry, later ones winning).
+    fn labels_of(&self, identity: &Identity) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for entry in &self.labels {
+            if names(&entry.uids, &entry.gids, &entry.tokens, identity) {
+                out.extend(entry.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        out
     }
 
     /// Whether `identity` may read `secret_path` (`instance://name`). With no rules, everyone may.
     pub fn allows(&self, identity: &Identity, secret_path: &str) -> bool {
-        self.rules.is_empty()
-            || self
-                .rules
-                .iter()
-                .any(|r| r.covers(identity) && r.refs.is_match(secret_path))
+        if self.rules.is_empty() {
+            return true;
+        }
+        let labels = self.labels_of(identity);
+        self.rules
+            .iter()
+            .any(|r| r.covers(identity, &labels) && r.refs.is_match(secret_path))
     }
 
     /// The denial message: names the caller and the reference, never whether the secret exists.

@@ -81,7 +81,7 @@ impl Daemon {
         let resolver = Arc::new(config.resolver_with(local_dir, &*observe)?);
         metrics.register_cache(resolver.clone());
         let tokens = auth::Tokens::load(&settings)?;
-        let access = auth::Access::compile(&settings.access)?;
+        let access = auth::Access::compile(&settings.access, &settings.labels)?;
         let audit = audit::Audit::open(&settings.audit_log)?;
         let prefetch = settings
             .prefetch

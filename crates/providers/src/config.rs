@@ -82,6 +82,52 @@ pub struct Config {
     /// The daemon (`keyway serve`).
     #[serde(default)]
     pub server: ServerSection,
+    /// The identity mapping (Anyscale's cloud IAM mapping), from a spec file or inline.
+    #[serde(default)]
+    pub iam: IamSection,
+    /// This workload's labels (`workload-type`, `project`, `user`), which the identity mapping and
+    /// selector access rules evaluate.
+    #[serde(default)]
+    pub workload: WorkloadSection,
+    /// The role AWS instances assume, set by [`crate::iam::apply_mapping`]; never read from the file.
+    #[serde(skip)]
+    pub aws_assume: Option<crate::aws::AssumeRole>,
+}
+
+/// `[iam]`: `spec = "cloud-config.yaml"` (Anyscale's YAML), or the same rules inline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSection {
+    /// An Anyscale cloud config YAML file.
+    pub spec: Option<PathBuf>,
+    /// `AWS` or `GCP` (inline form).
+    pub cloud_provider: Option<String>,
+    /// `VM` or `K8S` (inline form).
+    pub compute_stack: Option<String>,
+    /// `CLOUD_DEFAULT` or `FAIL` (inline form).
+    pub fallback_rule: Option<String>,
+    /// Rules in order (inline form).
+    #[serde(default)]
+    pub rules: Vec<IamRule>,
+}
+
+/// One inline `[[iam.rules]]` entry.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamRule {
+    /// A selector in Anyscale's dialect.
+    pub selector: String,
+    /// The identity.
+    pub value: String,
+}
+
+/// `[workload]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSection {
+    /// Label key to value.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One `[providers.NAME]` table.
@@ -238,6 +284,8 @@ pub struct ServerSection {
     pub tokens: Vec<TokenConfig>,
     /// Who may read what; deny by default once any rule exists.
     pub access: Vec<AccessRule>,
+    /// Labels assigned to callers, for access rules with a `selector`.
+    pub labels: Vec<CallerLabels>,
     /// References fetched at start-up; `/readyz` turns ready when they are done.
     pub prefetch: Vec<String>,
     /// How long in-flight requests may finish after SIGTERM.
@@ -268,6 +316,7 @@ impl Default for ServerSection {
             allow_non_loopback: false,
             tokens: Vec::new(),
             access: Vec::new(),
+            labels: Vec::new(),
             prefetch: Vec::new(),
             grace_period: Duration::from_secs(10),
             max_connections: 1024,
@@ -305,8 +354,29 @@ pub struct AccessRule {
     /// TCP callers presenting one of these named tokens.
     #[serde(default)]
     pub tokens: Vec<String>,
-    /// Glob patterns over references without version or field (`aws-sm://ci/*`, `local://**`).
+    /// Callers whose labels (`[[server.labels]]`) match this selector (Kubernetes syntax, any values).
+    pub selector: Option<String>,
+    /// Glob patterns over references without version or field (`aws-sm://ci/*`, `local://**`); `allow` is
+    /// accepted as another name.
+    #[serde(alias = "allow")]
     pub refs: Vec<String>,
+}
+
+/// One `[[server.labels]]` entry: labels assigned to callers, which selector access rules evaluate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerLabels {
+    /// Unix-socket callers with one of these uids.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// Unix-socket callers with one of these primary gids.
+    #[serde(default)]
+    pub gids: Vec<u32>,
+    /// TCP callers presenting one of these named tokens.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// The labels (`workload-type`, `project`, `user`, or any).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -360,6 +430,7 @@ impl Config {
                 "aws-sm",
                 Arc::new(AwsProvider::new(AwsSettings {
                     timeout,
+                    assume: self.aws_assume.clone(),
                     ..AwsSettings::default()
                 })),
                 cloud_limit,
@@ -397,7 +468,7 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
-            let (provider, policy) = p.build()?;
+            let (provider, policy) = p.build(self.aws_assume.as_ref())?;
             let limit = match (p.rate_limit, p.kind) {
                 (Some(n), _) => NonZeroU32::new(n),
                 (None, KindName::Local) => None,
@@ -471,7 +542,10 @@ impl ProviderConfig {
         Ok(())
     }
 
-    fn build(&self) -> Result<(Arc<dyn Provider>, CachePolicy), ConfigError> {
+    fn build(
+        &self,
+        assume: Option<&crate::aws::AssumeRole>,
+    ) -> Result<(Arc<dyn Provider>, CachePolicy), ConfigError> {
         let defaults = CachePolicy::default();
         let policy = CachePolicy {
             ttl: match &self.ttl {
@@ -491,6 +565,8 @@ impl ProviderConfig {
                 anonymous,
                 timeout,
                 static_keys: None,
+                // The mapped role applies to instances on the standard credential chain only.
+                assume: assume.filter(|_| !anonymous).cloned(),
             })),
             KindName::Gcp => Arc::new(GcpProvider::new(GcpSettings {
                 project: self.project.clone(),

@@ -2,6 +2,7 @@
 //! `dataplane_iam_mapping`: every problem is reported with its line, other top-level keys are kept and ignored.
 
 use keyway_core::mapping::{Cloud, Fallback, Mapping, MappingRule, Stack};
+
 use keyway_core::selector::{Mode, Selector};
 use serde_norway::Value;
 
@@ -222,6 +223,144 @@ pub fn read_spec(text: &str) -> SpecReport {
         mapping: usable.then_some(mapping),
         problems,
     }
+}
+
+/// The `[iam]` mapping of a config: from its spec file, from the inline rules, or none.
+pub fn load_mapping(config: &crate::Config) -> Result<Option<Mapping>, crate::ConfigError> {
+    use crate::ConfigError::Invalid;
+    let iam = &config.iam;
+    let inline = iam.cloud_provider.is_some()
+        || iam.compute_stack.is_some()
+        || iam.fallback_rule.is_some()
+        || !iam.rules.is_empty();
+    let (text, source) = match (&iam.spec, inline) {
+        (Some(_), true) => {
+            return Err(Invalid(
+                "[iam]: give `spec` or the inline rules, not both".into(),
+            ));
+        }
+        (Some(path), false) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| Invalid(format!("[iam] spec {}: cannot read: {e}", path.display())))?,
+            path.display().to_string(),
+        ),
+        (None, true) => {
+            #[derive(serde::Serialize)]
+            struct Section<'a> {
+                rules: &'a [crate::config::IamRule],
+                #[serde(skip_serializing_if = "Option::is_none")]
+                fallback_rule: Option<&'a str>,
+            }
+            #[derive(serde::Serialize)]
+            struct Inline<'a> {
+                #[serde(skip_serializing_if = "Option::is_none")]
+                cloud_provider: Option<&'a str>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                compute_stack: Option<&'a str>,
+                dataplane_iam_mapping: Section<'a>,
+            }
+            let text = serde_norway::to_string(&Inline {
+                cloud_provider: iam.cloud_provider.as_deref(),
+                compute_stack: iam.compute_stack.as_deref(),
+                dataplane_iam_mapping: Section {
+                    rules: &iam.rules,
+                    fallback_rule: iam.fallback_rule.as_deref(),
+                },
+            })
+            .map_err(|e| Invalid(format!("[iam]: {e}")))?;
+            (text, "[iam] in keyway.toml".to_owned())
+        }
+        (None, false) => return Ok(None),
+    };
+    let report = read_spec(&text);
+    if let Some(mapping) = report.mapping {
+        return Ok(Some(mapping));
+    }
+    let first = report
+        .problems
+        .iter()
+        .find(|p| !p.warning)
+        .map(|p| p.message.clone())
+        .unwrap_or_default();
+    Err(Invalid(format!(
+        "{source}: {first}; `keyway iam validate` lists every problem"
+    )))
+}
+
+/// `RoleSessionName` for a workload: `keyway-<workload-type>-<project>`, in STS's alphabet, at most 64.
+pub fn session_name(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let mut name = String::from("keyway");
+    for key in ["workload-type", "project"] {
+        if let Some(v) = labels.get(key) {
+            name.push('-');
+            name.push_str(v);
+        }
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
+/// Resolves the mapping for this workload's labels and applies the choice to `config`: a role for the AWS
+/// instances (VM), nothing for `CLOUD_DEFAULT`, nothing here for Kubernetes service accounts (the webhook
+/// sets them on Pods). `FAIL` with no match is an error that names the labels and the rules tried, and so is
+/// a GCP service account (impersonation is not implemented yet: refusing beats running as the wrong identity).
+/// Returns the decision and its mapping, when there is one.
+pub fn apply_mapping(
+    config: &mut crate::Config,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<(keyway_core::mapping::Decision, Mapping)>, crate::ConfigError> {
+    use keyway_core::mapping::Decision;
+    let Some(mapping) = load_mapping(config)? else {
+        return Ok(None);
+    };
+    let decision = mapping.resolve(labels);
+    let shown = || {
+        if labels.is_empty() {
+            "(none)".to_owned()
+        } else {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    match (&decision, mapping.cloud, mapping.stack) {
+        (Decision::Fail, ..) => {
+            let tried: Vec<String> = mapping
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("{}. {}", i + 1, r.text))
+                .collect();
+            return Err(crate::ConfigError::Invalid(format!(
+                "no [iam] rule matches this workload's labels {} and fallback_rule is FAIL, so Keyway refuses to start; rules tried: {}. Set the labels (--label, KEYWAY_WORKLOAD_LABELS or [workload] labels) or add a rule",
+                shown(),
+                tried.join("; ")
+            )));
+        }
+        (Decision::Rule { value, .. }, Cloud::Aws, Stack::Vm) => {
+            config.aws_assume = Some(crate::aws::AssumeRole {
+                role: crate::aws::RoleSource::from_value(value),
+                session_name: session_name(labels),
+            });
+        }
+        (Decision::Rule { value, .. }, Cloud::Gcp, Stack::Vm) => {
+            return Err(crate::ConfigError::Invalid(format!(
+                "the identity mapping chose service account {value}, but Keyway cannot impersonate GCP service accounts yet; run the workload as that service account, or map it to CLOUD_DEFAULT"
+            )));
+        }
+        (Decision::CloudDefault | Decision::Rule { .. }, ..) => {}
+    }
+    Ok(Some((decision, mapping)))
 }
 
 #[cfg(test)]

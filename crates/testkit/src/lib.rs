@@ -35,6 +35,33 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
+/// A free loopback port reserved across processes for as long as the lease lives: concurrent test processes
+/// (nextest runs each test in its own) never hand the same port to two servers they start.
+pub struct PortLease {
+    /// The port.
+    pub port: u16,
+    _lock: std::fs::File,
+}
+
+/// Takes a [`PortLease`].
+pub fn lease_port() -> PortLease {
+    loop {
+        let port = free_port();
+        let path = std::env::temp_dir().join(format!("keyway-test-port-{port}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return PortLease { port, _lock: file };
+        }
+    }
+}
+
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
     let start = Instant::now();
@@ -85,6 +112,7 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Re
 /// moto in server mode, emulating AWS Secrets Manager (and IAM/STS) on a free loopback port.
 pub struct Moto {
     child: Child,
+    lease: Option<PortLease>,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
 }
@@ -93,8 +121,9 @@ impl Moto {
     /// Starts `moto_server` from the project's venv and waits until it answers.
     pub fn start() -> Moto {
         for _ in 0..3 {
-            let port = free_port();
-            if let Some(moto) = Self::start_on(port) {
+            let lease = lease_port();
+            if let Some(mut moto) = Self::start_on(lease.port) {
+                moto.lease = Some(lease);
                 return moto;
             }
         }
@@ -108,8 +137,15 @@ impl Moto {
             "{} is missing: run scripts/python-env.sh (scripts/test.sh does)",
             server.display()
         );
+        // moto's recorder writes to one file, `moto_recording` in the working directory by default: give each
+        // server its own, or concurrent tests read each other's requests.
+        let recording = std::env::temp_dir().join(format!(
+            "keyway-moto-recording-{}-{port}",
+            std::process::id()
+        ));
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_RECORDER_FILEPATH", &recording)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -117,11 +153,20 @@ impl Moto {
             .expect("spawn moto_server");
         let mut moto = Moto {
             child,
+            lease: None,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        if wait_for_port(addr, Duration::from_secs(30)) && moto.get("/moto-api/").status == 200 {
-            return Some(moto);
+        // Another test may have raced us to the same free port: wait until *our* process holds the listening
+        // socket, not merely until something answers there.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if moto.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            if listens_on(moto.child.id(), port) && moto.get("/moto-api/").status == 200 {
+                return Some(moto);
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let _ = moto.child.kill();
         let _ = moto.child.wait();
@@ -142,7 +187,8 @@ impl Moto {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("port in endpoint");
-        let fresh = Self::start_on(port).expect("moto_server restarts on its port");
+        let mut fresh = Self::start_on(port).expect("moto_server restarts on its port");
+        fresh.lease = self.lease.take();
         let old = std::mem::replace(self, fresh);
         drop(old);
     }
@@ -208,6 +254,68 @@ impl Moto {
         self.get("/moto-api/recorder/start-recording");
     }
 
+    /// Calls an action of a query-protocol service (`iam`, `sts`) with form parameters.
+    pub fn query(&self, service: &str, params: &[(&str, &str)]) -> Reply {
+        let body: String = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        http(
+            "POST",
+            &format!("{}/", self.endpoint),
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                (
+                    "Authorization",
+                    &format!(
+                        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+                    ),
+                ),
+            ],
+            &body,
+        )
+    }
+
+    /// Creates an IAM role and an instance profile holding it; returns the role's ARN.
+    pub fn create_instance_profile(&self, profile: &str, role: &str) -> String {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let reply = self.query(
+            "iam",
+            &[
+                ("Action", "CreateRole"),
+                ("Version", "2010-05-08"),
+                ("RoleName", role),
+                ("AssumeRolePolicyDocument", trust),
+            ],
+        );
+        assert_eq!(reply.status, 200, "CreateRole: {}", reply.body);
+        let arn = reply
+            .body
+            .split("<Arn>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Arn>").next())
+            .expect("role ARN in the answer")
+            .to_owned();
+        for params in [
+            vec![
+                ("Action", "CreateInstanceProfile"),
+                ("Version", "2010-05-08"),
+                ("InstanceProfileName", profile),
+            ],
+            vec![
+                ("Action", "AddRoleToInstanceProfile"),
+                ("Version", "2010-05-08"),
+                ("InstanceProfileName", profile),
+                ("RoleName", role),
+            ],
+        ] {
+            let reply = self.query("iam", &params);
+            assert_eq!(reply.status, 200, "{}: {}", params[0].1, reply.body);
+        }
+        arn
+    }
+
     /// Recorded requests: each as (action, full record).
     pub fn recording(&self) -> Vec<(String, serde_json::Value)> {
         let body = self.get("/moto-api/recorder/download-recording").body;
@@ -230,6 +338,42 @@ impl Moto {
     pub fn count(&self, action: &str) -> usize {
         self.recording().iter().filter(|(a, _)| a == action).count()
     }
+}
+
+/// Whether process `pid` holds a socket listening on loopback TCP `port` (from `/proc`).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<String> = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A");
+            (listening && fields.get(1).is_some_and(|a| a.ends_with(&wanted)))
+                .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.to_string_lossy() == *i))
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 impl Drop for Moto {

@@ -10,6 +10,7 @@ mod exec;
 mod get;
 mod git;
 mod iam;
+mod identity;
 mod render;
 mod selector;
 mod serve;

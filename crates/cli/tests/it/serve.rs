@@ -684,3 +684,35 @@ fn socket_mode_group_and_the_connection_limit_are_applied() {
     );
     drop(idle_b);
 }
+
+#[test]
+fn selector_access_rules_match_the_labels_assigned_to_callers() {
+    let me = uid();
+    let ground = Ground::with_extra(&format!(
+        r#"[server]
+[[server.labels]]
+uids = [{me}]
+labels = {{ project = "ml", "workload-type" = "job", user = "a@example.com" }}
+[[server.access]]
+selector = "project=ml,workload-type in (job)"
+allow = ["local://ml/*"]
+[[server.access]]
+selector = "project=web"
+allow = ["local://web/*"]
+"#
+    ));
+    for dir in ["ml", "web"] {
+        std::fs::create_dir_all(ground.dir.path().join("local").join(dir)).unwrap();
+        std::fs::write(ground.dir.path().join("local").join(dir).join("s"), dir).unwrap();
+    }
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+    assert_eq!(
+        raw::get(&unix, "/v1/secret?ref=local://ml/s", &[]).status,
+        200
+    );
+    assert_eq!(
+        raw::get(&unix, "/v1/secret?ref=local://web/s", &[]).status,
+        403
+    );
+}
