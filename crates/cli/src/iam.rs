@@ -115,12 +115,6 @@ pub fn run(args: IamArgs) -> anyhow::Result<ExitCode> {
             }
             let decision = mapping.resolve(&given);
             if decision == Decision::Fail {
-                let tried: Vec<String> = mapping
-                    .rules
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| format!("{}. {}", i + 1, r.text))
-                    .collect();
                 eprintln!(
                     "keyway: error: no rule matches labels {} and fallback_rule is FAIL; rules tried: {}",
                     if labels.is_empty() {
@@ -128,7 +122,7 @@ pub fn run(args: IamArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         labels.join(",")
                     },
-                    tried.join("; ")
+                    mapping.rules_tried()
                 );
                 return Ok(ExitCode::from(4));
             }

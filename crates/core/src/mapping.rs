@@ -90,6 +90,16 @@ impl Mapping {
         }
     }
 
+    /// `1. SELECTOR; 2. SELECTOR; ...`, for messages that say which rules were tried.
+    pub fn rules_tried(&self) -> String {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{}. {}", i + 1, r.text))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// For each rule, whether it matches and, if not, the first requirement that fails.
     pub fn explain(&self, labels: &BTreeMap<String, String>) -> Vec<(usize, Option<String>)> {
         self.rules

@@ -335,16 +335,10 @@ pub fn apply_mapping(
     };
     match (&decision, mapping.cloud, mapping.stack) {
         (Decision::Fail, ..) => {
-            let tried: Vec<String> = mapping
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(i, r)| format!("{}. {}", i + 1, r.text))
-                .collect();
             return Err(crate::ConfigError::Invalid(format!(
                 "no [iam] rule matches this workload's labels {} and fallback_rule is FAIL, so Keyway refuses to start; rules tried: {}. Set the labels (--label, KEYWAY_WORKLOAD_LABELS or [workload] labels) or add a rule",
                 shown(),
-                tried.join("; ")
+                mapping.rules_tried()
             )));
         }
         (Decision::Rule { value, .. }, Cloud::Aws, Stack::Vm) => {
