@@ -39,6 +39,9 @@ fn code(err: &anyhow::Error) -> u8 {
         if cause.is::<Usage>() || cause.is::<keyway_providers::ConfigError>() {
             return 2;
         }
+        if cause.is::<keyway_webhook::WebhookError>() {
+            return 2;
+        }
         if let Some(e) = cause.downcast_ref::<keyway_daemon::DaemonError>() {
             return match e {
                 keyway_daemon::DaemonError::Listen { .. } => 1,
@@ -65,6 +68,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             || cause.is::<keyway_providers::ConfigError>()
             || cause.is::<Many>()
             || cause.is::<keyway_daemon::DaemonError>()
+            || cause.is::<keyway_webhook::WebhookError>()
         {
             break;
         }

@@ -9,6 +9,7 @@ mod iam;
 mod render;
 mod selector;
 mod serve;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,8 @@ enum Command {
     Iam(iam::IamArgs),
     /// Parse or evaluate a Kubernetes label selector (as Anyscale's IAM mapping rules use them).
     Selector(selector::SelectorArgs),
+    /// Run the Kubernetes mutating admission webhook that delivers secrets into Pods (HTTPS).
+    Webhook(webhook::WebhookArgs),
     /// Run the node-local daemon: one cache for every local caller, on a unix socket and optionally loopback TCP.
     Serve(serve::ServeArgs),
 }
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
     // worker serves ~90k cached reads/s on this class of machine with the least CPU per request
     // (docs/benchmarks.md), and upstream fetches are asynchronous, so they never hold it.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Webhook(_)) {
         builder.worker_threads(2);
     } else if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         builder.worker_threads(1);
@@ -105,18 +108,24 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if let Command::Serve(args) = cli.command {
-            return serve::run(cli.config.as_deref(), cli.local_dir, cli.socket, args).await;
-        }
+        let command = match cli.command {
+            Command::Serve(args) => {
+                return serve::run(cli.config.as_deref(), cli.local_dir, cli.socket, args).await;
+            }
+            Command::Webhook(args) => {
+                return webhook::run(cli.config.as_deref(), cli.local_dir, args).await;
+            }
+            other => other,
+        };
         let context =
             commands::Context::load(cli.config.as_deref(), cli.local_dir, cli.daemon, cli.socket)?;
-        match cli.command {
+        match command {
             Command::Get(args) => commands::get(&context, args).await,
             Command::List(args) => commands::list(&context, args).await,
             Command::Exec(args) => commands::exec(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
-            Command::Serve(_) | Command::Selector(_) | Command::Iam(_) => {
+            Command::Serve(_) | Command::Webhook(_) | Command::Selector(_) | Command::Iam(_) => {
                 unreachable!("handled above")
             }
         }

@@ -14,6 +14,7 @@ mod identity;
 mod render;
 mod selector;
 mod serve;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

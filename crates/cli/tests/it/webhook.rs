@@ -1,0 +1,246 @@
+//! End to end without a cluster: the init container's command from the webhook's mutation, run for real
+//! against moto, the GCP emulator and the local store, into a directory standing in for the volume.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use k8s_openapi::api::core::v1::Pod;
+use keyway_inject::{InjectConfig, mutate_pod, read_annotations};
+use serde_json::json;
+
+use crate::{Ground, run, stderr};
+
+#[test]
+fn the_init_containers_render_call_delivers_every_secret() {
+    let ground = Ground::start();
+    ground
+        .moto
+        .create_secret("ci/github", r#"{"github_token":"ghp_from_aws"}"#);
+    ground.gcp.add_version("proj", "db-password", b"from-gcp");
+    std::fs::create_dir_all(ground.dir.path().join("local/team")).unwrap();
+    std::fs::write(ground.dir.path().join("local/team/api"), "from-local").unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "annotations": {
+            "keyway.dev/inject": "true",
+            "keyway.dev/secret.github-token": "aws-sm://ci/github#github_token",
+            "keyway.dev/secret.db-password": "gcp-sm://proj/db-password",
+            "keyway.dev/secret.api-key": "local://team/api"
+        }},
+        "spec": {"containers": [{"name": "main", "image": "python"}]}
+    }))
+    .unwrap();
+    let config = InjectConfig::default();
+    let ask = read_annotations(&pod, &config).unwrap().unwrap();
+    let (mutated, _) = mutate_pod(&pod, &ask, &config);
+    let init = &mutated.spec.unwrap().init_containers.unwrap()[0];
+    let mut command = init.command.clone().unwrap();
+    assert_eq!(command[0], "keyway");
+    // The volume's mount path, replaced by a temporary directory.
+    let volume = ground.dir.path().join("volume");
+    let at = command.iter().position(|a| a == "--dir").unwrap() + 1;
+    command[at] = volume.display().to_string();
+
+    let out = run(ground.keyway().args(&command[1..]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (file, value) in [
+        ("github-token", "ghp_from_aws"),
+        ("db-password", "from-gcp"),
+        ("api-key", "from-local"),
+    ] {
+        let path = volume.join(file);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), value);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+    }
+
+    // A missing secret makes the init container fail loudly: non-zero, naming the secret, nothing written.
+    let missing = ground.dir.path().join("volume2");
+    command[at] = missing.display().to_string();
+    command.push("extra=aws-sm://ci/missing".into());
+    let out = run(ground.keyway().args(&command[1..]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ci/missing"), "{}", stderr(&out));
+    assert!(!missing.join("github-token").exists());
+}
+
+mod https {
+    use std::io::{BufRead as _, BufReader};
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::process::{Child, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::body::Bytes;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use serde_json::{Value, json};
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Writes a fresh self-signed pair for localhost/127.0.0.1 and returns the certificate's DER.
+    fn write_pair(dir: &Path) -> Vec<u8> {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        std::fs::write(dir.join("tls.crt"), generated.cert.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), generated.signing_key.serialize_pem()).unwrap();
+        generated.cert.der().to_vec()
+    }
+
+    /// POSTs `body` to `path` over TLS trusting only `root`; returns (status, body, the server's certificate),
+    /// or `None` when the server's certificate is not `root`.
+    async fn try_post(
+        addr: SocketAddr,
+        root: &[u8],
+        path: &str,
+        body: Vec<u8>,
+    ) -> Option<(u16, Vec<u8>, Vec<u8>)> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(root.to_vec())).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .ok()?;
+        let served_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::post(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Some((status, body, served_cert))
+    }
+
+    async fn post(
+        addr: SocketAddr,
+        root: &[u8],
+        path: &str,
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>, Vec<u8>) {
+        try_post(addr, root, path, body)
+            .await
+            .expect("TLS with the expected certificate")
+    }
+
+    fn review() -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "11111111-2222-3333-4444-555555555555",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE",
+                "userInfo": {"username": "admin"},
+                "object": {
+                    "metadata": {"name": "p", "annotations": {
+                        "keyway.dev/inject": "true",
+                        "keyway.dev/secret.token": "aws-sm://ci/github#github_token"
+                    }},
+                    "spec": {"containers": [{"name": "main", "image": "python"}]}
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_admission_reviews_over_tls_and_follows_certificate_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_pair(dir.path());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args(["webhook", "--listen", "127.0.0.1:0", "--cert"])
+            .arg(dir.path().join("tls.crt"))
+            .arg("--key")
+            .arg(dir.path().join("tls.key"))
+            .env("KEYWAY_DAEMON", "never")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let line = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let _server = Server(child);
+        let addr: SocketAddr = line
+            .strip_prefix("listening on https://")
+            .unwrap()
+            .parse()
+            .unwrap();
+
+        let (status, body, served) = post(addr, &first, "/mutate", review()).await;
+        assert_eq!(status, 200);
+        assert_eq!(served, first);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["kind"], "AdmissionReview");
+        assert_eq!(
+            answer["response"]["uid"],
+            "11111111-2222-3333-4444-555555555555"
+        );
+        assert_eq!(answer["response"]["allowed"], true);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        // kube-core sends the patch bytes as a JSON array of numbers, which the API server's Go decoder reads
+        // into its []byte as it would base64 text.
+        let bytes: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
+        let patch: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            patch
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|op| op["path"] == "/spec/initContainers"),
+            "{patch}"
+        );
+
+        let (status, _, _) = post(addr, &first, "/mutate", b"{not json".to_vec()).await;
+        assert_eq!(status, 400);
+
+        // Rotate the pair in place: new connections get the new certificate without a restart.
+        std::thread::sleep(Duration::from_millis(1100));
+        let second = write_pair(dir.path());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some((status, _, served)) = try_post(addr, &second, "/mutate", review()).await {
+                assert_eq!((status, served), (200, second));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the rotated certificate was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

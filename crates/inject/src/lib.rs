@@ -1,0 +1,279 @@
+//! Secrets into Kubernetes Pods: the mutation behind `keyway webhook`, as a pure function
+//! ([`mutate`]: `AdmissionRequest<Pod>` and an [`InjectConfig`] in, `AdmissionResponse` out), tested without a
+//! server.
+//!
+//! A Pod asks with annotations (`docs/webhook.md`):
+//! - `keyway.dev/inject: "true"`
+//! - `keyway.dev/secret.<file>: <reference>`: the value lands in `<dir>/<file>`
+//! - `keyway.dev/mode: "0400"`, `keyway.dev/owner: "uid:gid"`, `keyway.dev/dir: "/keyway/secrets"`
+//!
+//! The patch adds one memory-backed `emptyDir`, **one** init container that runs `keyway render` for all the
+//! Pod's secrets (concurrently, all or nothing, non-zero exit on any failure), and a read-only mount of the
+//! volume into every container. The mutated Pod is computed first and the RFC 6902 patch is the difference,
+//! so mutating an already mutated Pod yields an empty patch, and fields Keyway does not know are untouched.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
+};
+use keyway_core::{Instances, SecretRef};
+use kube_core::admission::{AdmissionRequest, AdmissionResponse};
+
+/// Annotation prefix of every Keyway annotation.
+pub const PREFIX: &str = "keyway.dev/";
+/// Name of the volume the secrets live in.
+pub const VOLUME: &str = "keyway-secrets";
+/// Name of the init container.
+pub const INIT_CONTAINER: &str = "keyway-render";
+
+/// How the webhook mutates Pods.
+#[derive(Debug, Clone)]
+pub struct InjectConfig {
+    /// The image holding the `keyway` binary.
+    pub image: String,
+    /// Default mount path of the secrets volume.
+    pub dir: String,
+    /// Default file mode.
+    pub mode: u32,
+    /// Provider instances references may name (references to others are denied at admission).
+    pub instances: Instances,
+}
+
+impl Default for InjectConfig {
+    fn default() -> Self {
+        InjectConfig {
+            image: "ghcr.io/keyway-dev/keyway:latest".to_owned(),
+            dir: "/keyway/secrets".to_owned(),
+            mode: 0o400,
+            instances: Instances::default(),
+        }
+    }
+}
+
+/// Why a Pod is refused; the message names the annotation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denial(pub String);
+
+/// What a Pod asked for, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// File name to reference, sorted by file name.
+    pub files: BTreeMap<String, SecretRef>,
+    /// Mount path.
+    pub dir: String,
+    /// File mode.
+    pub mode: u32,
+    /// Explicit owner.
+    pub owner: Option<(u32, u32)>,
+    /// Environment requests, which this version does not deliver (reported as warnings).
+    pub env: Vec<String>,
+}
+
+/// Reads the Keyway annotations of a Pod: `None` when it does not ask for injection.
+pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>, Denial> {
+    let Some(annotations) = pod.metadata.annotations.as_ref() else {
+        return Ok(None);
+    };
+    match annotations.get("keyway.dev/inject").map(String::as_str) {
+        None | Some("false") => return Ok(None),
+        Some("true") => {}
+        Some(other) => {
+            return Err(Denial(format!(
+                "annotation keyway.dev/inject: `{other}` is not \"true\" or \"false\""
+            )));
+        }
+    }
+    let mut ask = Ask {
+        files: BTreeMap::new(),
+        dir: config.dir.clone(),
+        mode: config.mode,
+        owner: None,
+        env: Vec::new(),
+    };
+    for (key, value) in annotations {
+        let Some(name) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if let Some(file) = name.strip_prefix("secret.") {
+            check_file_name(key, file)?;
+            let reference = SecretRef::parse_with(value, &config.instances)
+                .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+            ask.files.insert(file.to_owned(), reference);
+        } else if let Some(var) = name.strip_prefix("env.") {
+            SecretRef::parse_with(value, &config.instances)
+                .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+            ask.env.push(var.to_owned());
+        } else {
+            match name {
+                "inject" => {}
+                "mode" => {
+                    ask.mode = u32::from_str_radix(value.trim_start_matches("0o"), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777 && *m & 0o400 != 0)
+                        .ok_or_else(|| {
+                            Denial(format!(
+                                "annotation {key}: `{value}` is not an octal file mode the owner can read (e.g. \"0400\")"
+                            ))
+                        })?;
+                }
+                "owner" => {
+                    let parsed = value
+                        .split_once(':')
+                        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+                    ask.owner = Some(parsed.ok_or_else(|| {
+                        Denial(format!(
+                            "annotation {key}: `{value}` is not UID:GID (numbers)"
+                        ))
+                    })?);
+                }
+                "dir" => {
+                    if !value.starts_with('/') || value.split('/').any(|s| s == "..") {
+                        return Err(Denial(format!(
+                            "annotation {key}: `{value}` is not an absolute path without `..`"
+                        )));
+                    }
+                    value.clone_into(&mut ask.dir);
+                }
+                _ => {
+                    return Err(Denial(format!(
+                        "unknown annotation {key}; Keyway reads inject, secret.<file>, env.<VAR>, mode, owner and dir"
+                    )));
+                }
+            }
+        }
+    }
+    if ask.files.is_empty() && ask.env.is_empty() {
+        return Err(Denial(
+            "keyway.dev/inject is \"true\" but no keyway.dev/secret.<file> annotation names a secret".into(),
+        ));
+    }
+    Ok(Some(ask))
+}
+
+fn check_file_name(key: &str, file: &str) -> Result<(), Denial> {
+    let ok = !file.is_empty()
+        && file != "."
+        && file != ".."
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Denial(format!(
+            "annotation {key}: the file name must be letters, digits, `-`, `_` or `.`"
+        )))
+    }
+}
+
+/// The `keyway render` invocation the init container runs.
+pub fn render_command(ask: &Ask) -> Vec<String> {
+    let mut command = vec![
+        "keyway".to_owned(),
+        "--daemon".to_owned(),
+        "never".to_owned(),
+        "render".to_owned(),
+        "--dir".to_owned(),
+        ask.dir.clone(),
+        "--mode".to_owned(),
+        format!("{:04o}", ask.mode),
+    ];
+    if let Some((uid, gid)) = ask.owner {
+        command.extend([
+            "--uid".to_owned(),
+            uid.to_string(),
+            "--gid".to_owned(),
+            gid.to_string(),
+        ]);
+    }
+    command.extend(ask.files.iter().map(|(file, r)| format!("{file}={r}")));
+    command
+}
+
+/// The mutated Pod, and warnings for the response.
+pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<String>) {
+    let mut pod = pod.clone();
+    let mut warnings = Vec::new();
+    if !ask.env.is_empty() {
+        warnings.push(format!(
+            "keyway: environment delivery ({}) is not supported by this webhook version; use keyway.dev/secret.<file> or `keyway exec` in the container's command",
+            ask.env.join(", ")
+        ));
+    }
+    let spec = pod.spec.get_or_insert_with(PodSpec::default);
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    if !volumes.iter().any(|v| v.name == VOLUME) {
+        volumes.push(Volume {
+            name: VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    let mount = |read_only: bool| VolumeMount {
+        name: VOLUME.to_owned(),
+        mount_path: ask.dir.clone(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    };
+    for container in &mut spec.containers {
+        let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+        if !mounts.iter().any(|m| m.name == VOLUME) {
+            mounts.push(mount(true));
+        }
+    }
+    // Explicit owner: the init container must run as root to chown; otherwise it runs as the Pod's user, so
+    // the files belong to it and mode 0400 suffices.
+    let security_context = ask.owner.map(|_| SecurityContext {
+        run_as_user: Some(0),
+        run_as_non_root: Some(false),
+        ..SecurityContext::default()
+    });
+    let init = Container {
+        name: INIT_CONTAINER.to_owned(),
+        image: Some(config.image.clone()),
+        command: Some(render_command(ask)),
+        volume_mounts: Some(vec![mount(false)]),
+        security_context,
+        ..Container::default()
+    };
+    let inits = spec.init_containers.get_or_insert_with(Vec::new);
+    match inits.iter_mut().find(|c| c.name == INIT_CONTAINER) {
+        Some(existing) => *existing = init,
+        None => inits.insert(0, init),
+    }
+    (pod, warnings)
+}
+
+/// The webhook's answer to one AdmissionRequest for a Pod.
+pub fn mutate(request: &AdmissionRequest<Pod>, config: &InjectConfig) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    let Some(pod) = request.object.as_ref() else {
+        return response;
+    };
+    let ask = match read_annotations(pod, config) {
+        Ok(Some(ask)) => ask,
+        Ok(None) => return response,
+        Err(denial) => return response.deny(denial.0),
+    };
+    let (mutated, warnings) = mutate_pod(pod, &ask, config);
+    let (Ok(before), Ok(after)) = (serde_json::to_value(pod), serde_json::to_value(&mutated))
+    else {
+        return response.deny("keyway: cannot encode the Pod");
+    };
+    let patch = json_patch::diff(&before, &after);
+    let mut response = match response.with_patch(patch) {
+        Ok(r) => r,
+        Err(e) => {
+            return AdmissionResponse::invalid(format!("keyway: cannot encode the patch: {e}"));
+        }
+    };
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
+}

@@ -1,0 +1,229 @@
+//! The Pod mutation: AdmissionReview JSON in, JSON patch out, the patched Pod parsed back with the Kubernetes
+//! types, and a second mutation proving idempotence.
+#![allow(missing_docs)]
+#![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
+use k8s_openapi::api::core::v1::Pod;
+use keyway_inject::{INIT_CONTAINER, InjectConfig, VOLUME, mutate};
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use serde_json::{Value, json};
+
+fn review(pod: &Value) -> AdmissionRequest<Pod> {
+    let review: AdmissionReview<Pod> = serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "ml",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "dryRun": false
+        }
+    }))
+    .unwrap();
+    review.try_into().unwrap()
+}
+
+fn pod(annotations: &Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "trainer", "namespace": "ml", "annotations": annotations, "labels": {"app": "trainer"}},
+        "spec": {
+            "priorityClassName": "high",
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+            "containers": [
+                {"name": "main", "image": "python:3.11", "command": ["python", "train.py"], "ports": [{"containerPort": 8265}]},
+                {"name": "sidecar", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+            ],
+            "volumes": [{"name": "data", "emptyDir": {}}]
+        }
+    })
+}
+
+fn apply(pod: &Value, response: &AdmissionResponse) -> Value {
+    let patch: json_patch::Patch =
+        serde_json::from_slice(response.patch.as_ref().unwrap()).unwrap();
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &patch).unwrap();
+    out
+}
+
+fn native() -> Value {
+    json!({
+        "keyway.dev/inject": "true",
+        "keyway.dev/secret.github-token": "aws-sm://ci/github#github_token",
+        "keyway.dev/secret.db-password": "gcp-sm://my-project/db-password?version=3",
+        "keyway.dev/secret.api-key": "local://team/api",
+        "other.io/keep": "me"
+    })
+}
+
+#[test]
+fn pods_that_do_not_ask_are_allowed_untouched() {
+    for annotations in [json!({}), json!({"keyway.dev/inject": "false"})] {
+        let response = mutate(&review(&pod(&annotations)), &InjectConfig::default());
+        assert!(response.allowed);
+        assert!(response.patch.is_none());
+    }
+}
+
+#[test]
+fn one_init_container_one_memory_volume_read_only_mounts_everywhere() {
+    let original = pod(&native());
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    let patched_json = apply(&original, &response);
+    let patched: Pod = serde_json::from_value(patched_json.clone()).unwrap();
+    let spec = patched.spec.as_ref().unwrap();
+
+    let volumes = spec.volumes.as_ref().unwrap();
+    assert_eq!(volumes.iter().filter(|v| v.name == VOLUME).count(), 1);
+    let ours = volumes.iter().find(|v| v.name == VOLUME).unwrap();
+    assert_eq!(
+        ours.empty_dir.as_ref().unwrap().medium.as_deref(),
+        Some("Memory")
+    );
+    assert!(
+        volumes.iter().any(|v| v.name == "data"),
+        "the Pod's own volume is kept"
+    );
+
+    let inits = spec.init_containers.as_ref().unwrap();
+    assert_eq!(inits.len(), 1);
+    assert_eq!(inits[0].name, INIT_CONTAINER);
+    assert_eq!(
+        inits[0].command.as_ref().unwrap(),
+        &[
+            "keyway",
+            "--daemon",
+            "never",
+            "render",
+            "--dir",
+            "/keyway/secrets",
+            "--mode",
+            "0400",
+            "api-key=local://team/api",
+            "db-password=gcp-sm://my-project/db-password?version=3",
+            "github-token=aws-sm://ci/github?version-stage=AWSCURRENT#github_token",
+        ]
+    );
+    assert!(
+        inits[0].security_context.is_none(),
+        "runs as the Pod's user, so files are the user's"
+    );
+
+    for container in &spec.containers {
+        let mounts = container.volume_mounts.as_ref().unwrap();
+        let mount = mounts.iter().find(|m| m.name == VOLUME).unwrap();
+        assert_eq!(mount.read_only, Some(true));
+        assert_eq!(mount.mount_path, "/keyway/secrets");
+    }
+    // Fields the webhook does not touch are preserved.
+    assert_eq!(patched_json["spec"]["priorityClassName"], "high");
+    assert_eq!(
+        patched_json["spec"]["containers"][0]["ports"][0]["containerPort"],
+        8265
+    );
+    assert_eq!(
+        patched_json["metadata"]["annotations"]["other.io/keep"],
+        "me"
+    );
+    assert_eq!(
+        patched_json["spec"]["containers"][1]["volumeMounts"][0]["name"],
+        "data"
+    );
+
+    // Idempotent: a second mutation changes nothing.
+    let again = mutate(&review(&patched_json), &InjectConfig::default());
+    let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(patch, json!([]));
+}
+
+#[test]
+fn owner_mode_and_dir_annotations_shape_the_render_call() {
+    let mut annotations = native();
+    annotations["keyway.dev/owner"] = json!("2000:3000");
+    annotations["keyway.dev/mode"] = json!("0440");
+    annotations["keyway.dev/dir"] = json!("/etc/app/secrets");
+    let original = pod(&annotations);
+    let patched: Pod = serde_json::from_value(apply(
+        &original,
+        &mutate(&review(&original), &InjectConfig::default()),
+    ))
+    .unwrap();
+    let init = &patched
+        .spec
+        .as_ref()
+        .unwrap()
+        .init_containers
+        .as_ref()
+        .unwrap()[0];
+    let command = init.command.as_ref().unwrap().join(" ");
+    assert!(
+        command.contains("--dir /etc/app/secrets --mode 0440 --uid 2000 --gid 3000"),
+        "{command}"
+    );
+    assert_eq!(init.security_context.as_ref().unwrap().run_as_user, Some(0));
+}
+
+#[test]
+fn bad_annotations_are_denied_with_the_annotation_named() {
+    for (key, value, fragment) in [
+        (
+            "keyway.dev/secret.token",
+            "nope://x",
+            "annotation keyway.dev/secret.token: ",
+        ),
+        (
+            "keyway.dev/secret.token",
+            "aws-sm://",
+            "annotation keyway.dev/secret.token: invalid secret reference",
+        ),
+        (
+            "keyway.dev/secret.../x",
+            "local://a",
+            "annotation keyway.dev/secret.../x: the file name",
+        ),
+        ("keyway.dev/mode", "0200", "annotation keyway.dev/mode"),
+        ("keyway.dev/owner", "root", "annotation keyway.dev/owner"),
+        ("keyway.dev/dir", "relative", "annotation keyway.dev/dir"),
+        (
+            "keyway.dev/sekret.x",
+            "local://a",
+            "unknown annotation keyway.dev/sekret.x",
+        ),
+        ("keyway.dev/inject", "yes", "annotation keyway.dev/inject"),
+    ] {
+        let mut annotations = native();
+        annotations[key] = json!(value);
+        let response = mutate(&review(&pod(&annotations)), &InjectConfig::default());
+        assert!(!response.allowed, "{key}={value} was allowed");
+        assert!(
+            response.result.message.contains(fragment),
+            "{key}={value}: {}",
+            response.result.message
+        );
+        assert!(response.patch.is_none());
+    }
+    let response = mutate(
+        &review(&pod(&json!({"keyway.dev/inject": "true"}))),
+        &InjectConfig::default(),
+    );
+    assert!(!response.allowed && response.result.message.contains("no keyway.dev/secret"));
+}
+
+#[test]
+fn env_requests_are_reported_as_warnings_not_silently_dropped() {
+    let mut annotations = native();
+    annotations["keyway.dev/env.GITHUB_TOKEN"] = json!("aws-sm://ci/github#github_token");
+    let response = mutate(&review(&pod(&annotations)), &InjectConfig::default());
+    assert!(response.allowed);
+    let warnings = response.warnings.unwrap();
+    assert!(warnings[0].contains("GITHUB_TOKEN"), "{warnings:?}");
+}
