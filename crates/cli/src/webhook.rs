@@ -2,8 +2,65 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::{Read as _, Write as _};
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::InjectConfig;
+use keyway_inject::flyte::FlyteBackend;
 use keyway_providers::Config;
+use kube_core::admission::{AdmissionRequest, AdmissionReview};
+
+use crate::exit::Usage;
+
+fn flyte_backend(text: &str) -> anyhow::Result<FlyteBackend> {
+    let parts: Vec<&str> = text.split(':').collect();
+    Ok(match parts.as_slice() {
+        ["aws"] => FlyteBackend::Aws {
+            instance: "aws-sm".into(),
+        },
+        ["aws", instance] => FlyteBackend::Aws {
+            instance: (*instance).to_owned(),
+        },
+        ["gcp", project] => FlyteBackend::Gcp {
+            instance: "gcp-sm".into(),
+            project: (*project).to_owned(),
+        },
+        ["gcp", project, instance] => FlyteBackend::Gcp {
+            instance: (*instance).to_owned(),
+            project: (*project).to_owned(),
+        },
+        _ => {
+            return Err(Usage(format!(
+                "--flyte `{text}`: write aws, aws:INSTANCE, gcp:PROJECT or gcp:PROJECT:INSTANCE"
+            ))
+            .into());
+        }
+    })
+}
+
+/// `--review`: one AdmissionReview in, the answering review out.
+fn review_once(path: &Path, inject: &InjectConfig) -> anyhow::Result<()> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the AdmissionReview from stdin")?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    let review: AdmissionReview<Pod> = serde_json::from_str(&text)
+        .map_err(|e| Usage(format!("not an AdmissionReview for a Pod: {e}")))?;
+    let request: AdmissionRequest<Pod> = review
+        .try_into()
+        .map_err(|e| Usage(format!("the AdmissionReview has no request: {e}")))?;
+    let answer = keyway_inject::mutate(&request, inject).into_review();
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &answer).context("cannot write to stdout")?;
+    writeln!(out).context("cannot write to stdout")?;
+    Ok(())
+}
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
@@ -11,11 +68,18 @@ pub struct WebhookArgs {
     #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
     listen: String,
     /// PEM certificate chain (re-read when it changes).
-    #[arg(long, value_name = "FILE")]
-    cert: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "review")]
+    cert: Option<PathBuf>,
     /// PEM private key (re-read when it changes).
+    #[arg(long, value_name = "FILE", required_unless_present = "review")]
+    key: Option<PathBuf>,
+    /// Answer Flyte's secret requests (`inject-flyte-secrets` Pods) from a backend: `aws[:INSTANCE]` (group is the
+    /// ARN prefix, key the secret name) or `gcp:PROJECT[:INSTANCE]` (group is the secret, group_version the version).
+    #[arg(long, value_name = "BACKEND")]
+    flyte: Option<String>,
+    /// Mutate one AdmissionReview from FILE (`-` for stdin), print the answering review, and exit: no server.
     #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    review: Option<PathBuf>,
     /// Image of the init container (holds the keyway binary).
     #[arg(
         long,
@@ -39,13 +103,21 @@ pub async fn run(
     };
     // References in annotations may name the instances this config declares.
     let instances = config.resolver(local_dir)?.instances().clone();
+    let flyte = args.flyte.as_deref().map(flyte_backend).transpose()?;
     let inject = InjectConfig {
         image: args.image,
         dir: args.dir,
         instances,
+        flyte,
         ..InjectConfig::default()
     };
-    let webhook = keyway_webhook::Webhook::bind(&args.listen, args.cert, args.key, inject).await?;
+    if let Some(path) = args.review {
+        return review_once(&path, &inject);
+    }
+    let (Some(cert), Some(key)) = (args.cert, args.key) else {
+        return Err(Usage("--cert and --key are required to serve".into()).into());
+    };
+    let webhook = keyway_webhook::Webhook::bind(&args.listen, cert, key, inject).await?;
     if let Some(addr) = webhook.local_addr() {
         println!("listening on https://{addr}");
     }

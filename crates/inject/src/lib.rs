@@ -12,10 +12,12 @@
 //! volume into every container. The mutated Pod is computed first and the RFC 6902 patch is the difference,
 //! so mutating an already mutated Pod yields an empty patch, and fields Keyway does not know are untouched.
 
+pub mod flyte;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
 };
 use keyway_core::{Instances, SecretRef};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse};
@@ -38,6 +40,8 @@ pub struct InjectConfig {
     pub mode: u32,
     /// Provider instances references may name (references to others are denied at admission).
     pub instances: Instances,
+    /// Serve Flyte's requests (`inject-flyte-secrets` Pods) from this backend; `None` leaves them alone.
+    pub flyte: Option<flyte::FlyteBackend>,
 }
 
 impl Default for InjectConfig {
@@ -47,6 +51,7 @@ impl Default for InjectConfig {
             dir: "/keyway/secrets".to_owned(),
             mode: 0o400,
             instances: Instances::default(),
+            flyte: None,
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct Ask {
     pub owner: Option<(u32, u32)>,
     /// Environment requests, which this version does not deliver (reported as warnings).
     pub env: Vec<String>,
+    /// A Flyte request: containers also get flytekit's `FLYTE_SECRETS_*` variables.
+    pub flyte: bool,
 }
 
 /// Reads the Keyway annotations of a Pod: `None` when it does not ask for injection.
@@ -76,7 +83,19 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
     let Some(annotations) = pod.metadata.annotations.as_ref() else {
         return Ok(None);
     };
+    let flyte_label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(flyte::LABEL))
+        .is_some_and(|v| v == "true");
     match annotations.get("keyway.dev/inject").map(String::as_str) {
+        None if flyte_label => {
+            return match &config.flyte {
+                Some(backend) => read_flyte(annotations, backend, config).map(Some),
+                None => Ok(None),
+            };
+        }
         None | Some("false") => return Ok(None),
         Some("true") => {}
         Some(other) => {
@@ -91,6 +110,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         mode: config.mode,
         owner: None,
         env: Vec::new(),
+        flyte: false,
     };
     for (key, value) in annotations {
         let Some(name) = key.strip_prefix(PREFIX) else {
@@ -150,6 +170,52 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         ));
     }
     Ok(Some(ask))
+}
+
+fn read_flyte(
+    annotations: &BTreeMap<String, String>,
+    backend: &flyte::FlyteBackend,
+    config: &InjectConfig,
+) -> Result<Ask, Denial> {
+    let mut ask = Ask {
+        files: BTreeMap::new(),
+        dir: flyte::DIR.to_owned(),
+        mode: config.mode,
+        owner: None,
+        env: Vec::new(),
+        flyte: true,
+    };
+    for (key, value) in annotations {
+        if !key.starts_with(flyte::ANNOTATION_PREFIX) {
+            continue;
+        }
+        let secret = flyte::decode(key, value)?;
+        if secret.mount == flyte::MountType::EnvVar {
+            ask.env.push(format!("{} (Flyte ENV_VAR)", secret.file()));
+            continue;
+        }
+        let reference = secret
+            .reference(backend, &config.instances)
+            .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+        let file = secret.file();
+        if file
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(Denial(format!(
+                "annotation {key}: group, group_version and key must not make the path `{file}` escape the secrets directory"
+            )));
+        }
+        ask.files.insert(file, reference);
+    }
+    if ask.files.is_empty() && ask.env.is_empty() {
+        return Err(Denial(format!(
+            "label {}=true but no {}<i> annotation requests a secret",
+            flyte::LABEL,
+            flyte::ANNOTATION_PREFIX
+        )));
+    }
+    Ok(ask)
 }
 
 fn check_file_name(key: &str, file: &str) -> Result<(), Denial> {
@@ -224,6 +290,21 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
         let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
         if !mounts.iter().any(|m| m.name == VOLUME) {
             mounts.push(mount(true));
+        }
+        if ask.flyte {
+            // flytekit reads /etc/secrets unless told otherwise, and prefixes file names unless told not to.
+            let env = container.env.get_or_insert_with(Vec::new);
+            for (name, value) in [
+                ("FLYTE_SECRETS_DEFAULT_DIR", ask.dir.as_str()),
+                ("FLYTE_SECRETS_FILE_PREFIX", ""),
+            ] {
+                env.retain(|e| e.name != name);
+                env.push(EnvVar {
+                    name: name.to_owned(),
+                    value: Some(value.to_owned()),
+                    value_from: None,
+                });
+            }
         }
     }
     // Explicit owner: the init container must run as root to chown; otherwise it runs as the Pod's user, so

@@ -227,3 +227,75 @@ fn env_requests_are_reported_as_warnings_not_silently_dropped() {
     let warnings = response.warnings.unwrap();
     assert!(warnings[0].contains("GITHUB_TOKEN"), "{warnings:?}");
 }
+
+fn flyte_annotation(text: &str) -> String {
+    data_encoding::BASE32
+        .encode(text.as_bytes())
+        .trim_end_matches('=')
+        .to_owned()
+}
+
+#[test]
+fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
+    let original = json!({
+        "metadata": {
+            "name": "flyte-task",
+            "labels": {"inject-flyte-secrets": "true"},
+            "annotations": {
+                "flyte.secrets/s0": flyte_annotation(r#"group:"arn:aws:secretsmanager:us-east-1:123456789012:secret" key:"user_secret" mount_requirement:FILE"#),
+                "flyte.secrets/s1": flyte_annotation(r#"group:"arn:aws:secretsmanager:us-east-1:123456789012:secret" key:"db_token""#),
+                "flyte.secrets/s2": flyte_annotation(r#"group:"x" key:"y" mount_requirement:ENV_VAR"#)
+            }
+        },
+        "spec": {"containers": [{"name": "task", "image": "flytekit", "env": [{"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/secrets"}]}]}
+    });
+    let config = InjectConfig {
+        flyte: Some(keyway_inject::flyte::FlyteBackend::Aws {
+            instance: "aws-sm".into(),
+        }),
+        ..InjectConfig::default()
+    };
+    // Without Flyte compatibility the Pod is not Keyway's business.
+    assert!(
+        mutate(&review(&original), &InjectConfig::default())
+            .patch
+            .is_none()
+    );
+
+    let response = mutate(&review(&original), &config);
+    assert!(response.allowed, "{:?}", response.result);
+    assert!(response.warnings.as_ref().unwrap()[0].contains("x/y (Flyte ENV_VAR)"));
+    let patched_json = apply(&original, &response);
+    let patched: Pod = serde_json::from_value(patched_json.clone()).unwrap();
+    let spec = patched.spec.unwrap();
+    let init = &spec.init_containers.unwrap()[0];
+    let command = init.command.as_ref().unwrap();
+    assert_eq!(command[5], "/etc/flyte/secrets");
+    assert!(command.contains(&"arn:aws:secretsmanager:us-east-1:123456789012:secret/user_secret=aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:user_secret?version-stage=AWSCURRENT".to_owned()), "{command:?}");
+    let task = &spec.containers[0];
+    let env: Vec<(String, String)> = task
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            (
+                "FLYTE_SECRETS_DEFAULT_DIR".to_owned(),
+                "/etc/flyte/secrets".to_owned()
+            ),
+            ("FLYTE_SECRETS_FILE_PREFIX".to_owned(), String::new()),
+        ]
+    );
+    let again = mutate(&review(&patched_json), &config);
+    let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(patch, json!([]), "idempotent");
+
+    let mut broken = original.clone();
+    broken["metadata"]["annotations"]["flyte.secrets/s0"] = json!("not-base32!");
+    let response = mutate(&review(&broken), &config);
+    assert!(!response.allowed && response.result.message.contains("flyte.secrets/s0"));
+}
