@@ -39,6 +39,33 @@ fn flyte_backend(text: &str) -> anyhow::Result<FlyteBackend> {
     })
 }
 
+fn k8s_mapping(path: &Path) -> anyhow::Result<keyway_core::mapping::Mapping> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report = keyway_providers::iam::read_spec(&text);
+    let Some(mapping) = report.mapping else {
+        let first = report
+            .problems
+            .iter()
+            .find(|p| !p.warning)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return Err(Usage(format!(
+            "--iam-spec {}: {first}; `keyway iam validate` lists every problem",
+            path.display()
+        ))
+        .into());
+    };
+    if mapping.stack != keyway_core::mapping::Stack::K8s {
+        return Err(Usage(format!(
+            "--iam-spec {}: compute_stack is VM; the webhook applies K8S mappings (service accounts), `keyway serve` applies VM ones",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(mapping)
+}
+
 /// `--review`: one AdmissionReview in, the answering review out.
 fn review_once(path: &Path, inject: &InjectConfig) -> anyhow::Result<()> {
     let mut text = String::new();
@@ -77,6 +104,13 @@ pub struct WebhookArgs {
     /// ARN prefix, key the secret name) or `gcp:PROJECT[:INSTANCE]` (group is the secret, group_version the version).
     #[arg(long, value_name = "BACKEND")]
     flyte: Option<String>,
+    /// An Anyscale cloud config YAML with `compute_stack: K8S`: Pod labels choose the Pod's service account.
+    #[arg(long, value_name = "FILE")]
+    iam_spec: Option<PathBuf>,
+    /// The Pod label that holds a mapping key, KEY=LABEL (e.g. workload-type=anyscale.com/workload-type);
+    /// repeat. Keys not given are read from the label of the same name.
+    #[arg(long = "label-name", value_name = "KEY=LABEL")]
+    label_names: Vec<String>,
     /// Mutate one AdmissionReview from FILE (`-` for stdin), print the answering review, and exit: no server.
     #[arg(long, value_name = "FILE")]
     review: Option<PathBuf>,
@@ -104,11 +138,21 @@ pub async fn run(
     // References in annotations may name the instances this config declares.
     let instances = config.resolver(local_dir)?.instances().clone();
     let flyte = args.flyte.as_deref().map(flyte_backend).transpose()?;
+    let mapping = args.iam_spec.as_deref().map(k8s_mapping).transpose()?;
+    let mut label_names = std::collections::BTreeMap::new();
+    for pair in &args.label_names {
+        let Some((key, label)) = pair.split_once('=') else {
+            return Err(Usage(format!("--label-name `{pair}` is not KEY=LABEL")).into());
+        };
+        label_names.insert(key.to_owned(), label.to_owned());
+    }
     let inject = InjectConfig {
         image: args.image,
         dir: args.dir,
         instances,
         flyte,
+        mapping,
+        label_names,
         ..InjectConfig::default()
     };
     if let Some(path) = args.review {

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
 };
+use keyway_core::mapping::{Decision, Mapping};
 use keyway_core::{Instances, SecretRef};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse};
 
@@ -42,6 +43,11 @@ pub struct InjectConfig {
     pub instances: Instances,
     /// Serve Flyte's requests (`inject-flyte-secrets` Pods) from this backend; `None` leaves them alone.
     pub flyte: Option<flyte::FlyteBackend>,
+    /// An identity mapping with `compute_stack: K8S`: the Pod's labels choose its service account.
+    pub mapping: Option<Mapping>,
+    /// The Pod label holding each mapping key (`workload-type`, `project`, `user`); keys absent here are read
+    /// from the label of the same name.
+    pub label_names: BTreeMap<String, String>,
 }
 
 impl Default for InjectConfig {
@@ -52,6 +58,8 @@ impl Default for InjectConfig {
             mode: 0o400,
             instances: Instances::default(),
             flyte: None,
+            mapping: None,
+            label_names: BTreeMap::new(),
         }
     }
 }
@@ -330,18 +338,81 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
     (pod, warnings)
 }
 
+/// The service account the identity mapping chooses for a Pod: `Ok(None)` when there is no mapping or it
+/// falls back to the cloud default; a denial for `FAIL` with no match, or for an explicit
+/// `serviceAccountName` that disagrees with the mapping.
+pub fn service_account(pod: &Pod, config: &InjectConfig) -> Result<Option<String>, Denial> {
+    let Some(mapping) = &config.mapping else {
+        return Ok(None);
+    };
+    let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
+    let labels: BTreeMap<String, String> = ["workload-type", "project", "user"]
+        .into_iter()
+        .filter_map(|key| {
+            let label = config.label_names.get(key).map_or(key, String::as_str);
+            pod_labels.get(label).map(|v| (key.to_owned(), v.clone()))
+        })
+        .collect();
+    let shown = || {
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if pairs.is_empty() {
+            "(none)".to_owned()
+        } else {
+            pairs.join(",")
+        }
+    };
+    match mapping.resolve(&labels) {
+        Decision::CloudDefault => Ok(None),
+        Decision::Fail => Err(Denial(format!(
+            "keyway: no identity mapping rule matches this Pod's labels {} and fallback_rule is FAIL; rules tried: {}",
+            shown(),
+            mapping.rules_tried()
+        ))),
+        Decision::Rule { index, value } => {
+            let explicit = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.as_deref())
+                .filter(|name| !name.is_empty() && *name != "default");
+            match explicit {
+                Some(name) if name != value => Err(Denial(format!(
+                    "keyway: serviceAccountName `{name}` disagrees with the identity mapping, which chooses `{value}` for labels {} (rule {}); remove serviceAccountName or fix the rule",
+                    shown(),
+                    index + 1
+                ))),
+                _ => Ok(Some(value)),
+            }
+        }
+    }
+}
+
 /// The webhook's answer to one AdmissionRequest for a Pod.
 pub fn mutate(request: &AdmissionRequest<Pod>, config: &InjectConfig) -> AdmissionResponse {
     let response = AdmissionResponse::from(request);
     let Some(pod) = request.object.as_ref() else {
         return response;
     };
-    let ask = match read_annotations(pod, config) {
-        Ok(Some(ask)) => ask,
-        Ok(None) => return response,
+    let account = match service_account(pod, config) {
+        Ok(account) => account,
         Err(denial) => return response.deny(denial.0),
     };
-    let (mutated, warnings) = mutate_pod(pod, &ask, config);
+    let ask = match read_annotations(pod, config) {
+        Ok(ask) => ask,
+        Err(denial) => return response.deny(denial.0),
+    };
+    if ask.is_none() && account.is_none() {
+        return response;
+    }
+    let (mut mutated, warnings) = match &ask {
+        Some(ask) => mutate_pod(pod, ask, config),
+        None => (pod.clone(), Vec::new()),
+    };
+    if let Some(account) = account {
+        mutated
+            .spec
+            .get_or_insert_with(PodSpec::default)
+            .service_account_name = Some(account);
+    }
     let (Ok(before), Ok(after)) = (serde_json::to_value(pod), serde_json::to_value(&mutated))
     else {
         return response.deny("keyway: cannot encode the Pod");

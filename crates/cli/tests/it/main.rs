@@ -6,6 +6,7 @@
 )]
 
 mod canary;
+mod deploy;
 mod exec;
 mod get;
 mod git;

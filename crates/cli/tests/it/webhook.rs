@@ -244,3 +244,57 @@ mod https {
         }
     }
 }
+
+#[test]
+fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
+    use std::io::Write as _;
+    let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam");
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u1",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": {
+                "metadata": {"name": "svc", "labels": {"workload-type": "service"}},
+                "spec": {"containers": [{"name": "main", "image": "ray"}]}
+            }
+        }
+    });
+    let run_review = |spec: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args(["webhook", "--review", "-", "--iam-spec"])
+            .arg(examples.join(spec))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(review.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run_review("eks.yaml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bytes: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        patch,
+        json!([{"op": "add", "path": "/spec/serviceAccountName", "value": "anyscale-services"}])
+    );
+    let out = run_review("aws-vm.yaml");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compute_stack is VM"));
+}

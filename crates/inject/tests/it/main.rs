@@ -299,3 +299,107 @@ fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
     let response = mutate(&review(&broken), &config);
     assert!(!response.allowed && response.result.message.contains("flyte.secrets/s0"));
 }
+
+fn k8s_mapping(fallback: keyway_core::mapping::Fallback) -> keyway_core::mapping::Mapping {
+    use keyway_core::mapping::{Cloud, Mapping, MappingRule, Stack};
+    use keyway_core::selector::{Mode, Selector};
+    let rule = |s: &str, v: &str| MappingRule {
+        text: s.to_owned(),
+        selector: Selector::parse_with(s, Mode::Anyscale).unwrap(),
+        value: v.to_owned(),
+    };
+    Mapping {
+        cloud: Cloud::Aws,
+        stack: Stack::K8s,
+        rules: vec![
+            rule("workload-type in (service)", "anyscale-services"),
+            rule(
+                "workload-type in (job, workspace),project=analytics",
+                "analytics-jobs",
+            ),
+        ],
+        fallback,
+    }
+}
+
+fn labelled(labels: &Value, service_account: Option<&str>) -> Value {
+    let mut pod = pod(&json!({}));
+    pod["metadata"]["labels"] = labels.clone();
+    if let Some(sa) = service_account {
+        pod["spec"]["serviceAccountName"] = json!(sa);
+    }
+    pod
+}
+
+#[test]
+fn the_k8s_mapping_chooses_the_service_account() {
+    use keyway_core::mapping::Fallback;
+    let mut label_names = std::collections::BTreeMap::new();
+    label_names.insert(
+        "workload-type".to_owned(),
+        "anyscale.com/workload-type".to_owned(),
+    );
+    let config = InjectConfig {
+        mapping: Some(k8s_mapping(Fallback::Fail)),
+        label_names,
+        ..InjectConfig::default()
+    };
+    let original = labelled(
+        &json!({"anyscale.com/workload-type": "job", "project": "analytics"}),
+        None,
+    );
+    let response = mutate(&review(&original), &config);
+    assert!(response.allowed, "{:?}", response.result);
+    let patched = apply(&original, &response);
+    assert_eq!(patched["spec"]["serviceAccountName"], "analytics-jobs");
+    assert!(
+        patched["spec"].get("initContainers").is_none(),
+        "no secrets were asked for"
+    );
+
+    // An explicit account that agrees is fine; one that disagrees is denied.
+    let agreeing = labelled(
+        &json!({"anyscale.com/workload-type": "service"}),
+        Some("anyscale-services"),
+    );
+    assert!(mutate(&review(&agreeing), &config).allowed);
+    let disagreeing = labelled(
+        &json!({"anyscale.com/workload-type": "service"}),
+        Some("admin"),
+    );
+    let response = mutate(&review(&disagreeing), &config);
+    assert!(!response.allowed);
+    assert!(
+        response.result.message.contains("`admin` disagrees")
+            && response.result.message.contains("rule 1")
+    );
+
+    // FAIL with no match names the labels and the rules tried.
+    let unmatched = labelled(
+        &json!({"anyscale.com/workload-type": "job", "project": "web"}),
+        None,
+    );
+    let response = mutate(&review(&unmatched), &config);
+    assert!(!response.allowed);
+    assert!(
+        response
+            .result
+            .message
+            .contains("project=web,workload-type=job"),
+        "{}",
+        response.result.message
+    );
+    assert!(
+        response
+            .result
+            .message
+            .contains("1. workload-type in (service)")
+    );
+
+    // CLOUD_DEFAULT leaves the Pod alone.
+    let config = InjectConfig {
+        mapping: Some(k8s_mapping(Fallback::CloudDefault)),
+        ..InjectConfig::default()
+    };
+    assert!(mutate(&review(&unmatched), &config).patch.is_none());
+}

@@ -1,0 +1,72 @@
+//! `deploy/keyway.yaml` parses, document by document, with the Kubernetes types, and nothing in it is a field
+//! those types do not know (a typo would otherwise be dropped silently); its keyway.toml is a valid config.
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+/// Removes nulls and empty objects the typed round trip may add or drop.
+fn normalized(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, normalized(v)))
+                .filter(|(_, v)| !v.is_null() && v != &Value::Object(serde_json::Map::new()))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalized).collect()),
+        other => other,
+    }
+}
+
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) -> Value {
+    let typed: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc}"));
+    serde_json::to_value(typed).unwrap()
+}
+
+#[test]
+fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/keyway.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut kinds = Vec::new();
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let doc = Value::deserialize(document).unwrap();
+        let kind = doc["kind"].as_str().unwrap().to_owned();
+        let back = match kind.as_str() {
+            "Namespace" => round_trip::<Namespace>(&doc),
+            "ServiceAccount" => round_trip::<ServiceAccount>(&doc),
+            "ConfigMap" => {
+                let config = doc["data"]["keyway.toml"].as_str().unwrap();
+                keyway_providers::Config::from_toml(config).unwrap();
+                round_trip::<ConfigMap>(&doc)
+            }
+            "DaemonSet" => round_trip::<DaemonSet>(&doc),
+            "Deployment" => round_trip::<Deployment>(&doc),
+            "Service" => round_trip::<Service>(&doc),
+            "MutatingWebhookConfiguration" => round_trip::<MutatingWebhookConfiguration>(&doc),
+            other => panic!("unexpected kind {other}"),
+        };
+        assert_eq!(
+            normalized(back),
+            normalized(doc),
+            "{kind} lost or changed fields"
+        );
+        kinds.push(kind);
+    }
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ServiceAccount",
+            "ConfigMap",
+            "DaemonSet",
+            "Deployment",
+            "Service",
+            "MutatingWebhookConfiguration"
+        ]
+    );
+}
