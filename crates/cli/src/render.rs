@@ -27,9 +27,27 @@ pub struct RenderArgs {
     /// Owner gid of the files (needs privilege).
     #[arg(long)]
     gid: Option<u32>,
+    /// After rendering, copy this keyway binary to DIR/keyway (mode 0555), for app containers that wrap their
+    /// command in `keyway exec` (the webhook's environment delivery).
+    #[arg(long, value_name = "DIR")]
+    install_self: Option<PathBuf>,
     /// NAME=REF: write the value of REF to DIR/NAME (NAME may hold `/` for subdirectories).
-    #[arg(required = true, value_name = "NAME=REF")]
+    #[arg(required_unless_present = "install_self", value_name = "NAME=REF")]
     files: Vec<String>,
+}
+
+/// Copies the running executable to `dir/keyway` through a temporary file and a rename.
+fn install_self(dir: &Path) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("cannot find the keyway executable")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let temporary = dir.join(".keyway.tmp");
+    std::fs::copy(&me, &temporary)
+        .with_context(|| format!("cannot copy {} to {}", me.display(), dir.display()))?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o555))
+        .with_context(|| format!("cannot chmod {}", temporary.display()))?;
+    std::fs::rename(&temporary, dir.join("keyway"))
+        .with_context(|| format!("cannot install keyway into {}", dir.display()))?;
+    Ok(())
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -96,6 +114,9 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         write_atomically(&path, resolved.secret.value.expose(), args.mode, owner)
             .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(file = %path.display(), source = resolved.source.as_str(), "rendered");
+    }
+    if let Some(dir) = &args.install_self {
+        install_self(dir)?;
     }
     Ok(())
 }

@@ -80,8 +80,10 @@ pub struct Ask {
     pub mode: u32,
     /// Explicit owner.
     pub owner: Option<(u32, u32)>,
-    /// Environment requests, which this version does not deliver (reported as warnings).
-    pub env: Vec<String>,
+    /// Environment variable to reference: delivered by wrapping each container's command in `keyway exec`.
+    pub env: BTreeMap<String, SecretRef>,
+    /// Requests this version cannot deliver (Flyte's `ENV_VAR`), reported as warnings.
+    pub unsupported: Vec<String>,
     /// A Flyte request: containers also get flytekit's `FLYTE_SECRETS_*` variables.
     pub flyte: bool,
 }
@@ -117,7 +119,8 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         dir: config.dir.clone(),
         mode: config.mode,
         owner: None,
-        env: Vec::new(),
+        env: BTreeMap::new(),
+        unsupported: Vec::new(),
         flyte: false,
     };
     for (key, value) in annotations {
@@ -130,9 +133,16 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
                 .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
             ask.files.insert(file.to_owned(), reference);
         } else if let Some(var) = name.strip_prefix("env.") {
-            SecretRef::parse_with(value, &config.instances)
+            let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(Denial(format!(
+                    "annotation {key}: `{var}` is not an environment variable name (letters, digits, `_`)"
+                )));
+            }
+            let reference = SecretRef::parse_with(value, &config.instances)
                 .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
-            ask.env.push(var.to_owned());
+            ask.env.insert(var.to_owned(), reference);
         } else {
             match name {
                 "inject" => {}
@@ -190,7 +200,8 @@ fn read_flyte(
         dir: flyte::DIR.to_owned(),
         mode: config.mode,
         owner: None,
-        env: Vec::new(),
+        env: BTreeMap::new(),
+        unsupported: Vec::new(),
         flyte: true,
     };
     for (key, value) in annotations {
@@ -199,7 +210,8 @@ fn read_flyte(
         }
         let secret = flyte::decode(key, value)?;
         if secret.mount == flyte::MountType::EnvVar {
-            ask.env.push(format!("{} (Flyte ENV_VAR)", secret.file()));
+            ask.unsupported
+                .push(format!("{} (Flyte ENV_VAR)", secret.file()));
             continue;
         }
         let reference = secret
@@ -216,7 +228,7 @@ fn read_flyte(
         }
         ask.files.insert(file, reference);
     }
-    if ask.files.is_empty() && ask.env.is_empty() {
+    if ask.files.is_empty() && ask.unsupported.is_empty() {
         return Err(Denial(format!(
             "label {}=true but no {}<i> annotation requests a secret",
             flyte::LABEL,
@@ -262,22 +274,60 @@ pub fn render_command(ask: &Ask) -> Vec<String> {
             gid.to_string(),
         ]);
     }
+    if !ask.env.is_empty() {
+        command.extend(["--install-self".to_owned(), BIN_DIR.to_owned()]);
+    }
     command.extend(ask.files.iter().map(|(file, r)| format!("{file}={r}")));
     command
+}
+
+/// Where the init container installs the keyway binary for `keyway exec` wrappers.
+pub const BIN_DIR: &str = "/keyway/bin";
+/// The volume holding it.
+pub const BIN_VOLUME: &str = "keyway-bin";
+
+/// `/keyway/bin/keyway exec --env VAR=REF ... --` followed by the container's own command, unless it is wrapped
+/// already. References are names, not values: the values are fetched by the container when it starts.
+fn wrap_command(container: &mut Container, ask: &Ask) -> Result<(), String> {
+    let wrapper = format!("{BIN_DIR}/keyway");
+    let Some(command) = container.command.as_mut().filter(|c| !c.is_empty()) else {
+        return Err(format!(
+            "keyway: container `{}` has no command in the Pod spec (it runs the image's ENTRYPOINT), so its environment cannot be wrapped with `keyway exec`; set command, or read the secret from a file",
+            container.name
+        ));
+    };
+    if command[0] == wrapper {
+        return Ok(());
+    }
+    let mut exec = vec![wrapper, "exec".to_owned()];
+    for (var, reference) in &ask.env {
+        exec.extend(["--env".to_owned(), format!("{var}={reference}")]);
+    }
+    exec.push("--".to_owned());
+    exec.append(command);
+    *command = exec;
+    Ok(())
 }
 
 /// The mutated Pod, and warnings for the response.
 pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<String>) {
     let mut pod = pod.clone();
     let mut warnings = Vec::new();
-    if !ask.env.is_empty() {
+    if !ask.unsupported.is_empty() {
         warnings.push(format!(
-            "keyway: environment delivery ({}) is not supported by this webhook version; use keyway.dev/secret.<file> or `keyway exec` in the container's command",
-            ask.env.join(", ")
+            "keyway: not delivered: {}; this webhook version delivers Flyte secrets as files",
+            ask.unsupported.join(", ")
         ));
     }
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    if !ask.env.is_empty() && !volumes.iter().any(|v| v.name == BIN_VOLUME) {
+        volumes.push(Volume {
+            name: BIN_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+    }
     if !volumes.iter().any(|v| v.name == VOLUME) {
         volumes.push(Volume {
             name: VOLUME.to_owned(),
@@ -294,10 +344,27 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
         read_only: Some(read_only),
         ..VolumeMount::default()
     };
+    let bin_mount = |read_only: bool| VolumeMount {
+        name: BIN_VOLUME.to_owned(),
+        mount_path: BIN_DIR.to_owned(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    };
     for container in &mut spec.containers {
         let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
         if !mounts.iter().any(|m| m.name == VOLUME) {
             mounts.push(mount(true));
+        }
+        if !ask.env.is_empty() {
+            match wrap_command(container, ask) {
+                Ok(()) => {
+                    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+                    if !mounts.iter().any(|m| m.name == BIN_VOLUME) {
+                        mounts.push(bin_mount(true));
+                    }
+                }
+                Err(warning) => warnings.push(warning),
+            }
         }
         if ask.flyte {
             // flytekit reads /etc/secrets unless told otherwise, and prefixes file names unless told not to.
@@ -326,7 +393,11 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
         name: INIT_CONTAINER.to_owned(),
         image: Some(config.image.clone()),
         command: Some(render_command(ask)),
-        volume_mounts: Some(vec![mount(false)]),
+        volume_mounts: Some(if ask.env.is_empty() {
+            vec![mount(false)]
+        } else {
+            vec![mount(false), bin_mount(false)]
+        }),
         security_context,
         ..Container::default()
     };

@@ -298,3 +298,52 @@ fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("compute_stack is VM"));
 }
+
+#[test]
+fn env_delivery_runs_the_wrapped_command_with_the_value_in_its_environment() {
+    let ground = Ground::start();
+    ground
+        .moto
+        .create_secret("ci/github", r#"{"github_token":"ghp_env_delivery"}"#);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "annotations": {
+            "keyway.dev/inject": "true",
+            "keyway.dev/env.GITHUB_TOKEN": "aws-sm://ci/github#github_token"
+        }},
+        "spec": {"containers": [{"name": "main", "image": "debian", "command": ["sh", "-c", "printf %s \"$GITHUB_TOKEN\""]}]}
+    }))
+    .unwrap();
+    let config = InjectConfig::default();
+    let ask = read_annotations(&pod, &config).unwrap().unwrap();
+    let (mutated, warnings) = mutate_pod(&pod, &ask, &config);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let spec = mutated.spec.unwrap();
+
+    // The init container installs the binary (stand-in directories for the two volumes).
+    let bin = ground.dir.path().join("bin");
+    let mut init = spec.init_containers.unwrap()[0].command.clone().unwrap();
+    let at = init.iter().position(|a| a == "--dir").unwrap() + 1;
+    init[at] = ground.dir.path().join("secrets").display().to_string();
+    let at = init.iter().position(|a| a == "--install-self").unwrap() + 1;
+    init[at] = bin.display().to_string();
+    let out = run(ground.keyway().args(&init[1..]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let installed = bin.join("keyway");
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o555
+    );
+
+    // The app container's wrapped command, run with the installed copy.
+    let app = spec.containers[0].command.clone().unwrap();
+    assert_eq!(app[0], "/keyway/bin/keyway");
+    let out = run(std::process::Command::new(&installed)
+        .arg("--config")
+        .arg(&ground.config)
+        .args(&app[1..])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("KEYWAY_DAEMON", "never"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ghp_env_delivery");
+}

@@ -219,13 +219,58 @@ fn bad_annotations_are_denied_with_the_annotation_named() {
 }
 
 #[test]
-fn env_requests_are_reported_as_warnings_not_silently_dropped() {
+fn env_requests_wrap_known_commands_in_keyway_exec_and_warn_for_the_rest() {
     let mut annotations = native();
     annotations["keyway.dev/env.GITHUB_TOKEN"] = json!("aws-sm://ci/github#github_token");
-    let response = mutate(&review(&pod(&annotations)), &InjectConfig::default());
-    assert!(response.allowed);
-    let warnings = response.warnings.unwrap();
-    assert!(warnings[0].contains("GITHUB_TOKEN"), "{warnings:?}");
+    let original = pod(&annotations);
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    // The sidecar runs its image's ENTRYPOINT: it cannot be wrapped, and the response says so.
+    let warnings = response.warnings.clone().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("container `sidecar` has no command")),
+        "{warnings:?}"
+    );
+    let patched_json = apply(&original, &response);
+    let patched: Pod = serde_json::from_value(patched_json.clone()).unwrap();
+    let spec = patched.spec.unwrap();
+    let main = &spec.containers[0];
+    assert_eq!(
+        main.command.as_ref().unwrap(),
+        &[
+            "/keyway/bin/keyway",
+            "exec",
+            "--env",
+            "GITHUB_TOKEN=aws-sm://ci/github?version-stage=AWSCURRENT#github_token",
+            "--",
+            "python",
+            "train.py",
+        ]
+    );
+    assert!(
+        main.volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "keyway-bin" && m.read_only == Some(true))
+    );
+    assert!(
+        main.env.is_none(),
+        "no value and no reference lands in the Pod's env"
+    );
+    let init = &spec.init_containers.unwrap()[0];
+    let command = init.command.as_ref().unwrap().join(" ");
+    assert!(command.contains("--install-self /keyway/bin"), "{command}");
+    // Idempotent: the wrapped command is not wrapped again.
+    let again = mutate(&review(&patched_json), &InjectConfig::default());
+    let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(patch, json!([]));
+
+    let mut bad = native();
+    bad["keyway.dev/env.1BAD"] = json!("local://x");
+    assert!(!mutate(&review(&pod(&bad)), &InjectConfig::default()).allowed);
 }
 
 fn flyte_annotation(text: &str) -> String {
