@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context as _;
 use keyway_core::SecretRef;
+use zeroize::Zeroizing;
 
 use crate::commands::Context;
 use crate::exit::Usage;
@@ -27,6 +28,10 @@ pub struct RenderArgs {
     /// Owner gid of the files (needs privilege).
     #[arg(long)]
     gid: Option<u32>,
+    /// Keep running: re-fetch every INTERVAL (e.g. 5m) and replace files whose value changed, atomically (the
+    /// webhook's refresh sidecar). A failed round keeps the files and is retried at the next interval.
+    #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration)]
+    watch: Option<std::time::Duration>,
     /// After rendering, copy this keyway binary to DIR/keyway (mode 0555), for app containers that wrap their
     /// command in `keyway exec` (the webhook's environment delivery).
     #[arg(long, value_name = "DIR")]
@@ -94,19 +99,76 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
     let values = context
         .resolve_all(&references, keyway_core::Lookup::default())
         .await?;
+    write_all(&args, &names, &values)?;
+    if let Some(dir) = &args.install_self {
+        install_self(dir)?;
+    }
+    let Some(interval) = args.watch else {
+        return Ok(());
+    };
+    let mut current: Vec<Zeroizing<Vec<u8>>> = values
+        .iter()
+        .map(|v| Zeroizing::new(v.secret.value.expose().to_vec()))
+        .collect();
+    loop {
+        tokio::time::sleep(interval).await;
+        // Past the TTL: ask the upstream for the newest versions.
+        let lookup = keyway_core::Lookup {
+            ttl: Some(keyway_core::Ttl::Bypass),
+            refresh_now: true,
+        };
+        let values = match context.resolve_all(&references, lookup).await {
+            Ok(values) => values,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "refresh failed; keeping the current files");
+                continue;
+            }
+        };
+        for (i, (name, resolved)) in names.iter().zip(&values).enumerate() {
+            if resolved.secret.value.ct_eq(&current[i]) {
+                continue;
+            }
+            let path = args.dir.join(name);
+            match write_atomically(
+                &path,
+                resolved.secret.value.expose(),
+                args.mode,
+                owner(&args),
+            ) {
+                Ok(()) => {
+                    tracing::info!(file = %path.display(), "new value rendered");
+                    current[i] = Zeroizing::new(resolved.secret.value.expose().to_vec());
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot replace the file");
+                }
+            }
+        }
+    }
+}
 
+fn owner(args: &RenderArgs) -> Owner {
+    Owner {
+        uid: args.uid,
+        gid: args.gid,
+    }
+}
+
+/// Writes every file: targets checked first, then each written atomically.
+fn write_all(
+    args: &RenderArgs,
+    names: &[PathBuf],
+    values: &[keyway_core::Resolved],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     warn_unless_tmpfs(&args.dir);
-    let owner = Owner {
-        uid: args.uid,
-        gid: args.gid,
-    };
+    let owner = owner(args);
     // Validate every target before writing any, so a bad path does not leave a half-rendered directory.
-    for name in &names {
+    for name in names {
         refuse_symlinks(&args.dir, name)?;
     }
-    for (name, resolved) in names.iter().zip(&values) {
+    for (name, resolved) in names.iter().zip(values) {
         let path = args.dir.join(name);
         if let Some(parent) = path.parent() {
             create_parents(&args.dir, parent, owner)?;
@@ -114,9 +176,6 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         write_atomically(&path, resolved.secret.value.expose(), args.mode, owner)
             .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(file = %path.display(), source = resolved.source.as_str(), "rendered");
-    }
-    if let Some(dir) = &args.install_self {
-        install_self(dir)?;
     }
     Ok(())
 }

@@ -86,6 +86,8 @@ pub struct Ask {
     pub unsupported: Vec<String>,
     /// A Flyte request: containers also get flytekit's `FLYTE_SECRETS_*` variables.
     pub flyte: bool,
+    /// `keyway.dev/refresh`: a native sidecar re-renders the files at this interval (`30s`, `5m`, `1h`).
+    pub refresh: Option<String>,
 }
 
 /// Reads the Keyway annotations of a Pod: `None` when it does not ask for injection.
@@ -122,6 +124,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         env: BTreeMap::new(),
         unsupported: Vec::new(),
         flyte: false,
+        refresh: None,
     };
     for (key, value) in annotations {
         let Some(name) = key.strip_prefix(PREFIX) else {
@@ -144,42 +147,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
                 .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
             ask.env.insert(var.to_owned(), reference);
         } else {
-            match name {
-                "inject" => {}
-                "mode" => {
-                    ask.mode = u32::from_str_radix(value.trim_start_matches("0o"), 8)
-                        .ok()
-                        .filter(|m| *m <= 0o777 && *m & 0o400 != 0)
-                        .ok_or_else(|| {
-                            Denial(format!(
-                                "annotation {key}: `{value}` is not an octal file mode the owner can read (e.g. \"0400\")"
-                            ))
-                        })?;
-                }
-                "owner" => {
-                    let parsed = value
-                        .split_once(':')
-                        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
-                    ask.owner = Some(parsed.ok_or_else(|| {
-                        Denial(format!(
-                            "annotation {key}: `{value}` is not UID:GID (numbers)"
-                        ))
-                    })?);
-                }
-                "dir" => {
-                    if !value.starts_with('/') || value.split('/').any(|s| s == "..") {
-                        return Err(Denial(format!(
-                            "annotation {key}: `{value}` is not an absolute path without `..`"
-                        )));
-                    }
-                    value.clone_into(&mut ask.dir);
-                }
-                _ => {
-                    return Err(Denial(format!(
-                        "unknown annotation {key}; Keyway reads inject, secret.<file>, env.<VAR>, mode, owner and dir"
-                    )));
-                }
-            }
+            read_setting(&mut ask, key, name, value)?;
         }
     }
     if ask.files.is_empty() && ask.env.is_empty() {
@@ -188,6 +156,67 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         ));
     }
     Ok(Some(ask))
+}
+
+/// One `keyway.dev/<name>` setting annotation (not `secret.*` or `env.*`).
+fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(), Denial> {
+    match name {
+        "inject" => {}
+        "mode" => {
+            ask.mode = u32::from_str_radix(value.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777 && *m & 0o400 != 0)
+                .ok_or_else(|| {
+                    Denial(format!(
+                        "annotation {key}: `{value}` is not an octal file mode the owner can read (e.g. \"0400\")"
+                    ))
+                })?;
+        }
+        "refresh" => {
+            if interval_seconds(value).is_none_or(|s| s < 10) {
+                return Err(Denial(format!(
+                    "annotation {key}: `{value}` is not an interval of at least 10s (write e.g. \"5m\")"
+                )));
+            }
+            ask.refresh = Some(value.to_owned());
+        }
+        "owner" => {
+            let parsed = value
+                .split_once(':')
+                .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+            ask.owner = Some(parsed.ok_or_else(|| {
+                Denial(format!(
+                    "annotation {key}: `{value}` is not UID:GID (numbers)"
+                ))
+            })?);
+        }
+        "dir" => {
+            if !value.starts_with('/') || value.split('/').any(|s| s == "..") {
+                return Err(Denial(format!(
+                    "annotation {key}: `{value}` is not an absolute path without `..`"
+                )));
+            }
+            value.clone_into(&mut ask.dir);
+        }
+        _ => {
+            return Err(Denial(format!(
+                "unknown annotation {key}; Keyway reads inject, secret.<file>, env.<VAR>, mode, owner, dir and refresh"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `30s`, `5m` or `1h` in seconds.
+fn interval_seconds(value: &str) -> Option<u64> {
+    let (number, unit) = value.split_at(value.len().saturating_sub(1));
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
 }
 
 fn read_flyte(
@@ -203,6 +232,7 @@ fn read_flyte(
         env: BTreeMap::new(),
         unsupported: Vec::new(),
         flyte: true,
+        refresh: None,
     };
     for (key, value) in annotations {
         if !key.starts_with(flyte::ANNOTATION_PREFIX) {
@@ -281,6 +311,9 @@ pub fn render_command(ask: &Ask) -> Vec<String> {
     command
 }
 
+/// Name of the refresh sidecar (a native sidecar: an init container with `restartPolicy: Always`).
+pub const REFRESH_CONTAINER: &str = "keyway-refresh";
+
 /// Where the init container installs the keyway binary for `keyway exec` wrappers.
 pub const BIN_DIR: &str = "/keyway/bin";
 /// The volume holding it.
@@ -309,17 +342,8 @@ fn wrap_command(container: &mut Container, ask: &Ask) -> Result<(), String> {
     Ok(())
 }
 
-/// The mutated Pod, and warnings for the response.
-pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<String>) {
-    let mut pod = pod.clone();
-    let mut warnings = Vec::new();
-    if !ask.unsupported.is_empty() {
-        warnings.push(format!(
-            "keyway: not delivered: {}; this webhook version delivers Flyte secrets as files",
-            ask.unsupported.join(", ")
-        ));
-    }
-    let spec = pod.spec.get_or_insert_with(PodSpec::default);
+/// The secrets volume (memory-backed) and, for environment delivery, the volume holding the keyway binary.
+fn add_volumes(spec: &mut PodSpec, ask: &Ask) {
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     if !ask.env.is_empty() && !volumes.iter().any(|v| v.name == BIN_VOLUME) {
         volumes.push(Volume {
@@ -338,6 +362,36 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
             ..Volume::default()
         });
     }
+}
+
+/// flytekit reads /etc/secrets unless told otherwise, and prefixes file names unless told not to.
+fn set_flyte_env(container: &mut Container, dir: &str) {
+    let env = container.env.get_or_insert_with(Vec::new);
+    for (name, value) in [
+        ("FLYTE_SECRETS_DEFAULT_DIR", dir),
+        ("FLYTE_SECRETS_FILE_PREFIX", ""),
+    ] {
+        env.retain(|e| e.name != name);
+        env.push(EnvVar {
+            name: name.to_owned(),
+            value: Some(value.to_owned()),
+            value_from: None,
+        });
+    }
+}
+
+/// The mutated Pod, and warnings for the response.
+pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<String>) {
+    let mut pod = pod.clone();
+    let mut warnings = Vec::new();
+    if !ask.unsupported.is_empty() {
+        warnings.push(format!(
+            "keyway: not delivered: {}; this webhook version delivers Flyte secrets as files",
+            ask.unsupported.join(", ")
+        ));
+    }
+    let spec = pod.spec.get_or_insert_with(PodSpec::default);
+    add_volumes(spec, ask);
     let mount = |read_only: bool| VolumeMount {
         name: VOLUME.to_owned(),
         mount_path: ask.dir.clone(),
@@ -367,19 +421,7 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
             }
         }
         if ask.flyte {
-            // flytekit reads /etc/secrets unless told otherwise, and prefixes file names unless told not to.
-            let env = container.env.get_or_insert_with(Vec::new);
-            for (name, value) in [
-                ("FLYTE_SECRETS_DEFAULT_DIR", ask.dir.as_str()),
-                ("FLYTE_SECRETS_FILE_PREFIX", ""),
-            ] {
-                env.retain(|e| e.name != name);
-                env.push(EnvVar {
-                    name: name.to_owned(),
-                    value: Some(value.to_owned()),
-                    value_from: None,
-                });
-            }
+            set_flyte_env(container, &ask.dir);
         }
     }
     // Explicit owner: the init container must run as root to chown; otherwise it runs as the Pod's user, so
@@ -401,10 +443,35 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
         security_context,
         ..Container::default()
     };
+    // The refresh sidecar starts after the first render (which gates the app: init containers run in order)
+    // and keeps running beside it; native sidecars do not keep a Job from finishing.
+    let refresher = ask
+        .refresh
+        .as_ref()
+        .filter(|_| !ask.files.is_empty())
+        .map(|interval| {
+            let mut command = render_command(&Ask {
+                env: BTreeMap::new(),
+                ..ask.clone()
+            });
+            command.extend(["--watch".to_owned(), interval.clone()]);
+            Container {
+                name: REFRESH_CONTAINER.to_owned(),
+                command: Some(command),
+                restart_policy: Some("Always".to_owned()),
+                ..init.clone()
+            }
+        });
     let inits = spec.init_containers.get_or_insert_with(Vec::new);
     match inits.iter_mut().find(|c| c.name == INIT_CONTAINER) {
         Some(existing) => *existing = init,
         None => inits.insert(0, init),
+    }
+    if let Some(refresher) = refresher {
+        match inits.iter_mut().find(|c| c.name == REFRESH_CONTAINER) {
+            Some(existing) => *existing = refresher,
+            None => inits.insert(1, refresher),
+        }
     }
     (pod, warnings)
 }

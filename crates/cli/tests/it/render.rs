@@ -152,3 +152,42 @@ fn rerender_replaces_files_atomically() {
         "not replaced by rename"
     );
 }
+
+#[test]
+fn watch_replaces_files_when_the_upstream_value_changes() {
+    let ground = crate::Ground::start();
+    ground.gcp.add_version("proj", "rotating", b"first");
+    let dir = ground.dir.path().join("watched");
+    let mut child = ground
+        .keyway()
+        .args(["render", "--watch", "1s", "--dir"])
+        .arg(&dir)
+        .arg("value=gcp-sm://proj/rotating")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = dir.join("value");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&file).ok().as_deref() != Some("first") {
+        assert!(std::time::Instant::now() < deadline, "never rendered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ground.gcp.add_version("proj", "rotating", b"second");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Every read sees a whole value, old or new: files are replaced by rename.
+        let seen = std::fs::read_to_string(&file).unwrap();
+        assert!(seen == "first" || seen == "second", "{seen:?}");
+        if seen == "second" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new version was never rendered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

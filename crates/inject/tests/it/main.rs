@@ -448,3 +448,34 @@ fn the_k8s_mapping_chooses_the_service_account() {
     };
     assert!(mutate(&review(&unmatched), &config).patch.is_none());
 }
+
+#[test]
+fn refresh_adds_a_native_sidecar_after_the_first_render() {
+    let mut annotations = native();
+    annotations["keyway.dev/refresh"] = json!("5m");
+    let original = pod(&annotations);
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    let patched_json = apply(&original, &response);
+    let patched: Pod = serde_json::from_value(patched_json.clone()).unwrap();
+    let inits = patched.spec.unwrap().init_containers.unwrap();
+    let names: Vec<&str> = inits.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["keyway-render", "keyway-refresh"]);
+    assert_eq!(inits[1].restart_policy.as_deref(), Some("Always"));
+    assert!(
+        inits[0].restart_policy.is_none(),
+        "the first render gates the app and exits"
+    );
+    let command = inits[1].command.as_ref().unwrap().join(" ");
+    assert!(command.ends_with("--watch 5m"), "{command}");
+    let again = mutate(&review(&patched_json), &InjectConfig::default());
+    let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(patch, json!([]));
+    for bad in ["5", "1s", "soon"] {
+        annotations["keyway.dev/refresh"] = json!(bad);
+        assert!(
+            !mutate(&review(&pod(&annotations)), &InjectConfig::default()).allowed,
+            "{bad}"
+        );
+    }
+}
