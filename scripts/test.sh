@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Keyway test: installs what the tests need (the project's Python venv with moto and Google's
 # Secret Manager client), builds the workspace, runs the Rust tests (unit + integration against real
-# emulators) and the Python tests (the GCP emulator proven by Google's own client).
+# emulators), builds the `keyway` Python package into the venv, and runs the Python tests (the GCP emulator proven
+# by Google's own client, the AWS-agent API, flytekit end to end, the Python package).
 # Idempotent; safe to re-run. Honors CARGO_TARGET_DIR.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "==> keyway Python package (maturin develop into the venv)" >&2
+VIRTUAL_ENV=$venv "$venv/bin/maturin" develop --quiet -m crates/python/Cargo.toml
 
 echo "==> Python tests" >&2
 "$venv/bin/python" -m pytest -q tests/python

@@ -1,0 +1,387 @@
+//! `keyway._keyway`: the native half of the `keyway` Python package. Resolution goes through the node's
+//! Keyway daemon when its socket accepts connections (or when told to), otherwise in-process with the Rust
+//! providers and cache; either way the GIL is released while waiting. Values cross into Python only as
+//! [`SecretValue`], which never prints itself and compares in constant time.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::UNIX_EPOCH;
+
+use keyway_core::{Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+create_exception!(
+    keyway,
+    KeywayError,
+    PyException,
+    "A Keyway failure; the message says what to do."
+);
+create_exception!(
+    keyway,
+    NotFound,
+    KeywayError,
+    "The secret, version or field does not exist."
+);
+create_exception!(
+    keyway,
+    PermissionDenied,
+    KeywayError,
+    "The identity may not read the secret."
+);
+create_exception!(
+    keyway,
+    Throttled,
+    KeywayError,
+    "The backend refused because of rate limits."
+);
+create_exception!(
+    keyway,
+    Unavailable,
+    KeywayError,
+    "The backend or the daemon could not be reached."
+);
+create_exception!(
+    keyway,
+    InvalidReference,
+    KeywayError,
+    "The reference or request is malformed."
+);
+
+fn to_py(e: &Error) -> PyErr {
+    let message = e.to_string().replace('\n', " ");
+    match e.kind() {
+        ErrorKind::NotFound => NotFound::new_err(message),
+        ErrorKind::PermissionDenied => PermissionDenied::new_err(message),
+        ErrorKind::Throttled => Throttled::new_err(message),
+        ErrorKind::Unavailable => Unavailable::new_err(message),
+        ErrorKind::Invalid => InvalidReference::new_err(message),
+        _ => KeywayError::new_err(message),
+    }
+}
+
+/// A secret's bytes: never shown by `str`, `repr`, logging or tracebacks; compared in constant time; not
+/// picklable (pass references between processes, not values).
+#[pyclass(frozen, module = "keyway", name = "SecretValue")]
+struct SecretValue(Value);
+
+#[pymethods]
+impl SecretValue {
+    /// The value as text (UTF-8).
+    fn value(&self) -> PyResult<String> {
+        String::from_utf8(self.0.expose().to_vec()).map_err(|_| {
+            PyValueError::new_err("the secret is binary, not UTF-8 text; use raw_value()")
+        })
+    }
+
+    /// The value as bytes.
+    fn raw_value<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.0.expose())
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SecretValue([redacted {} bytes])", self.0.len())
+    }
+
+    fn __str__(&self) -> String {
+        self.__repr__()
+    }
+
+    /// Constant-time comparison with another SecretValue, `str` or `bytes`.
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        if let Ok(other) = other.cast::<SecretValue>() {
+            return self.0.ct_eq(other.get().0.expose());
+        }
+        if let Ok(text) = other.extract::<String>() {
+            return self.0.ct_eq(text.as_bytes());
+        }
+        if let Ok(bytes) = other.extract::<Vec<u8>>() {
+            return self.0.ct_eq(&bytes);
+        }
+        false
+    }
+
+    #[allow(clippy::unused_self, reason = "Python's protocol passes self")]
+    fn __hash__(&self) -> PyResult<isize> {
+        Err(PyTypeError::new_err("SecretValue is not hashable"))
+    }
+
+    #[allow(clippy::unused_self, reason = "Python's protocol passes self")]
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "SecretValue cannot be pickled: pass the reference and resolve it where it is needed",
+        ))
+    }
+}
+
+/// One resolved secret: its value and where it came from.
+#[pyclass(frozen, module = "keyway", name = "Secret", get_all)]
+struct Secret {
+    /// The canonical reference.
+    reference: String,
+    /// The value.
+    value: Py<SecretValue>,
+    /// Version id.
+    version: String,
+    /// The backend's full name (ARN, `projects/P/secrets/S`, local path).
+    name: String,
+    /// Staging labels or aliases.
+    stages: Vec<String>,
+    /// Creation time of the version (seconds since the epoch), when known.
+    created: Option<f64>,
+    /// When it was fetched from the upstream (seconds since the epoch).
+    fetched_at: f64,
+    /// Seconds since the fetch.
+    age_seconds: f64,
+    /// True when served past its TTL because the upstream failed.
+    stale: bool,
+}
+
+#[pymethods]
+impl Secret {
+    fn __repr__(&self) -> String {
+        format!(
+            "Secret(reference={:?}, version={:?}, value=[redacted], stale={})",
+            self.reference, self.version, self.stale
+        )
+    }
+}
+
+fn seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn to_secret(py: Python<'_>, reference: String, r: Resolved) -> PyResult<Secret> {
+    let meta = r.secret.meta;
+    Ok(Secret {
+        reference,
+        value: Py::new(py, SecretValue(r.secret.value))?,
+        version: meta.version_id,
+        name: meta.name,
+        stages: meta.stages,
+        created: meta.created.map(seconds),
+        fetched_at: seconds(r.fetched_at),
+        age_seconds: r.age.as_secs_f64(),
+        stale: r.source == Source::Stale,
+    })
+}
+
+/// Where secrets come from.
+enum Backend {
+    Daemon(keyway_client::Client),
+    Direct(Resolver),
+}
+
+struct State {
+    runtime: tokio::runtime::Runtime,
+    backend: Backend,
+}
+
+static STATE: OnceLock<Mutex<Option<std::sync::Arc<State>>>> = OnceLock::new();
+
+fn build(
+    config: Option<PathBuf>,
+    daemon: &str,
+    socket: Option<PathBuf>,
+    local_dir: Option<PathBuf>,
+) -> PyResult<State> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| KeywayError::new_err(format!("cannot start the async runtime: {e}")))?;
+    let config = match config {
+        Some(path) => keyway_providers::Config::load(&path)
+            .map_err(|e| InvalidReference::new_err(e.to_string()))?,
+        None => keyway_providers::Config::default(),
+    };
+    let socket = socket
+        .or_else(|| config.server.socket.clone())
+        .unwrap_or_else(keyway_api::default_socket_path);
+    let client = keyway_client::Client::new(socket);
+    let use_daemon = match daemon {
+        "always" => true,
+        "never" => false,
+        "auto" => client.is_listening(),
+        other => {
+            return Err(InvalidReference::new_err(format!(
+                "daemon = {other:?}; use \"auto\", \"always\" or \"never\""
+            )));
+        }
+    };
+    let backend = if use_daemon {
+        Backend::Daemon(client)
+    } else {
+        let local = local_dir.unwrap_or_else(|| PathBuf::from("secrets"));
+        let _guard = runtime.enter();
+        Backend::Direct(
+            config
+                .resolver(local)
+                .map_err(|e| InvalidReference::new_err(e.to_string()))?,
+        )
+    };
+    Ok(State { runtime, backend })
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn state() -> PyResult<std::sync::Arc<State>> {
+    let cell = STATE.get_or_init(|| Mutex::new(None));
+    let mut slot = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(state) = slot.as_ref() {
+        return Ok(state.clone());
+    }
+    let daemon = std::env::var("KEYWAY_DAEMON").unwrap_or_else(|_| "auto".to_owned());
+    let state = std::sync::Arc::new(build(
+        env_path("KEYWAY_CONFIG"),
+        &daemon,
+        env_path("KEYWAY_SOCKET"),
+        env_path("KEYWAY_LOCAL_DIR"),
+    )?);
+    *slot = Some(state.clone());
+    Ok(state)
+}
+
+/// Sets where secrets come from (otherwise taken from KEYWAY_CONFIG, KEYWAY_DAEMON, KEYWAY_SOCKET and
+/// KEYWAY_LOCAL_DIR on first use). `daemon` is "auto" (the daemon when its socket accepts connections),
+/// "always" or "never". Returns "daemon" or "direct".
+#[pyfunction]
+#[pyo3(signature = (config=None, daemon="auto", socket=None, local_dir=None))]
+fn configure(
+    config: Option<PathBuf>,
+    daemon: &str,
+    socket: Option<PathBuf>,
+    local_dir: Option<PathBuf>,
+) -> PyResult<&'static str> {
+    let state = std::sync::Arc::new(build(config, daemon, socket, local_dir)?);
+    let mode = match state.backend {
+        Backend::Daemon(_) => "daemon",
+        Backend::Direct(_) => "direct",
+    };
+    let cell = STATE.get_or_init(|| Mutex::new(None));
+    *cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(state);
+    Ok(mode)
+}
+
+fn lookup(ttl: Option<f64>, refresh: bool) -> Lookup {
+    Lookup {
+        ttl: ttl.map(keyway_core::Ttl::from_secs_f64),
+        refresh_now: refresh,
+    }
+}
+
+fn resolve_all(py: Python<'_>, references: &[String], lookup: Lookup) -> PyResult<Vec<Secret>> {
+    let state = state()?;
+    let results: Result<Vec<(String, Resolved)>, Error> = py.detach(|| {
+        state.runtime.block_on(async {
+            match &state.backend {
+                Backend::Daemon(client) => {
+                    let results = client.resolve_all(references, lookup).await?;
+                    references
+                        .iter()
+                        .cloned()
+                        .zip(results)
+                        .map(|(r, v)| v.map(|v| (r, v)))
+                        .collect()
+                }
+                Backend::Direct(resolver) => {
+                    let mut parsed = Vec::with_capacity(references.len());
+                    for text in references {
+                        parsed.push(resolver.parse(text)?);
+                    }
+                    let results = resolver.resolve_all(&parsed, lookup).await;
+                    parsed
+                        .iter()
+                        .map(ToString::to_string)
+                        .zip(results)
+                        .map(|(r, v)| v.map(|v| (r, v)))
+                        .collect()
+                }
+            }
+        })
+    });
+    results
+        .map_err(|e| to_py(&e))?
+        .into_iter()
+        .map(|(reference, resolved)| to_secret(py, reference, resolved))
+        .collect()
+}
+
+/// Resolves one reference (`aws-sm://NAME#field`, `gcp-sm://PROJECT/SECRET`, `local://NAME`). `ttl` in
+/// seconds overrides the cache's (0 asks the upstream, negative never expires); `refresh` asks the upstream now.
+#[pyfunction]
+#[pyo3(signature = (reference, ttl=None, refresh=false))]
+fn get_secret(
+    py: Python<'_>,
+    reference: &str,
+    ttl: Option<f64>,
+    refresh: bool,
+) -> PyResult<Secret> {
+    let mut all = resolve_all(py, &[reference.to_owned()], lookup(ttl, refresh))?;
+    all.pop().ok_or_else(|| KeywayError::new_err("no result"))
+}
+
+/// Resolves many references concurrently; raises the first failure (all or nothing).
+#[pyfunction]
+#[pyo3(signature = (references, ttl=None, refresh=false))]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "PyO3 extracts a Python list into an owned Vec"
+)]
+fn get_secrets(
+    py: Python<'_>,
+    references: Vec<String>,
+    ttl: Option<f64>,
+    refresh: bool,
+) -> PyResult<Vec<Secret>> {
+    resolve_all(py, &references, lookup(ttl, refresh))
+}
+
+/// Secret names of a provider instance (every page), optionally filtered.
+#[pyfunction]
+#[pyo3(signature = (provider, filter=None))]
+fn list_secrets(py: Python<'_>, provider: &str, filter: Option<&str>) -> PyResult<Vec<String>> {
+    let state = state()?;
+    let names: Result<Vec<String>, Error> = py.detach(|| {
+        state.runtime.block_on(async {
+            match &state.backend {
+                Backend::Daemon(client) => client.list(provider, filter).await,
+                Backend::Direct(resolver) => resolver.list(provider, filter).await,
+            }
+        })
+    });
+    names.map_err(|e| to_py(&e))
+}
+
+#[pymodule]
+fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<SecretValue>()?;
+    m.add_class::<Secret>()?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(get_secret, m)?)?;
+    m.add_function(wrap_pyfunction!(get_secrets, m)?)?;
+    m.add_function(wrap_pyfunction!(list_secrets, m)?)?;
+    m.add("KeywayError", py.get_type::<KeywayError>())?;
+    m.add("NotFound", py.get_type::<NotFound>())?;
+    m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;
+    m.add("Throttled", py.get_type::<Throttled>())?;
+    m.add("Unavailable", py.get_type::<Unavailable>())?;
+    m.add("InvalidReference", py.get_type::<InvalidReference>())?;
+    Ok(())
+}

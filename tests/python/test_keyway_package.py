@@ -1,0 +1,102 @@
+"""The `keyway` Python package: in-process against moto and the local store, and through a real daemon."""
+
+import logging
+import pickle
+import subprocess
+import traceback
+
+import boto3
+import pytest
+
+import keyway
+from conftest import binary
+
+CANARY = "py-pkg-canary-5521"
+
+
+@pytest.fixture()
+def direct(tmp_path, moto_endpoint, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_secret(Name="ci/github", SecretString='{"github_token": "%s"}' % CANARY)
+    for i in range(3):
+        client.create_secret(Name=f"batch/{i}", SecretString=f"value-{i}")
+    client.create_secret(Name="bin", SecretBinary=b"\x00\xffbin")
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "team").mkdir()
+    (tmp_path / "local" / "team" / "db").write_text("local-db")
+    config = tmp_path / "keyway.toml"
+    config.write_text(f'[providers.aws-sm]\ntype = "aws"\nregion = "us-east-1"\nendpoint = "{moto_endpoint}"\n')
+    assert keyway.configure(config=str(config), daemon="never", local_dir=str(tmp_path / "local")) == "direct"
+    return client
+
+
+def test_values_stay_hidden_until_asked_for(direct):
+    secret = keyway.get_secret("aws-sm://ci/github#github_token")
+    assert secret.value.value() == CANARY
+    assert secret.reference == "aws-sm://ci/github?version-stage=AWSCURRENT#github_token"
+    assert secret.stages == ["AWSCURRENT"] and secret.stale is False
+    for shown in (str(secret.value), repr(secret.value), repr(secret), f"{secret.value}", "%s" % secret.value):
+        assert CANARY not in shown
+    assert secret.value == CANARY and secret.value == CANARY.encode() and secret.value != "other"
+    with pytest.raises(TypeError):
+        hash(secret.value)
+    with pytest.raises(TypeError):
+        pickle.dumps(secret.value)
+    assert keyway.get_secret("aws-sm://bin").value.raw_value() == b"\x00\xffbin"
+    with pytest.raises(ValueError, match="raw_value"):
+        keyway.get_secret("aws-sm://bin").value.value()
+    assert keyway.get_secret("local://team/db").value.value() == "local-db"
+
+
+def test_errors_are_typed_picklable_and_clean(direct, caplog):
+    with pytest.raises(keyway.NotFound) as err:
+        keyway.get_secret("aws-sm://ci/missing")
+    assert isinstance(err.value, keyway.KeywayError)
+    assert "ci/missing" in str(err.value)
+    again = pickle.loads(pickle.dumps(err.value))
+    assert type(again) is keyway.NotFound and str(again) == str(err.value)
+    with pytest.raises(keyway.NotFound) as err:
+        keyway.get_secret("aws-sm://ci/github#nope")
+    assert "github_token" in str(err.value) and CANARY not in str(err.value)
+    with pytest.raises(keyway.InvalidReference):
+        keyway.get_secret("nope://x")
+    # A traceback of a failure and logged secrets show no value.
+    secret = keyway.get_secret("aws-sm://ci/github#github_token")
+    logging.getLogger("app").warning("token is %s", secret.value)
+    text = "".join(traceback.format_exception(err.value)) + caplog.text
+    assert CANARY not in text
+
+
+def test_batches_and_listing(direct):
+    secrets = keyway.get_secrets([f"aws-sm://batch/{i}" for i in range(3)])
+    assert [s.value.value() for s in secrets] == ["value-0", "value-1", "value-2"]
+    with pytest.raises(keyway.NotFound):
+        keyway.get_secrets(["aws-sm://batch/0", "aws-sm://batch/9"])
+    assert sorted(keyway.list_secrets("aws-sm", "batch/")) == ["batch/0", "batch/1", "batch/2"]
+
+
+def test_through_the_node_daemon(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "token").write_text("from-the-daemon")
+    socket_path = tmp_path / "k.sock"
+    proc = subprocess.Popen([binary("keyway"), "--local-dir", store, "--socket", socket_path, "serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("listening on unix:")
+        assert keyway.configure(socket=str(socket_path)) == "daemon"
+        secret = keyway.get_secret("local://token")
+        assert secret.value.value() == "from-the-daemon"
+        assert keyway.list_secrets("local") == ["token"]
+        with pytest.raises(keyway.NotFound):
+            keyway.get_secret("local://absent")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    with pytest.raises(keyway.Unavailable):
+        keyway.configure(socket=str(socket_path), daemon="always")
+        keyway.get_secret("local://token")
