@@ -38,26 +38,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def moto_endpoint():
-    """moto_server from the project venv on a free port; yields http://127.0.0.1:PORT."""
+def start_moto(tmp_dir):
+    """moto_server from the project venv on a free port, recording into its own file; returns (proc, endpoint)."""
     import sys
     import time
     import urllib.request
 
     port = free_port()
     server = pathlib.Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, MOTO_RECORDER_FILEPATH=str(pathlib.Path(tmp_dir) / f"moto-recording-{port}"))
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
     endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            return proc, endpoint
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("moto_server did not start")
+
+
+def moto_count(endpoint: str, action: str) -> int:
+    """GetSecretValue & co. recorded since the last reset (moto's recorder)."""
+    import json
+    import urllib.request
+
+    body = urllib.request.urlopen(endpoint + "/moto-api/recorder/download-recording").read().decode()
+    records = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return sum(1 for r in records if r.get("headers", {}).get("X-Amz-Target") == f"secretsmanager.{action}")
+
+
+def moto_record(endpoint: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(endpoint + "/moto-api/recorder/reset-recording")
+    urllib.request.urlopen(endpoint + "/moto-api/recorder/start-recording")
+
+
+@pytest.fixture()
+def moto_endpoint(tmp_path):
+    """moto_server from the project venv on a free port; yields http://127.0.0.1:PORT."""
+    proc, endpoint = start_moto(tmp_path)
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("moto_server did not start")
         yield endpoint
     finally:
         proc.terminate()

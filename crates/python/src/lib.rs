@@ -3,6 +3,8 @@
 //! providers and cache; either way the GIL is released while waiting. Values cross into Python only as
 //! [`SecretValue`], which never prints itself and compares in constant time.
 
+mod backend;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
@@ -50,7 +52,7 @@ create_exception!(
     "The reference or request is malformed."
 );
 
-fn to_py(e: &Error) -> PyErr {
+pub(crate) fn to_py(e: &Error) -> PyErr {
     let message = e.to_string().replace('\n', " ");
     match e.kind() {
         ErrorKind::NotFound => NotFound::new_err(message),
@@ -173,6 +175,21 @@ fn to_secret(py: Python<'_>, reference: String, r: Resolved) -> PyResult<Secret>
     })
 }
 
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// The extension's one runtime, shared by `get_secret` & co. and every `Backend`.
+pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| KeywayError::new_err(format!("cannot start the async runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
 /// Where secrets come from.
 enum Backend {
     Daemon(keyway_client::Client),
@@ -180,7 +197,7 @@ enum Backend {
 }
 
 struct State {
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
     backend: Backend,
 }
 
@@ -192,11 +209,7 @@ fn build(
     socket: Option<PathBuf>,
     local_dir: Option<PathBuf>,
 ) -> PyResult<State> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| KeywayError::new_err(format!("cannot start the async runtime: {e}")))?;
+    let runtime = runtime()?;
     let config = match config {
         Some(path) => keyway_providers::Config::load(&path)
             .map_err(|e| InvalidReference::new_err(e.to_string()))?,
@@ -373,6 +386,7 @@ fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<SecretValue>()?;
     m.add_class::<Secret>()?;
+    m.add_class::<backend::Backend>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(get_secret, m)?)?;
     m.add_function(wrap_pyfunction!(get_secrets, m)?)?;

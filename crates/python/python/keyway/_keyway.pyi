@@ -38,3 +38,33 @@ def configure(
 def get_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> Secret: ...
 def get_secrets(references: Sequence[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]: ...
 def list_secrets(provider: str, filter: str | None = None) -> list[str]: ...
+
+class Backend:
+    """One AWS or GCP secret manager with its own Rust cache (used by keyway.ray's operators)."""
+
+    def __init__(
+        self,
+        kind: Literal["aws", "gcp"],
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        profile: str | None = None,
+        project: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        anonymous: bool = False,
+        default_ttl: float = -1.0,
+    ) -> None: ...
+    def get(
+        self,
+        name: str,
+        ttl: float | None = None,
+        refresh: bool = False,
+        version_stage: str | None = None,
+        version_id: str | None = None,
+        version: str | None = None,
+    ) -> tuple[bytes, dict[str, object]]: ...
+    def warm(self, names: Sequence[str], ttl: float | None = None) -> list[tuple[str, str | None]]: ...
+    def list(self, filter: str | None = None) -> list[str]: ...
+    def cached(self) -> list[str]: ...
+    def purge(self, name: str | None = None) -> None: ...

@@ -1,0 +1,256 @@
+"""A drop-in for ``raysecretsproxy``: change ``from raysecretsproxy... import X`` to ``from keyway.ray import X``.
+
+Same names and signatures: ``RaySecretProxy`` (a Ray actor), ``RaySecretOperator``, ``AWSRaySecretOperator``,
+``GCPRaySecretOperator`` and ``RaySecret``. The built-in operators are backed by Keyway's Rust providers and cache
+(no boto3 or Google client in the actor; single-flight; ``hydrate_cache`` fetches concurrently and lists every
+page), and the actor serves concurrent callers, so one slow upstream fetch no longer blocks cached reads. A user's
+own ``RaySecretOperator`` subclass implementing ``_fetch`` keeps working, cached in the actor as before.
+
+Named actors have no access control in Ray and constructor arguments are stored in Ray's control store: do not
+pass credentials to operators when jobs of different owners share a cluster; use the node's Keyway daemon
+(``keyway.get_secret``, identity by unix-socket peer credentials) there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from time import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import ray
+
+from keyway._keyway import Backend, NotFound
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AWSRaySecretOperator", "GCPRaySecretOperator", "RaySecret", "RaySecretOperator", "RaySecretProxy"]
+
+
+class RaySecret:
+    """A fetched secret. ``str``/``repr`` show only the name; ``value()``/``raw_value()`` expose it."""
+
+    def __init__(self, secret_name: str, secret: bytes, ttl=-1, metadata={}) -> None:  # noqa: B006 (original API)
+        self.create_timestamp = int(metadata.get("FetchedAt", time())) if isinstance(metadata, dict) else int(time())
+        self.secret_name = secret_name
+        self.metadata = metadata
+        self.ttl = ttl
+        self.__secret = bytes(secret)
+
+    def __str__(self) -> str:
+        return self.secret_name + ": ***********"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def value(self) -> str:
+        if self.is_expired():
+            logger.warning("secret %s is expired; fetch it again", self.secret_name)
+        return self.raw_value().decode()
+
+    def raw_value(self) -> bytes:
+        return self.__secret
+
+    def is_expired(self) -> bool:
+        if self.ttl is None or self.ttl < 0 or (int(time()) - self.create_timestamp) <= self.ttl:
+            return False
+        return True
+
+
+class RaySecretOperator:
+    """Base of the operators; subclass it and implement ``initialize`` and ``_fetch`` for another backend."""
+
+    def __init__(self, **kwargs) -> None:
+        raise NotImplementedError
+
+    def initialize(self) -> None:
+        """Initializes internal state of the operator (called inside the actor)."""
+        raise NotImplementedError
+
+    def _fetch(self, secret_name: str, **kwargs) -> Tuple[bytes, Dict]:
+        """Gets a secret from the underlying provider."""
+        raise NotImplementedError
+
+    def get_secret(self, secret_name: str, ttl: Optional[int] = None, **kwargs) -> RaySecret:
+        """Gets a RaySecret from the underlying provider."""
+        secret_bytes, metadata = self._fetch(secret_name, **kwargs)
+        return RaySecret(secret_name=secret_name, secret=secret_bytes, ttl=ttl, metadata=metadata)
+
+    def list_secrets(self, filter=Any) -> List[str]:
+        """Lists available secret names (not values)."""
+        raise NotImplementedError
+
+    # Keyway's own operators return their Rust backend; user subclasses return None.
+    def _keyway_backend(self) -> Optional[Backend]:
+        return None
+
+
+def _not_found(secret_name: str, kwargs: Dict) -> ValueError:
+    return ValueError(f"Cannot find secret {secret_name} associated arguments: {kwargs}")
+
+
+class AWSRaySecretOperator(RaySecretOperator):
+    """AWS Secrets Manager. Takes boto3 client keyword arguments: ``region_name``, ``endpoint_url``,
+    ``aws_access_key_id``/``aws_secret_access_key`` (prefer the standard credential chain), ``profile_name``."""
+
+    def __init__(self, **kwargs) -> None:
+        unknown = set(kwargs) - {"region_name", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+                                 "profile_name", "use_ssl", "verify", "config"}
+        if unknown:
+            raise TypeError(f"AWSRaySecretOperator does not support {sorted(unknown)}")
+        if kwargs.get("aws_session_token"):
+            raise TypeError("aws_session_token is not supported; use the standard credential chain")
+        self.__kwargs = kwargs
+        self.__backend: Optional[Backend] = None
+
+    def initialize(self, default_ttl: float = -1) -> None:
+        k = self.__kwargs
+        self.__backend = Backend("aws", region=k.get("region_name"), endpoint=k.get("endpoint_url"),
+                                 profile=k.get("profile_name"), access_key=k.get("aws_access_key_id"),
+                                 secret_key=k.get("aws_secret_access_key"), default_ttl=float(default_ttl))
+
+    def _keyway_backend(self) -> Optional[Backend]:
+        return self.__backend
+
+    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
+        if self.__backend is None:
+            self.initialize()
+        try:
+            value, metadata = self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
+                                                 version_stage=kwargs.get("VersionStage"),
+                                                 version_id=kwargs.get("VersionId"))
+        except NotFound:
+            raise _not_found(secret_name, kwargs) from None
+        metadata["ARN"] = metadata.pop("Name")
+        return value, metadata
+
+    def list_secrets(self, filter=None) -> List[str]:
+        if self.__backend is None:
+            self.initialize()
+        return self.__backend.list(_aws_name_filter(filter))
+
+
+def _aws_name_filter(filter) -> Optional[str]:
+    """boto3's ``Filters=[{"Key": "name", "Values": ["prefix"]}]`` to Keyway's name filter."""
+    if filter is None:
+        return None
+    if isinstance(filter, str):
+        return filter
+    for f in filter:
+        if f.get("Key") == "name" and f.get("Values"):
+            return f["Values"][0]
+    raise ValueError("only the `name` filter is supported")
+
+
+class GCPRaySecretOperator(RaySecretOperator):
+    """GCP Secret Manager. ``project_name``; ``credentials`` may be ``AnonymousCredentials()`` (emulators) or None
+    (Application Default Credentials); ``client_options={"api_endpoint": ...}`` overrides the endpoint."""
+
+    def __init__(self, project_name: Optional[str] = None, credentials=None, **client_kwargs) -> None:
+        if project_name is None:
+            raise RuntimeError("Could not automatically determine a project ID, please explicitly pass in.")
+        anonymous = credentials is not None and type(credentials).__name__ == "AnonymousCredentials"
+        if credentials is not None and not anonymous:
+            raise TypeError("pass credentials through Application Default Credentials, or AnonymousCredentials()")
+        unknown = set(client_kwargs) - {"client_options", "transport", "client_info"}
+        if unknown:
+            raise TypeError(f"GCPRaySecretOperator does not support {sorted(unknown)}")
+        options = client_kwargs.get("client_options")
+        endpoint = None
+        if options is not None:
+            endpoint = options.get("api_endpoint") if isinstance(options, dict) else getattr(options, "api_endpoint", None)
+        if endpoint and "://" not in endpoint:
+            endpoint = "https://" + endpoint
+        self.__project = project_name
+        self.__endpoint = endpoint
+        self.__anonymous = anonymous
+        self.__backend: Optional[Backend] = None
+
+    def initialize(self, default_ttl: float = -1) -> None:
+        self.__backend = Backend("gcp", project=self.__project, endpoint=self.__endpoint,
+                                 anonymous=self.__anonymous, default_ttl=float(default_ttl))
+
+    def _keyway_backend(self) -> Optional[Backend]:
+        return self.__backend
+
+    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
+        if self.__backend is None:
+            self.initialize()
+        return self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl), version=kwargs.get("version"))
+
+    def list_secrets(self, filter=None) -> List[str]:
+        if self.__backend is None:
+            self.initialize()
+        names = self.__backend.list(filter)
+        return [f"projects/{self.__project}/secrets/{n}" for n in names]
+
+
+class _Proxy:
+    def __init__(self, ray_secret_operator: RaySecretOperator, default_ttl=-1) -> None:
+        self.default_ttl = default_ttl
+        self.__operator = ray_secret_operator
+        if isinstance(ray_secret_operator, (AWSRaySecretOperator, GCPRaySecretOperator)):
+            ray_secret_operator.initialize(default_ttl=default_ttl)
+        else:
+            ray_secret_operator.initialize()
+        self.__backend = ray_secret_operator._keyway_backend()
+        # User operators: the original's Python cache, behind a lock now that calls are concurrent.
+        self.__vault: Dict[str, RaySecret] = {}
+        self.__lock = threading.Lock()
+
+    def hydrate_cache(self, secret_names: List[str] = None, filter=None) -> None:
+        if self.default_ttl == 0:
+            return
+        names = secret_names if secret_names is not None else self.list_secrets(filter)
+        if self.__backend is not None:
+            for name, error in self.__backend.warm(list(names)):
+                if error is not None:
+                    logger.error("hydrating the cache for secret %s: %s", name, error)
+            return
+        for name in names:
+            try:
+                self.get_secret(secret_name=name)
+            except Exception:
+                logger.exception("hydrating the cache for secret %s", name)
+
+    def purge_cache(self) -> None:
+        if self.__backend is not None:
+            self.__backend.purge()
+        with self.__lock:
+            self.__vault = {}
+
+    def purge_secret(self, secret_name: str) -> None:
+        if self.__backend is not None:
+            self.__backend.purge(secret_name)
+        with self.__lock:
+            self.__vault.pop(secret_name, None)
+
+    def get_secret(self, secret_name: str, ttl=None, **kwargs) -> RaySecret:
+        ttl = self.default_ttl if ttl is None else ttl
+        if self.__backend is not None:
+            # The Rust cache decides: ttl 0 asks the upstream, negative never expires.
+            effective = 0 if self.default_ttl == 0 else ttl
+            value, metadata = self.__operator._fetch(secret_name, ttl=effective, **kwargs)
+            return RaySecret(secret_name=secret_name, secret=value, ttl=ttl, metadata=metadata)
+        with self.__lock:
+            cached = self.__vault.get(secret_name)
+        if ttl != 0 and cached is not None and not cached.is_expired():
+            return cached
+        secret = self.__operator.get_secret(secret_name=secret_name, ttl=ttl, **kwargs)
+        if self.default_ttl != 0 and ttl != 0:
+            with self.__lock:
+                self.__vault[secret.secret_name] = secret
+        return secret
+
+    def list_secrets(self, filter=None) -> List[str]:
+        return self.__operator.list_secrets(filter)
+
+    def list_cached_secrets(self) -> List[str]:
+        if self.__backend is not None:
+            return self.__backend.cached()
+        with self.__lock:
+            return list(self.__vault.keys())
+
+
+#: The actor: ``RaySecretProxy.remote(operator, default_ttl=-1)``. It serves up to 64 calls at once.
+RaySecretProxy = ray.remote(max_concurrency=64)(_Proxy)

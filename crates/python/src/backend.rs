@@ -1,0 +1,254 @@
+//! `keyway._keyway.Backend`: one provider instance with its own Rust cache, for the Ray drop-in's operators
+//! (`keyway.ray`): fetch by secret name with the original's TTL semantics, fetch many concurrently, list every
+//! page, purge, and report what is cached.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use keyway_core::cache::Key;
+use keyway_core::reference::Target;
+use keyway_core::{Cache, CacheConfig, CachePolicy, Lookup, Provider, Resolver, Ttl};
+use keyway_providers::aws::{AwsProvider, AwsSettings};
+use keyway_providers::gcp::{GcpProvider, GcpSettings};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::{InvalidReference, runtime, to_py};
+
+const INSTANCE: &str = "backend";
+
+/// One AWS or GCP secret manager with its own cache.
+#[pyclass(frozen, module = "keyway")]
+pub struct Backend {
+    resolver: Resolver,
+    kind: String,
+    project: Option<String>,
+}
+
+fn ttl(seconds: Option<f64>) -> Option<Ttl> {
+    seconds.map(Ttl::from_secs_f64)
+}
+
+impl Backend {
+    fn reference(
+        &self,
+        name: &str,
+        version_stage: Option<&str>,
+        version_id: Option<&str>,
+        version: Option<&str>,
+    ) -> PyResult<keyway_core::SecretRef> {
+        if name.contains(['#', '?']) {
+            return Err(InvalidReference::new_err(format!(
+                "secret name `{name}` holds `#` or `?`"
+            )));
+        }
+        let text = if self.kind == "aws" {
+            match (version_id, version_stage) {
+                (Some(id), _) => format!("{INSTANCE}://{name}?version-id={id}"),
+                (None, Some(stage)) => format!("{INSTANCE}://{name}?version-stage={stage}"),
+                (None, None) => format!("{INSTANCE}://{name}"),
+            }
+        } else {
+            let base = match (&self.project, name.starts_with("projects/")) {
+                (Some(project), false) => format!("{INSTANCE}://{project}/{name}"),
+                _ => format!("{INSTANCE}://{name}"),
+            };
+            if name.contains("/versions/") {
+                base
+            } else {
+                format!("{base}?version={}", version.unwrap_or("latest"))
+            }
+        };
+        self.resolver.parse(&text).map_err(|e| to_py(&e))
+    }
+}
+
+fn metadata<'py>(
+    py: Python<'py>,
+    resolved: &keyway_core::Resolved,
+) -> PyResult<Bound<'py, PyDict>> {
+    let meta = &resolved.secret.meta;
+    let dict = PyDict::new(py);
+    dict.set_item("Name", &meta.name)?;
+    dict.set_item("VersionId", &meta.version_id)?;
+    dict.set_item("VersionStages", &meta.stages)?;
+    if let Some(created) = meta.created.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        dict.set_item("CreatedDate", created.as_secs_f64())?;
+    }
+    let fetched = resolved
+        .fetched_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    dict.set_item("FetchedAt", fetched)?;
+    Ok(dict)
+}
+
+#[pymethods]
+impl Backend {
+    /// `kind` is "aws" or "gcp". AWS: `region`, `endpoint`, `profile`, static `access_key`/`secret_key` (the
+    /// standard credential chain otherwise). GCP: `project`, `endpoint`, `anonymous`. `default_ttl` in seconds
+    /// (0: never cached, negative: never expires).
+    #[new]
+    #[pyo3(signature = (kind, *, region=None, endpoint=None, profile=None, project=None, access_key=None, secret_key=None, anonymous=false, default_ttl=-1.0))]
+    #[allow(clippy::too_many_arguments, reason = "keyword arguments from Python")]
+    fn new(
+        kind: &str,
+        region: Option<String>,
+        endpoint: Option<String>,
+        profile: Option<String>,
+        project: Option<String>,
+        access_key: Option<String>,
+        secret_key: Option<String>,
+        anonymous: bool,
+        default_ttl: f64,
+    ) -> PyResult<Backend> {
+        let timeout = Duration::from_secs(10);
+        let provider: Arc<dyn Provider> = match kind {
+            "aws" => Arc::new(AwsProvider::new(AwsSettings {
+                region,
+                profile,
+                endpoint,
+                anonymous,
+                timeout,
+                static_keys: access_key.zip(secret_key),
+                assume: None,
+            })),
+            "gcp" => Arc::new(GcpProvider::new(GcpSettings {
+                project: project.clone(),
+                endpoint,
+                anonymous,
+                timeout,
+            })),
+            other => {
+                return Err(InvalidReference::new_err(format!(
+                    "backend kind `{other}`; use \"aws\" or \"gcp\""
+                )));
+            }
+        };
+        let policy = CachePolicy {
+            ttl: Ttl::from_secs_f64(default_ttl),
+            ..CachePolicy::default()
+        };
+        let _guard = runtime()?.enter();
+        let resolver = Resolver::builder()
+            .provider(INSTANCE, provider, policy)
+            .build(Cache::new(CacheConfig::default()))
+            .map_err(InvalidReference::new_err)?;
+        Ok(Backend {
+            resolver,
+            kind: kind.to_owned(),
+            project,
+        })
+    }
+
+    /// `(value bytes, metadata dict)` of one secret, through the cache; `ttl` overrides the default.
+    #[pyo3(signature = (name, ttl=None, refresh=false, version_stage=None, version_id=None, version=None))]
+    #[allow(clippy::too_many_arguments, reason = "keyword arguments from Python")]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        ttl: Option<f64>,
+        refresh: bool,
+        version_stage: Option<&str>,
+        version_id: Option<&str>,
+        version: Option<&str>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+        let reference = self.reference(name, version_stage, version_id, version)?;
+        let lookup = Lookup {
+            ttl: self::ttl(ttl),
+            refresh_now: refresh,
+        };
+        let rt = runtime()?;
+        let resolved = py
+            .detach(|| rt.block_on(self.resolver.resolve(&reference, lookup)))
+            .map_err(|e| to_py(&e))?;
+        Ok((
+            PyBytes::new(py, resolved.secret.value.expose()),
+            metadata(py, &resolved)?,
+        ))
+    }
+
+    /// Fetches many names concurrently into the cache; returns `(name, error message or None)` per name.
+    #[pyo3(signature = (names, ttl=None))]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "PyO3 extracts a Python list into an owned Vec"
+    )]
+    fn warm(
+        &self,
+        py: Python<'_>,
+        names: Vec<String>,
+        ttl: Option<f64>,
+    ) -> PyResult<Vec<(String, Option<String>)>> {
+        let references = names
+            .iter()
+            .map(|n| self.reference(n, None, None, None))
+            .collect::<PyResult<Vec<_>>>()?;
+        let lookup = Lookup {
+            ttl: self::ttl(ttl),
+            refresh_now: false,
+        };
+        let rt = runtime()?;
+        let results = py.detach(|| rt.block_on(self.resolver.resolve_all(&references, lookup)));
+        Ok(names
+            .into_iter()
+            .zip(results)
+            .map(|(n, r)| (n, r.err().map(|e| e.to_string())))
+            .collect())
+    }
+
+    /// Every secret name (all pages), optionally filtered by name.
+    #[pyo3(signature = (filter=None))]
+    fn list(&self, py: Python<'_>, filter: Option<&str>) -> PyResult<Vec<String>> {
+        let rt = runtime()?;
+        py.detach(|| rt.block_on(self.resolver.list(INSTANCE, filter)))
+            .map_err(|e| to_py(&e))
+    }
+
+    /// Names of the cached secrets.
+    fn cached(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .resolver
+            .cache()
+            .keys()
+            .into_iter()
+            .map(|k| match k.target {
+                Target::Aws { secret_id, .. } => secret_id,
+                Target::Gcp { secret, .. } => secret,
+                Target::Local { name } => name,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Drops one name (every version of it) or, without a name, everything.
+    #[pyo3(signature = (name=None))]
+    fn purge(&self, py: Python<'_>, name: Option<&str>) -> PyResult<()> {
+        let cache = self.resolver.cache();
+        let Some(name) = name else {
+            cache.invalidate_all();
+            return Ok(());
+        };
+        let doomed: Vec<Key> = cache
+            .keys()
+            .into_iter()
+            .filter(|k| match &k.target {
+                Target::Aws { secret_id, .. } => secret_id == name,
+                Target::Gcp { secret, .. } => secret == name,
+                Target::Local { name: n } => n == name,
+            })
+            .collect();
+        let rt = runtime()?;
+        py.detach(|| {
+            rt.block_on(async {
+                for key in &doomed {
+                    cache.invalidate(key).await;
+                }
+            });
+        });
+        Ok(())
+    }
+}

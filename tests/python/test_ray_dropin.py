@@ -1,0 +1,140 @@
+"""`keyway.ray` against the original `raysecretsproxy`, on a real local Ray and moto: the same expectations for
+both (where the original behaves sensibly), so `from keyway.ray import ...` is the whole migration."""
+
+import importlib
+
+import boto3
+import pytest
+import ray
+
+from conftest import moto_count, moto_record, start_moto
+
+CANARY = "ray-canary-value-8842"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    proc, endpoint = start_moto(tmp_path_factory.mktemp("moto"))
+    client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_secret(Name="app/token", SecretString=CANARY)
+    for i in range(5):
+        client.create_secret(Name=f"app/s{i}", SecretString=f"v{i}")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["raysecretsproxy", "keyway.ray"])
+def impl(request):
+    """The module to import the API from: the original, or Keyway's drop-in."""
+    if request.param == "raysecretsproxy":
+        mod = importlib.import_module("raysecretsproxy.ray_secret_proxy")
+        ops = importlib.import_module("raysecretsproxy.aws_secret_operator")
+        base = importlib.import_module("raysecretsproxy.ray_secret_operator")
+        return mod.RaySecretProxy, ops.AWSRaySecretOperator, base.RaySecretOperator
+    mod = importlib.import_module("keyway.ray")
+    return mod.RaySecretProxy, mod.AWSRaySecretOperator, mod.RaySecretOperator
+
+
+def proxy(impl, moto, default_ttl=-1):
+    RaySecretProxy, AWSRaySecretOperator, _ = impl
+    operator = AWSRaySecretOperator(endpoint_url=moto, region_name="us-east-1",
+                                    aws_access_key_id="testing", aws_secret_access_key="testing")
+    return RaySecretProxy.remote(operator, default_ttl=default_ttl)
+
+
+def test_get_secret_caches_and_ttl_zero_asks_again(ray_local, moto, impl):
+    actor = proxy(impl, moto)
+    moto_record(moto)
+    secret = ray.get(actor.get_secret.remote("app/token"))
+    assert secret.value() == CANARY and secret.raw_value() == CANARY.encode()
+    assert secret.secret_name == "app/token"
+    assert CANARY not in str(secret) and CANARY not in repr(secret)
+    assert not secret.is_expired()
+    assert moto_count(moto, "GetSecretValue") == 1
+    ray.get(actor.get_secret.remote("app/token"))
+    assert moto_count(moto, "GetSecretValue") == 1, "a cached name makes no upstream call"
+    ray.get(actor.get_secret.remote("app/token", ttl=0))
+    assert moto_count(moto, "GetSecretValue") == 2, "ttl=0 asks the upstream"
+
+
+def test_hydrate_list_and_purge(ray_local, moto, impl):
+    actor = proxy(impl, moto)
+    names = [f"app/s{i}" for i in range(5)]
+    ray.get(actor.hydrate_cache.remote(secret_names=names))
+    assert sorted(ray.get(actor.list_cached_secrets.remote())) == names
+    moto_record(moto)
+    assert [ray.get(actor.get_secret.remote(n)).value() for n in names] == [f"v{i}" for i in range(5)]
+    assert moto_count(moto, "GetSecretValue") == 0, "hydrated"
+    ray.get(actor.purge_secret.remote("app/s0"))
+    assert "app/s0" not in ray.get(actor.list_cached_secrets.remote())
+    ray.get(actor.purge_cache.remote())
+    assert ray.get(actor.list_cached_secrets.remote()) == []
+    listed = ray.get(actor.list_secrets.remote())
+    assert set(names + ["app/token"]) <= set(listed)
+
+
+def test_missing_secrets_raise_value_error(ray_local, moto, impl):
+    actor = proxy(impl, moto)
+    with pytest.raises(ValueError):
+        ray.get(actor.get_secret.remote("app/missing"))
+
+
+def test_a_users_own_operator_keeps_working(ray_local, impl):
+    RaySecretProxy, _, RaySecretOperator = impl
+
+    class Static(RaySecretOperator):
+        def __init__(self, **kwargs):
+            self.calls = 0
+
+        def initialize(self):
+            pass
+
+        def _fetch(self, secret_name, **kwargs):
+            self.calls += 1
+            return f"static-{secret_name}".encode(), {"calls": self.calls}
+
+        def list_secrets(self, filter=None):
+            return ["a", "b"]
+
+    actor = RaySecretProxy.remote(Static())
+    first = ray.get(actor.get_secret.remote("a"))
+    second = ray.get(actor.get_secret.remote("a"))
+    assert first.value() == second.value() == "static-a"
+    assert second.metadata == {"calls": 1}, "served from the actor's cache"
+    assert ray.get(actor.list_secrets.remote()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("module", ["raysecretsproxy.gcp_secret_operator", "keyway.ray"])
+def test_gcp_operator_with_google_client_arguments(ray_local, gcp_emulator, module):
+    """The GCP operator takes the Google client's own arguments (here: an emulator, anonymously)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
+    secret = client.create_secret(request={"parent": "projects/proj", "secret_id": "db",
+                                           "secret": {"replication": {"automatic": {}}}})
+    for data in (b"one", b"two"):
+        client.add_secret_version(request={"parent": secret.name, "payload": {"data": data}})
+
+    operator_class = importlib.import_module(module).GCPRaySecretOperator
+    if module == "keyway.ray":
+        from keyway.ray import RaySecretProxy
+    else:
+        from raysecretsproxy.ray_secret_proxy import RaySecretProxy
+    operator = operator_class(project_name="proj", credentials=AnonymousCredentials(), transport="rest",
+                              client_options=ClientOptions(api_endpoint=gcp_emulator))
+    actor = RaySecretProxy.remote(operator)
+    assert ray.get(actor.get_secret.remote("db")).value() == "two"
+    assert ray.get(actor.get_secret.remote("db", ttl=0, version="1")).value() == "one"
+    assert ray.get(actor.list_secrets.remote()) == ["projects/proj/secrets/db"]
