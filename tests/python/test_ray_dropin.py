@@ -138,3 +138,45 @@ def test_gcp_operator_with_google_client_arguments(ray_local, gcp_emulator, modu
     assert ray.get(actor.get_secret.remote("db")).value() == "two"
     assert ray.get(actor.get_secret.remote("db", ttl=0, version="1")).value() == "one"
     assert ray.get(actor.list_secrets.remote()) == ["projects/proj/secrets/db"]
+
+
+@pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
+def test_a_slow_upstream_fetch_does_not_block_cached_reads(ray_local, gcp_emulator, module):
+    """While one uncached secret takes 1 s upstream, cached reads from another caller: the original's
+    single-threaded actor makes them wait for it; keyway.ray's concurrent actor does not."""
+    import time
+    import urllib.request
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
+    for name in ("fast", "slow"):
+        secret = client.create_secret(request={"parent": "projects/proj", "secret_id": name,
+                                               "secret": {"replication": {"automatic": {}}}})
+        client.add_secret_version(request={"parent": secret.name, "payload": {"data": name.encode()}})
+    if module == "keyway.ray":
+        from keyway.ray import GCPRaySecretOperator, RaySecretProxy
+    else:
+        from raysecretsproxy.gcp_secret_operator import GCPRaySecretOperator
+        from raysecretsproxy.ray_secret_proxy import RaySecretProxy
+    actor = RaySecretProxy.remote(GCPRaySecretOperator(
+        project_name="proj", credentials=AnonymousCredentials(), transport="rest",
+        client_options=ClientOptions(api_endpoint=gcp_emulator)))
+    assert ray.get(actor.get_secret.remote("fast")).value() == "fast"
+
+    urllib.request.urlopen(urllib.request.Request(f"{gcp_emulator}/emulator/latency?ms=1000", method="POST"))
+    slow = actor.get_secret.remote("slow")
+    time.sleep(0.1)
+    waits = []
+    for _ in range(10):
+        started = time.perf_counter()
+        ray.get(actor.get_secret.remote("fast"))
+        waits.append(time.perf_counter() - started)
+    assert ray.get(slow).value() == "slow"
+    if module == "keyway.ray":
+        assert max(waits) < 0.25, f"cached reads waited {max(waits):.3f} s behind a slow fetch"
+    else:
+        assert max(waits) > 0.5, "the original's single-threaded actor serialises calls"

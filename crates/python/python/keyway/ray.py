@@ -24,7 +24,16 @@ from keyway._keyway import Backend, NotFound
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AWSRaySecretOperator", "GCPRaySecretOperator", "RaySecret", "RaySecretOperator", "RaySecretProxy"]
+__all__ = [
+    "AWSRaySecretOperator",
+    "GCPRaySecretOperator",
+    "RaySecret",
+    "RaySecretOperator",
+    "RaySecretProxy",
+    "get_secret",
+    "node_proxy",
+    "start_node_proxies",
+]
 
 
 class RaySecret:
@@ -254,3 +263,61 @@ class _Proxy:
 
 #: The actor: ``RaySecretProxy.remote(operator, default_ttl=-1)``. It serves up to 64 calls at once.
 RaySecretProxy = ray.remote(max_concurrency=64)(_Proxy)
+
+
+# --- One proxy per node -------------------------------------------------------------------------------------
+#
+# Secret values then travel from the proxy to callers on the same node only, never across the network inside
+# Ray's RPC.
+
+_PROXY_PREFIX = "keyway-secrets"
+
+
+def _node_proxy_name(prefix: str, node_id: str) -> str:
+    return f"{prefix}-{node_id}"
+
+
+class _NodeProxy(_Proxy):
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+_NodeProxyActor = ray.remote(max_concurrency=64)(_NodeProxy)
+
+
+def start_node_proxies(operator: RaySecretOperator, default_ttl=-1, prefix: str = _PROXY_PREFIX) -> Dict[str, Any]:
+    """Starts (or finds) one named proxy on every alive node, pinned there; returns {node_id: actor}.
+
+    Call it from the driver once; ``get_secret`` then reaches the proxy on the caller's own node. The operator is
+    stored by Ray as a constructor argument: give it no credentials (use the nodes' identity)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actors = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        node_id = node["NodeID"]
+        actors[node_id] = _NodeProxyActor.options(
+            name=_node_proxy_name(prefix, node_id),
+            get_if_exists=True,
+            lifetime="detached",
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+        ).remote(operator, default_ttl=default_ttl)
+    return actors
+
+
+def node_proxy(prefix: str = _PROXY_PREFIX):
+    """The proxy actor on the caller's node (started by ``start_node_proxies``)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    try:
+        return ray.get_actor(_node_proxy_name(prefix, node_id))
+    except ValueError:
+        raise RuntimeError(
+            f"no Keyway secrets proxy on node {node_id}: call keyway.ray.start_node_proxies(...) from the driver"
+        ) from None
+
+
+def get_secret(secret_name: str, ttl=None, prefix: str = _PROXY_PREFIX, **kwargs) -> RaySecret:
+    """``get_secret`` through the proxy on the caller's own node."""
+    return ray.get(node_proxy(prefix).get_secret.remote(secret_name, ttl=ttl, **kwargs))
