@@ -18,11 +18,19 @@ use keyway_core::{
 };
 use zeroize::Zeroizing;
 
-/// A daemon at a unix socket path.
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A daemon at a unix socket path. Keep-alive connections are reused: idle ones wait in a small pool, so a
+/// process making many calls pays one connect, not one per call. Clones share the pool.
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Sender>>>,
 }
+
+/// Idle connections kept per client: a sequential caller needs one, and every idle connection holds one of the
+/// daemon's per-listener connection slots, which hundreds of worker processes on a node share.
+const MAX_IDLE: usize = 2;
 
 fn remote(kind: ErrorKind, message: impl Into<String>) -> Error {
     Error::Remote {
@@ -36,6 +44,7 @@ impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Client {
         Client {
             socket: socket.into(),
+            idle: std::sync::Arc::default(),
         }
     }
 
@@ -64,31 +73,37 @@ impl Client {
                 ),
             )
         };
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "daemon connection ended with an error");
+        let build = || {
+            let mut request = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header(hyper::header::HOST, "keyway");
+            if body.is_some() {
+                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
             }
-        });
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(hyper::header::HOST, "keyway");
-        if body.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| remote(ErrorKind::Invalid, format!("cannot build the request: {e}")))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable(&e))?;
+            request
+                .body(Full::new(Bytes::from(body.clone().unwrap_or_default())))
+                .map_err(|e| remote(ErrorKind::Invalid, format!("cannot build the request: {e}")))
+        };
+        // A pooled connection may have been closed by the daemon (idle timeout, restart): every request is a
+        // read, so it is safe to send it again once on a fresh connection.
+        let pooled = self.take_idle();
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(sender) => sender,
+            None => self.connect().await.map_err(|e| unreachable(&e))?,
+        };
+        let response = match sender.send_request(build()?).await {
+            Ok(response) => response,
+            Err(_) if reused => {
+                sender = self.connect().await.map_err(|e| unreachable(&e))?;
+                sender
+                    .send_request(build()?)
+                    .await
+                    .map_err(|e| unreachable(&e))?
+            }
+            Err(e) => return Err(unreachable(&e)),
+        };
         let status = response.status();
         let bytes = response
             .into_body()
@@ -96,8 +111,47 @@ impl Client {
             .await
             .map_err(|e| unreachable(&e))?
             .to_bytes();
-        driver.abort();
+        self.put_idle(sender);
         Ok((status, Zeroizing::new(Vec::from(bytes))))
+    }
+
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // The connection task ends when the sender is dropped (pool eviction, client drop) or the daemon closes.
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "daemon connection ended with an error");
+            }
+        });
+        Ok(sender)
     }
 
     /// Resolves one reference through the daemon.
