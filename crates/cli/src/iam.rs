@@ -75,20 +75,9 @@ pub fn run(args: IamArgs) -> anyhow::Result<ExitCode> {
             explain,
         } => {
             let report = load(&spec)?;
-            let Some(mapping) = report.mapping else {
-                let first = report
-                    .problems
-                    .iter()
-                    .find(|p| !p.warning)
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                return Err(Usage(format!(
-                    "{} is not a valid spec ({first}); run `keyway iam validate --spec {}`",
-                    spec.display(),
-                    spec.display()
-                ))
-                .into());
-            };
+            let mapping = report
+                .into_mapping(&spec.display().to_string())
+                .map_err(Usage)?;
             let mut given = BTreeMap::new();
             for label in &labels {
                 let Some((k, v)) = label.split_once('=') else {

@@ -42,20 +42,9 @@ fn flyte_backend(text: &str) -> anyhow::Result<FlyteBackend> {
 fn k8s_mapping(path: &Path) -> anyhow::Result<keyway_core::mapping::Mapping> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let report = keyway_providers::iam::read_spec(&text);
-    let Some(mapping) = report.mapping else {
-        let first = report
-            .problems
-            .iter()
-            .find(|p| !p.warning)
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        return Err(Usage(format!(
-            "--iam-spec {}: {first}; `keyway iam validate` lists every problem",
-            path.display()
-        ))
-        .into());
-    };
+    let mapping = keyway_providers::iam::read_spec(&text)
+        .into_mapping(&format!("--iam-spec {}", path.display()))
+        .map_err(Usage)?;
     if mapping.stack != keyway_core::mapping::Stack::K8s {
         return Err(Usage(format!(
             "--iam-spec {}: compute_stack is VM; the webhook applies K8S mappings (service accounts), `keyway serve` applies VM ones",

@@ -36,6 +36,23 @@ pub struct SpecReport {
     pub problems: Vec<Problem>,
 }
 
+impl SpecReport {
+    /// The mapping, or the first error as one line naming `source`, for callers that need a usable spec.
+    pub fn into_mapping(self, source: &str) -> Result<Mapping, String> {
+        if let Some(mapping) = self.mapping {
+            return Ok(mapping);
+        }
+        let first = self
+            .problems
+            .iter()
+            .find(|p| !p.warning)
+            .map_or_else(String::new, ToString::to_string);
+        Err(format!(
+            "{source}: {first}; `keyway iam validate` lists every problem"
+        ))
+    }
+}
+
 /// Lines (1-based) whose first key is `key`, in order.
 fn key_lines(text: &str, key: &str) -> Vec<usize> {
     text.lines()
@@ -272,19 +289,10 @@ pub fn load_mapping(config: &crate::Config) -> Result<Option<Mapping>, crate::Co
         }
         (None, false) => return Ok(None),
     };
-    let report = read_spec(&text);
-    if let Some(mapping) = report.mapping {
-        return Ok(Some(mapping));
-    }
-    let first = report
-        .problems
-        .iter()
-        .find(|p| !p.warning)
-        .map(|p| p.message.clone())
-        .unwrap_or_default();
-    Err(Invalid(format!(
-        "{source}: {first}; `keyway iam validate` lists every problem"
-    )))
+    read_spec(&text)
+        .into_mapping(&source)
+        .map(Some)
+        .map_err(Invalid)
 }
 
 /// `RoleSessionName` for a workload: `keyway-<workload-type>-<project>`, in STS's alphabet, at most 64.
