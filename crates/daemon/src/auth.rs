@@ -15,7 +15,6 @@ use serde::Serialize;
 use subtle::ConstantTimeEq as _;
 
 use crate::DaemonError;
-use crate::listen::Peer;
 
 /// Who made a request, as far as the daemon can tell.
 #[derive(Debug, Clone, Serialize)]
@@ -30,15 +29,6 @@ pub(crate) enum Identity {
     },
     /// A TCP caller that presented the named token.
     Token { token: String },
-}
-
-impl Identity {
-    pub fn from_unix(peer: Peer) -> Option<Identity> {
-        match peer {
-            Peer::Unix { uid, gid, pid } => Some(Identity::Unix { uid, gid, pid }),
-            Peer::Tcp(_) => None,
-        }
-    }
 }
 
 impl std::fmt::Display for Identity {
@@ -289,12 +279,22 @@ impl Access {
         out
     }
 
+    /// True when no rule exists, so everyone may read everything.
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// Whether `identity` may read `secret_path` (`instance://name`). With no rules, everyone may.
     pub fn allows(&self, identity: &Identity, secret_path: &str) -> bool {
         if self.rules.is_empty() {
             return true;
         }
-        let labels = self.labels_of(identity);
+        // Caller labels matter only to selector rules.
+        let labels = if self.rules.iter().any(|r| r.selector.is_some()) {
+            self.labels_of(identity)
+        } else {
+            BTreeMap::new()
+        };
         self.rules
             .iter()
             .any(|r| r.covers(identity, &labels) && r.refs.is_match(secret_path))

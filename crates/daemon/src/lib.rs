@@ -26,8 +26,6 @@ use keyway_core::{Lookup, Resolver, SecretRef};
 use keyway_providers::Config;
 use keyway_providers::config::ServerSection;
 
-pub use listen::default_socket_path;
-
 /// A start-up failure; the message says what to change.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

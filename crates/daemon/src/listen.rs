@@ -34,12 +34,6 @@ pub(crate) enum Peer {
     Tcp(SocketAddr),
 }
 
-/// `/run/keyway/keyway.sock` as root, `$XDG_RUNTIME_DIR/keyway.sock` otherwise, and
-/// `/tmp/keyway-UID/keyway.sock` when `XDG_RUNTIME_DIR` is not set.
-pub fn default_socket_path() -> PathBuf {
-    keyway_api::default_socket_path()
-}
-
 /// The bound unix socket; remembers its path for removal at shutdown.
 pub(crate) struct UnixSocket {
     listener: UnixListener,
@@ -59,7 +53,10 @@ impl UnixSocket {
 }
 
 pub(crate) fn bind_unix(settings: &ServerSection) -> Result<UnixSocket, DaemonError> {
-    let path = settings.socket.clone().unwrap_or_else(default_socket_path);
+    let path = settings
+        .socket
+        .clone()
+        .unwrap_or_else(keyway_api::default_socket_path);
     let listen_err = |source| DaemonError::Listen {
         address: format!("unix:{}", path.display()),
         source,

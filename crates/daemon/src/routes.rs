@@ -100,9 +100,7 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
 fn authenticate(state: &State, peer: Peer, headers: &HeaderMap) -> Result<Identity, Failure> {
     let addr = match peer {
         Peer::Tcp(addr) => addr,
-        Peer::Unix { .. } => {
-            return Identity::from_unix(peer).ok_or_else(|| Failure::BadRequest("no peer".into()));
-        }
+        Peer::Unix { uid, gid, pid } => return Ok(Identity::Unix { uid, gid, pid }),
     };
     if headers.contains_key(header::FORWARDED_FOR) {
         return Err(Failure::BadRequest(
@@ -174,6 +172,10 @@ fn admit(
     text: &str,
 ) -> Result<SecretRef, Failure> {
     let reference = state.resolver.parse(text).map_err(Failure::Resolve)?;
+    if state.access.is_open() {
+        // No rules: every caller may read, and the cached read path builds no secret path.
+        return Ok(reference);
+    }
     let secret_path = reference.secret_path();
     if state.access.allows(identity, &secret_path) {
         Ok(reference)
