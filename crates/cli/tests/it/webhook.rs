@@ -9,6 +9,22 @@ use serde_json::json;
 
 use crate::{Ground, run, stderr};
 
+/// An `admission.k8s.io/v1` AdmissionReview asking to create `pod`.
+fn admission_review(uid: &str, pod: &serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": pod
+        }
+    })
+}
+
 #[test]
 fn the_init_containers_render_call_delivers_every_secret() {
     let ground = Ground::start();
@@ -153,24 +169,16 @@ mod https {
     }
 
     fn review() -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "11111111-2222-3333-4444-555555555555",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "operation": "CREATE",
-                "userInfo": {"username": "admin"},
-                "object": {
-                    "metadata": {"name": "p", "annotations": {
-                        "keyway.dev/inject": "true",
-                        "keyway.dev/secret.token": "aws-sm://ci/github#github_token"
-                    }},
-                    "spec": {"containers": [{"name": "main", "image": "python"}]}
-                }
-            }
-        }))
+        serde_json::to_vec(&super::admission_review(
+            "11111111-2222-3333-4444-555555555555",
+            &json!({
+                "metadata": {"name": "p", "annotations": {
+                    "keyway.dev/inject": "true",
+                    "keyway.dev/secret.token": "aws-sm://ci/github#github_token"
+                }},
+                "spec": {"containers": [{"name": "main", "image": "python"}]}
+            }),
+        ))
         .unwrap()
     }
 
@@ -249,21 +257,13 @@ mod https {
 fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
     use std::io::Write as _;
     let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam");
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "operation": "CREATE",
-            "userInfo": {"username": "admin"},
-            "object": {
-                "metadata": {"name": "svc", "labels": {"workload-type": "service"}},
-                "spec": {"containers": [{"name": "main", "image": "ray"}]}
-            }
-        }
-    });
+    let review = admission_review(
+        "u1",
+        &json!({
+            "metadata": {"name": "svc", "labels": {"workload-type": "service"}},
+            "spec": {"containers": [{"name": "main", "image": "ray"}]}
+        }),
+    );
     let run_review = |spec: &str| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
             .args(["webhook", "--review", "-", "--iam-spec"])
