@@ -120,7 +120,7 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         let values = match context.resolve_all(&references, lookup).await {
             Ok(values) => values,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "refresh failed; keeping the current files");
+                tracing::warn!(error = %e, "refresh failed; keeping the current files");
                 continue;
             }
         };
