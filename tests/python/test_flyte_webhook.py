@@ -32,6 +32,7 @@ def test_flytekit_reads_what_the_keyway_patch_delivers(tmp_path, moto_endpoint):
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     client.create_secret(Name="user_secret", SecretString="flyte-canary-value")
     client.create_secret(Name="db_token", SecretString="db-token-value")
+    client.create_secret(Name="api_key", SecretString="env-canary-value")
     review = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -48,10 +49,12 @@ def test_flytekit_reads_what_the_keyway_patch_delivers(tmp_path, moto_endpoint):
                     "annotations": {
                         "flyte.secrets/s0": annotation("user_secret", Secret.MountType.FILE),
                         "flyte.secrets/s1": annotation("db_token", Secret.MountType.ANY),
+                        "flyte.secrets/s2": annotation("api_key", Secret.MountType.ENV_VAR),
                     },
                 },
+                # flytepropeller sets args, not command
                 "spec": {"containers": [{"name": "task", "image": "ghcr.io/flyteorg/flytekit:py3.11",
-                                         "command": ["pyflyte-execute"]}]},
+                                         "args": ["pyflyte-execute", "--inputs", "s3://bucket/inputs.pb"]}]},
             },
         },
     }
@@ -59,6 +62,7 @@ def test_flytekit_reads_what_the_keyway_patch_delivers(tmp_path, moto_endpoint):
                             input=json.dumps(review), capture_output=True, text=True, check=True)
     response = json.loads(answer.stdout)["response"]
     assert response["allowed"] is True, response
+    assert "warnings" not in response, response
     patch = json.loads(bytes(response["patch"]))
     pod = jsonpatch.apply_patch(review["request"]["object"], patch)
 
@@ -72,6 +76,8 @@ def test_flytekit_reads_what_the_keyway_patch_delivers(tmp_path, moto_endpoint):
     volume = tmp_path / "volume"
     command = list(init["command"])
     command[command.index("--dir") + 1] = str(volume)
+    bin_dir = tmp_path / "bin"
+    command[command.index("--install-self") + 1] = str(bin_dir)
     config = tmp_path / "keyway.toml"
     config.write_text(f'[providers.aws-sm]\ntype = "aws"\nregion = "us-east-1"\nendpoint = "{moto_endpoint}"\n')
     run_env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -79,15 +85,23 @@ def test_flytekit_reads_what_the_keyway_patch_delivers(tmp_path, moto_endpoint):
     rendered = subprocess.run([binary("keyway"), *command[1:]], env=run_env, capture_output=True, text=True)
     assert rendered.returncode == 0, rendered.stderr
     assert "flyte-canary-value" not in rendered.stderr
+    assert "env-canary-value" not in json.dumps(pod), "only references in the Pod"
 
     # flytekit's own SecretsManager, configured only by the variables the patch sets (the directory swapped for
     # the stand-in volume), in a fresh interpreter so nothing is cached.
     task_env = dict(os.environ, FLYTE_SECRETS_DEFAULT_DIR=str(volume),
                     FLYTE_SECRETS_FILE_PREFIX=env["FLYTE_SECRETS_FILE_PREFIX"])
+    # The task container's command from the patch (the wrapper the init container installed, then
+    # `keyway exec ... --`), with the reader standing in for pyflyte-execute.
+    assert task["args"] == ["pyflyte-execute", "--inputs", "s3://bucket/inputs.pb"]
+    wrapper = task["command"]
+    assert wrapper[:2] == ["/keyway/bin/keyway", "exec"] and wrapper[-1] == "--", wrapper
     read = subprocess.run(
-        [sys.executable, "-c",
+        [bin_dir / "keyway", *wrapper[1:], sys.executable, "-c",
          "from flytekit.core.context_manager import SecretsManager as S; import sys;"
-         "m = S(); print(m.get(sys.argv[1], 'user_secret')); print(m.get(sys.argv[1], 'db_token'))", GROUP],
-        env=task_env, capture_output=True, text=True)
+         "m = S(); print(m.get(sys.argv[1], 'user_secret')); print(m.get(sys.argv[1], 'db_token'));"
+         "print(m.get(sys.argv[1], 'api_key'))", GROUP],
+        env=dict(task_env, **{k: v for k, v in run_env.items() if k.startswith(("AWS_", "KEYWAY_"))}),
+        capture_output=True, text=True)
     assert read.returncode == 0, read.stderr
-    assert read.stdout.split() == ["flyte-canary-value", "db-token-value"]
+    assert read.stdout.split() == ["flyte-canary-value", "db-token-value", "env-canary-value"]

@@ -12,6 +12,15 @@ use crate::Denial;
 pub const LABEL: &str = "inject-flyte-secrets";
 /// Annotation prefix of the encoded secrets.
 pub const ANNOTATION_PREFIX: &str = "flyte.secrets/";
+/// flytekit's default `SECRETS_ENV_PREFIX`.
+pub const ENV_PREFIX: &str = "_FSEC_";
+/// flytekit's task entrypoints: a container whose `args` start with one runs it from `PATH` (flytepropeller
+/// sets `args`, not `command`), so its command is known and can be wrapped in `keyway exec`.
+pub const ENTRYPOINTS: [&str; 3] = [
+    "pyflyte-execute",
+    "pyflyte-fast-execute",
+    "pyflyte-map-execute",
+];
 /// Where flytekit reads secrets when `FLYTE_SECRETS_DEFAULT_DIR` says so.
 pub const DIR: &str = "/etc/flyte/secrets";
 
@@ -21,7 +30,8 @@ pub enum MountType {
     /// Either; Keyway delivers a file, as Flyte's file-based injectors do.
     #[default]
     Any,
-    /// An environment variable (not delivered by this version: a warning says so).
+    /// An environment variable, named as flytekit looks it up ([`FlyteSecret::env_name`]), set by wrapping the
+    /// container's command in `keyway exec`.
     EnvVar,
     /// A file.
     File,
@@ -70,6 +80,21 @@ impl FlyteSecret {
             .map(|p| p.to_lowercase())
             .collect::<Vec<_>>()
             .join("/")
+    }
+
+    /// The environment variable an `ENV_VAR` secret is delivered in: `env_var` when the task names one, else
+    /// the name flytekit's `SecretsManager` looks up first, `_FSEC_` and the upper-cased non-empty parts of
+    /// (group, group_version, key) joined with `_`.
+    pub fn env_name(&self) -> String {
+        if !self.env_var.is_empty() {
+            return self.env_var.clone();
+        }
+        let parts: Vec<String> = [&self.group, &self.group_version, &self.key]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_uppercase())
+            .collect();
+        format!("{ENV_PREFIX}{}", parts.join("_"))
     }
 
     /// The Keyway reference this secret maps to.
@@ -326,5 +351,20 @@ mod tests {
                 .0
                 .contains("flyte.secrets/s0: not base32")
         );
+    }
+
+    #[test]
+    fn env_var_secrets_are_named_as_flytekit_looks_them_up() {
+        let secret = parse_text(
+            r#"group:"db" group_version:"v2" key:"pass-word" mount_requirement:ENV_VAR"#,
+        )
+        .unwrap();
+        assert_eq!(secret.mount, MountType::EnvVar);
+        // flytekit: f"{env_prefix}{'_'.join(k.upper() for k in (group, group_version, key) if k)}"
+        assert_eq!(secret.env_name(), "_FSEC_DB_V2_PASS-WORD");
+        let named =
+            parse_text(r#"group:"db" key:"k" mount_requirement:ENV_VAR env_var:"DB_PASSWORD""#)
+                .unwrap();
+        assert_eq!(named.env_name(), "DB_PASSWORD");
     }
 }

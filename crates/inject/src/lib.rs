@@ -82,8 +82,6 @@ pub struct Ask {
     pub owner: Option<(u32, u32)>,
     /// Environment variable to reference: delivered by wrapping each container's command in `keyway exec`.
     pub env: BTreeMap<String, SecretRef>,
-    /// Requests this version cannot deliver (Flyte's `ENV_VAR`), reported as warnings.
-    pub unsupported: Vec<String>,
     /// A Flyte request: containers also get flytekit's `FLYTE_SECRETS_*` variables.
     pub flyte: bool,
     /// `keyway.dev/refresh`: a native sidecar re-renders the files at this interval (`30s`, `5m`, `1h`).
@@ -122,7 +120,6 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         mode: config.mode,
         owner: None,
         env: BTreeMap::new(),
-        unsupported: Vec::new(),
         flyte: false,
         refresh: None,
     };
@@ -230,7 +227,6 @@ fn read_flyte(
         mode: config.mode,
         owner: None,
         env: BTreeMap::new(),
-        unsupported: Vec::new(),
         flyte: true,
         refresh: None,
     };
@@ -239,14 +235,19 @@ fn read_flyte(
             continue;
         }
         let secret = flyte::decode(key, value)?;
-        if secret.mount == flyte::MountType::EnvVar {
-            ask.unsupported
-                .push(format!("{} (Flyte ENV_VAR)", secret.file()));
-            continue;
-        }
         let reference = secret
             .reference(backend, &config.instances)
             .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+        if secret.mount == flyte::MountType::EnvVar {
+            let name = secret.env_name();
+            if name.contains('=') {
+                return Err(Denial(format!(
+                    "annotation {key}: the environment variable name `{name}` holds `=`"
+                )));
+            }
+            ask.env.insert(name, reference);
+            continue;
+        }
         let file = secret.file();
         if file
             .split('/')
@@ -258,7 +259,7 @@ fn read_flyte(
         }
         ask.files.insert(file, reference);
     }
-    if ask.files.is_empty() && ask.unsupported.is_empty() {
+    if ask.files.is_empty() && ask.env.is_empty() {
         return Err(Denial(format!(
             "label {}=true but no {}<i> annotation requests a secret",
             flyte::LABEL,
@@ -321,24 +322,40 @@ pub const BIN_VOLUME: &str = "keyway-bin";
 
 /// `/keyway/bin/keyway exec --env VAR=REF ... --` followed by the container's own command, unless it is wrapped
 /// already. References are names, not values: the values are fetched by the container when it starts.
+///
+/// The command is known when the Pod spec sets `command`, or, for a Flyte task, when `args` start with one
+/// of flytekit's entrypoints (on `PATH` in every flytekit image): then `command` becomes the wrapper and
+/// `args` stay as they are. Otherwise the image's ENTRYPOINT runs, which the webhook cannot see, and the
+/// warning says so.
 fn wrap_command(container: &mut Container, ask: &Ask) -> Result<(), String> {
     let wrapper = format!("{BIN_DIR}/keyway");
-    let Some(command) = container.command.as_mut().filter(|c| !c.is_empty()) else {
-        return Err(format!(
-            "keyway: container `{}` has no command in the Pod spec (it runs the image's ENTRYPOINT), so its environment cannot be wrapped with `keyway exec`; set command, or read the secret from a file",
-            container.name
-        ));
-    };
-    if command[0] == wrapper {
-        return Ok(());
-    }
-    let mut exec = vec![wrapper, "exec".to_owned()];
+    let mut exec = vec![wrapper.clone(), "exec".to_owned()];
     for (var, reference) in &ask.env {
         exec.extend(["--env".to_owned(), format!("{var}={reference}")]);
     }
     exec.push("--".to_owned());
-    exec.append(command);
-    *command = exec;
+    match container.command.as_mut().filter(|c| !c.is_empty()) {
+        Some(command) if command[0] == wrapper => {}
+        Some(command) => {
+            exec.append(command);
+            *command = exec;
+        }
+        None if ask.flyte
+            && container
+                .args
+                .as_ref()
+                .and_then(|a| a.first())
+                .is_some_and(|a| flyte::ENTRYPOINTS.contains(&a.as_str())) =>
+        {
+            container.command = Some(exec);
+        }
+        None => {
+            return Err(format!(
+                "keyway: container `{}` has no command in the Pod spec (it runs the image's ENTRYPOINT), so its environment cannot be wrapped with `keyway exec`; set command, or read the secret from a file",
+                container.name
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -384,12 +401,6 @@ fn set_flyte_env(container: &mut Container, dir: &str) {
 pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<String>) {
     let mut pod = pod.clone();
     let mut warnings = Vec::new();
-    if !ask.unsupported.is_empty() {
-        warnings.push(format!(
-            "keyway: not delivered: {}; this webhook version delivers Flyte secrets as files",
-            ask.unsupported.join(", ")
-        ));
-    }
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
     add_volumes(spec, ask);
     let mount = |read_only: bool| VolumeMount {

@@ -289,10 +289,11 @@ fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
             "annotations": {
                 "flyte.secrets/s0": flyte_annotation(r#"group:"arn:aws:secretsmanager:us-east-1:123456789012:secret" key:"user_secret" mount_requirement:FILE"#),
                 "flyte.secrets/s1": flyte_annotation(r#"group:"arn:aws:secretsmanager:us-east-1:123456789012:secret" key:"db_token""#),
-                "flyte.secrets/s2": flyte_annotation(r#"group:"x" key:"y" mount_requirement:ENV_VAR"#)
+                "flyte.secrets/s2": flyte_annotation(r#"group:"arn:aws:secretsmanager:us-east-1:123456789012:secret" key:"api_key" mount_requirement:ENV_VAR"#)
             }
         },
-        "spec": {"containers": [{"name": "task", "image": "flytekit", "env": [{"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/secrets"}]}]}
+        "spec": {"containers": [{"name": "task", "image": "flytekit", "args": ["pyflyte-execute", "--inputs", "s3://bucket/inputs.pb"],
+                                 "env": [{"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/secrets"}]}]}
     });
     let config = InjectConfig {
         flyte: Some(keyway_inject::flyte::FlyteBackend::Aws {
@@ -309,7 +310,7 @@ fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
 
     let response = mutate(&review(&original), &config);
     assert!(response.allowed, "{:?}", response.result);
-    assert!(response.warnings.as_ref().unwrap()[0].contains("x/y (Flyte ENV_VAR)"));
+    assert_eq!(response.warnings, None);
     let patched_json = apply(&original, &response);
     let patched: Pod = serde_json::from_value(patched_json.clone()).unwrap();
     let spec = patched.spec.unwrap();
@@ -317,7 +318,26 @@ fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
     let command = init.command.as_ref().unwrap();
     assert_eq!(command[5], "/etc/flyte/secrets");
     assert!(command.contains(&"arn:aws:secretsmanager:us-east-1:123456789012:secret/user_secret=aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:user_secret?version-stage=AWSCURRENT".to_owned()), "{command:?}");
+    assert!(
+        command.contains(&"--install-self".to_owned()),
+        "{command:?}"
+    );
     let task = &spec.containers[0];
+    // The ENV_VAR secret: flytepropeller sets `args` only, so the wrapper becomes `command` and `args` stay.
+    assert_eq!(
+        task.command.as_ref().unwrap(),
+        &[
+            "/keyway/bin/keyway",
+            "exec",
+            "--env",
+            "_FSEC_ARN:AWS:SECRETSMANAGER:US-EAST-1:123456789012:SECRET_API_KEY=aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:api_key?version-stage=AWSCURRENT",
+            "--"
+        ]
+    );
+    assert_eq!(
+        task.args.as_ref().unwrap(),
+        &["pyflyte-execute", "--inputs", "s3://bucket/inputs.pb"]
+    );
     let env: Vec<(String, String)> = task
         .env
         .as_ref()
@@ -338,6 +358,17 @@ fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
     let again = mutate(&review(&patched_json), &config);
     let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
     assert_eq!(patch, json!([]), "idempotent");
+
+    // A container Keyway cannot wrap (the image's ENTRYPOINT runs) is named in a warning.
+    let mut opaque = original.clone();
+    opaque["spec"]["containers"][0]["args"] = json!(["--inputs", "s3://bucket/inputs.pb"]);
+    let response = mutate(&review(&opaque), &config);
+    assert!(response.allowed);
+    assert!(
+        response.warnings.as_ref().unwrap()[0].contains("container `task` has no command"),
+        "{:?}",
+        response.warnings
+    );
 
     let mut broken = original.clone();
     broken["metadata"]["annotations"]["flyte.secrets/s0"] = json!("not-base32!");

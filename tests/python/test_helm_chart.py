@@ -1,0 +1,106 @@
+"""The Helm chart (deploy/chart/keyway), rendered and linted by Helm's own Go SDK (helm-python-sdk binds it).
+
+With its default values the chart renders exactly the plain manifests of deploy/keyway.yaml (less the Namespace,
+which `helm install --create-namespace` makes), and those are checked field by field against the Kubernetes types
+by crates/cli/tests/it/deploy.rs; so the chart's default output is as valid as they are. The values a user sets
+land where they should.
+"""
+
+import base64
+import hashlib
+import pathlib
+
+import helm_python as helm
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "chart" / "keyway"
+
+
+def render(values=None, namespace="keyway"):
+    manifests = helm.Chart.load(CHART).render(values or {}, name="keyway", namespace=namespace, is_install=True)
+    docs = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith(".tpl") or not text.strip():
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def by_key(docs):
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def test_chart_lints_clean():
+    report = helm.lint(CHART, strict=True, namespace="keyway")
+    assert report["errors"] == [], report
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
+
+
+def test_default_values_render_the_plain_manifests():
+    plain = by_key(d for d in yaml.safe_load_all((ROOT / "deploy" / "keyway.yaml").read_text()) if d)
+    del plain[("Namespace", "keyway")]
+    rendered = render()
+    daemon = rendered[("DaemonSet", "keyway-node")]["spec"]["template"]["metadata"]
+    config = rendered[("ConfigMap", "keyway-config")]["data"]["keyway.toml"]
+    # Chart-only: a config change rolls the DaemonSet.
+    assert daemon.pop("annotations") == {"keyway.dev/config-sha256": hashlib.sha256(config.encode()).hexdigest()}
+    assert sorted(rendered) == sorted(plain)
+    for key, doc in plain.items():
+        assert rendered[key] == doc, key
+
+
+def test_values_reach_the_objects():
+    spec = (ROOT / "examples" / "iam" / "eks.yaml").read_text()
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()
+    rendered = render({
+        "image": {"repository": "registry.example.com/keyway", "tag": "9.9.9", "pullPolicy": "Always"},
+        "webhook": {"replicas": 3, "flyte": "gcp:ml-prod", "iamSpec": spec,
+                    "labelNames": {"workload-type": "anyscale.com/workload-type"},
+                    "tls": {"caBundle": ca}},
+        "node": {"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/keyway"}},
+    }, namespace="secrets")
+    deployment = rendered[("Deployment", "keyway-webhook")]
+    assert deployment["metadata"]["namespace"] == "secrets"
+    assert deployment["spec"]["replicas"] == 3
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/keyway:9.9.9"
+    assert container["imagePullPolicy"] == "Always"
+    args = container["args"]
+    assert "--image=registry.example.com/keyway:9.9.9" in args
+    assert "--flyte=gcp:ml-prod" in args
+    assert "--iam-spec=/etc/keyway/iam/cloud-config.yaml" in args
+    assert "--label-name=workload-type=anyscale.com/workload-type" in args
+    assert rendered[("ConfigMap", "keyway-iam")]["data"]["cloud-config.yaml"] == spec
+    assert {"name": "iam", "configMap": {"name": "keyway-iam"}} in deployment["spec"]["template"]["spec"]["volumes"]
+    webhook = rendered[("MutatingWebhookConfiguration", "keyway")]["webhooks"][0]
+    assert webhook["clientConfig"]["caBundle"] == ca
+    assert webhook["clientConfig"]["service"]["namespace"] == "secrets"
+    assert webhook["failurePolicy"] == "Fail"
+    node_sa = rendered[("ServiceAccount", "keyway-node")]
+    assert node_sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/keyway"}
+    assert node_sa["automountServiceAccountToken"] is False
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_ca():
+    rendered = render({"webhook": {"tls": {"certManager": {"enabled": True}}}})
+    certificate = rendered[("Certificate", "keyway-webhook")]
+    assert certificate["spec"]["secretName"] == "keyway-webhook-tls"
+    assert "keyway-webhook.keyway.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {"name": "keyway-selfsigned", "kind": "Issuer"}
+    assert ("Issuer", "keyway-selfsigned") in rendered
+    annotations = rendered[("MutatingWebhookConfiguration", "keyway")]["metadata"]["annotations"]
+    assert annotations == {"cert-manager.io/inject-ca-from": "keyway/keyway-webhook"}
+
+    own = render({"webhook": {"tls": {"certManager": {"enabled": True, "issuer": "corp-ca"}}}})
+    assert ("Issuer", "keyway-selfsigned") not in own
+    assert own[("Certificate", "keyway-webhook")]["spec"]["issuerRef"]["name"] == "corp-ca"
+
+
+@pytest.mark.parametrize("component", ["node", "webhook"])
+def test_components_can_be_left_out(component):
+    rendered = render({component: {"enabled": False}})
+    kinds = {kind for kind, _ in rendered}
+    assert ("DaemonSet" in kinds) == (component != "node")
+    assert ("MutatingWebhookConfiguration" in kinds) == (component != "webhook")
