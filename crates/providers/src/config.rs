@@ -92,6 +92,10 @@ pub struct Config {
     /// The role AWS instances assume, set by [`crate::iam::apply_mapping`]; never read from the file.
     #[serde(skip)]
     pub aws_assume: Option<crate::aws::AssumeRole>,
+    /// The service account GCP instances impersonate, set by [`crate::iam::apply_mapping`]; never read from
+    /// the file.
+    #[serde(skip)]
+    pub gcp_impersonate: Option<String>,
 }
 
 /// `[iam]`: `spec = "cloud-config.yaml"` (Anyscale's YAML), or the same rules inline.
@@ -143,6 +147,8 @@ pub struct ProviderConfig {
     pub profile: Option<String>,
     /// Endpoint override (AWS or GCP).
     pub endpoint: Option<String>,
+    /// IAM Credentials endpoint override for service account impersonation (GCP).
+    pub iam_endpoint: Option<String>,
     /// `default` or `anonymous` (for emulators).
     pub credentials: Option<String>,
     /// GCP project for references that name only a secret.
@@ -440,6 +446,7 @@ impl Config {
                 Arc::new(GcpProvider::new(GcpSettings {
                     project: std::env::var("GOOGLE_CLOUD_PROJECT").ok(),
                     timeout,
+                    impersonate: self.gcp_impersonate.clone(),
                     ..GcpSettings::default()
                 })),
                 cloud_limit,
@@ -468,7 +475,7 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
-            let (provider, policy) = p.build(self.aws_assume.as_ref())?;
+            let (provider, policy) = p.build(self)?;
             let limit = match (p.rate_limit, p.kind) {
                 (Some(n), _) => NonZeroU32::new(n),
                 (None, KindName::Local) => None,
@@ -499,6 +506,7 @@ impl ProviderConfig {
         match self.kind {
             KindName::Aws => {
                 not_for("project", self.project.is_some())?;
+                not_for("iam_endpoint", self.iam_endpoint.is_some())?;
                 not_for("dir", self.dir.is_some())?;
                 not_for("file", self.file.is_some())?;
                 not_for("age_identity", self.age_identity.is_some())?;
@@ -515,6 +523,7 @@ impl ProviderConfig {
                     ("region", self.region.is_some()),
                     ("profile", self.profile.is_some()),
                     ("endpoint", self.endpoint.is_some()),
+                    ("iam_endpoint", self.iam_endpoint.is_some()),
                     ("credentials", self.credentials.is_some()),
                     ("project", self.project.is_some()),
                 ] {
@@ -542,10 +551,9 @@ impl ProviderConfig {
         Ok(())
     }
 
-    fn build(
-        &self,
-        assume: Option<&crate::aws::AssumeRole>,
-    ) -> Result<(Arc<dyn Provider>, CachePolicy), ConfigError> {
+    /// The provider, with the identity the mapping chose in `config` (instances on the standard credential
+    /// chain only: an anonymous instance is an emulator's).
+    fn build(&self, config: &Config) -> Result<(Arc<dyn Provider>, CachePolicy), ConfigError> {
         let defaults = CachePolicy::default();
         let policy = CachePolicy {
             ttl: match &self.ttl {
@@ -565,14 +573,15 @@ impl ProviderConfig {
                 anonymous,
                 timeout,
                 static_keys: None,
-                // The mapped role applies to instances on the standard credential chain only.
-                assume: assume.filter(|_| !anonymous).cloned(),
+                assume: config.aws_assume.clone().filter(|_| !anonymous),
             })),
             KindName::Gcp => Arc::new(GcpProvider::new(GcpSettings {
                 project: self.project.clone(),
                 endpoint: self.endpoint.clone(),
                 anonymous,
                 timeout,
+                impersonate: config.gcp_impersonate.clone().filter(|_| !anonymous),
+                iam_endpoint: self.iam_endpoint.clone(),
             })),
             KindName::Local => Arc::new(LocalProvider::new(LocalSettings {
                 dir: self.dir.clone(),

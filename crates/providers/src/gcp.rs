@@ -1,4 +1,7 @@
-//! Google Cloud Secret Manager through the official Rust client.
+//! Google Cloud Secret Manager through the official Rust client, optionally as an impersonated service
+//! account ([`impersonate`]).
+
+pub mod impersonate;
 
 use std::time::Duration;
 
@@ -22,6 +25,11 @@ pub struct GcpSettings {
     pub anonymous: bool,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// Act as this service account (impersonated with the instance's own credentials), as the identity
+    /// mapping chose.
+    pub impersonate: Option<String>,
+    /// The IAM Credentials endpoint for impersonation (default [`impersonate::DEFAULT_ENDPOINT`]).
+    pub iam_endpoint: Option<String>,
 }
 
 /// The GCP Secret Manager provider. The client (and ADC lookup) is built on first use.
@@ -52,6 +60,8 @@ impl GcpProvider {
                 }
                 if s.anonymous {
                     builder = builder.with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+                } else if let Some(account) = &s.impersonate {
+                    builder = builder.with_credentials(self.impersonated(account)?);
                 }
                 builder.build().await.map_err(|e| {
                     ProviderError::new(
@@ -62,6 +72,36 @@ impl GcpProvider {
                 })
             })
             .await
+    }
+
+    /// Application Default Credentials acting as `account`.
+    fn impersonated(
+        &self,
+        account: &str,
+    ) -> Result<google_cloud_auth::credentials::Credentials, ProviderError> {
+        let source = google_cloud_auth::credentials::Builder::default()
+            .build()
+            .map_err(|e| {
+                ProviderError::new(
+                    ErrorKind::PermissionDenied,
+                    format!("could not set up the Google credentials that impersonate {account}; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"),
+                )
+                .with_source(e)
+            })?;
+        let impersonated = impersonate::Impersonated::new(
+            source,
+            account,
+            self.settings.iam_endpoint.as_deref(),
+            self.settings.timeout,
+        )
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                "could not build the HTTP client for the IAM Credentials API",
+            )
+            .with_source(e)
+        })?;
+        Ok(impersonated.into())
     }
 
     fn project<'a>(&'a self, project: Option<&'a String>) -> Result<&'a str, ProviderError> {
@@ -195,10 +235,14 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
         ),
         Some(Code::InvalidArgument | Code::OutOfRange) => (ErrorKind::Invalid, format!("Secret Manager rejected the request for {name} as invalid")),
         Some(_) => (ErrorKind::Unavailable, format!("Secret Manager failed on {name}; retry later")),
+        // The credentials' own message says what failed and what to do (impersonation names the service
+        // account and the missing role); it never holds a token.
         None if err.is_authentication() => (
             ErrorKind::PermissionDenied,
-            "could not obtain Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
-                .to_owned(),
+            match std::error::Error::source(&err) {
+                Some(cause) => format!("could not obtain Google credentials: {cause}"),
+                None => "could not obtain Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS".to_owned(),
+            },
         ),
         None if err.is_timeout() => (ErrorKind::Unavailable, format!("Secret Manager timed out on {name}; check the network path")),
         None => (ErrorKind::Unavailable, format!("could not reach Secret Manager for {name}; check the endpoint and network")),

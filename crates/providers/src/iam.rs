@@ -318,8 +318,8 @@ pub fn session_name(labels: &std::collections::BTreeMap<String, String>) -> Stri
 
 /// Resolves the mapping for this workload's labels and applies the choice to `config`: a role for the AWS
 /// instances (VM), nothing for `CLOUD_DEFAULT`, nothing here for Kubernetes service accounts (the webhook
-/// sets them on Pods). `FAIL` with no match is an error that names the labels and the rules tried, and so is
-/// a GCP service account (impersonation is not implemented yet: refusing beats running as the wrong identity).
+/// sets them on Pods), a service account the GCP instances impersonate. `FAIL` with no match is an error that
+/// names the labels and the rules tried.
 /// Returns the decision and its mapping, when there is one.
 pub fn apply_mapping(
     config: &mut crate::Config,
@@ -356,9 +356,7 @@ pub fn apply_mapping(
             });
         }
         (Decision::Rule { value, .. }, Cloud::Gcp, Stack::Vm) => {
-            return Err(crate::ConfigError::Invalid(format!(
-                "the identity mapping chose service account {value}, but Keyway cannot impersonate GCP service accounts yet; run the workload as that service account, or map it to CLOUD_DEFAULT"
-            )));
+            config.gcp_impersonate = Some(value.clone());
         }
         (Decision::CloudDefault | Decision::Rule { .. }, ..) => {}
     }

@@ -118,6 +118,7 @@ impl Backend {
                 endpoint,
                 anonymous,
                 timeout,
+                ..GcpSettings::default()
             })),
             other => {
                 return Err(InvalidReference::new_err(format!(

@@ -10,6 +10,15 @@
 //! `POST deny?name=projects/P/secrets/S` (answers PERMISSION_DENIED), `POST latency?ms=N` (delays access),
 //! `POST fail?count=N` (the next N requests answer 503 UNAVAILABLE), `POST corrupt?count=N` (the next N
 //! access answers carry a wrong checksum).
+//!
+//! Identity, for the daemon's service account impersonation (`docs/iam.md`): `POST /token` is an OAuth2 token
+//! endpoint (the `token_uri` of an `authorized_user` ADC file: the refresh grant yields a token for
+//! `user:CLIENT_ID`); `POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken` is the IAM Credentials call
+//! (the caller needs `POST /emulator/token_creator?sa=EMAIL&principal=P`, else 403; an unknown account is 404),
+//! yielding a token for `serviceAccount:EMAIL` that expires after `POST /emulator/token_lifetime?secs=N` (3600 by
+//! default). Every request's bearer token names its principal (none: `anonymous`; unknown or expired: 401);
+//! `POST /emulator/grant?name=projects/P/secrets/S&principal=P` limits a secret's readers to the principals
+//! granted; `stats` counts access calls by principal and generateAccessToken calls.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -18,7 +27,8 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
@@ -66,6 +76,15 @@ struct Store {
     /// 503 (UNAVAILABLE) or 429 (RESOURCE_EXHAUSTED) for the failures above.
     fail_throttled: bool,
     corrupt_next: u64,
+    /// Bearer token to (principal, expiry).
+    tokens: HashMap<String, (String, SystemTime)>,
+    /// Service account to the principals that may impersonate it.
+    token_creators: BTreeMap<String, BTreeSet<String>>,
+    /// Secret to its only readers, when limited.
+    readers: BTreeMap<String, BTreeSet<String>>,
+    access_by_principal: HashMap<String, u64>,
+    generate_access_token: u64,
+    token_lifetime: Option<Duration>,
 }
 
 type Shared = Arc<Mutex<Store>>;
@@ -84,6 +103,10 @@ pub fn router() -> Router {
         .route("/emulator/latency", post(latency))
         .route("/emulator/fail", post(fail))
         .route("/emulator/corrupt", post(corrupt))
+        .route("/emulator/token_creator", post(token_creator))
+        .route("/emulator/grant", post(grant))
+        .route("/emulator/token_lifetime", post(token_lifetime))
+        .route("/token", post(oauth_token))
         .route("/v1/{*path}", any(api))
         .with_state(state)
 }
@@ -178,10 +201,87 @@ fn injected_failure(store: &mut Store) -> Option<Response> {
     })
 }
 
+/// Google's default access token lifetime.
+const TOKEN_LIFETIME: Duration = Duration::from_hours(1);
+
+/// Issues a token for `principal`, valid for the configured lifetime.
+fn issue_token(store: &mut Store, principal: String) -> (String, SystemTime) {
+    let expires = SystemTime::now() + store.token_lifetime.unwrap_or(TOKEN_LIFETIME);
+    let token = format!("ya29.emulator-{}", store.tokens.len() + 1);
+    store.tokens.insert(token.clone(), (principal, expires));
+    (token, expires)
+}
+
+/// The principal a request's bearer token names: `anonymous` without one, `None` (401) for an unknown or
+/// expired one.
+fn principal(store: &Store, headers: &HeaderMap) -> Option<String> {
+    let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Some("anonymous".to_owned());
+    };
+    let token = auth.strip_prefix("Bearer ").unwrap_or(auth);
+    match store.tokens.get(token) {
+        Some((principal, expires)) if SystemTime::now() < *expires => Some(principal.clone()),
+        _ => None,
+    }
+}
+
+/// OAuth2's token endpoint, the refresh grant of an `authorized_user` credential.
+async fn oauth_token(State(state): State<Shared>, body: Bytes) -> Response {
+    // Google's endpoint takes a form or JSON (google-cloud-auth sends JSON).
+    let form: HashMap<String, String> =
+        match serde_json::from_slice::<HashMap<String, Value>>(&body) {
+            Ok(json) => json
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+                .collect(),
+            Err(_) => form_urlencoded::parse(&body).into_owned().collect(),
+        };
+    let (Some("refresh_token"), Some(client)) = (
+        form.get("grant_type").map(String::as_str),
+        form.get("client_id"),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": "expected grant_type=refresh_token and client_id"})),
+        )
+            .into_response();
+    };
+    let mut store = lock(&state);
+    let (token, _) = issue_token(&mut store, format!("user:{client}"));
+    let lifetime = store.token_lifetime.unwrap_or(TOKEN_LIFETIME);
+    Json(json!({"access_token": token, "expires_in": lifetime.as_secs(), "token_type": "Bearer"}))
+        .into_response()
+}
+
+/// `POST projects/-/serviceAccounts/EMAIL:generateAccessToken`.
+fn generate_access_token(store: &mut Store, caller: &str, account: &str) -> Response {
+    store.generate_access_token += 1;
+    let Some(creators) = store.token_creators.get(account) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Requested entity was not found: projects/-/serviceAccounts/{account}"),
+        );
+    };
+    if !creators.contains(caller) {
+        return status(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+        );
+    }
+    let (token, expires) = issue_token(store, format!("serviceAccount:{account}"));
+    Json(json!({"accessToken": token, "expireTime": humantime::format_rfc3339_seconds(expires).to_string()}))
+        .into_response()
+}
+
+// One match over the REST surface reads best whole.
+#[allow(clippy::too_many_lines)]
 async fn api(
     State(state): State<Shared>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
@@ -207,7 +307,19 @@ async fn api(
     }
     let segments: Vec<&str> = resource.split('/').collect();
     let mut store = lock(&state);
+    let Some(caller) = principal(&store, &headers) else {
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        );
+    };
     match (method.clone(), segments.as_slice(), verb.as_deref()) {
+        (
+            Method::POST,
+            ["projects", "-", "serviceAccounts", account],
+            Some("generateAccessToken"),
+        ) => generate_access_token(&mut store, &caller, account),
         (Method::GET, ["projects", _, "secrets"], None) => {
             let all: Vec<Value> = store
                 .secrets
@@ -264,11 +376,9 @@ async fn api(
             let secret_name = format!("projects/{p}/secrets/{s}");
             version_call(
                 &mut store,
+                &caller,
                 &method,
-                &resource,
-                &secret_name,
-                v,
-                verb,
+                (&resource, &secret_name, v, verb),
                 uri.path(),
             )
         }
@@ -350,13 +460,12 @@ fn add_version(store: &mut Store, resource: &str, body: &[u8]) -> Response {
 }
 
 /// Every call on one version: get, `:access`, `:disable`, `:enable`, `:destroy`.
+/// A call on `projects/P/secrets/S/versions/V[:verb]`, named by (resource, secret, version, verb).
 fn version_call(
     store: &mut Store,
+    caller: &str,
     method: &Method,
-    resource: &str,
-    secret_name: &str,
-    v: &str,
-    verb: Option<&str>,
+    (resource, secret_name, v, verb): (&str, &str, &str, Option<&str>),
     uri_path: &str,
 ) -> Response {
     let permission = if verb == Some("access") {
@@ -364,7 +473,11 @@ fn version_call(
     } else {
         "secretmanager.versions.get"
     };
-    if store.denied.contains(secret_name) {
+    let not_a_reader = store
+        .readers
+        .get(secret_name)
+        .is_some_and(|readers| !readers.contains(caller));
+    if store.denied.contains(secret_name) || not_a_reader {
         return status(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
@@ -410,6 +523,10 @@ fn version_call(
                 .access_by_name
                 .entry(version_name.clone())
                 .or_default() += 1;
+            *store
+                .access_by_principal
+                .entry(caller.to_owned())
+                .or_default() += 1;
             Json(json!({"name": version_name, "payload": {"data": data, "dataCrc32c": crc}}))
                 .into_response()
         }
@@ -444,9 +561,57 @@ fn version_call(
 async fn stats(State(state): State<Shared>) -> Json<Value> {
     let store = lock(&state);
     let total: u64 = store.access_by_name.values().sum();
-    Json(
-        json!({"access": total, "access_by_name": store.access_by_name, "requests": store.requests}),
-    )
+    Json(json!({
+        "access": total,
+        "access_by_name": store.access_by_name,
+        "access_by_principal": store.access_by_principal,
+        "generate_access_token": store.generate_access_token,
+        "requests": store.requests,
+    }))
+}
+
+/// `?sa=EMAIL&principal=P`: P may impersonate EMAIL (which then exists).
+async fn token_creator(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
+    let (Some(sa), Some(principal)) = (params.get("sa"), params.get("principal")) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    lock(&state)
+        .token_creators
+        .entry(sa.clone())
+        .or_default()
+        .insert(principal.clone());
+    StatusCode::NO_CONTENT
+}
+
+/// `?name=projects/P/secrets/S&principal=P`: only the principals granted read the secret.
+async fn grant(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
+    let (Some(name), Some(principal)) = (params.get("name"), params.get("principal")) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    lock(&state)
+        .readers
+        .entry(name.clone())
+        .or_default()
+        .insert(principal.clone());
+    StatusCode::NO_CONTENT
+}
+
+/// `?secs=N`: tokens issued from now on expire after N seconds.
+async fn token_lifetime(
+    State(state): State<Shared>,
+    Query(params): Query<HashMap<String, String>>,
+) -> StatusCode {
+    let Some(secs) = params.get("secs").and_then(|v| v.parse().ok()) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    lock(&state).token_lifetime = Some(Duration::from_secs(secs));
+    StatusCode::NO_CONTENT
 }
 
 async fn reset(State(state): State<Shared>) -> StatusCode {
@@ -639,6 +804,39 @@ impl GcpEmulator {
             &[],
             "",
         );
+    }
+
+    /// Lets `principal` impersonate the service account `sa` (which then exists).
+    pub fn allow_impersonation(&self, sa: &str, principal: &str) {
+        let url = format!(
+            "{}/emulator/token_creator?sa={sa}&principal={principal}",
+            self.endpoint
+        );
+        crate::http("POST", &url, &[], "");
+    }
+
+    /// Limits the readers of `projects/P/secrets/S` to the principals granted.
+    pub fn grant_reader(&self, project: &str, secret: &str, principal: &str) {
+        let url = format!(
+            "{}/emulator/grant?name=projects/{project}/secrets/{secret}&principal={principal}",
+            self.endpoint
+        );
+        crate::http("POST", &url, &[], "");
+    }
+
+    /// Tokens issued from now on expire after `lifetime`.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        let url = format!(
+            "{}/emulator/token_lifetime?secs={}",
+            self.endpoint,
+            lifetime.as_secs()
+        );
+        crate::http("POST", &url, &[], "");
+    }
+
+    /// The emulator's counters (`access`, `access_by_principal`, `generate_access_token`, ...).
+    pub fn stats(&self) -> serde_json::Value {
+        crate::http("GET", &format!("{}/emulator/stats", self.endpoint), &[], "").json()
     }
 
     /// Total access calls served.

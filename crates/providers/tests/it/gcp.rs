@@ -14,6 +14,7 @@ fn provider(emulator: &GcpEmulator) -> GcpProvider {
         endpoint: Some(emulator.endpoint.clone()),
         anonymous: true,
         timeout: Duration::from_secs(5),
+        ..GcpSettings::default()
     })
 }
 
