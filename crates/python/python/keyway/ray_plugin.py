@@ -1,0 +1,135 @@
+"""A Ray ``runtime_env`` plugin: secrets for a job's workers from references, never values, in the runtime_env.
+
+    ray.init(runtime_env={"keyway": {
+        "env": {"GITHUB_TOKEN": "aws-sm://ci/github#github_token"},   # environment variables of every worker
+        "files": {"db-password": "gcp-sm://my-project/db-password"},  # files in $KEYWAY_SECRETS_DIR, mode 0400
+    }})
+
+Register it on every node before ``ray start`` (and in the driver's environment for a local ``ray.init``)::
+
+    export RAY_RUNTIME_ENV_PLUGINS='[{"class": "keyway.ray_plugin.KeywayPlugin"}]'
+
+Why it is built this way (``docs/python.md``): Ray's runtime-env agent logs the whole context, ``env_vars``
+included, at INFO in ``runtime_env_agent.log``, shows the runtime_env in the dashboard, caches the context per
+identical runtime_env (a rotated value would never be picked up) and runs ``os.path.expandvars`` on values. So the
+plugin never puts a value in the context: it checks the references, then wraps the worker's Python executable in
+``python -m keyway._launch --env VAR=REF ... --``, which resolves them on the worker's own node at each worker
+start (through the node's Keyway daemon when its socket is there, in-process otherwise) and execs the worker
+with the values in its environment only. The context, the agent's log and the dashboard hold references.
+
+A DeveloperAPI of Ray: tested with the Ray version pinned in ``scripts/requirements-test.txt`` (2.60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from ray._private.runtime_env.context import RuntimeEnvContext
+from ray._private.runtime_env.plugin import RuntimeEnvPlugin
+
+#: The worker's environment variable naming the directory of the rendered files.
+DIR_VARIABLE = "KEYWAY_SECRETS_DIR"
+
+_REFERENCE = re.compile(r"^[a-z][a-z0-9-]*://\S+$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FILE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _spec(runtime_env: Any) -> Dict[str, Any]:
+    spec = runtime_env.get(KeywayPlugin.name)
+    if not isinstance(spec, dict):
+        raise ValueError('runtime_env["keyway"] must be a dict with "env" and/or "files"')
+    return spec
+
+
+def _check(spec: Dict[str, Any]) -> None:
+    """Every problem names the key and never shows the value (a value pasted in place of a reference must not
+    reach the logs through our own error)."""
+    unknown = set(spec) - {"env", "files", "dir"}
+    if unknown:
+        raise ValueError(f'runtime_env["keyway"] has unknown keys {sorted(unknown)}; use "env", "files" and "dir"')
+    if not spec.get("env") and not spec.get("files"):
+        raise ValueError('runtime_env["keyway"] names no secret; give "env" and/or "files"')
+    for section, pattern, what in (("env", _VARIABLE, "an environment variable name"),
+                                   ("files", _FILE, "a file name (letters, digits, ., _, -)")):
+        entries = spec.get(section, {})
+        if not isinstance(entries, dict):
+            raise ValueError(f'runtime_env["keyway"]["{section}"] must map names to references')
+        for name, reference in entries.items():
+            if not isinstance(name, str) or not pattern.match(name) or name in (".", ".."):
+                raise ValueError(f'runtime_env["keyway"]["{section}"]: `{name}` is not {what}')
+            if not isinstance(reference, str) or not _REFERENCE.match(reference):
+                raise ValueError(
+                    f'runtime_env["keyway"]["{section}"]["{name}"] is not a Keyway reference (write e.g. '
+                    f'aws-sm://NAME#field); put the reference there, never the value (not shown)')
+    directory = spec.get("dir")
+    if directory is not None and (not isinstance(directory, str) or not os.path.isabs(directory)):
+        raise ValueError('runtime_env["keyway"]["dir"] must be an absolute path')
+
+
+def files_dir(spec: Dict[str, Any]) -> str:
+    """Where the files go: ``dir``, else a private directory per file set in memory (``/dev/shm``) when there is
+    one."""
+    if spec.get("dir"):
+        return spec["dir"]
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    digest = hashlib.sha256(json.dumps(spec.get("files", {}), sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(base, f"keyway-ray-{os.getuid()}", digest)
+
+
+def launch_prefix(spec: Dict[str, Any], python: Optional[str] = None) -> List[str]:
+    """The words that run ``keyway._launch`` in front of the worker (before its own executable)."""
+    words = [python or sys.executable, "-m", "keyway._launch"]
+    for var, reference in sorted(spec.get("env", {}).items()):
+        words += ["--env", f"{var}={reference}"]
+    files = spec.get("files", {})
+    if files:
+        words += ["--dir", files_dir(spec)]
+        for name, reference in sorted(files.items()):
+            words += ["--file", f"{name}={reference}"]
+    return words + ["--"]
+
+
+class KeywayPlugin(RuntimeEnvPlugin):
+    """``runtime_env={"keyway": {"env": {VAR: REF}, "files": {NAME: REF}, "dir": DIR}}``."""
+
+    name = "keyway"
+    # After the plugins that choose the Python executable (pip, uv, conda: priority 10), so it wraps theirs.
+    priority = 90
+
+    @staticmethod
+    def validate(runtime_env_dict: dict) -> None:
+        _check(_spec(runtime_env_dict))
+
+    async def create(self, uri: Optional[str], runtime_env: Any, context: RuntimeEnvContext,
+                     logger: logging.Logger = logging.getLogger(__name__)) -> float:
+        """Resolves every reference once on this node, so a missing secret or permission fails the job's
+        runtime_env setup with a message naming it instead of a worker that dies at start. The values are
+        dropped at once (zeroized in Rust); nothing is written or logged."""
+        import keyway
+
+        spec = _spec(runtime_env)
+        references = list(spec.get("env", {}).values()) + list(spec.get("files", {}).values())
+        try:
+            await asyncio.to_thread(keyway.get_secrets, references)
+        except keyway.KeywayError as e:
+            raise RuntimeError(f"keyway: {e}") from None
+        logger.info("keyway: %d reference(s) resolve on this node", len(references))
+        return 0
+
+    def modify_context(self, uris: List[str], runtime_env: Any, context: RuntimeEnvContext,
+                       logger: logging.Logger = logging.getLogger(__name__)) -> None:
+        spec = _spec(runtime_env)
+        prefix = launch_prefix(spec)
+        context.py_executable = " ".join(shlex.quote(w) for w in prefix) + " " + context.py_executable
+        if spec.get("files"):
+            context.env_vars[DIR_VARIABLE] = files_dir(spec)

@@ -1,0 +1,154 @@
+"""The Ray runtime_env plugin (keyway.ray_plugin) on a real local Ray, against moto.
+
+A task's runtime_env names references; the task sees the values in its environment and files, while the job's
+runtime_env, the runtime-env agent's log (which logs the whole context at INFO) and every other file under the
+Ray session directory hold the references only. A rotated value reaches the next worker; a missing secret fails
+the runtime_env setup loudly, naming the reference.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import sys
+
+import boto3
+import pytest
+import ray
+
+CANARY = "kw-canary-3f9c1e7a55d04b8e"
+FILE_CANARY = "kw-file-canary-a81d2c"
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from conftest import start_moto
+
+    tmp = tmp_path_factory.mktemp("ray-runtime-env")
+    moto_proc, endpoint = start_moto(tmp)
+    client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_secret(Name="ci/github", SecretString=json.dumps({"github_token": CANARY}))
+    client.create_secret(Name="db/password", SecretString=FILE_CANARY)
+    config = tmp / "keyway.toml"
+    config.write_text(f'[providers.aws-sm]\ntype = "aws"\nregion = "us-east-1"\nendpoint = "{endpoint}"\n')
+    # The raylet, its runtime-env agent and the workers inherit this environment from the driver.
+    saved = dict(os.environ)
+    os.environ.update({
+        "RAY_RUNTIME_ENV_PLUGINS": json.dumps([{"class": "keyway.ray_plugin.KeywayPlugin"}]),
+        "KEYWAY_CONFIG": str(config), "KEYWAY_DAEMON": "never",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+    })
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Workers cannot import this test module: ship its functions by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        yield client, pathlib.Path(ray._private.worker._global_node.get_session_dir_path())
+    finally:
+        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+        moto_proc.terminate()
+
+
+SPEC = {"keyway": {"env": {"GITHUB_TOKEN": "aws-sm://ci/github#github_token"},
+                   "files": {"db-password": "aws-sm://db/password"}}}
+
+
+# max_calls=1: each call gets a fresh worker, so each resolves the references anew at its start.
+@ray.remote(max_calls=1)
+def inspect():
+    directory = os.environ.get("KEYWAY_SECRETS_DIR", "")
+    path = os.path.join(directory, "db-password")
+    mode = oct(os.stat(path).st_mode & 0o777) if os.path.exists(path) else None
+    with open(path) as f:
+        file_value = f.read()
+    return {
+        "env": digest(os.environ.get("GITHUB_TOKEN", "")),
+        "file": digest(file_value),
+        "mode": mode,
+        "dir_mode": oct(os.stat(directory).st_mode & 0o777),
+        "runtime_env": json.dumps(ray.get_runtime_context().runtime_env),
+    }
+
+
+def test_workers_get_the_values_and_the_runtime_env_holds_references(cluster):
+    seen = ray.get(inspect.options(runtime_env=SPEC).remote())
+    assert seen["env"] == digest(CANARY)
+    assert seen["file"] == digest(FILE_CANARY)
+    assert (seen["mode"], seen["dir_mode"]) == ("0o400", "0o700")
+    assert "aws-sm://ci/github#github_token" in seen["runtime_env"]
+    assert CANARY not in seen["runtime_env"] and FILE_CANARY not in seen["runtime_env"]
+
+
+def test_a_rotated_value_reaches_the_next_worker(cluster):
+    client, _ = cluster
+    before = ray.get(inspect.options(runtime_env=SPEC).remote())
+    client.put_secret_value(SecretId="db/password", SecretString=FILE_CANARY + "-rotated")
+    after = ray.get(inspect.options(runtime_env=SPEC).remote())
+    assert before["file"] == digest(FILE_CANARY)
+    assert after["file"] == digest(FILE_CANARY + "-rotated")
+    client.put_secret_value(SecretId="db/password", SecretString=FILE_CANARY)
+
+
+def test_a_missing_secret_fails_the_setup_naming_it(cluster):
+    spec = {"keyway": {"env": {"X": "aws-sm://does/not-exist"}}}
+    with pytest.raises(Exception) as failure:
+        ray.get(inspect.options(runtime_env=spec).remote(), timeout=120)
+    text = str(failure.value)
+    assert "RuntimeEnvSetupError" in type(failure.value).__name__ or "runtime_env" in text.lower(), text
+    assert "does/not-exist" in text and "keyway" in text, text
+
+
+def test_a_value_in_place_of_a_reference_is_refused_without_showing_it():
+    from keyway.ray_plugin import KeywayPlugin
+
+    with pytest.raises(ValueError) as refused:
+        KeywayPlugin.validate({"keyway": {"env": {"TOKEN": "ghp_pasted value by mistake"}}})
+    assert "not a Keyway reference" in str(refused.value)
+    assert "ghp_" not in str(refused.value)
+    with pytest.raises(ValueError, match="unknown keys"):
+        KeywayPlugin.validate({"keyway": {"env_vars": {}}})
+
+
+def test_no_value_in_any_ray_log_or_exception(cluster):
+    """The canary: after everything above (and a proxy read whose RaySecret is printed and raised), no file under
+    the session directory holds either value; the agent's log shows the context with references."""
+    import keyway.ray as kr
+
+    client, session = cluster
+    seen = ray.get(inspect.options(runtime_env=SPEC).remote())
+    assert seen["env"] == digest(CANARY)
+
+    endpoint = client.meta.endpoint_url
+    proxy = kr.RaySecretProxy.remote(kr.AWSRaySecretOperator(endpoint_url=endpoint, region_name="us-east-1"))
+    secret = ray.get(proxy.get_secret.remote("ci/github"))
+    assert CANARY not in repr(secret) and CANARY not in str(secret)
+
+    @ray.remote
+    def fails(proxy):
+        secret = ray.get(proxy.get_secret.remote("ci/github"))
+        raise RuntimeError(f"task failed holding {secret!r} / {secret}")
+
+    with pytest.raises(ray.exceptions.RayTaskError) as failure:
+        ray.get(fails.remote(proxy))
+    assert CANARY not in str(failure.value)
+    ray.kill(proxy)
+
+    agent_logs = list(session.glob("logs/runtime_env_agent*.log"))
+    assert agent_logs, sorted(p.name for p in (session / "logs").iterdir())
+    assert any(b"keyway._launch" in p.read_bytes() for p in agent_logs), "the agent logged the wrapped context"
+    leaks = []
+    for path in session.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if CANARY.encode() in data or FILE_CANARY.encode() in data:
+                leaks.append(str(path.relative_to(session)))
+    assert leaks == [], leaks
