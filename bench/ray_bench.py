@@ -1,12 +1,18 @@
 """Ray benchmark: keyway.ray vs raysecretsproxy vs a trivial actor, and keyway's node-local path, in one run.
 
-Usage (from the repository root, after scripts/test.sh built the package into the venv):
-    CARGO_TARGET_DIR=... .venv/bin/python bench/ray_bench.py [ROUNDS=3]
+Usage: bench/ray.sh [ROUNDS=5]   (builds the release keyway binary and the release extension first)
 
-Each round measures, in alternating order after a warm-up: cached get_secret round trips from the driver (2,000
-calls) and from 8 concurrent tasks (250 sequential calls each) for a trivial actor method, raysecretsproxy and
-keyway.ray; keyway.get_secret from 8 tasks through the node daemon's unix socket (no Ray RPC); hydrate_cache of
-50 secrets for both proxies. Medians over rounds are printed with ratios. Secrets come from moto.
+Each round measures every subject in alternating order, after a warm-up:
+  1. cached get_secret round trips from the driver (2,000 calls) and from 8 concurrent tasks (250 sequential
+     calls each) for a trivial actor method, raysecretsproxy 0.0.3 and keyway.ray (secrets from moto), each
+     subject's calls split in 5 chunks interleaved with the others' (A B C A B C ...);
+  2. keyway.get_secret from 8 tasks through the node daemon's unix socket (no Ray RPC);
+  3. head-of-line blocking: while one uncached secret takes 1 s upstream (the GCP emulator's latency control),
+     the slowest of 20 cached reads from the driver, for both proxies;
+  4. hydrate_cache of 50 secrets for both proxies, from the GCP emulator answering each access after 10 ms
+     (a same-region network round trip; the issue's 0.55 s for the original is 11 ms a secret), and from moto.
+Ratios are taken within each round (so the machine's drift between rounds cancels) and their medians printed,
+with the median absolute figures beside them.
 """
 
 import os
@@ -16,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import boto3
 import ray
@@ -24,8 +31,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 from conftest import start_moto  # noqa: E402
 
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 DRIVER_CALLS, TASKS, TASK_CALLS = 2000, 8, 250
+# Each round's calls are split in this many chunks, interleaved across the subjects.
+CHUNKS = 5
 
 
 @ray.remote
@@ -34,12 +43,20 @@ class Trivial:
         return secret_name
 
 
-def driver_rate(actor) -> float:
-    ray.get(actor.get_secret.remote("bench/s00"))
-    started = time.perf_counter()
-    for _ in range(DRIVER_CALLS):
-        ray.get(actor.get_secret.remote("bench/s00"))
-    return DRIVER_CALLS / (time.perf_counter() - started)
+def driver_rates(actors, chunks=CHUNKS) -> dict:
+    """Calls/s of each actor from the driver, its 2,000 calls taken in chunks interleaved with the others'
+    (A B C A B C ...), so the machine's drift within a round falls on every subject alike."""
+    for actor in actors.values():
+        for _ in range(20):
+            ray.get(actor.get_secret.remote("bench/s00"))
+    spent = dict.fromkeys(actors, 0.0)
+    for _ in range(chunks):
+        for name, actor in actors.items():
+            started = time.perf_counter()
+            for _ in range(DRIVER_CALLS // chunks):
+                ray.get(actor.get_secret.remote("bench/s00"))
+            spent[name] += time.perf_counter() - started
+    return {name: DRIVER_CALLS / seconds for name, seconds in spent.items()}
 
 
 @ray.remote(num_cpus=0)
@@ -53,18 +70,45 @@ def via_daemon(socket, calls):
     import keyway
 
     keyway.configure(socket=socket, daemon="always")
-    keyway.get_secret("aws-sm://bench/s00")
+    for _ in range(20):
+        keyway.get_secret("aws-sm://bench/s00")
     started = time.perf_counter()
     for _ in range(calls):
         keyway.get_secret("aws-sm://bench/s00")
     return time.perf_counter() - started
 
 
-def tasks_rate(actor) -> float:
-    ray.get([via_actor.remote(actor, 5) for _ in range(TASKS)])
-    started = time.perf_counter()
-    ray.get([via_actor.remote(actor, TASK_CALLS) for _ in range(TASKS)])
-    return TASKS * TASK_CALLS / (time.perf_counter() - started)
+def tasks_rates(actors, chunks=CHUNKS) -> dict:
+    """Calls/s of each actor from 8 concurrent tasks (250 sequential calls each), interleaved in chunks."""
+    for actor in actors.values():
+        ray.get([via_actor.remote(actor, 5) for _ in range(TASKS)])
+    spent = dict.fromkeys(actors, 0.0)
+    for _ in range(chunks):
+        for name, actor in actors.items():
+            started = time.perf_counter()
+            ray.get([via_actor.remote(actor, TASK_CALLS // chunks) for _ in range(TASKS)])
+            spent[name] += time.perf_counter() - started
+    return {name: TASKS * TASK_CALLS / seconds for name, seconds in spent.items()}
+
+
+def emulator_latency(endpoint: str, ms: int) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/emulator/latency?ms={ms}", method="POST"))
+
+
+def head_of_line(actor, gcp: str, slow_name: str) -> float:
+    """The slowest cached read while one uncached fetch takes 1 s upstream."""
+    ray.get(actor.get_secret.remote("fast"))
+    emulator_latency(gcp, 1000)
+    slow = actor.get_secret.remote(slow_name)
+    time.sleep(0.1)
+    waits = []
+    for _ in range(20):
+        started = time.perf_counter()
+        ray.get(actor.get_secret.remote("fast"))
+        waits.append(time.perf_counter() - started)
+    ray.get(slow)
+    emulator_latency(gcp, 0)
+    return max(waits)
 
 
 def main() -> None:
@@ -76,6 +120,21 @@ def main() -> None:
     for name in names:
         client.create_secret(Name=name, SecretString="x" * 40)
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    gcp_proc = subprocess.Popen([target / "release" / "keyway-gcp-emulator"], stdout=subprocess.PIPE, text=True)
+    gcp = "http://" + gcp_proc.stdout.readline().strip().removeprefix("listening on http://")
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    gclient = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp))
+    gnames = ["fast"] + [f"g{i:02d}" for i in range(50)] + [f"slow{r}-{m}" for r in range(ROUNDS) for m in range(2)]
+    for name in gnames:
+        secret = gclient.create_secret(request={"parent": "projects/proj", "secret_id": name,
+                                                "secret": {"replication": {"automatic": {}}}})
+        gclient.add_secret_version(request={"parent": secret.name, "payload": {"data": b"y" * 40}})
+
     config = tmp / "keyway.toml"
     config.write_text(f'[providers.aws-sm]\ntype = "aws"\nregion = "us-east-1"\nendpoint = "{moto}"\nttl = "1h"\n')
     socket = str(tmp / "keyway.sock")
@@ -84,48 +143,81 @@ def main() -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     assert daemon.stdout.readline().startswith("listening")
 
-    from raysecretsproxy.aws_secret_operator import AWSRaySecretOperator as OrigOperator
+    from raysecretsproxy.aws_secret_operator import AWSRaySecretOperator as OrigAws
+    from raysecretsproxy.gcp_secret_operator import GCPRaySecretOperator as OrigGcp
     from raysecretsproxy.ray_secret_proxy import RaySecretProxy as OrigProxy
 
     import keyway.ray as kr
 
-    kwargs = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    aws = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    gcp_kwargs = dict(project_name="proj", credentials=AnonymousCredentials(), transport="rest",
+                      client_options=ClientOptions(api_endpoint=gcp))
+    packages = {"raysecretsproxy": (OrigProxy, OrigAws, OrigGcp),
+                "keyway.ray": (kr.RaySecretProxy, kr.AWSRaySecretOperator, kr.GCPRaySecretOperator)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    results = {}
+    results, ratios = {}, {}
+
+    def note(key, value):
+        results.setdefault(key, []).append(value)
+
     try:
         for round_ in range(ROUNDS):
-            subjects = [("trivial actor", Trivial.remote()),
-                        ("raysecretsproxy", OrigProxy.remote(OrigOperator(**kwargs))),
-                        ("keyway.ray", kr.RaySecretProxy.remote(kr.AWSRaySecretOperator(**kwargs)))]
+            subjects = [("trivial actor", Trivial.remote())] + [
+                (name, proxy.remote(aws_op(**aws))) for name, (proxy, aws_op, _) in packages.items()]
             if round_ % 2:
                 subjects.reverse()
-            for name, actor in subjects:
-                results.setdefault((name, "driver"), []).append(driver_rate(actor))
-                results.setdefault((name, "8 tasks"), []).append(tasks_rate(actor))
+            actors = dict(subjects)
+            rate = {}
+            for name, value in driver_rates(actors).items():
+                rate[name, "driver"] = value
+            for name, value in tasks_rates(actors).items():
+                rate[name, "8 tasks"] = value
             elapsed = ray.get([via_daemon.remote(socket, TASK_CALLS) for _ in range(TASKS)])
             # The tasks ran concurrently: the rate is all calls over the longest task.
-            results.setdefault(("keyway.get_secret via daemon", "8 tasks"), []).append(TASKS * TASK_CALLS / max(elapsed))
-            for name, proxy in [("raysecretsproxy", OrigProxy.remote(OrigOperator(**kwargs))),
-                                ("keyway.ray", kr.RaySecretProxy.remote(kr.AWSRaySecretOperator(**kwargs)))]:
-                ray.get(proxy.list_cached_secrets.remote())
+            rate["keyway.get_secret via daemon", "8 tasks"] = TASKS * TASK_CALLS / max(elapsed)
+            for key, value in rate.items():
+                note(key, value)
+            for what in ("driver", "8 tasks"):
+                for name in packages:
+                    ratios.setdefault(f"{name} / trivial actor, {what}", []).append(
+                        rate[name, what] / rate["trivial actor", what])
+            ratios.setdefault("daemon path / raysecretsproxy, 8 tasks", []).append(
+                rate["keyway.get_secret via daemon", "8 tasks"] / rate["raysecretsproxy", "8 tasks"])
+
+            order = list(packages.items()) if round_ % 2 == 0 else list(reversed(packages.items()))
+            hydrate = {}
+            for m, (name, (proxy, aws_op, gcp_op)) in enumerate(order):
+                actor = proxy.remote(gcp_op(**gcp_kwargs))
+                note((name, "head-of-line max (ms)"), 1000 * head_of_line(actor, gcp, f"slow{round_}-{m}"))
+                fresh = proxy.remote(gcp_op(**gcp_kwargs))
+                ray.get(fresh.list_cached_secrets.remote())
+                emulator_latency(gcp, 10)
                 started = time.perf_counter()
-                ray.get(proxy.hydrate_cache.remote(secret_names=names))
-                results.setdefault((name, "hydrate 50 (s)"), []).append(time.perf_counter() - started)
+                ray.get(fresh.hydrate_cache.remote(secret_names=[f"g{i:02d}" for i in range(50)]))
+                hydrate[name, "gcp"] = time.perf_counter() - started
+                emulator_latency(gcp, 0)
+                fresh = proxy.remote(aws_op(**aws))
+                ray.get(fresh.list_cached_secrets.remote())
+                started = time.perf_counter()
+                ray.get(fresh.hydrate_cache.remote(secret_names=names))
+                hydrate[name, "moto"] = time.perf_counter() - started
+            for (name, upstream), seconds in hydrate.items():
+                note((name, f"hydrate 50, {upstream} (s)"), seconds)
+            for upstream in ("gcp", "moto"):
+                ratios.setdefault(f"hydrate 50, {upstream}: raysecretsproxy / keyway.ray", []).append(
+                    hydrate["raysecretsproxy", upstream] / hydrate["keyway.ray", upstream])
     finally:
         ray.shutdown()
         daemon.terminate()
+        gcp_proc.terminate()
         moto_proc.terminate()
 
-    med = {k: statistics.median(v) for k, v in results.items()}
-    for (name, what), value in sorted(med.items()):
-        unit = "s" if "hydrate" in what else "calls/s"
-        print(f"{name:32s} {what:16s} median {value:10.3f} {unit}  (runs: {', '.join(f'{x:.3f}' for x in results[(name, what)])})")
-    for what in ("driver", "8 tasks"):
-        base = med[("trivial actor", what)]
-        for name in ("raysecretsproxy", "keyway.ray"):
-            print(f"{name} {what}: {med[(name, what)] / base:.0%} of the trivial actor")
-    print(f"daemon path vs raysecretsproxy, 8 tasks: {med[('keyway.get_secret via daemon', '8 tasks')] / med[('raysecretsproxy', '8 tasks')]:.1f}x")
-    print(f"hydrate 50: raysecretsproxy / keyway.ray = {med[('raysecretsproxy', 'hydrate 50 (s)')] / med[('keyway.ray', 'hydrate 50 (s)')]:.1f}x")
+    for (name, what), values in sorted(results.items()):
+        unit = "" if "(" in what else " calls/s"
+        print(f"{name:30s} {what:26s} median {statistics.median(values):10.3f}{unit}  "
+              f"(rounds: {', '.join(f'{x:.3f}' for x in values)})")
+    for what, values in ratios.items():
+        print(f"{what:52s} median {statistics.median(values):6.2f}  (rounds: {', '.join(f'{x:.2f}' for x in values)})")
 
 
 if __name__ == "__main__":

@@ -177,6 +177,8 @@ def test_a_slow_upstream_fetch_does_not_block_cached_reads(ray_local, gcp_emulat
         waits.append(time.perf_counter() - started)
     assert ray.get(slow).value() == "slow"
     if module == "keyway.ray":
-        assert max(waits) < 0.25, f"cached reads waited {max(waits):.3f} s behind a slow fetch"
+        # The target is 20 ms (bench/ray_bench.py measures ~3 ms on release builds); this debug build on
+        # a shared CI machine gets 100 ms of headroom, still a tenth of the original's wait.
+        assert max(waits) < 0.1, f"cached reads waited {max(waits):.3f} s behind a slow fetch"
     else:
         assert max(waits) > 0.5, "the original's single-threaded actor serialises calls"
