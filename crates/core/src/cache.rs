@@ -77,6 +77,10 @@ pub struct CachePolicy {
     pub refresh_ahead: f64,
     /// Upper bound on one upstream fetch, on top of the SDK's own timeouts.
     pub fetch_timeout: Duration,
+    /// How long a read of an expired value (still within `max_stale`) waits for the upstream before it is
+    /// answered with that value, marked stale; the fetch goes on and replaces the entry when it lands. This
+    /// bounds read latency while the upstream hangs (an outage that times out instead of refusing).
+    pub stale_wait: Duration,
 }
 
 impl Default for CachePolicy {
@@ -86,6 +90,7 @@ impl Default for CachePolicy {
             max_stale: Duration::from_hours(1),
             refresh_ahead: 0.8,
             fetch_timeout: Duration::from_secs(30),
+            stale_wait: Duration::from_millis(500),
         }
     }
 }
@@ -314,7 +319,25 @@ impl Cache {
             return Err(Fault::Upstream(err));
         }
         bump(&self.inner.counters.misses);
-        match self.flight(key, provider, policy, ttl).await {
+        let flight = self.flight(key, provider, policy, ttl);
+        // An expired value that may still be served stale bounds the wait; a forced refresh waits in full.
+        let servable = existing.as_ref().filter(|entry| {
+            ttl != Ttl::Bypass
+                && ttl
+                    .stale_for(entry.fetched.elapsed(), policy.max_stale)
+                    .is_some()
+        });
+        let outcome = match servable {
+            Some(entry) => {
+                let Ok(outcome) = tokio::time::timeout(policy.stale_wait, flight).await else {
+                    bump(&self.inner.counters.stale_served);
+                    return Ok(cached(entry, Source::Stale));
+                };
+                outcome
+            }
+            None => flight.await,
+        };
+        match outcome {
             Ok(entry) => Ok(cached(&entry, Source::Miss)),
             Err(err) if err.kind().is_transient() => {
                 // Another flight may have stored a value meanwhile; prefer the newest.

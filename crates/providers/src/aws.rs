@@ -7,7 +7,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
+use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
 use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
@@ -183,9 +187,53 @@ impl AwsProvider {
                         "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml",
                     ));
                 }
-                Ok(Client::new(&config))
+                let config = aws_sdk_secretsmanager::config::Builder::from(&config)
+                    .retry_classifier(NoThrottlingRetry)
+                    .build();
+                Ok(Client::from_conf(config))
             })
             .await
+    }
+}
+
+/// AWS error codes that mean "slow down".
+const THROTTLING_CODES: [&str; 3] = [
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+];
+
+/// Forbids the SDK to retry a throttled call: the instance's rate limit (`RateLimited`) paces upstream calls
+/// and cached secrets are served stale, so a retry inside the call would only add load to a throttling
+/// upstream (each attempt would pass the limiter's count). Transient failures (5xx, timeouts, resets) are
+/// still retried.
+#[derive(Debug)]
+struct NoThrottlingRetry;
+
+impl ClassifyRetry for NoThrottlingRetry {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let status_429 = ctx.response().is_some_and(|r| r.status().as_u16() == 429);
+        let code = ctx
+            .output_or_error()
+            .and_then(Result::err)
+            .and_then(|e| e.as_operation_error())
+            .and_then(|e| {
+                e.downcast_ref::<GetSecretValueError>()
+                    .and_then(ProvideErrorMetadata::code)
+                    .or_else(|| {
+                        e.downcast_ref::<ListSecretsError>()
+                            .and_then(ProvideErrorMetadata::code)
+                    })
+            });
+        if status_429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "keyway: no retry of throttled calls"
     }
 }
 
@@ -300,10 +348,10 @@ where
                 "AWS rejected the credentials ({code}); refresh them (aws sso login, a new session token) or check the profile"
             ),
         ),
-        (_, "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded") => (
+        (_, c) if THROTTLING_CODES.contains(&c) => (
             ErrorKind::Throttled,
             format!(
-                "AWS throttled {action}; Keyway retried with backoff; lower the request rate or raise the quota"
+                "AWS throttled {action}; Keyway paces calls with the instance's rate_limit instead of retrying; lower the request rate or raise the quota"
             ),
         ),
         (_, "InvalidParameterException" | "InvalidRequestException") => (

@@ -164,6 +164,10 @@ pub struct ProviderConfig {
     /// How long past expiry a value may be served when the upstream fails.
     #[serde(default, with = "humantime_serde")]
     pub max_stale: Option<Duration>,
+    /// How long a read of an expired value waits for the upstream before it gets that value, marked stale
+    /// (default 500ms; `"0s"`: never wait, refresh in the background).
+    #[serde(default, with = "humantime_serde")]
+    pub stale_wait: Option<Duration>,
     /// Per-attempt upstream timeout.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
@@ -310,6 +314,9 @@ pub struct ServerSection {
     pub metrics_secret_names: bool,
     /// Provider instance behind the AWS-agent-compatible endpoints.
     pub aws_compat_instance: String,
+    /// Lock the daemon's memory (`mlockall`), so cached values are never swapped to disk; the daemon refuses to
+    /// start when the memory-lock limit is too low.
+    pub lock_memory: bool,
 }
 
 impl Default for ServerSection {
@@ -331,6 +338,7 @@ impl Default for ServerSection {
             audit_log: "off".to_owned(),
             metrics_secret_names: false,
             aws_compat_instance: "aws-sm".to_owned(),
+            lock_memory: false,
         }
     }
 }
@@ -561,6 +569,7 @@ impl ProviderConfig {
                 None => defaults.ttl,
             },
             max_stale: self.max_stale.unwrap_or(defaults.max_stale),
+            stale_wait: self.stale_wait.unwrap_or(defaults.stale_wait),
             ..defaults
         };
         let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
