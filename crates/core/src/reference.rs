@@ -11,7 +11,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+/// What a query value or a field must escape to parse back to itself: the separators, `%` itself, space.
+const ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'#').add(b'%').add(b'&').add(b'?');
 
 use crate::Error;
 
@@ -154,12 +157,17 @@ impl fmt::Display for Target {
                 secret_id,
                 version: AwsVersion::Stage(stage),
             } => {
+                let stage = utf8_percent_encode(stage, ESCAPE);
                 write!(f, "{secret_id}?version-stage={stage}")
             }
             Target::Aws {
                 secret_id,
                 version: AwsVersion::Id(id),
-            } => write!(f, "{secret_id}?version-id={id}"),
+            } => write!(
+                f,
+                "{secret_id}?version-id={}",
+                utf8_percent_encode(id, ESCAPE)
+            ),
             Target::Gcp {
                 project,
                 secret,
@@ -190,7 +198,8 @@ pub enum Field {
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Field::Key(k) | Field::Pointer(k) => f.write_str(k),
+            // Percent-decoded on parse, so escaped here: the printed reference parses back to this field.
+            Field::Key(k) | Field::Pointer(k) => write!(f, "{}", utf8_percent_encode(k, ESCAPE)),
         }
     }
 }
@@ -643,5 +652,73 @@ mod tests {
             Some(&Field::Pointer("/a~1b/0".into()))
         );
         assert_eq!(ok("local://x#k").without_field().field(), None);
+    }
+
+    /// Found by the fuzz run below (50,000 cases): `%23` in a version id decoded to `#`, which the canonical
+    /// form printed raw, so it parsed back as a field separator. Query values and fields are escaped now.
+    #[test]
+    fn escaped_query_values_and_fields_print_escaped_and_parse_back() {
+        for input in [
+            "aws-sm://0?version-id=%23",
+            "aws-sm://s?version-stage=a%26b",
+            "local://x#a%25b",
+            "local://x#k%20%3F",
+        ] {
+            let parsed = SecretRef::parse(input).unwrap();
+            let printed = parsed.to_string();
+            assert_eq!(
+                SecretRef::parse(&printed).unwrap(),
+                parsed,
+                "{input} -> {printed}"
+            );
+        }
+        assert_eq!(
+            SecretRef::parse("aws-sm://0?version-id=%23")
+                .unwrap()
+                .to_string(),
+            "aws-sm://0?version-id=%23"
+        );
+    }
+
+    /// Hostile input (`docs/security.md`): `KEYWAY_FUZZ_CASES` cases of each strategy (default 2,000).
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn cases() -> u32 {
+            std::env::var("KEYWAY_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000)
+        }
+
+        fn reference_shaped() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,80}",
+                "(aws-sm|gcp-sm|local|prod-aws|AWS-SM)://[ -~]{0,60}",
+                (
+                    "(aws-sm|gcp-sm|local)",
+                    "[a-zA-Z0-9/_+=.@:%-]{0,40}",
+                    "(\\?(version-id|version-stage|version)=[a-zA-Z0-9%]{0,12})?",
+                    "(#[a-z0-9/~._-]{0,12})?",
+                )
+                    .prop_map(|(s, n, q, f)| format!("{s}://{n}{q}{f}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+            /// No input panics; whatever parses prints a canonical form that parses to the same reference.
+            #[test]
+            fn references_never_panic_and_round_trip(input in reference_shaped()) {
+                if let Ok(reference) = SecretRef::parse(&input) {
+                    let printed = reference.to_string();
+                    let again = SecretRef::parse(&printed).ok();
+                    prop_assert_eq!(again.as_ref(), Some(&reference), "{} -> {}", input, printed);
+                }
+            }
+        }
     }
 }

@@ -244,8 +244,16 @@ fn selector_text() -> impl Strategy<Value = String> {
     prop::collection::vec(requirement, 0..5).prop_map(|rs| rs.join(","))
 }
 
+/// `KEYWAY_FUZZ_CASES` for the long run (`docs/security.md`); 512 in CI.
+fn cases() -> u32 {
+    std::env::var("KEYWAY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn never_panics_on_arbitrary_input(input in ".{0,64}", mode in 0..3u8) {
