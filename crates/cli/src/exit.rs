@@ -44,7 +44,8 @@ fn code(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<keyway_daemon::DaemonError>() {
             return match e {
-                keyway_daemon::DaemonError::Listen { .. } => 1,
+                keyway_daemon::DaemonError::Listen { .. }
+                | keyway_daemon::DaemonError::MemoryLock(_) => 1,
                 _ => 2,
             };
         }

@@ -12,6 +12,7 @@
 mod audit;
 mod auth;
 mod listen;
+mod memory;
 mod metrics;
 mod respond;
 mod routes;
@@ -48,6 +49,9 @@ pub enum DaemonError {
     /// A prefetch reference does not parse.
     #[error("[server] prefetch: {0}")]
     Prefetch(#[source] keyway_core::Error),
+    /// `lock_memory` is on and the memory could not be locked.
+    #[error("{0}")]
+    MemoryLock(String),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -74,6 +78,7 @@ impl Daemon {
     /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store.
     pub async fn bind(config: &Config, local_dir: PathBuf) -> Result<Daemon, DaemonError> {
         let settings = config.server.clone();
+        memory::protect(settings.lock_memory)?;
         let metrics = metrics::Metrics::new(settings.metrics_secret_names);
         let observe = metrics.upstream_observer();
         let resolver = Arc::new(config.resolver_with(local_dir, &*observe)?);

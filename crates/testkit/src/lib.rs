@@ -7,6 +7,7 @@
 //!
 //! This crate is for tests and benchmarks only; nothing in the product depends on it.
 
+pub mod fault;
 pub mod gcp_emulator;
 pub mod raw;
 

@@ -51,23 +51,27 @@ pub enum Target {
 
 /// Sends `request` as is and reads until the server closes the connection.
 pub fn exchange(target: &Target, request: &[u8]) -> RawReply {
+    try_exchange(target, request).unwrap_or_else(|e| panic!("connect {target:?}: {e}"))
+}
+
+/// [`exchange`], or the error when nothing accepts the connection (a daemon that has stopped).
+pub fn try_exchange(target: &Target, request: &[u8]) -> std::io::Result<RawReply> {
     let mut out = Vec::new();
     match target {
         Target::Unix(path) => {
-            let mut s = UnixStream::connect(path)
-                .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+            let mut s = UnixStream::connect(path)?;
             s.set_read_timeout(Some(Duration::from_secs(30))).ok();
             let _ = s.write_all(request);
             let _ = s.read_to_end(&mut out);
         }
         Target::Tcp(addr) => {
-            let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+            let mut s = TcpStream::connect(addr)?;
             s.set_read_timeout(Some(Duration::from_secs(30))).ok();
             let _ = s.write_all(request);
             let _ = s.read_to_end(&mut out);
         }
     }
-    parse(&out)
+    Ok(parse(&out))
 }
 
 /// A `Connection: close` request with the given extra header lines (`"Name: value"`) and body.
@@ -84,6 +88,11 @@ pub fn request(method: &str, uri: &str, headers: &[&str], body: &[u8]) -> Vec<u8
     let mut bytes = text.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+/// `GET uri`, or `None` when nothing accepts the connection (a daemon that has stopped).
+pub fn try_get(target: &Target, uri: &str, headers: &[&str]) -> Option<RawReply> {
+    try_exchange(target, &request("GET", uri, headers, b"")).ok()
 }
 
 /// `GET uri` with extra headers.

@@ -81,3 +81,144 @@ fn canary_never_reaches_logs_or_errors() {
         }
     }
 }
+
+/// The daemon at trace level with an audit log and per-secret metrics: the canary goes out in the answers of
+/// the native, batch and AWS-agent endpoints (the positive control), and appears in no log line, audit record,
+/// metric or error answer.
+#[test]
+fn canary_never_reaches_the_daemons_logs_audit_records_or_metrics() {
+    use keyway_testkit::raw;
+    let g = Ground::with_extra("[server]\naudit_log = \"AUDIT\"\nmetrics_secret_names = true\n");
+    let audit = g.dir.path().join("audit.jsonl");
+    let config = std::fs::read_to_string(&g.config)
+        .unwrap()
+        .replace("AUDIT", audit.to_str().unwrap());
+    std::fs::write(&g.config, config).unwrap();
+    let json = format!(r#"{{"github_token":"{CANARY}","other":"{CANARY}-2"}}"#);
+    g.moto.create_secret("canary", &json);
+    g.gcp.add_version("proj", "canary", json.as_bytes());
+    let served = crate::serve::Served::start_with_env(&g, &[], &[("KEYWAY_LOG", "trace")]);
+    let unix = served.unix();
+    let mut delivered = 0;
+    for path in [
+        "/v1/secret?ref=aws-sm://canary%23github_token",
+        "/v1/secret?ref=gcp-sm://proj/canary%23github_token",
+        "/v1/secret?ref=aws-sm://canary%23github_token&refresh=true",
+        "/secretsmanager/get?secretId=canary",
+    ] {
+        let reply = raw::get(&unix, path, &[]);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        delivered += usize::from(reply.text().contains(CANARY));
+    }
+    let batch = raw::post(
+        &unix,
+        "/v1/secrets",
+        &[],
+        br#"{"refs":["aws-sm://canary#github_token","gcp-sm://proj/canary#nope"]}"#,
+    );
+    assert!(batch.text().contains(CANARY), "{}", batch.text());
+    assert!(
+        !batch.text().contains(&format!("{CANARY}-2")),
+        "errors name fields, not values"
+    );
+    assert_eq!(
+        delivered, 4,
+        "the canary was delivered (the scan below means something)"
+    );
+    let missing = raw::get(&unix, "/v1/secret?ref=aws-sm://canary%23nope", &[]);
+    assert!(!missing.text().contains(CANARY), "{}", missing.text());
+    let metrics = raw::get(&unix, "/metrics", &[]).text();
+    assert!(
+        metrics.contains("canary"),
+        "names are labels when enabled: {metrics}"
+    );
+    assert!(!metrics.contains(CANARY), "{metrics}");
+    let audit_text = std::fs::read_to_string(&audit).unwrap();
+    assert!(audit_text.contains("aws-sm://canary"), "{audit_text}");
+    assert!(!audit_text.contains(CANARY), "{audit_text}");
+    let log = served.stderr();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "verbose: {log}"
+    );
+    assert!(!log.contains(CANARY), "{log}");
+}
+
+/// The webhook's patch carries references only; the init container's render writes the value to a file of
+/// mode 0400 owned as configured, and says nothing of it.
+#[test]
+fn canary_through_the_webhook_lands_only_in_its_file() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let g = Ground::start();
+    g.moto
+        .create_secret("canary", &format!(r#"{{"github_token":"{CANARY}"}}"#));
+    let review = crate::webhook::admission_review(
+        "c1",
+        &serde_json::json!({
+            "metadata": {"name": "p", "annotations": {
+                "keyway.dev/inject": "true",
+                "keyway.dev/owner": "1000:2000",
+                "keyway.dev/secret.token": "aws-sm://canary#github_token"
+            }},
+            "spec": {"containers": [{"name": "app", "image": "app", "command": ["./app"]}]}
+        }),
+    );
+    let review_file = g.dir.path().join("review.json");
+    std::fs::write(&review_file, review.to_string()).unwrap();
+    let answer = run(g
+        .keyway()
+        .args(["-vvv", "webhook", "--review"])
+        .arg(&review_file));
+    assert!(answer.status.success(), "{}", stderr(&answer));
+    let answered = String::from_utf8_lossy(&answer.stdout).into_owned();
+    let response: serde_json::Value = serde_json::from_str(&answered).unwrap();
+    let encoded: Vec<u8> = serde_json::from_value(response["response"]["patch"].clone()).unwrap();
+    let patch = String::from_utf8(encoded).unwrap();
+    assert!(
+        patch.contains("aws-sm://canary") && !patch.contains(CANARY),
+        "{patch}"
+    );
+    let command = init_command(&serde_json::from_str(&patch).unwrap()).expect("an init container");
+    let volume = g.dir.path().join("volume");
+    let mut args = command[1..].to_vec();
+    let dir_at = args.iter().position(|a| a == "--dir").unwrap() + 1;
+    args[dir_at] = volume.to_str().unwrap().to_owned();
+    let out = run(g
+        .keyway()
+        .arg("-vvv")
+        .args(&args)
+        .env("KEYWAY_LOG", "trace"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean("webhook init render", &out);
+    let file = volume.join("token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), CANARY);
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o400);
+    if rustix::process::geteuid().is_root() {
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (1000, 2000),
+            "owned as the annotation says"
+        );
+    }
+}
+
+/// The command of the `keyway-render` init container, wherever the patch puts it.
+fn init_command(value: &serde_json::Value) -> Option<Vec<String>> {
+    match value {
+        serde_json::Value::Object(map)
+            if map.get("name").and_then(|n| n.as_str()) == Some("keyway-render") =>
+        {
+            let command = map.get("command")?.as_array()?;
+            Some(
+                command
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Object(map) => map.values().find_map(init_command),
+        serde_json::Value::Array(items) => items.iter().find_map(init_command),
+        _ => None,
+    }
+}

@@ -8,13 +8,17 @@
 mod canary;
 mod deploy;
 mod exec;
+mod faults;
+mod fuzz;
 mod get;
 mod git;
 mod iam;
 mod identity;
+mod memory;
 mod render;
 mod selector;
 mod serve;
+mod soak;
 mod webhook;
 
 use std::path::{Path, PathBuf};

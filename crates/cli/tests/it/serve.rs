@@ -68,6 +68,10 @@ impl Served {
         Target::Tcp(self.tcp.expect("a TCP listener"))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }

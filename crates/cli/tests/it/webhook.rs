@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::{Ground, run, stderr};
 
 /// An `admission.k8s.io/v1` AdmissionReview asking to create `pod`.
-fn admission_review(uid: &str, pod: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn admission_review(uid: &str, pod: &serde_json::Value) -> serde_json::Value {
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

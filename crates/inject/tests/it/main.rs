@@ -3,6 +3,8 @@
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
+mod fuzz;
+
 use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::{INIT_CONTAINER, InjectConfig, VOLUME, mutate};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};

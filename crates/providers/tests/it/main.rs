@@ -5,6 +5,7 @@
 )]
 
 mod aws;
+mod fuzz;
 mod gcp;
 mod local;
 

@@ -1,0 +1,185 @@
+//! Hostile input (`docs/security.md`): Flyte's base32 text-proto annotations and whole AdmissionReviews built
+//! from the webhook's own vocabulary and junk. The mutation never panics; an allowed Pod's patch applies and
+//! parses back as a Pod, and mutating that Pod again changes nothing. `KEYWAY_FUZZ_CASES` cases per strategy
+//! (default 2,000).
+
+use k8s_openapi::api::core::v1::Pod;
+use keyway_inject::{InjectConfig, flyte, mutate};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn cases() -> u32 {
+    std::env::var("KEYWAY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+fn text_proto() -> impl Strategy<Value = String> {
+    let field = prop::sample::select(vec![
+        "group",
+        "group_version",
+        "key",
+        "mount_requirement",
+        "env_var",
+        "bogus",
+        "",
+    ]);
+    let value = prop::sample::select(vec![
+        "\"arn:aws:secretsmanager:us-east-1:1:secret\"",
+        "\"db\"",
+        "\"\"",
+        "ENV_VAR",
+        "FILE",
+        "ANY",
+        "7",
+        "\"a\\\"b\"",
+        "\"\\x41\\101\"",
+        "'x'",
+        "\"unterminated",
+        "{",
+        "}",
+        "\"../..\"",
+        "-1",
+    ]);
+    prop_oneof![
+        prop::collection::vec(
+            (field, prop::sample::select(vec![":", " : ", ""]), value),
+            0..6
+        )
+        .prop_map(|parts| parts
+            .into_iter()
+            .map(|(f, c, v)| format!("{f}{c}{v}"))
+            .collect::<Vec<_>>()
+            .join(" ")),
+        "[ -~]{0,60}",
+    ]
+}
+
+fn annotation_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "true",
+            "false",
+            "TRUE",
+            "aws-sm://ci/github#github_token",
+            "gcp-sm://p/s?version=3",
+            "local://team/db",
+            "nope://x",
+            "aws-sm://",
+            "0400",
+            "0777",
+            "0000",
+            "1000:1000",
+            "x:y",
+            "/keyway/s",
+            "relative",
+            "/a/../b",
+            "30s",
+            "5m",
+            "1s",
+            "",
+            "\u{0}",
+        ])
+        .prop_map(str::to_owned),
+        "[ -~]{0,40}",
+    ]
+}
+
+fn annotations() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        prop::sample::select(vec![
+            "keyway.dev/inject",
+            "keyway.dev/mode",
+            "keyway.dev/owner",
+            "keyway.dev/dir",
+            "keyway.dev/refresh",
+            "keyway.dev/unknown",
+            "other.io/keep",
+        ])
+        .prop_map(str::to_owned),
+        "keyway\\.dev/secret\\.[a-z0-9._/-]{0,12}",
+        "keyway\\.dev/env\\.[A-Za-z0-9_]{0,8}",
+    ];
+    prop::collection::btree_map(key, annotation_value(), 0..8).prop_map(|m| json!(m))
+}
+
+fn pod() -> impl Strategy<Value = Value> {
+    let container = (any::<bool>(), any::<bool>()).prop_map(|(command, args)| {
+        let mut c = json!({"name": "main", "image": "python:3.11"});
+        if command {
+            c["command"] = json!(["python", "train.py"]);
+        }
+        if args {
+            c["args"] = json!(["pyflyte-execute", "--inputs", "x"]);
+        }
+        c
+    });
+    let flyte = prop::collection::vec(text_proto(), 0..3);
+    (annotations(), container, any::<bool>(), flyte, any::<bool>()).prop_map(
+        |(mut annotations, container, flyte_label, flyte, run_as)| {
+            for (i, text) in flyte.into_iter().enumerate() {
+                let encoded = data_encoding::BASE32_NOPAD.encode(text.as_bytes());
+                annotations[format!("flyte.secrets/s{i}")] = json!(encoded);
+            }
+            let mut pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "annotations": annotations,
+                             "labels": if flyte_label { json!({"inject-flyte-secrets": "true"}) } else { json!({}) }},
+                "spec": {"containers": [container]}
+            });
+            if run_as {
+                pod["spec"]["securityContext"] = json!({"runAsUser": 1000, "fsGroup": 1000});
+            }
+            pod
+        },
+    )
+}
+
+fn review(pod: &Value) -> kube_core::admission::AdmissionRequest<Pod> {
+    let review: kube_core::admission::AdmissionReview<Pod> = serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE", "userInfo": {}, "object": pod
+        }
+    }))
+    .unwrap();
+    review.try_into().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn flyte_annotations_never_panic(text in text_proto(), raw in "[A-Z2-7=a-z!]{0,40}") {
+        let encoded = data_encoding::BASE32_NOPAD.encode(text.as_bytes());
+        let _ = flyte::decode("flyte.secrets/s0", &encoded);
+        let _ = flyte::decode("flyte.secrets/s0", &raw);
+        let _ = flyte::parse_text(&text);
+    }
+
+    /// Allowed Pods get a patch that applies and yields a valid Pod, and a second mutation is empty.
+    #[test]
+    fn admission_reviews_never_panic_and_patches_are_idempotent(pod in pod()) {
+        let config = InjectConfig {
+            flyte: Some(flyte::FlyteBackend::Aws { instance: "aws-sm".into() }),
+            ..InjectConfig::default()
+        };
+        let response = mutate(&review(&pod), &config);
+        if let (true, Some(patch)) = (response.allowed, response.patch.as_ref()) {
+            let patch: json_patch::Patch = serde_json::from_slice(patch).unwrap();
+            let mut patched = pod.clone();
+            json_patch::patch(&mut patched, &patch).unwrap();
+            let typed: Pod = serde_json::from_value(patched.clone()).unwrap();
+            prop_assert!(typed.spec.is_some());
+            let again = mutate(&review(&patched), &config);
+            prop_assert!(again.allowed, "{:?}", again.result);
+            let empty: Value = serde_json::from_slice(again.patch.as_deref().unwrap_or(b"[]")).unwrap();
+            prop_assert_eq!(empty, json!([]));
+        } else if !response.allowed {
+            prop_assert!(!response.result.message.is_empty());
+        }
+    }
+}

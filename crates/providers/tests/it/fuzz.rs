@@ -1,0 +1,156 @@
+//! Hostile input (`docs/security.md`): the config file and the Anyscale mapping spec never panic on arbitrary
+//! or structure-shaped text, and every problem is an error value. `KEYWAY_FUZZ_CASES` cases per strategy
+//! (default 2,000).
+
+use keyway_providers::Config;
+use keyway_providers::iam::read_spec;
+use proptest::prelude::*;
+
+fn cases() -> u32 {
+    std::env::var("KEYWAY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// Lines from keyway.toml's own vocabulary, with values right and wrong.
+fn toml_line() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "type",
+        "region",
+        "endpoint",
+        "iam_endpoint",
+        "credentials",
+        "project",
+        "dir",
+        "file",
+        "ttl",
+        "max_stale",
+        "timeout",
+        "rate_limit",
+        "socket",
+        "tcp",
+        "socket_mode",
+        "access",
+        "allow",
+        "selector",
+        "spec",
+        "cloud_provider",
+        "fallback_rule",
+        "rules",
+        "labels",
+        "max_bytes",
+        "bogus",
+    ]);
+    let value = prop::sample::select(vec![
+        "\"aws\"",
+        "\"gcp\"",
+        "\"local\"",
+        "\"5m\"",
+        "-1",
+        "0",
+        "1e99",
+        "\"forever\"",
+        "\"\"",
+        "[]",
+        "[\"aws-sm://x/*\"]",
+        "{}",
+        "true",
+        "\"0o777\"",
+        "\"FAIL\"",
+        "\"AWS\"",
+        "\"127.0.0.1:0\"",
+        "18446744073709551616",
+        "\"\\u0000\"",
+        "[[",
+        "\"",
+    ]);
+    let table = prop::sample::select(vec![
+        "[providers.aws-sm]",
+        "[providers.x]",
+        "[cache]",
+        "[server]",
+        "[[server.access]]",
+        "[iam]",
+        "[[iam.rules]]",
+        "[workload]",
+        "[git]",
+        "[[git.credentials]]",
+        "[nope]",
+    ]);
+    prop_oneof![
+        (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+        table.prop_map(str::to_owned),
+        "[ -~]{0,30}",
+    ]
+}
+
+fn yaml_line() -> impl Strategy<Value = String> {
+    let indent = prop::sample::select(vec!["", "  ", "  - ", "    ", "\t"]);
+    let key = prop::sample::select(vec![
+        "cloud_deployment_id",
+        "cloud_provider",
+        "compute_stack",
+        "dataplane_iam_mapping",
+        "rules",
+        "selector",
+        "value",
+        "fallback_rule",
+        "extra",
+    ]);
+    let value = prop::sample::select(vec![
+        "",
+        "AWS",
+        "GCP",
+        "VM",
+        "K8S",
+        "CLOUD_DEFAULT",
+        "FAIL",
+        "workload-type in (job)",
+        "user=a@example.com,project=p",
+        "arn:aws:iam::1:instance-profile/p",
+        "sa@p.iam.gserviceaccount.com",
+        "[",
+        "{a: b}",
+        "!!binary x",
+        "&a",
+        "*a",
+        "'",
+        "- x",
+        "~",
+        "0x10",
+    ]);
+    prop_oneof![
+        (indent, key, value).prop_map(|(i, k, v)| format!("{i}{k}: {v}")),
+        "[ -~]{0,30}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn config_files_never_panic(lines in prop::collection::vec(toml_line(), 0..16)) {
+        let _ = Config::from_toml(&lines.join("\n"));
+    }
+
+    #[test]
+    fn config_noise_never_panics(text in ".{0,200}") {
+        let _ = Config::from_toml(&text);
+    }
+
+    #[test]
+    fn mapping_specs_never_panic_and_report_lines(lines in prop::collection::vec(yaml_line(), 0..16)) {
+        let text = lines.join("\n");
+        let report = read_spec(&text);
+        let count = text.lines().count().max(1);
+        for problem in &report.problems {
+            prop_assert!(problem.line.is_none_or(|l| l >= 1 && l <= count + 1), "{}", problem);
+        }
+    }
+
+    #[test]
+    fn mapping_noise_never_panics(text in ".{0,200}") {
+        let _ = read_spec(&text);
+    }
+}

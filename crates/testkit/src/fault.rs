@@ -1,0 +1,272 @@
+//! A fault-injecting HTTP proxy to put between Keyway and moto or the GCP emulator, switched during a test:
+//! pass through, add latency, answer throttling or server errors (all requests or one in N), drop the
+//! connection without an answer, hold requests forever (a black hole), or refuse connections. It counts every
+//! request that reaches it, which is every upstream call Keyway makes, retries included.
+//!
+//! It speaks HTTP/1.1 on both sides (hyper), so a fault applies per request even on keep-alive connections.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// What the proxy does to the requests it receives from now on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward unchanged.
+    Pass,
+    /// Forward after a delay.
+    Latency(Duration),
+    /// Answer `code` (429 throttling, 5xx) in the upstream's error shape to one request in every `every`
+    /// (1: all); forward the others.
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// One in `every` requests gets it.
+        every: u64,
+    },
+    /// Close the connection without answering.
+    Drop,
+    /// Accept and read, never answer.
+    Blackhole,
+    /// Close new connections at once.
+    Refuse,
+}
+
+/// The upstream's error shape for injected answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// AWS JSON protocol (`__type`, `x-amzn-ErrorType`).
+    Aws,
+    /// Google's `google.rpc.Status`.
+    Gcp,
+}
+
+struct State {
+    upstream: SocketAddr,
+    flavor: Flavor,
+    fault: Mutex<Fault>,
+    requests: AtomicU64,
+    forwarded: AtomicU64,
+    injected: AtomicU64,
+}
+
+/// The proxy on a free loopback port, on its own thread and runtime, stopped on drop.
+pub struct FaultProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+fn full(body: String) -> Body {
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn injected(flavor: Flavor, code: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (body, aws_type) = match (flavor, code) {
+        (Flavor::Aws, 429) => (
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(),
+            Some("ThrottlingException"),
+        ),
+        (Flavor::Aws, _) => (
+            r#"{"__type":"InternalServiceError","message":"injected failure"}"#.to_owned(),
+            Some("InternalServiceError"),
+        ),
+        (Flavor::Gcp, 429) => (
+            r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#
+                .to_owned(),
+            None,
+        ),
+        (Flavor::Gcp, _) => (
+            format!(
+                r#"{{"error":{{"code":{code},"message":"injected failure","status":"UNAVAILABLE"}}}}"#
+            ),
+            None,
+        ),
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(t) = aws_type {
+        headers.insert(
+            "x-amzn-ErrorType",
+            hyper::header::HeaderValue::from_static(t),
+        );
+    }
+    response
+}
+
+async fn forward(state: &State, request: Request<Incoming>) -> Result<Response<Body>, String> {
+    let stream = tokio::net::TcpStream::connect(state.upstream)
+        .await
+        .map_err(|e| format!("upstream connect: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("upstream handshake: {e}"))?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("upstream request: {e}"))?;
+    state.forwarded.fetch_add(1, Ordering::Relaxed);
+    Ok(response.map(http_body_util::BodyExt::boxed))
+}
+
+/// Whether request number `n` gets the fault's answer.
+fn injects(fault: &Fault, n: u64) -> bool {
+    match fault {
+        Fault::Status { every, .. } => n.is_multiple_of((*every).max(1)),
+        Fault::Pass | Fault::Refuse => false,
+        Fault::Latency(_) | Fault::Drop | Fault::Blackhole => true,
+    }
+}
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, String> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let fault = state
+        .fault
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if !injects(&fault, n) {
+        // Refuse acts at accept; a request already on an open connection passes.
+        return forward(&state, request).await;
+    }
+    match fault {
+        Fault::Pass | Fault::Refuse => forward(&state, request).await,
+        Fault::Latency(delay) => {
+            tokio::time::sleep(delay).await;
+            forward(&state, request).await
+        }
+        Fault::Status { code, .. } => {
+            state.injected.fetch_add(1, Ordering::Relaxed);
+            // Read the request to its end, as a server does before answering.
+            let _ = request.into_body().collect().await;
+            Ok(injected(state.flavor, code))
+        }
+        Fault::Drop => {
+            state.injected.fetch_add(1, Ordering::Relaxed);
+            Err("dropped".to_owned())
+        }
+        Fault::Blackhole => {
+            state.injected.fetch_add(1, Ordering::Relaxed);
+            std::future::pending().await
+        }
+    }
+}
+
+impl FaultProxy {
+    /// A proxy to `upstream` (`http://HOST:PORT`), passing everything until told otherwise.
+    pub fn start(upstream: &str, flavor: Flavor) -> FaultProxy {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream is http://IP:PORT");
+        let state = Arc::new(State {
+            upstream,
+            flavor,
+            fault: Mutex::new(Fault::Pass),
+            requests: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let stream = tokio::select! {
+                        _ = &mut stopped => return,
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        },
+                    };
+                    let refuse = *shared.fault.lock().unwrap_or_else(PoisonError::into_inner)
+                        == Fault::Refuse;
+                    if refuse {
+                        drop(stream);
+                        continue;
+                    }
+                    let state = shared.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request| {
+                            let state = state.clone();
+                            async move { handle(state, request).await }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        FaultProxy {
+            endpoint: format!("http://{addr}"),
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Applies `fault` to the requests received from now on.
+    pub fn set(&self, fault: Fault) {
+        *self
+            .state
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// Requests received (every upstream call Keyway made through the proxy).
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests forwarded and answered by the upstream.
+    pub fn forwarded(&self) -> u64 {
+        self.state.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Requests that got an injected fault.
+    pub fn injected(&self) -> u64 {
+        self.state.injected.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
