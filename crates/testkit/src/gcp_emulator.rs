@@ -684,36 +684,23 @@ pub struct GcpEmulator {
     pub endpoint: String,
     /// The bound address.
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::Background,
 }
 
 impl GcpEmulator {
     /// Starts the emulator.
     pub fn start() -> GcpEmulator {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                serve(listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-            });
+        let (addr, server) = crate::Background::start(|listener, stopped| async move {
+            serve(listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
         });
         GcpEmulator {
             endpoint: format!("http://{addr}"),
             addr,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -844,16 +831,5 @@ impl GcpEmulator {
         crate::http("GET", &format!("{}/emulator/stats", self.endpoint), &[], "").json()["access"]
             .as_u64()
             .unwrap_or(0)
-    }
-}
-
-impl Drop for GcpEmulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

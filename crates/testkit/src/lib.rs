@@ -20,6 +20,55 @@ use base64::Engine as _;
 
 pub use gcp_emulator::GcpEmulator;
 
+/// A loopback server on its own thread and current-thread runtime: `serve` gets the bound listener and a
+/// future that resolves when the owner is dropped; the drop then waits for the thread.
+pub(crate) struct Background {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Binds `127.0.0.1:0` and runs `serve` on it; returns the address and the owner.
+    pub(crate) fn start<F, Fut>(serve: F) -> (SocketAddr, Background)
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                serve(listener, stopped).await;
+            });
+        });
+        let owner = Background {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        (addr, owner)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The project's virtual environment (`$KEYWAY_VENV` or `.venv` at the workspace root).
 pub fn venv() -> PathBuf {
     std::env::var_os("KEYWAY_VENV").map_or_else(

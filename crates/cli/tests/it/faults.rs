@@ -19,7 +19,7 @@ use keyway_testkit::fault::{Fault, FaultProxy, Flavor};
 use keyway_testkit::raw;
 
 use crate::Ground;
-use crate::serve::Served;
+use crate::serve::{Served, wait_until_fresh};
 
 /// A ground whose aws-sm instance reaches moto through a fault proxy, with `settings` in its table.
 fn through_proxy(settings: &str) -> (Ground, FaultProxy) {
@@ -137,18 +137,7 @@ fn an_upstream_outage_under_load_serves_cached_secrets_and_recovers() {
     // Recovered: every hot secret is fresh again within seconds, and the cold ones are served.
     let deadline = Instant::now() + Duration::from_secs(15);
     for (path, _) in &hot {
-        loop {
-            let reply = raw::get(&unix, path, &[]);
-            if reply.status == 200 && reply.json()["stale"] == false {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never recovered: {}",
-                reply.text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_fresh(&unix, path, deadline);
     }
     assert_eq!(
         raw::get(&unix, "/v1/secret?ref=aws-sm://cold/s0", &[]).status,

@@ -11,8 +11,8 @@ use keyway_testkit::raw;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::Ground;
 use crate::serve::Served;
+use crate::{Ground, proc_status_kib};
 
 fn request() -> impl Strategy<Value = Vec<u8>> {
     let method = prop::sample::select(vec![
@@ -188,15 +188,7 @@ fn well_behaved_clients_are_served_during_an_http_attack() {
     std::fs::write(ground.dir.path().join("local/good"), "good-value").unwrap();
     let served = Served::start(&ground, &[]);
     let socket = served.socket.clone();
-    let rss = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    };
-    let before = rss(served.pid());
+    let before = proc_status_kib(served.pid(), "VmRSS");
     let stop = Arc::new(AtomicBool::new(false));
     let (cut_off, rejected) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut attackers = Vec::new();
@@ -261,7 +253,7 @@ fn well_behaved_clients_are_served_during_an_http_attack() {
         served_ok += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let during = rss(served.pid());
+    let during = proc_status_kib(served.pid(), "VmRSS");
     stop.store(true, Ordering::Relaxed);
     for a in attackers {
         a.join().unwrap();

@@ -100,6 +100,16 @@ pub fn keyway(config: &Path) -> Command {
     cmd
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmLck`), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run keyway")
 }

@@ -4,6 +4,7 @@
 //! limit and the fix. The non-root cases run the binary as `nobody` with setpriv and prlimit (util-linux).
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,24 @@ fn as_nobody(memlock: Option<u64>) -> Command {
     cmd
 }
 
-fn wait_for(path: &std::path::Path) {
+/// `keyway serve` from `command` (the binary itself, or a wrapper running it) on `socket`.
+fn serve(mut command: Command, binary: &Path, config: &Path, socket: &Path) -> std::process::Child {
+    let child = command
+        .arg(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("--socket")
+        .arg(socket)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(socket);
+    child
+}
+
+fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !path.exists() {
         assert!(
@@ -62,19 +80,12 @@ fn the_daemon_is_not_dumpable() {
         return;
     }
     let (dir, binary, config) = nobody_ground("");
-    let socket = dir.path().join("k.sock");
-    let mut child = as_nobody(None)
-        .arg(&binary)
-        .arg("--config")
-        .arg(&config)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&socket);
+    let mut child = serve(
+        as_nobody(None),
+        &binary,
+        &config,
+        &dir.path().join("k.sock"),
+    );
     let pid = child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(
@@ -118,25 +129,11 @@ fn lock_memory_refuses_to_start_under_a_low_limit_and_locks_with_privilege() {
     assert!(!dir.path().join("k.sock").exists(), "nothing was served");
 
     // With CAP_IPC_LOCK (root) the pages are locked.
-    let socket = dir.path().join("root.sock");
-    let mut child = Command::new(&binary)
-        .arg("--config")
-        .arg(&config)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&socket);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let locked: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
-    assert!(locked > 0, "VmLck {locked} kB: {status}");
+    let mut direct = Command::new("env");
+    direct.arg("--");
+    let mut child = serve(direct, &binary, &config, &dir.path().join("root.sock"));
+    let locked = crate::proc_status_kib(child.id(), "VmLck");
+    assert!(locked > 0, "VmLck {locked} kB");
     let _ = child.kill();
     let _ = child.wait();
 }

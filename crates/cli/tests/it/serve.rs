@@ -83,6 +83,22 @@ impl Served {
     }
 }
 
+/// Reads `path` until the answer is a fresh (not stale) value; fails the test at `deadline`.
+pub fn wait_until_fresh(target: &raw::Target, path: &str, deadline: Instant) {
+    loop {
+        let reply = raw::get(target, path, &[]);
+        if reply.status == 200 && reply.json()["stale"] == false {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            reply.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn ground_has_tcp(ground: &Ground) -> bool {
     std::fs::read_to_string(&ground.config)
         .unwrap()
@@ -450,19 +466,7 @@ fn upstream_down_serves_stale_values_fails_fast_for_the_rest_and_recovers() {
     );
 
     ground.gcp.fail_next(0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = raw::get(&unix, cached, &[]);
-        if reply.status == 200 && reply.json()["stale"] == false {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never recovered: {}",
-            reply.text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_fresh(&unix, cached, Instant::now() + Duration::from_secs(10));
     assert_eq!(
         raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/uncached", &[]).status,
         200

@@ -16,23 +16,14 @@ use std::time::{Duration, Instant};
 
 use keyway_testkit::raw;
 
-use crate::Ground;
 use crate::serve::Served;
+use crate::{Ground, proc_status_kib};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// One request of the mix, by its sequence number; true when the answer is right.
@@ -133,10 +124,10 @@ fn mixed_load_at_a_fixed_rate_has_no_errors_and_flat_memory() {
         })
         .collect();
     let started = Instant::now();
-    let mut samples = vec![rss_kib(pid)];
+    let mut samples = vec![proc_status_kib(pid, "VmRSS")];
     while started.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(every);
-        samples.push(rss_kib(pid));
+        samples.push(proc_status_kib(pid, "VmRSS"));
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
