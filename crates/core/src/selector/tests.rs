@@ -148,6 +148,71 @@ fn matching_follows_kubernetes_semantics() {
     }
 }
 
+/// The parse cases of apimachinery's `labels/selector_test.go` (TestSelectorParse, TestSetSelectorParser)
+/// with the canonical form Kubernetes prints, and its invalid strings; checked against the Go test's
+/// expectations by hand, and against `keyway selector parse` on the command line.
+#[test]
+fn kubernetes_parse_vectors() {
+    for (input, canonical) in [
+        ("x=a,y=b,z=c", "x=a,y=b,z=c"),
+        ("", ""),
+        ("x!=a,y=b", "x!=a,y=b"),
+        ("x=", "x="),
+        ("x= ", "x="),
+        ("x=,z= ", "x=,z="),
+        ("x= ,z= ", "x=,z="),
+        ("!x", "!x"),
+        ("x>1", "x>1"),
+        ("x>1,z<5", "x>1,z<5"),
+        ("x=a,a=x", "a=x,x=a"),
+        ("\rx", "x"),
+        (
+            "this-is-a-dns.domain.com/key-with-dash",
+            "this-is-a-dns.domain.com/key-with-dash",
+        ),
+        (
+            "0.1.2.domain/99 notin (10.10.100.1, tick.tack.clock)",
+            "0.1.2.domain/99 notin (10.10.100.1,tick.tack.clock)",
+        ),
+        ("foo  in\t (abc)", "foo in (abc)"),
+        ("x notin\n (abc)", "x notin (abc)"),
+        ("x  notin\t\t(abc,def)", "x notin (abc,def)"),
+        ("x in (abc,)", "x in (,abc)"),
+        ("x in ()", "x in ()"),
+        (
+            "x notin (abc,,def),bar,z in (),w",
+            "bar,w,x notin (,abc,def),z in ()",
+        ),
+        ("x,y in (a)", "x,y in (a)"),
+        ("x=a,y!=b,z in (h,i,j)", "x=a,y!=b,z in (h,i,j)"),
+        ("x notin ( )", "x notin ()"),
+        ("x notin (, a)", "x notin (,a)"),
+        ("a ", "a"),
+        ("a in (x,y,notin, z,in)", "a in (in,notin,x,y,z)"),
+        ("notin=in", "notin=in"),
+    ] {
+        let parsed = Selector::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+        assert_eq!(parsed.to_string(), canonical, "{input:?}");
+    }
+    for input in [
+        "x=a||y=b",
+        "x==a==b",
+        "!x=a",
+        "x<a",
+        "x,,y",
+        ",x,y",
+        "x nott in (y)",
+        "a in (xyz),",
+        "a in (xyz)b notin ()",
+        "a in (xyz abc)",
+        "a notin(",
+        "a (",
+        "(",
+    ] {
+        assert!(Selector::parse(input).is_err(), "{input:?} must not parse");
+    }
+}
+
 #[test]
 fn anyscale_mode_takes_emails_and_its_three_keys() {
     for (input, canonical) in [
