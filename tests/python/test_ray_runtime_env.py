@@ -152,3 +152,34 @@ def test_no_value_in_any_ray_log_or_exception(cluster):
             if CANARY.encode() in data or FILE_CANARY.encode() in data:
                 leaks.append(str(path.relative_to(session)))
     assert leaks == [], leaks
+
+
+def test_the_launcher_refuses_a_directory_others_can_write(tmp_path):
+    """A directory prepared by someone else (here: mode 0777) could have its files swapped: the launcher
+    refuses it before fetching anything, and exits non-zero."""
+    import subprocess
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "x").write_text(FILE_CANARY)
+    config = tmp_path / "keyway.toml"
+    config.write_text(f'[providers.local]\ntype = "local"\ndir = "{store}"\n')
+    env = dict(os.environ, KEYWAY_CONFIG=str(config), KEYWAY_DAEMON="never")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    command = [sys.executable, "-m", "keyway._launch", "--file", "f=local://x", "--dir", str(shared), "--",
+               sys.executable, "-c", "pass"]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1, refused.stderr
+    assert "not safe for secret files" in refused.stderr and FILE_CANARY not in refused.stderr
+    assert not (shared / "f").exists()
+
+    private = tmp_path / "private"
+    command[command.index(str(shared))] = str(private)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (private / "f").read_text() == FILE_CANARY
+    assert oct((private / "f").stat().st_mode & 0o777) == "0o400"
+    assert oct(private.stat().st_mode & 0o777) == "0o700"
+

@@ -12,6 +12,7 @@ throttled, 1 other; the one-line message on stderr names the reference, never a 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import Dict, List, Tuple
 
@@ -60,6 +61,28 @@ def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]
     _fail("no `--` before the command; " + USAGE, 2)
 
 
+def private_dir(directory: str) -> None:
+    """Creates `directory` (0700) and refuses it unless it and every directory above it is safe: owned by this
+    user or root, and writable by others only when sticky (/tmp, /dev/shm). Otherwise another user could
+    swap the files the worker reads, or the directory itself, between our write and its read."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    me = os.geteuid()
+    path = os.path.abspath(directory)
+    leaf = True
+    while True:
+        st = os.lstat(path)
+        unsafe = (not stat.S_ISDIR(st.st_mode) or st.st_uid not in (me, 0)
+                  or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX)
+                  or (leaf and (st.st_uid != me or st.st_mode & 0o077)))
+        if unsafe:
+            _fail(f"{path} is not safe for secret files (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)}); "
+                  f"remove it, or give runtime_env keyway.dir a directory only this user can write", 1)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path, leaf = parent, False
+
+
 def write_file(directory: str, name: str, data: bytes) -> None:
     """All-or-nothing per file: a private temporary file, fsync, then rename over the old one, so a reader
     never sees a partial value; mode 0400."""
@@ -85,6 +108,8 @@ def main(argv: List[str]) -> None:
     for name, _ in files:
         if not name or name in (".", "..") or "/" in name:
             _fail(f"file name `{name}` must be one path component", 2)
+    if files:
+        private_dir(directory)
     references = [r for _, r in env] + [r for _, r in files]
     try:
         secrets = keyway.get_secrets(references) if references else []
@@ -92,7 +117,6 @@ def main(argv: List[str]) -> None:
         _fail(str(e), _exit_code(e))
     values = [s.value for s in secrets]
     if files:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
         # Written first, so the command starts only once every file exists.
         for (name, _), value in zip(files, values[len(env):]):
             write_file(directory, name, value.raw_value())
