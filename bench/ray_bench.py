@@ -1,12 +1,15 @@
 """Ray benchmark: keyway.ray vs raysecretsproxy vs a trivial actor, and keyway's node-local path, in one run.
 
 Usage: bench/ray.sh [ROUNDS=5]   (builds the release keyway binary and the release extension first)
+       BENCH_CONCURRENCY=1,8 bench/ray.sh 5   also measures keyway.ray actors with those thread counts
 
 Each round measures every subject in alternating order, after a warm-up:
-  1. cached get_secret round trips from the driver (2,000 calls) and from 8 concurrent tasks (250 sequential
-     calls each) for a trivial actor method, raysecretsproxy 0.0.3 and keyway.ray (secrets from moto), each
-     subject's calls split in 5 chunks interleaved with the others' (A B C A B C ...);
-  2. keyway.get_secret from 8 tasks through the node daemon's unix socket (no Ray RPC);
+  1. cached get_secret calls from the driver (2,000 calls, submitted in batches of 200 and gathered, which is how
+     the issue's 2,600-2,980 calls/s for a trivial actor are reached; and one at a time, for reference) and from
+     8 concurrent callers (250 sequential calls each; long-lived caller actors, all starting at one instant) for a
+     trivial actor method, raysecretsproxy 0.0.3 and keyway.ray (secrets from moto), each subject's calls split
+     in 10 chunks interleaved with the others' (A B C A B C ...);
+  2. keyway.get_secret from the same 8 callers through the node daemon's unix socket (no Ray RPC);
   3. head-of-line blocking: while one uncached secret takes 1 s upstream (the GCP emulator's latency control),
      the slowest of 20 cached reads from the driver, for both proxies;
   4. hydrate_cache of 50 secrets for both proxies, from the GCP emulator answering each access after 10 ms
@@ -34,7 +37,7 @@ from conftest import start_moto  # noqa: E402
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 DRIVER_CALLS, TASKS, TASK_CALLS = 2000, 8, 250
 # Each round's calls are split in this many chunks, interleaved across the subjects.
-CHUNKS = 5
+CHUNKS = 10
 
 
 @ray.remote
@@ -43,52 +46,86 @@ class Trivial:
         return secret_name
 
 
-def driver_rates(actors, chunks=CHUNKS) -> dict:
+@ray.remote
+class TrivialRaySecret:
+    """The drop-in API's own cost: a trivial method returning a prebuilt ``RaySecret`` (Ray pickles it)."""
+
+    def __init__(self):
+        from keyway.ray import RaySecret
+
+        self.secret = RaySecret("bench/s00", b"x" * 40, -1, {"ARN": "arn:aws:secretsmanager:us-east-1:1:secret:s",
+                                                              "VersionId": "v" * 36, "VersionStages": ["AWSCURRENT"],
+                                                              "CreatedDate": 1.0, "FetchedAt": 2.0})
+
+    def get_secret(self, secret_name, ttl=None):
+        return self.secret
+
+
+def driver_rates(actors, chunks=CHUNKS, batch=True) -> dict:
     """Calls/s of each actor from the driver, its 2,000 calls taken in chunks interleaved with the others'
-    (A B C A B C ...), so the machine's drift within a round falls on every subject alike."""
+    (A B C A B C ...), so the machine's drift within a round falls on every subject alike. With ``batch`` each
+    chunk's calls are submitted at once and then gathered (``ray.get([...])``: the issue's driver figures, 2,600-2,980
+    calls/s for a trivial actor, are only reachable that way here); without it every call waits for its answer."""
     for actor in actors.values():
-        for _ in range(20):
-            ray.get(actor.get_secret.remote("bench/s00"))
+        ray.get([actor.get_secret.remote("bench/s00") for _ in range(100)])
     spent = dict.fromkeys(actors, 0.0)
+    per_chunk = DRIVER_CALLS // chunks
     for _ in range(chunks):
         for name, actor in actors.items():
             started = time.perf_counter()
-            for _ in range(DRIVER_CALLS // chunks):
-                ray.get(actor.get_secret.remote("bench/s00"))
+            if batch:
+                ray.get([actor.get_secret.remote("bench/s00") for _ in range(per_chunk)])
+            else:
+                for _ in range(per_chunk):
+                    ray.get(actor.get_secret.remote("bench/s00"))
             spent[name] += time.perf_counter() - started
     return {name: DRIVER_CALLS / seconds for name, seconds in spent.items()}
 
 
 @ray.remote(num_cpus=0)
-def via_actor(actor, calls):
-    for _ in range(calls):
-        ray.get(actor.get_secret.remote("bench/s00"))
+class Caller:
+    """One of the 8 concurrent callers: a worker process that stays up, so worker start-up (which lands on
+    whichever subject comes first) is not in the figures; every caller starts at the same instant."""
+
+    def run(self, actor, calls: int, start_at: float):
+        for _ in range(3):
+            ray.get(actor.get_secret.remote("bench/s00"))
+        late = time.time() > start_at
+        while time.time() < start_at:
+            time.sleep(0.0005)
+        for _ in range(calls):
+            ray.get(actor.get_secret.remote("bench/s00"))
+        return time.time(), late
+
+    def run_daemon(self, socket: str, calls: int, start_at: float):
+        """The node-local path: keyway.get_secret through the daemon's unix socket, no Ray RPC."""
+        import keyway
+
+        keyway.configure(socket=socket, daemon="always")
+        for _ in range(20):
+            keyway.get_secret("aws-sm://bench/s00")
+        late = time.time() > start_at
+        while time.time() < start_at:
+            time.sleep(0.0005)
+        for _ in range(calls):
+            keyway.get_secret("aws-sm://bench/s00")
+        return time.time(), late
 
 
-@ray.remote(num_cpus=0)
-def via_daemon(socket, calls):
-    import keyway
-
-    keyway.configure(socket=socket, daemon="always")
-    for _ in range(20):
-        keyway.get_secret("aws-sm://bench/s00")
-    started = time.perf_counter()
-    for _ in range(calls):
-        keyway.get_secret("aws-sm://bench/s00")
-    return time.perf_counter() - started
-
-
-def tasks_rates(actors, chunks=CHUNKS) -> dict:
-    """Calls/s of each actor from 8 concurrent tasks (250 sequential calls each), interleaved in chunks."""
-    for actor in actors.values():
-        ray.get([via_actor.remote(actor, 5) for _ in range(TASKS)])
+def tasks_rates(actors, callers, chunks=CHUNKS) -> dict:
+    """Calls/s of each actor from 8 concurrent callers (250 sequential calls each), interleaved in chunks: all
+    calls over the time from the common start to the last caller's end."""
+    for actor in actors.values():  # warm-up: every caller up and holding a handle to every actor
+        ray.get([c.run.remote(actor, 3, 0.0) for c in callers])
     spent = dict.fromkeys(actors, 0.0)
     for _ in range(chunks):
         for name, actor in actors.items():
-            started = time.perf_counter()
-            ray.get([via_actor.remote(actor, TASK_CALLS // chunks) for _ in range(TASKS)])
-            spent[name] += time.perf_counter() - started
-    return {name: TASKS * TASK_CALLS / seconds for name, seconds in spent.items()}
+            start_at = time.time() + 0.1
+            ends = ray.get([c.run.remote(actor, TASK_CALLS // chunks, start_at) for c in callers])
+            if any(late for _, late in ends):
+                raise RuntimeError("a caller started after the common start; raise the 0.1 s head start")
+            spent[name] += max(end for end, _ in ends) - start_at
+    return {name: len(callers) * TASK_CALLS / seconds for name, seconds in spent.items()}
 
 
 def emulator_latency(endpoint: str, ms: int) -> None:
@@ -160,29 +197,42 @@ def main() -> None:
     def note(key, value):
         results.setdefault(key, []).append(value)
 
+    callers = [Caller.remote() for _ in range(TASKS)]
+    # Extra keyway.ray subjects with another thread count, e.g. BENCH_CONCURRENCY=1,8,64 (the trade-off table).
+    extra = [int(n) for n in os.environ.get("BENCH_CONCURRENCY", "").split(",") if n]
     try:
         for round_ in range(ROUNDS):
-            subjects = [("trivial actor", Trivial.remote())] + [
-                (name, proxy.remote(aws_op(**aws))) for name, (proxy, aws_op, _) in packages.items()]
+            subjects = [("trivial actor", Trivial.remote()),
+                        ("trivial actor returning a RaySecret", TrivialRaySecret.remote())] + [
+                (name, proxy.remote(aws_op(**aws))) for name, (proxy, aws_op, _) in packages.items()] + [
+                (f"keyway.ray max_concurrency={n}",
+                 kr.RaySecretProxy.options(max_concurrency=n).remote(kr.AWSRaySecretOperator(**aws))) for n in extra]
             if round_ % 2:
                 subjects.reverse()
             actors = dict(subjects)
             rate = {}
             for name, value in driver_rates(actors).items():
                 rate[name, "driver"] = value
-            for name, value in tasks_rates(actors).items():
-                rate[name, "8 tasks"] = value
-            elapsed = ray.get([via_daemon.remote(socket, TASK_CALLS) for _ in range(TASKS)])
-            # The tasks ran concurrently: the rate is all calls over the longest task.
-            rate["keyway.get_secret via daemon", "8 tasks"] = TASKS * TASK_CALLS / max(elapsed)
+            for name, value in driver_rates(actors, batch=False).items():
+                rate[name, "driver, one at a time"] = value
+            for name, value in tasks_rates(actors, callers).items():
+                rate[name, "8 callers"] = value
+            start_at = time.time() + 0.5
+            ends = ray.get([c.run_daemon.remote(socket, TASK_CALLS, start_at) for c in callers])
+            if any(late for _, late in ends):
+                raise RuntimeError("a caller started after the common start; raise the 0.5 s head start")
+            rate["keyway.get_secret via daemon", "8 callers"] = TASKS * TASK_CALLS / (max(e for e, _ in ends) - start_at)
             for key, value in rate.items():
                 note(key, value)
-            for what in ("driver", "8 tasks"):
-                for name in packages:
+            for what in ("driver", "driver, one at a time", "8 callers"):
+                for name in ["trivial actor returning a RaySecret", *packages,
+                             *(f"keyway.ray max_concurrency={n}" for n in extra)]:
                     ratios.setdefault(f"{name} / trivial actor, {what}", []).append(
                         rate[name, what] / rate["trivial actor", what])
-            ratios.setdefault("daemon path / raysecretsproxy, 8 tasks", []).append(
-                rate["keyway.get_secret via daemon", "8 tasks"] / rate["raysecretsproxy", "8 tasks"])
+                ratios.setdefault(f"keyway.ray / trivial actor returning a RaySecret, {what}", []).append(
+                    rate["keyway.ray", what] / rate["trivial actor returning a RaySecret", what])
+            ratios.setdefault("daemon path / raysecretsproxy, 8 callers", []).append(
+                rate["keyway.get_secret via daemon", "8 callers"] / rate["raysecretsproxy", "8 callers"])
 
             order = list(packages.items()) if round_ % 2 == 0 else list(reversed(packages.items()))
             hydrate = {}
@@ -201,6 +251,8 @@ def main() -> None:
                 started = time.perf_counter()
                 ray.get(fresh.hydrate_cache.remote(secret_names=names))
                 hydrate[name, "moto"] = time.perf_counter() - started
+            for actor in actors.values():
+                ray.kill(actor)
             for (name, upstream), seconds in hydrate.items():
                 note((name, f"hydrate 50, {upstream} (s)"), seconds)
             for upstream in ("gcp", "moto"):

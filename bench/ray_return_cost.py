@@ -2,8 +2,9 @@
 
 Usage (after bench/ray.sh built the release extension): .venv/bin/python bench/ray_return_cost.py [ROUNDS=5]
 
-Actors whose get_secret does one thing each, measured from 8 tasks with their calls interleaved in chunks
-(bench/ray_bench.py's tasks_rates), as ratios to a trivial method returning a str, medians over rounds.
+Actors whose get_secret does one thing each, measured from the driver in batches and from 8 callers with their
+calls interleaved in chunks (bench/ray_bench.py's driver_rates and tasks_rates), as ratios to a trivial method
+returning a str, medians over rounds.
 """
 
 import pathlib
@@ -66,6 +67,7 @@ def main() -> None:
             return name
 
     ratios = {}
+    callers = [ray_bench.Caller.remote() for _ in range(ray_bench.TASKS)]
     try:
         for round_ in range(ROUNDS):
             actors = {"trivial (str)": ray_bench.Trivial.remote(), "prebuilt RaySecret": Prebuilt.remote(),
@@ -74,14 +76,17 @@ def main() -> None:
                       "keyway.ray": kr.RaySecretProxy.remote(kr.AWSRaySecretOperator(**kwargs))}
             if round_ % 2:
                 actors = dict(reversed(list(actors.items())))
-            rates = ray_bench.tasks_rates(actors)
-            for name, rate in rates.items():
-                ratios.setdefault(name, []).append(rate / rates["trivial (str)"])
+            for what, rates in (("driver", ray_bench.driver_rates(actors)),
+                                ("8 callers", ray_bench.tasks_rates(actors, callers))):
+                for name, rate in rates.items():
+                    ratios.setdefault((name, what), []).append(rate / rates["trivial (str)"])
+            for actor in actors.values():
+                ray.kill(actor)
     finally:
         ray.shutdown()
         proc.terminate()
-    for name, values in ratios.items():
-        print(f"{name:28s} median {statistics.median(values):.3f} of trivial  (rounds: "
+    for (name, what), values in ratios.items():
+        print(f"{name:28s} {what:10s} median {statistics.median(values):.3f} of trivial  (rounds: "
               f"{', '.join(f'{v:.2f}' for v in values)})")
 
 

@@ -2,6 +2,7 @@
 both (where the original behaves sensibly), so `from keyway.ray import ...` is the whole migration."""
 
 import importlib
+import time
 
 import boto3
 import pytest
@@ -59,6 +60,9 @@ def test_get_secret_caches_and_ttl_zero_asks_again(ray_local, moto, impl):
     assert secret.secret_name == "app/token"
     assert CANARY not in str(secret) and CANARY not in repr(secret)
     assert not secret.is_expired()
+    # Every field survives Ray's pickling of the return (keyway.ray's RaySecret has its own reducer).
+    assert secret.ttl == -1 and abs(secret.create_timestamp - time.time()) < 60
+    assert "ARN" in secret.metadata and "VersionId" in secret.metadata
     assert moto_count(moto, "GetSecretValue") == 1
     ray.get(actor.get_secret.remote("app/token"))
     assert moto_count(moto, "GetSecretValue") == 1, "a cached name makes no upstream call"
