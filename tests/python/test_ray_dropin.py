@@ -144,20 +144,15 @@ def test_gcp_operator_with_google_client_arguments(ray_local, gcp_emulator, modu
     assert ray.get(actor.list_secrets.remote()) == ["projects/proj/secrets/db"]
 
 
-@pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
-def test_a_slow_upstream_fetch_does_not_block_cached_reads(ray_local, gcp_emulator, module):
-    """While one uncached secret takes 1 s upstream, cached reads from another caller: the original's
-    single-threaded actor makes them wait for it; keyway.ray's concurrent actor does not."""
-    import time
-    import urllib.request
-
+def _gcp_proxy(module, gcp_emulator, names):
+    """A proxy of `module` over the GCP emulator holding `names` (each secret's value is its name)."""
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import secretmanager
 
     client = secretmanager.SecretManagerServiceClient(
         credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
-    for name in ("fast", "slow"):
+    for name in names:
         secret = client.create_secret(request={"parent": "projects/proj", "secret_id": name,
                                                "secret": {"replication": {"automatic": {}}}})
         client.add_secret_version(request={"parent": secret.name, "payload": {"data": name.encode()}})
@@ -166,23 +161,45 @@ def test_a_slow_upstream_fetch_does_not_block_cached_reads(ray_local, gcp_emulat
     else:
         from raysecretsproxy.gcp_secret_operator import GCPRaySecretOperator
         from raysecretsproxy.ray_secret_proxy import RaySecretProxy
-    actor = RaySecretProxy.remote(GCPRaySecretOperator(
+    return RaySecretProxy.remote(GCPRaySecretOperator(
         project_name="proj", credentials=AnonymousCredentials(), transport="rest",
         client_options=ClientOptions(api_endpoint=gcp_emulator)))
-    assert ray.get(actor.get_secret.remote("fast")).value() == "fast"
 
+
+def _cached_reads_during_slow_fetches(actor, gcp_emulator, slow_names):
+    """The waits of 10 cached reads of `fast` while every name in `slow_names` takes 1 s upstream."""
+    import urllib.request
+
+    assert ray.get(actor.get_secret.remote("fast")).value() == "fast"
     urllib.request.urlopen(urllib.request.Request(f"{gcp_emulator}/emulator/latency?ms=1000", method="POST"))
-    slow = actor.get_secret.remote("slow")
+    slow = [actor.get_secret.remote(name) for name in slow_names]
     time.sleep(0.1)
     waits = []
     for _ in range(10):
         started = time.perf_counter()
         ray.get(actor.get_secret.remote("fast"))
         waits.append(time.perf_counter() - started)
-    assert ray.get(slow).value() == "slow"
+    assert [s.value() for s in ray.get(slow)] == list(slow_names)
+    return waits
+
+
+@pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
+def test_a_slow_upstream_fetch_does_not_block_cached_reads(ray_local, gcp_emulator, module):
+    """While one uncached secret takes 1 s upstream, cached reads from another caller: the original's
+    single-threaded actor makes them wait for it; keyway.ray's concurrent actor does not."""
+    actor = _gcp_proxy(module, gcp_emulator, ["fast", "slow"])
+    waits = _cached_reads_during_slow_fetches(actor, gcp_emulator, ["slow"])
     if module == "keyway.ray":
         # The issue's target is 20 ms (bench/ray_bench.py measures ~3 ms on release builds); this debug build on
         # a shared CI machine gets 100 ms of headroom, still a tenth of the original's wait.
         assert max(waits) < 0.1, f"cached reads waited {max(waits):.3f} s behind a slow fetch"
     else:
         assert max(waits) > 0.5, "the original's single-threaded actor serialises calls"
+
+
+def test_three_slow_fetches_in_flight_leave_cached_reads_answered(ray_local, gcp_emulator):
+    """keyway.ray's 4 threads: three cold secrets fetched at once (a cluster starting up) still leave one thread
+    for cached reads, as docs/python.md says."""
+    actor = _gcp_proxy("keyway.ray", gcp_emulator, ["fast", "slow1", "slow2", "slow3"])
+    waits = _cached_reads_during_slow_fetches(actor, gcp_emulator, ["slow1", "slow2", "slow3"])
+    assert max(waits) < 0.1, f"cached reads waited {max(waits):.3f} s behind three slow fetches"
