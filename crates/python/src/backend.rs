@@ -25,20 +25,30 @@ pub struct Backend {
     project: Option<String>,
 }
 
-/// The answer of `future` if it is ready at its first poll (a fresh cache hit), computed while holding the GIL.
+/// Runs `future` to its end, holding the GIL for its first poll: a fresh cache hit is answered there.
 ///
 /// Releasing and re-taking the GIL costs more than a hit (a few microseconds), and in a threaded Ray actor
-/// the thread must then win the GIL back from Ray's own threads. A future that is not ready is dropped
-/// unfinished, which cancels nothing: the cache's fetch runs in a task of its own, and the caller's second
-/// resolve (with the GIL released) joins it.
-fn ready_now<F: std::future::Future>(rt: &tokio::runtime::Runtime, future: F) -> Option<F::Output> {
-    let _context = rt.enter();
+/// the thread must then win the GIL back from Ray's own threads. A future that is not ready at once (a miss:
+/// its fetch already started) is finished where it stands, with the GIL released, so the miss is looked up
+/// and counted once.
+fn resolve_holding_gil_for_hits<F>(
+    py: Python<'_>,
+    rt: &tokio::runtime::Runtime,
+    future: F,
+) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
     let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
+    {
+        let _context = rt.enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
     }
+    py.detach(|| rt.block_on(future))
 }
 
 fn ttl(seconds: Option<f64>) -> Option<Ttl> {
@@ -177,11 +187,9 @@ impl Backend {
             refresh_now: refresh,
         };
         let rt = runtime()?;
-        let resolved = match ready_now(rt, self.resolver.resolve(&reference, lookup)) {
-            Some(resolved) => resolved,
-            None => py.detach(|| rt.block_on(self.resolver.resolve(&reference, lookup))),
-        }
-        .map_err(|e| to_py(&e))?;
+        let resolved =
+            resolve_holding_gil_for_hits(py, rt, self.resolver.resolve(&reference, lookup))
+                .map_err(|e| to_py(&e))?;
         Ok((
             PyBytes::new(py, resolved.secret.value.expose()),
             metadata(py, &resolved)?,

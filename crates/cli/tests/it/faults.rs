@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use keyway_testkit::fault::{Fault, FaultProxy, Flavor};
 use keyway_testkit::raw;
 
-use crate::Ground;
 use crate::serve::{Served, wait_until_fresh};
+use crate::{Ground, env_u64};
 
 /// A ground whose aws-sm instance reaches moto through a fault proxy, with `settings` in its table.
 fn through_proxy(settings: &str) -> (Ground, FaultProxy) {
@@ -31,15 +31,6 @@ fn through_proxy(settings: &str) -> (Ground, FaultProxy) {
     );
     std::fs::write(&ground.config, config).unwrap();
     (ground, proxy)
-}
-
-fn env_secs(name: &str, default: u64) -> Duration {
-    Duration::from_secs(
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default),
-    )
 }
 
 #[derive(Default)]
@@ -91,7 +82,7 @@ fn steady_load(
 
 #[test]
 fn an_upstream_outage_under_load_serves_cached_secrets_and_recovers() {
-    let outage = env_secs("KEYWAY_OUTAGE_SECS", 6);
+    let outage = Duration::from_secs(env_u64("KEYWAY_OUTAGE_SECS", 6));
     let (ground, proxy) = through_proxy("ttl = \"1s\"\nmax_stale = \"1h\"\ntimeout = \"1s\"");
     let mut hot = Vec::new();
     for i in 0..10 {

@@ -128,10 +128,7 @@ fn exchange(socket: &std::path::Path, request: &[u8]) -> (u16, String, Duration)
 
 #[test]
 fn arbitrary_requests_get_a_clear_answer_or_a_closed_connection() {
-    let cases = std::env::var("KEYWAY_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let cases = u32::try_from(crate::env_u64("KEYWAY_FUZZ_CASES", 300)).unwrap_or(u32::MAX);
     let ground =
         Ground::with_extra("[server]\nmax_request_bytes = 16384\nheader_timeout = \"1s\"\n");
     std::fs::write(ground.dir.path().join("local/x"), "fuzz-canary-value").unwrap();

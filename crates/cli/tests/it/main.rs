@@ -100,6 +100,14 @@ pub fn keyway(config: &Path) -> Command {
     cmd
 }
 
+/// A numeric knob of the long-running tests (`KEYWAY_SOAK_SECS`, `KEYWAY_FUZZ_CASES`, ...), or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmLck`), in KiB.
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

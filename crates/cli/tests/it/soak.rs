@@ -17,14 +17,7 @@ use std::time::{Duration, Instant};
 use keyway_testkit::raw;
 
 use crate::serve::Served;
-use crate::{Ground, proc_status_kib};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use crate::{Ground, env_u64, proc_status_kib};
 
 /// One request of the mix, by its sequence number; true when the answer is right.
 fn one(target: &raw::Target, n: u64) -> Result<(), String> {
