@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import pathlib
+import subprocess
 import sys
+import time
 
 import boto3
 import pytest
@@ -40,7 +42,7 @@ def cluster(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update({
         "RAY_RUNTIME_ENV_PLUGINS": json.dumps([{"class": "keyway.ray_plugin.KeywayPlugin"}]),
-        "KEYWAY_CONFIG": str(config), "KEYWAY_DAEMON": "never",
+        "KEYWAY_CONFIG": str(config), "KEYWAY_DAEMON": "never", "KEYWAY_RAY_SWEEP_SECONDS": "0.2",
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
     })
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -72,8 +74,19 @@ def inspect():
         "file": digest(file_value),
         "mode": mode,
         "dir_mode": oct(os.stat(directory).st_mode & 0o777),
+        "dir": directory,
+        "pid": os.getpid(),
         "runtime_env": json.dumps(ray.get_runtime_context().runtime_env),
     }
+
+
+def gone_within(path: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_workers_get_the_values_and_the_runtime_env_holds_references(cluster):
@@ -83,6 +96,31 @@ def test_workers_get_the_values_and_the_runtime_env_holds_references(cluster):
     assert (seen["mode"], seen["dir_mode"]) == ("0o400", "0o700")
     assert "aws-sm://ci/github#github_token" in seen["runtime_env"]
     assert CANARY not in seen["runtime_env"] and FILE_CANARY not in seen["runtime_env"]
+
+
+def test_a_workers_files_are_its_own_and_go_when_it_exits(cluster):
+    """Each worker's files are in a directory named after its process; the agent's sweep removes it (values
+    included) within seconds of the worker's exit, while a live worker keeps its own."""
+    from keyway.ray_plugin import files_root
+
+    @ray.remote
+    class Holder:
+        def where(self):
+            return os.environ["KEYWAY_SECRETS_DIR"], os.getpid()
+
+    client, session = cluster
+    holder = Holder.options(runtime_env=SPEC).remote()
+    held_dir, held_pid = ray.get(holder.where.remote())
+    seen = ray.get(inspect.options(runtime_env=SPEC).remote())  # max_calls=1: its worker exits after the call
+    assert os.path.dirname(seen["dir"]) == files_root()
+    assert os.path.basename(seen["dir"]).startswith(f"w-{seen['pid']}-")
+    assert held_dir != seen["dir"] and os.path.basename(held_dir).startswith(f"w-{held_pid}-")
+    assert gone_within(seen["dir"], 30), f"{seen['dir']} outlived its worker"
+    assert os.path.exists(os.path.join(held_dir, "db-password")), "a live worker lost its files"
+    ray.kill(holder)
+    assert gone_within(held_dir, 30), f"{held_dir} outlived its killed worker"
+    agent_log = b"".join(p.read_bytes() for p in session.glob("logs/runtime_env_agent*.log"))
+    assert b"keyway: removed the secret files of 1 exited worker" in agent_log, "the agent's sweep did not run"
 
 
 def test_a_rotated_value_reaches_the_next_worker(cluster):
@@ -102,6 +140,19 @@ def test_a_missing_secret_fails_the_setup_naming_it(cluster):
     text = str(failure.value)
     assert "RuntimeEnvSetupError" in type(failure.value).__name__ or "runtime_env" in text.lower(), text
     assert "does/not-exist" in text and "keyway" in text, text
+
+
+def test_an_unsafe_files_directory_fails_the_setup_instead_of_hanging(cluster, tmp_path):
+    """The launcher refuses such a directory, and Ray retries a worker that fails to start without end: the
+    plugin checks the directory at setup, so the task fails, naming it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    spec = {"keyway": {"files": {"db-password": "aws-sm://db/password"}, "dir": str(shared)}}
+    with pytest.raises(Exception) as failure:
+        ray.get(inspect.options(runtime_env=spec).remote(), timeout=120)
+    assert "not safe for secret files" in str(failure.value) and str(shared) in str(failure.value)
+    assert list(shared.iterdir()) == []
 
 
 def test_a_value_in_place_of_a_reference_is_refused_without_showing_it():
@@ -157,7 +208,6 @@ def test_no_value_in_any_ray_log_or_exception(cluster):
 def test_the_launcher_refuses_a_directory_others_can_write(tmp_path):
     """A directory prepared by someone else (here: mode 0777) could have its files swapped: the launcher
     refuses it before fetching anything, and exits non-zero."""
-    import subprocess
 
     store = tmp_path / "store"
     store.mkdir()
@@ -183,3 +233,50 @@ def test_the_launcher_refuses_a_directory_others_can_write(tmp_path):
     assert oct((private / "f").stat().st_mode & 0o777) == "0o400"
     assert oct(private.stat().st_mode & 0o777) == "0o700"
 
+
+
+def test_the_launcher_gives_each_process_a_directory_and_sweeps_the_dead_ones(tmp_path):
+    """With --root, the command's files are in ROOT/w-PID-START ($KEYWAY_SECRETS_DIR); each launch removes the
+    directories of processes that are gone, or whose PID a later process now holds, and leaves the rest."""
+    from keyway._launch import process_dir
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "x").write_text(FILE_CANARY)
+    config = tmp_path / "keyway.toml"
+    config.write_text(f'[providers.local]\ntype = "local"\ndir = "{store}"\n')
+    env = dict(os.environ, KEYWAY_CONFIG=str(config), KEYWAY_DAEMON="never")
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    mine = pathlib.Path(process_dir(str(root), os.getpid()))  # this test's own process: alive
+    reused = root / f"w-{os.getpid()}-1"                        # this PID, an earlier process
+    dead = root / "w-999999999-5"                               # above any pid_max
+    other = root / "not-a-worker"
+    for d in (mine, reused, dead, other):
+        d.mkdir()
+        (d / "f").write_text(FILE_CANARY)
+    show = "import os; print(os.environ['KEYWAY_SECRETS_DIR']); print(os.getpid())"
+    command = [sys.executable, "-m", "keyway._launch", "--file", "f=local://x", "--root", str(root), "--",
+               sys.executable, "-c", show]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    directory, pid = done.stdout.split()
+    assert os.path.basename(directory).startswith(f"w-{pid}-")
+    assert (pathlib.Path(directory) / "f").read_text() == FILE_CANARY
+    assert mine.exists() and other.exists()
+    assert not reused.exists() and not dead.exists()
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert not os.path.exists(directory), "the exited launch's files survived the next launch"
+
+    both = subprocess.run(command[:5] + ["--dir", str(tmp_path / "d")] + command[5:], env=env,
+                          capture_output=True, text=True)
+    assert both.returncode == 2 and "not both" in both.stderr, both.stderr
+
+    missing = [sys.executable, "-m", "keyway._launch", "--file", "f=local://nope", "--root", str(root), "--",
+               sys.executable, "-c", "pass"]
+    failed = subprocess.run(missing, env=env, capture_output=True, text=True)
+    assert failed.returncode == 3, failed.stderr
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("w-")) == [mine.name], \
+        "a failed launch left its directory"

@@ -3,7 +3,12 @@ environment. The Ray runtime_env plugin (``keyway.ray_plugin``) puts it in front
 values exist only in the worker process and the files it reads, never in the runtime_env, its context, the
 agent's log or the dashboard.
 
-    python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--dir DIR] -- COMMAND [ARG]...
+    python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--dir DIR | --root ROOT] -- COMMAND [ARG]...
+
+Files go in ``--dir DIR`` (kept, shared by every process given it), or with ``--root ROOT`` in a directory of their
+own, ``ROOT/w-PID-START``, named after the process (the exec keeps its PID) and its start time: each launch removes
+the directories under ROOT whose process is gone (``sweep``), and so does the Ray plugin, every few seconds, in
+the node's runtime-env agent. The command finds its files in ``$KEYWAY_SECRETS_DIR``.
 
 Exit codes as the ``keyway`` CLI's: 2 usage, 3 not found, 4 permission denied, 5 upstream unavailable or
 throttled, 1 other; the one-line message on stderr names the reference, never a value.
@@ -12,13 +17,21 @@ throttled, 1 other; the one-line message on stderr names the reference, never a 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import stat
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import keyway
 
-USAGE = "usage: python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--dir DIR] -- COMMAND [ARG]..."
+USAGE = ("usage: python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--dir DIR | --root ROOT] "
+         "-- COMMAND [ARG]...")
+#: The command's environment variable naming the directory of its files.
+DIR_VARIABLE = "KEYWAY_SECRETS_DIR"
+_PROCESS_DIR = re.compile(r"^w-([0-9]+)-([0-9]+)$")
+#: The permission bits a ``--root`` must not have: writable by group or others.
+ROOT_MASK = 0o022
 
 
 def _fail(message: str, code: int) -> "NoReturn":  # noqa: F821
@@ -34,10 +47,11 @@ def _exit_code(error: BaseException) -> int:
     return 1
 
 
-def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]], str, List[str]]:
+def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]], Dict[str, str], List[str]]:
+    """Returns the env and file pairs, the directory options given (``dir``, ``root``) and the command."""
     env: List[Tuple[str, str]] = []
     files: List[Tuple[str, str]] = []
-    directory = ""
+    where: Dict[str, str] = {}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -45,12 +59,12 @@ def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]
             command = argv[i + 1:]
             if not command:
                 _fail("no command after `--`; " + USAGE, 2)
-            return env, files, directory, command
-        if arg in ("--env", "--file", "--dir") and i + 1 < len(argv):
+            return env, files, where, command
+        if arg in ("--env", "--file", "--dir", "--root") and i + 1 < len(argv):
             value = argv[i + 1]
             i += 2
-            if arg == "--dir":
-                directory = value
+            if arg in ("--dir", "--root"):
+                where[arg[2:]] = value
                 continue
             name, sep, reference = value.partition("=")
             if not sep or not name:
@@ -61,9 +75,11 @@ def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]
     _fail("no `--` before the command; " + USAGE, 2)
 
 
-def private_dir(directory: str) -> None:
-    """Creates `directory` (0700) and refuses it unless it and every directory above it is safe: owned by this
-    user or root, and writable by others only when sticky (/tmp, /dev/shm). Otherwise another user could
+def unsafe_dir(directory: str, leaf_mask: int = 0o077) -> Optional[str]:
+    """Creates ``directory`` (0700) and returns why it is not safe for secret files, or None when it and every
+    directory above it is: owned by this user or root, and writable by others only when sticky (/tmp, /dev/shm);
+    the directory itself owned by this user with none of ``leaf_mask``'s permission bits (0o077: private; a
+    ``--root`` takes 0o022, since each process's own directory under it is private). Otherwise another user could
     swap the files the worker reads, or the directory itself, between our write and its read."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     me = os.geteuid()
@@ -73,14 +89,71 @@ def private_dir(directory: str) -> None:
         st = os.lstat(path)
         unsafe = (not stat.S_ISDIR(st.st_mode) or st.st_uid not in (me, 0)
                   or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX)
-                  or (leaf and (st.st_uid != me or st.st_mode & 0o077)))
+                  or (leaf and (st.st_uid != me or st.st_mode & leaf_mask)))
         if unsafe:
-            _fail(f"{path} is not safe for secret files (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)}); "
-                  f"remove it, or give runtime_env keyway.dir a directory only this user can write", 1)
+            return (f"{path} is not safe for secret files (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)}); "
+                    f"remove it, or give runtime_env keyway.dir a directory only this user can write")
         parent = os.path.dirname(path)
         if parent == path:
-            return
+            return None
         path, leaf = parent, False
+
+
+def private_dir(directory: str, leaf_mask: int = 0o077) -> None:
+    """``unsafe_dir``, exiting with status 1 and its one-line reason when the directory is not safe."""
+    problem = unsafe_dir(directory, leaf_mask)
+    if problem:
+        _fail(problem, 1)
+
+
+def _start_time(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22), 0 where there is no
+    ``/proc``, None when the process is gone. With the PID it names one process: a PID reused by a later process
+    has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        stat_line = b""
+    if not stat_line:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    # The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+    return int(stat_line[stat_line.rindex(b")") + 2:].split()[19])
+
+
+def process_dir(root: str, pid: int) -> str:
+    """The directory under ``root`` that belongs to process ``pid``, named ``w-PID-START``."""
+    return os.path.join(root, f"w-{pid}-{_start_time(pid) or 0}")
+
+
+def sweep(root: str) -> List[str]:
+    """Removes every ``w-PID-START`` directory under ``root`` whose process is gone (or whose PID now belongs to
+    a later process), with the secret files in it; returns the names removed. Anything else under ``root`` is left
+    alone. Safe to run from several processes at once."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        match = _PROCESS_DIR.match(name)
+        if not match:
+            continue
+        pid, started = int(match.group(1)), int(match.group(2))
+        now = _start_time(pid)
+        if now is not None and (now == started or started == 0 or now == 0):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed.append(name)
+    return removed
 
 
 def write_file(directory: str, name: str, data: bytes) -> None:
@@ -102,28 +175,42 @@ def write_file(directory: str, name: str, data: bytes) -> None:
 
 
 def main(argv: List[str]) -> None:
-    env, files, directory, command = parse(argv)
-    if files and not directory:
-        _fail("--file needs --dir", 2)
+    env, files, where, command = parse(argv)
+    if len(where) > 1:
+        _fail("give --dir or --root, not both; " + USAGE, 2)
+    if files and not where:
+        _fail("--file needs --dir or --root", 2)
     for name, _ in files:
         if not name or name in (".", "..") or "/" in name:
             _fail(f"file name `{name}` must be one path component", 2)
+    directory = where.get("dir", "")
+    if files and "root" in where:
+        private_dir(where["root"], ROOT_MASK)
+        sweep(where["root"])
+        directory = process_dir(where["root"], os.getpid())
     if files:
         private_dir(directory)
     references = [r for _, r in env] + [r for _, r in files]
     try:
         secrets = keyway.get_secrets(references) if references else []
     except keyway.KeywayError as e:
+        _discard(where, directory)
         _fail(str(e), _exit_code(e))
     values = [s.value for s in secrets]
+    child_env: Dict[str, str] = dict(os.environ)
     if files:
         # Written first, so the command starts only once every file exists.
-        for (name, _), value in zip(files, values[len(env):]):
-            write_file(directory, name, value.raw_value())
-    child_env: Dict[str, str] = dict(os.environ)
+        try:
+            for (name, _), value in zip(files, values[len(env):]):
+                write_file(directory, name, value.raw_value())
+        except OSError as e:
+            _discard(where, directory)
+            _fail(f"cannot write the secret files in {directory}: {e.strerror}", 1)
+        child_env[DIR_VARIABLE] = directory
     for (var, reference), value in zip(env, values):
         raw = value.raw_value()
         if b"\0" in raw:
+            _discard(where, directory)
             _fail(f"the value of {reference} holds a NUL byte, which an environment variable cannot carry; "
                   f"deliver it as a file", 2)
         child_env[var] = os.fsdecode(raw)
@@ -131,7 +218,15 @@ def main(argv: List[str]) -> None:
     try:
         os.execvpe(command[0], command, child_env)
     except OSError as e:
+        _discard(where, directory)
         _fail(f"cannot run {command[0]}: {e.strerror}", 127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def _discard(where: Dict[str, str], directory: str) -> None:
+    """On failure, the files of a process directory go with it (nothing is left half delivered); a ``--dir`` is
+    shared with other processes and keeps what it had."""
+    if "root" in where and directory:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

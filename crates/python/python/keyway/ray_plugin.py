@@ -5,6 +5,10 @@
         "files": {"db-password": "gcp-sm://my-project/db-password"},  # files in $KEYWAY_SECRETS_DIR, mode 0400
     }})
 
+Each worker gets its files in a private directory of its own (in memory, under ``/dev/shm``), removed within a few
+seconds of the worker's exit by a sweep in the node's runtime-env agent (and at the next worker start); with
+``"dir": "/abs/path"`` every worker of the runtime_env shares that directory instead, and the files stay.
+
 Register it on every node before ``ray start`` (and in the driver's environment for a local ``ray.init``)::
 
     export RAY_RUNTIME_ENV_PLUGINS='[{"class": "keyway.ray_plugin.KeywayPlugin"}]'
@@ -23,21 +27,34 @@ A DeveloperAPI of Ray: tested with the Ray version pinned in ``scripts/requireme
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 import re
 import shlex
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
-#: The worker's environment variable naming the directory of the rendered files.
-DIR_VARIABLE = "KEYWAY_SECRETS_DIR"
+from keyway._launch import DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
+
+__all__ = ["DIR_VARIABLE", "KeywayPlugin", "launch_prefix", "files_root"]
+
+
+
+def _agent_log() -> logging.Logger:
+    """The sweeper outlives the per-setup loggers create() gets (Ray closes them), so it logs into the agent's own
+    log (runtime_env_agent.log) through a child of the agent's logger: ``runtime_env_agent`` in Ray 2.60, whose
+    agent runs that module as a script; by its package name where a Ray imports it so."""
+    for name in ("runtime_env_agent", "ray._private.runtime_env.agent.runtime_env_agent"):
+        if logging.getLogger(name).handlers:
+            return logging.getLogger(name).getChild("keyway")
+    return logging.getLogger(__name__)
+
+#: Seconds between two sweeps of the worker directories of exited workers (in the runtime-env agent).
+SWEEP_SECONDS = float(os.environ.get("KEYWAY_RAY_SWEEP_SECONDS", "2"))
 
 _REFERENCE = re.compile(r"^[a-z][a-z0-9-]*://\S+$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,14 +93,11 @@ def _check(spec: Dict[str, Any]) -> None:
         raise ValueError('runtime_env["keyway"]["dir"] must be an absolute path')
 
 
-def files_dir(spec: Dict[str, Any]) -> str:
-    """Where the files go: ``dir``, else a private directory per file set in memory (``/dev/shm``) when there is
+def files_root() -> str:
+    """The directory under which each worker gets a directory of its own: in memory (``/dev/shm``) when there is
     one."""
-    if spec.get("dir"):
-        return spec["dir"]
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    digest = hashlib.sha256(json.dumps(spec.get("files", {}), sort_keys=True).encode()).hexdigest()[:16]
-    return os.path.join(base, f"keyway-ray-{os.getuid()}", digest)
+    return os.path.join(base, f"keyway-ray-{os.getuid()}")
 
 
 def launch_prefix(spec: Dict[str, Any], python: Optional[str] = None) -> List[str]:
@@ -93,7 +107,7 @@ def launch_prefix(spec: Dict[str, Any], python: Optional[str] = None) -> List[st
         words += ["--env", f"{var}={reference}"]
     files = spec.get("files", {})
     if files:
-        words += ["--dir", files_dir(spec)]
+        words += ["--dir", spec["dir"]] if spec.get("dir") else ["--root", files_root()]
         for name, reference in sorted(files.items()):
             words += ["--file", f"{name}={reference}"]
     return words + ["--"]
@@ -105,6 +119,9 @@ class KeywayPlugin(RuntimeEnvPlugin):
     name = "keyway"
     # After the plugins that choose the Python executable (pip, uv, conda: priority 10), so it wraps theirs.
     priority = 90
+    # The agent's sweeper of exited workers' directories, started by the first create() that needs it.
+    _sweeper: Optional["asyncio.Task[None]"] = None
+    _roots: Set[str] = set()
 
     @staticmethod
     def validate(runtime_env_dict: dict) -> None:
@@ -112,24 +129,52 @@ class KeywayPlugin(RuntimeEnvPlugin):
 
     async def create(self, uri: Optional[str], runtime_env: Any, context: RuntimeEnvContext,
                      logger: logging.Logger = logging.getLogger(__name__)) -> float:
-        """Resolves every reference once on this node, so a missing secret or permission fails the job's
-        runtime_env setup with a message naming it instead of a worker that dies at start. The values are
-        dropped at once (zeroized in Rust); nothing is written or logged."""
+        """Resolves every reference once on this node, and checks the files' directory as the launcher will, so
+        a missing secret or permission, or a directory another user could change, fails the job's runtime_env
+        setup with a message naming it instead of workers that die at start (which Ray retries without end).
+        The values are dropped at once (zeroized in Rust); nothing is written or logged."""
         import keyway
 
         spec = _spec(runtime_env)
+        if spec.get("files"):
+            where, mask = (spec["dir"], 0o077) if spec.get("dir") else (files_root(), ROOT_MASK)
+            problem = await asyncio.to_thread(unsafe_dir, where, mask)
+            if problem:
+                raise RuntimeError(f"keyway: {problem}")
         references = list(spec.get("env", {}).values()) + list(spec.get("files", {}).values())
         try:
             await asyncio.to_thread(keyway.get_secrets, references)
         except keyway.KeywayError as e:
             raise RuntimeError(f"keyway: {e}") from None
         logger.info("keyway: %d reference(s) resolve on this node", len(references))
+        if spec.get("files") and not spec.get("dir"):
+            self._start_sweeper(files_root())
         return 0
+
+    @classmethod
+    def _start_sweeper(cls, root: str) -> None:
+        cls._roots.add(root)
+        if cls._sweeper is None or cls._sweeper.done():
+            cls._sweeper = asyncio.get_running_loop().create_task(cls._sweep_forever())
+
+    @classmethod
+    async def _sweep_forever(cls) -> None:
+        """Every SWEEP_SECONDS, removes the files of the workers that have exited, so no value outlives its
+        worker by more than that while the node's agent runs."""
+        log = _agent_log()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for root in sorted(cls._roots):
+                try:
+                    removed = await asyncio.to_thread(sweep, root)
+                except OSError as e:
+                    log.warning("keyway: cannot sweep %s: %s", root, e.strerror)
+                    continue
+                if removed:
+                    log.info("keyway: removed the secret files of %d exited worker(s)", len(removed))
 
     def modify_context(self, uris: List[str], runtime_env: Any, context: RuntimeEnvContext,
                        logger: logging.Logger = logging.getLogger(__name__)) -> None:
         spec = _spec(runtime_env)
         prefix = launch_prefix(spec)
         context.py_executable = " ".join(shlex.quote(w) for w in prefix) + " " + context.py_executable
-        if spec.get("files"):
-            context.env_vars[DIR_VARIABLE] = files_dir(spec)
