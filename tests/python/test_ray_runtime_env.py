@@ -205,16 +205,20 @@ def test_no_value_in_any_ray_log_or_exception(cluster):
     assert leaks == [], leaks
 
 
-def test_the_launcher_refuses_a_directory_others_can_write(tmp_path):
-    """A directory prepared by someone else (here: mode 0777) could have its files swapped: the launcher
-    refuses it before fetching anything, and exits non-zero."""
-
+def local_store_env(tmp_path: pathlib.Path) -> dict:
+    """The environment of a launcher whose `local://x` holds FILE_CANARY (a local store under tmp_path)."""
     store = tmp_path / "store"
     store.mkdir()
     (store / "x").write_text(FILE_CANARY)
     config = tmp_path / "keyway.toml"
     config.write_text(f'[providers.local]\ntype = "local"\ndir = "{store}"\n')
-    env = dict(os.environ, KEYWAY_CONFIG=str(config), KEYWAY_DAEMON="never")
+    return dict(os.environ, KEYWAY_CONFIG=str(config), KEYWAY_DAEMON="never")
+
+
+def test_the_launcher_refuses_a_directory_others_can_write(tmp_path):
+    """A directory prepared by someone else (here: mode 0777) could have its files swapped: the launcher
+    refuses it before fetching anything, and exits non-zero."""
+    env = local_store_env(tmp_path)
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
@@ -234,18 +238,12 @@ def test_the_launcher_refuses_a_directory_others_can_write(tmp_path):
     assert oct(private.stat().st_mode & 0o777) == "0o700"
 
 
-
 def test_the_launcher_gives_each_process_a_directory_and_sweeps_the_dead_ones(tmp_path):
     """With --root, the command's files are in ROOT/w-PID-START ($KEYWAY_SECRETS_DIR); each launch removes the
     directories of processes that are gone, or whose PID a later process now holds, and leaves the rest."""
     from keyway._launch import process_dir
 
-    store = tmp_path / "store"
-    store.mkdir()
-    (store / "x").write_text(FILE_CANARY)
-    config = tmp_path / "keyway.toml"
-    config.write_text(f'[providers.local]\ntype = "local"\ndir = "{store}"\n')
-    env = dict(os.environ, KEYWAY_CONFIG=str(config), KEYWAY_DAEMON="never")
+    env = local_store_env(tmp_path)
     root = tmp_path / "root"
     root.mkdir(mode=0o700)
     mine = pathlib.Path(process_dir(str(root), os.getpid()))  # this test's own process: alive
