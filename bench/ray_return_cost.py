@@ -2,11 +2,15 @@
 
 Usage (after bench/ray.sh built the release extension): .venv/bin/python bench/ray_return_cost.py [ROUNDS=5]
 
-Actors whose get_secret does one thing each, measured from the driver in batches and from 8 callers with their
-calls interleaved in chunks (bench/ray_bench.py's driver_rates and tasks_rates), as ratios to a trivial method
-returning a str, medians over rounds.
+Actors whose get_secret returns one kind of value each, measured from the driver in batches and from 8 callers
+with their calls interleaved in chunks (bench/ray_bench.py's driver_rates and tasks_rates), as ratios to a
+trivial method returning a str, medians over rounds; and each actor process's CPU time per call while the 8
+callers keep it busy (every thread, from /proc). Ray sends a str, bytes, an exact dict or list through msgpack and
+anything else (a tuple, a RaySecret) through cloudpickle; from 8 callers the actor is the bottleneck and gets its
+fair share of the 2 cores, so its own CPU per call sets the rate.
 """
 
+import os
 import pathlib
 import statistics
 import sys
@@ -46,48 +50,53 @@ def main() -> None:
             return self.s
 
     @ray.remote
-    class BuiltPerCall:
-        def get_secret(self, name, ttl=None):
-            return RaySecret(name, b"x" * 40, -1, dict(META))
-
-    @ray.remote
     class Tuple:
         def get_secret(self, name, ttl=None):
             return ("bench/s00", b"x" * 40, -1, META)
 
     @ray.remote
-    class LookupStr:
-        def __init__(self):
-            op = kr.AWSRaySecretOperator(**kwargs)
-            op.initialize()
-            self.backend = op._keyway_backend()
-
+    class Dict:
         def get_secret(self, name, ttl=None):
-            self.backend.get(name, ttl=None)
-            return name
+            return {"secret_name": "bench/s00", "secret": b"x" * 40, "ttl": -1, "metadata": META}
 
-    ratios = {}
+    ratios, cpu = {}, {}
     callers = [ray_bench.Caller.remote() for _ in range(ray_bench.TASKS)]
+    # Calls each actor answers in tasks_rates: per caller, a warm-up run (3 + 3) and per chunk 3 + its share.
+    answered = ray_bench.TASKS * (6 + ray_bench.CHUNKS * (3 + ray_bench.TASK_CALLS // ray_bench.CHUNKS))
     try:
         for round_ in range(ROUNDS):
-            actors = {"trivial (str)": ray_bench.Trivial.remote(), "prebuilt RaySecret": Prebuilt.remote(),
-                      "RaySecret built per call": BuiltPerCall.remote(), "tuple of the fields": Tuple.remote(),
-                      "Rust cache lookup, str": LookupStr.remote(),
+            actors = {"trivial (str)": ray_bench.Trivial.remote(), "dict of the fields": Dict.remote(),
+                      "tuple of the fields": Tuple.remote(), "prebuilt RaySecret": Prebuilt.remote(),
                       "keyway.ray": kr.RaySecretProxy.remote(kr.AWSRaySecretOperator(**kwargs))}
             if round_ % 2:
                 actors = dict(reversed(list(actors.items())))
-            for what, rates in (("driver", ray_bench.driver_rates(actors)),
-                                ("8 callers", ray_bench.tasks_rates(actors, callers))):
-                for name, rate in rates.items():
-                    ratios.setdefault((name, what), []).append(rate / rates["trivial (str)"])
+            pids = {name: ray.get(actor.__ray_call__.remote(lambda self: os.getpid())) for name, actor in actors.items()}
+            rates = ray_bench.driver_rates(actors)
+            for name, rate in rates.items():
+                ratios.setdefault((name, "driver"), []).append(rate / rates["trivial (str)"])
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            rates = ray_bench.tasks_rates(actors, callers)
+            for name, rate in rates.items():
+                ratios.setdefault((name, "8 callers"), []).append(rate / rates["trivial (str)"])
+                cpu.setdefault(name, []).append((cpu_seconds(pids[name]) - before[name]) / answered * 1e6)
             for actor in actors.values():
                 ray.kill(actor)
     finally:
         ray.shutdown()
         proc.terminate()
-    for (name, what), values in ratios.items():
+    for (name, what), values in sorted(ratios.items(), key=lambda item: item[0][1]):
         print(f"{name:28s} {what:10s} median {statistics.median(values):.3f} of trivial  (rounds: "
               f"{', '.join(f'{v:.2f}' for v in values)})")
+    for name, values in cpu.items():
+        print(f"{name:28s} actor CPU per call from 8 callers: median {statistics.median(values):.0f} us  (rounds: "
+              f"{', '.join(f'{v:.0f}' for v in values)})")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, every thread included (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
