@@ -38,6 +38,8 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 DRIVER_CALLS, TASKS, TASK_CALLS = 2000, 8, 250
 # Each round's calls are split in this many chunks, interleaved across the subjects.
 CHUNKS = 10
+# Calls a caller makes before each timed run (not timed).
+WARM_UP = 3
 
 
 @ray.remote
@@ -88,7 +90,7 @@ class Caller:
     whichever subject comes first) is not in the figures; every caller starts at the same instant."""
 
     def run(self, actor, calls: int, start_at: float):
-        for _ in range(3):
+        for _ in range(WARM_UP):
             ray.get(actor.get_secret.remote("bench/s00"))
         late = time.time() > start_at
         while time.time() < start_at:
@@ -116,7 +118,7 @@ def tasks_rates(actors, callers, chunks=CHUNKS) -> dict:
     """Calls/s of each actor from 8 concurrent callers (250 sequential calls each), interleaved in chunks: all
     calls over the time from the common start to the last caller's end."""
     for actor in actors.values():  # warm-up: every caller up and holding a handle to every actor
-        ray.get([c.run.remote(actor, 3, 0.0) for c in callers])
+        ray.get([c.run.remote(actor, WARM_UP, 0.0) for c in callers])
     spent = dict.fromkeys(actors, 0.0)
     for _ in range(chunks):
         for name, actor in actors.items():
@@ -126,6 +128,12 @@ def tasks_rates(actors, callers, chunks=CHUNKS) -> dict:
                 raise RuntimeError("a caller started after the common start; raise the 0.1 s head start")
             spent[name] += max(end for end, _ in ends) - start_at
     return {name: len(callers) * TASK_CALLS / seconds for name, seconds in spent.items()}
+
+
+def tasks_calls(callers) -> int:
+    """The calls each actor answers in one ``tasks_rates``, warm-ups included: per caller a warm-up run, then
+    per chunk the run's warm-up and its share."""
+    return len(callers) * (2 * WARM_UP + CHUNKS * (WARM_UP + TASK_CALLS // CHUNKS))
 
 
 def emulator_latency(endpoint: str, ms: int) -> None:

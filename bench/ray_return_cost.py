@@ -61,8 +61,7 @@ def main() -> None:
 
     ratios, cpu = {}, {}
     callers = [ray_bench.Caller.remote() for _ in range(ray_bench.TASKS)]
-    # Calls each actor answers in tasks_rates: per caller, a warm-up run (3 + 3) and per chunk 3 + its share.
-    answered = ray_bench.TASKS * (6 + ray_bench.CHUNKS * (3 + ray_bench.TASK_CALLS // ray_bench.CHUNKS))
+    answered = ray_bench.tasks_calls(callers)
     try:
         for round_ in range(ROUNDS):
             actors = {"trivial (str)": ray_bench.Trivial.remote(), "dict of the fields": Dict.remote(),

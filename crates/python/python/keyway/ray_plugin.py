@@ -33,7 +33,7 @@ import re
 import shlex
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional
 
 from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
@@ -42,6 +42,8 @@ from keyway._launch import DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
 
 __all__ = ["DIR_VARIABLE", "KeywayPlugin", "launch_prefix", "files_root"]
 
+#: Seconds between two sweeps of the worker directories of exited workers (in the runtime-env agent).
+SWEEP_SECONDS = float(os.environ.get("KEYWAY_RAY_SWEEP_SECONDS", "2"))
 
 
 def _agent_log() -> logging.Logger:
@@ -52,9 +54,6 @@ def _agent_log() -> logging.Logger:
         if logging.getLogger(name).handlers:
             return logging.getLogger(name).getChild("keyway")
     return logging.getLogger(__name__)
-
-#: Seconds between two sweeps of the worker directories of exited workers (in the runtime-env agent).
-SWEEP_SECONDS = float(os.environ.get("KEYWAY_RAY_SWEEP_SECONDS", "2"))
 
 _REFERENCE = re.compile(r"^[a-z][a-z0-9-]*://\S+$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -119,9 +118,9 @@ class KeywayPlugin(RuntimeEnvPlugin):
     name = "keyway"
     # After the plugins that choose the Python executable (pip, uv, conda: priority 10), so it wraps theirs.
     priority = 90
-    # The agent's sweeper of exited workers' directories, started by the first create() that needs it.
+    # The agent's sweeper of exited workers' directories under files_root(), started by the first create()
+    # that needs it.
     _sweeper: Optional["asyncio.Task[None]"] = None
-    _roots: Set[str] = set()
 
     @staticmethod
     def validate(runtime_env_dict: dict) -> None:
@@ -136,9 +135,10 @@ class KeywayPlugin(RuntimeEnvPlugin):
         import keyway
 
         spec = _spec(runtime_env)
+        per_worker = bool(spec.get("files")) and not spec.get("dir")
         if spec.get("files"):
-            where, mask = (spec["dir"], 0o077) if spec.get("dir") else (files_root(), ROOT_MASK)
-            problem = await asyncio.to_thread(unsafe_dir, where, mask)
+            check = (files_root(), ROOT_MASK) if per_worker else (spec["dir"],)
+            problem = await asyncio.to_thread(unsafe_dir, *check)
             if problem:
                 raise RuntimeError(f"keyway: {problem}")
         references = list(spec.get("env", {}).values()) + list(spec.get("files", {}).values())
@@ -147,13 +147,12 @@ class KeywayPlugin(RuntimeEnvPlugin):
         except keyway.KeywayError as e:
             raise RuntimeError(f"keyway: {e}") from None
         logger.info("keyway: %d reference(s) resolve on this node", len(references))
-        if spec.get("files") and not spec.get("dir"):
-            self._start_sweeper(files_root())
+        if per_worker:
+            self._start_sweeper()
         return 0
 
     @classmethod
-    def _start_sweeper(cls, root: str) -> None:
-        cls._roots.add(root)
+    def _start_sweeper(cls) -> None:
         if cls._sweeper is None or cls._sweeper.done():
             cls._sweeper = asyncio.get_running_loop().create_task(cls._sweep_forever())
 
@@ -161,17 +160,16 @@ class KeywayPlugin(RuntimeEnvPlugin):
     async def _sweep_forever(cls) -> None:
         """Every SWEEP_SECONDS, removes the files of the workers that have exited, so no value outlives its
         worker by more than that while the node's agent runs."""
-        log = _agent_log()
+        log, root = _agent_log(), files_root()
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            for root in sorted(cls._roots):
-                try:
-                    removed = await asyncio.to_thread(sweep, root)
-                except OSError as e:
-                    log.warning("keyway: cannot sweep %s: %s", root, e.strerror)
-                    continue
-                if removed:
-                    log.info("keyway: removed the secret files of %d exited worker(s)", len(removed))
+            try:
+                removed = await asyncio.to_thread(sweep, root)
+            except OSError as e:
+                log.warning("keyway: cannot sweep %s: %s", root, e.strerror)
+                continue
+            if removed:
+                log.info("keyway: removed the secret files of %d exited worker(s)", len(removed))
 
     def modify_context(self, uris: List[str], runtime_env: Any, context: RuntimeEnvContext,
                        logger: logging.Logger = logging.getLogger(__name__)) -> None:
