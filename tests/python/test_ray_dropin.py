@@ -86,6 +86,67 @@ def test_hydrate_list_and_purge(ray_local, moto, impl):
     assert set(names + ["app/token"]) <= set(listed)
 
 
+def test_hydrate_by_listing_takes_the_filter(ray_local, moto, impl):
+    """No names: hydrate_cache lists with boto3's own filter shape and caches exactly what matched."""
+    actor = proxy(impl, moto)
+    ray.get(actor.hydrate_cache.remote(filter=[{"Key": "name", "Values": ["app/s"]}]))
+    names = [f"app/s{i}" for i in range(5)]
+    assert sorted(ray.get(actor.list_cached_secrets.remote())) == names
+    moto_record(moto)
+    assert [ray.get(actor.get_secret.remote(n)).value() for n in names] == [f"v{i}" for i in range(5)]
+    assert moto_count(moto, "GetSecretValue") == 0, "hydrated"
+
+
+def test_an_expired_secret_is_fetched_again(ray_local, moto, impl):
+    """default_ttl=1: a cached read within the second, then the secret reports itself expired and the next
+    get_secret asks the upstream again (the original's whole-second arithmetic, so wait past two seconds)."""
+    actor = proxy(impl, moto, default_ttl=1)
+    moto_record(moto)
+    first = ray.get(actor.get_secret.remote("app/s1"))
+    ray.get(actor.get_secret.remote("app/s1"))
+    assert moto_count(moto, "GetSecretValue") == 1
+    assert first.ttl == 1 and not first.is_expired()
+    time.sleep(2.1)
+    assert first.is_expired()
+    again = ray.get(actor.get_secret.remote("app/s1"))
+    assert moto_count(moto, "GetSecretValue") == 2, "an expired secret is fetched again"
+    assert again.value() == "v1" and not again.is_expired()
+
+
+def test_default_ttl_zero_caches_nothing(ray_local, moto, impl):
+    actor = proxy(impl, moto, default_ttl=0)
+    ray.get(actor.hydrate_cache.remote(secret_names=["app/s2"]))
+    moto_record(moto)
+    assert ray.get(actor.get_secret.remote("app/s2")).value() == "v2"
+    assert ray.get(actor.get_secret.remote("app/s2")).value() == "v2"
+    assert moto_count(moto, "GetSecretValue") == 2, "default_ttl=0: every call asks the upstream"
+    assert ray.get(actor.list_cached_secrets.remote()) == []
+
+
+def test_listing_and_hydrating_page_through_every_secret(ray_local, tmp_path):
+    """Past ListSecrets' page of 100 (the original stops at the first page)."""
+    import keyway.ray as kr
+
+    proc, endpoint = start_moto(tmp_path)
+    try:
+        client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        names = sorted(f"many/s{i:03d}" for i in range(130))
+        for name in names:
+            client.create_secret(Name=name, SecretString=name)
+        client.create_secret(Name="other/x", SecretString="x")
+        actor = proxy((kr.RaySecretProxy, kr.AWSRaySecretOperator, None), endpoint)
+        assert sorted(ray.get(actor.list_secrets.remote())) == sorted(names + ["other/x"])
+        ray.get(actor.hydrate_cache.remote(filter=[{"Key": "name", "Values": ["many/"]}]))
+        assert sorted(ray.get(actor.list_cached_secrets.remote())) == names
+        moto_record(endpoint)
+        assert ray.get(actor.get_secret.remote("many/s129")).value() == "many/s129"
+        assert moto_count(endpoint, "GetSecretValue") == 0, "hydrated past the first page"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_missing_secrets_raise_value_error(ray_local, moto, impl):
     actor = proxy(impl, moto)
     with pytest.raises(ValueError):

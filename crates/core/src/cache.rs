@@ -27,7 +27,8 @@ use crate::{ErrorKind, Provider, ProviderError};
 /// How long a cached value is fresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ttl {
-    /// Always ask the upstream (`ttl=0`); the answer still refreshes the cache.
+    /// Always ask the upstream (`ttl=0`); the answer still refreshes the cache, unless the policy keeps no
+    /// stale fallback either (`max_stale` 0), when it goes to its callers only.
     Bypass,
     /// Fresh for this long.
     For(Duration),
@@ -410,7 +411,10 @@ impl Cache {
                         fetched_at: SystemTime::now(),
                         retain,
                     });
-                    inner.entries.insert(key.clone(), Arc::clone(&entry)).await;
+                    // Kept for no time (ttl 0 and no stale fallback): the answer goes to its callers only.
+                    if retain != Some(Duration::ZERO) {
+                        inner.entries.insert(key.clone(), Arc::clone(&entry)).await;
+                    }
                     inner.negatives.invalidate(&key).await;
                     Ok(entry)
                 }
@@ -648,6 +652,24 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1_000_000)).await;
         let hit = get(&cache, &p, &forever, None).await.unwrap();
         assert_eq!((hit.source, text(&hit)), (Source::Hit, "value-2".into()));
+        assert_eq!(upstream.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_zero_without_stale_fallback_keeps_nothing() {
+        let (cache, upstream, p) = setup();
+        let pol = CachePolicy {
+            ttl: Ttl::Bypass,
+            max_stale: Duration::ZERO,
+            ..policy(10, 60)
+        };
+        let first = get(&cache, &p, &pol, None).await.unwrap();
+        let second = get(&cache, &p, &pol, None).await.unwrap();
+        assert_eq!(
+            (text(&first), text(&second)),
+            ("value-1".into(), "value-2".into())
+        );
+        assert!(cache.keys().is_empty(), "no value kept in memory");
         assert_eq!(upstream.calls.load(Ordering::SeqCst), 2);
     }
 

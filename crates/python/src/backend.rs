@@ -152,8 +152,15 @@ impl Backend {
                 )));
             }
         };
+        let ttl = Ttl::from_secs_f64(default_ttl);
         let policy = CachePolicy {
-            ttl: Ttl::from_secs_f64(default_ttl),
+            ttl,
+            // `default_ttl=0` caches nothing, as in the original: no value kept even as a stale fallback.
+            max_stale: if ttl == Ttl::Bypass {
+                Duration::ZERO
+            } else {
+                CachePolicy::default().max_stale
+            },
             ..CachePolicy::default()
         };
         let _guard = runtime()?.enter();
