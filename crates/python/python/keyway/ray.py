@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import ray
 
+from keyway._gcp import default_project
 from keyway._keyway import Backend, NotFound
 
 logger = logging.getLogger(__name__)
@@ -178,10 +179,14 @@ def _aws_name_filter(filter) -> Optional[str]:
 
 
 class GCPRaySecretOperator(RaySecretOperator):
-    """GCP Secret Manager. ``project_name``; ``credentials`` may be ``AnonymousCredentials()`` (emulators) or None
+    """GCP Secret Manager. ``project_name`` (None: the project ``google.auth.default()`` would name, from the same
+    sources: ``keyway._gcp``); ``credentials`` may be ``AnonymousCredentials()`` (emulators) or None
     (Application Default Credentials); ``client_options={"api_endpoint": ...}`` overrides the endpoint."""
 
     def __init__(self, project_name: Optional[str] = None, credentials=None, **client_kwargs) -> None:
+        if project_name is None:
+            # The original asks google.auth.default(); the same sources, without the Google client.
+            project_name = default_project()
         if project_name is None:
             raise RuntimeError("Could not automatically determine a project ID, please explicitly pass in.")
         anonymous = credentials is not None and type(credentials).__name__ == "AnonymousCredentials"
