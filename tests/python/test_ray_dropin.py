@@ -264,3 +264,32 @@ def test_three_slow_fetches_in_flight_leave_cached_reads_answered(ray_local, gcp
     actor = _gcp_proxy("keyway.ray", gcp_emulator, ["fast", "slow1", "slow2", "slow3"])
     waits = _cached_reads_during_slow_fetches(actor, gcp_emulator, ["slow1", "slow2", "slow3"])
     assert max(waits) < 0.1, f"cached reads waited {max(waits):.3f} s behind three slow fetches"
+
+
+def test_aws_operator_keywords_are_honoured_or_refused(moto, caplog):
+    """boto3's client keywords: a session token reaches the upstream, botocore's Config gives its region (and
+    the options Keyway replaces are named in a warning), and `verify` is refused rather than ignored."""
+    import logging
+
+    from botocore.config import Config
+
+    from keyway.ray import AWSRaySecretOperator
+
+    with caplog.at_level(logging.WARNING, logger="keyway.ray"):
+        operator = AWSRaySecretOperator(endpoint_url=moto, aws_access_key_id="testing",
+                                        aws_secret_access_key="testing", aws_session_token="session-token-1",
+                                        config=Config(region_name="us-east-1", retries={"max_attempts": 2}))
+    assert "retries" in caplog.text and "region_name" not in caplog.text
+    operator.initialize()
+    moto_record(moto)
+    value, metadata = operator._fetch("app/s3")
+    assert value == b"v3" and metadata["ARN"].startswith("arn:aws:secretsmanager:us-east-1:")
+    import json
+    import urllib.request
+
+    body = urllib.request.urlopen(moto + "/moto-api/recorder/download-recording").read().decode()
+    tokens = {json.loads(line)["headers"].get("X-Amz-Security-Token") for line in body.splitlines() if line.strip()}
+    assert tokens == {"session-token-1"}
+    for verify in (False, "/etc/private-ca.pem"):
+        with pytest.raises(TypeError, match="verifies TLS"):
+            AWSRaySecretOperator(region_name="us-east-1", verify=verify)

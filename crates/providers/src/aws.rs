@@ -15,6 +15,7 @@ use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
 use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 
 /// Settings of one AWS instance; `None` means the SDK's standard chain decides (environment, profile, IMDS).
@@ -30,11 +31,46 @@ pub struct AwsSettings {
     pub anonymous: bool,
     /// Per-attempt timeout.
     pub timeout: Duration,
-    /// Fixed access key and secret, for emulators in tests; never read from the config file, which should not
-    /// hold AWS keys.
-    pub static_keys: Option<(String, String)>,
+    /// Fixed keys handed in by code (the Ray drop-in's boto3-style keywords, emulators in tests); never read
+    /// from the config file, which should not hold AWS keys.
+    pub static_keys: Option<StaticKeys>,
     /// A role to assume on top of the base credentials, chosen by the identity mapping.
     pub assume: Option<AssumeRole>,
+}
+
+/// An access key pair, and the session token of temporary credentials. Debug shows only the access key id.
+#[derive(Clone)]
+pub struct StaticKeys {
+    /// The access key id (not secret: it names the key, as CloudTrail shows it).
+    pub access_key: String,
+    /// The secret access key.
+    pub secret_key: SecretString,
+    /// The session token of temporary (STS) credentials.
+    pub session_token: Option<SecretString>,
+}
+
+impl StaticKeys {
+    /// A long-term key pair.
+    pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> StaticKeys {
+        StaticKeys {
+            access_key: access_key.into(),
+            secret_key: SecretString::from(secret_key.into()),
+            session_token: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"[redacted]")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// The identity an instance assumes with STS `AssumeRole`; the SDK's provider refreshes the temporary
@@ -168,11 +204,11 @@ impl AwsProvider {
                 }
                 if s.anonymous {
                     loader = loader.no_credentials();
-                } else if let Some((key, secret)) = &s.static_keys {
+                } else if let Some(keys) = &s.static_keys {
                     loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                        key.clone(),
-                        secret.clone(),
-                        None,
+                        keys.access_key.clone(),
+                        keys.secret_key.expose_secret().to_owned(),
+                        keys.session_token.as_ref().map(|t| t.expose_secret().to_owned()),
                         None,
                         "keyway-static",
                     ));
@@ -415,4 +451,22 @@ fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_keys_debug_shows_only_the_key_id() {
+        let mut keys = StaticKeys::new("AKIDEXAMPLE", "wJalr-secret-canary");
+        keys.session_token = Some(SecretString::from("session-canary".to_owned()));
+        let settings = AwsSettings {
+            static_keys: Some(keys),
+            ..AwsSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(!shown.contains("canary"), "{shown}");
+    }
 }

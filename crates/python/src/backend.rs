@@ -8,10 +8,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use keyway_core::cache::Key;
 use keyway_core::reference::Target;
 use keyway_core::{Cache, CacheConfig, CachePolicy, Lookup, Provider, Resolver, Ttl};
-use keyway_providers::aws::{AwsProvider, AwsSettings};
+use keyway_providers::aws::{AwsProvider, AwsSettings, StaticKeys};
 use keyway_providers::gcp::{GcpProvider, GcpSettings};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use secrecy::SecretString;
 
 use crate::{InvalidReference, runtime, to_py};
 
@@ -111,11 +112,11 @@ fn metadata<'py>(
 
 #[pymethods]
 impl Backend {
-    /// `kind` is "aws" or "gcp". AWS: `region`, `endpoint`, `profile`, static `access_key`/`secret_key` (the
-    /// standard credential chain otherwise). GCP: `project`, `endpoint`, `anonymous`. `default_ttl` in seconds
+    /// `kind` is "aws" or "gcp". AWS: `region`, `endpoint`, `profile`, static `access_key`/`secret_key` and
+    /// optionally `session_token` (the standard credential chain otherwise). GCP: `project`, `endpoint`, `anonymous`. `default_ttl` in seconds
     /// (0: never cached, negative: never expires).
     #[new]
-    #[pyo3(signature = (kind, *, region=None, endpoint=None, profile=None, project=None, access_key=None, secret_key=None, anonymous=false, default_ttl=-1.0))]
+    #[pyo3(signature = (kind, *, region=None, endpoint=None, profile=None, project=None, access_key=None, secret_key=None, session_token=None, anonymous=false, default_ttl=-1.0))]
     #[allow(clippy::too_many_arguments, reason = "keyword arguments from Python")]
     fn new(
         kind: &str,
@@ -125,6 +126,7 @@ impl Backend {
         project: Option<String>,
         access_key: Option<String>,
         secret_key: Option<String>,
+        session_token: Option<String>,
         anonymous: bool,
         default_ttl: f64,
     ) -> PyResult<Backend> {
@@ -136,7 +138,10 @@ impl Backend {
                 endpoint,
                 anonymous,
                 timeout,
-                static_keys: access_key.zip(secret_key),
+                static_keys: access_key.zip(secret_key).map(|(key, secret)| StaticKeys {
+                    session_token: session_token.map(SecretString::from),
+                    ..StaticKeys::new(key, secret)
+                }),
                 assume: None,
             })),
             "gcp" => Arc::new(GcpProvider::new(GcpSettings {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use keyway_core::reference::{AwsVersion, Target};
 use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider};
-use keyway_providers::aws::{AwsProvider, AwsSettings};
+use keyway_providers::aws::{AwsProvider, AwsSettings, StaticKeys};
 use keyway_testkit::Moto;
 
 use super::{get, resolver, text};
@@ -13,7 +13,7 @@ fn provider(endpoint: &str) -> AwsProvider {
         region: Some("us-east-1".into()),
         endpoint: Some(endpoint.to_owned()),
         timeout: Duration::from_secs(5),
-        static_keys: Some(("testing".into(), "testing".into())),
+        static_keys: Some(StaticKeys::new("testing", "testing")),
         ..AwsSettings::default()
     })
 }
@@ -120,7 +120,7 @@ async fn unreachable_endpoint_is_unavailable() {
         region: Some("us-east-1".into()),
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         timeout: Duration::from_secs(2),
-        static_keys: Some(("testing".into(), "testing".into())),
+        static_keys: Some(StaticKeys::new("testing", "testing")),
         ..AwsSettings::default()
     });
     let err = p

@@ -52,6 +52,7 @@ class Backend:
         project: str | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
+        session_token: str | None = None,
         anonymous: bool = False,
         default_ttl: float = -1.0,
     ) -> None: ...

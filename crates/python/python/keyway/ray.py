@@ -127,15 +127,28 @@ def _not_found(secret_name: str, kwargs: Dict) -> ValueError:
 
 class AWSRaySecretOperator(RaySecretOperator):
     """AWS Secrets Manager. Takes boto3 client keyword arguments: ``region_name``, ``endpoint_url``,
-    ``aws_access_key_id``/``aws_secret_access_key`` (prefer the standard credential chain), ``profile_name``."""
+    ``aws_access_key_id``/``aws_secret_access_key``/``aws_session_token`` (prefer the standard credential chain:
+    Ray stores constructor arguments in its control store), ``profile_name``."""
 
     def __init__(self, **kwargs) -> None:
         unknown = set(kwargs) - {"region_name", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
-                                 "profile_name", "use_ssl", "verify", "config"}
+                                 "aws_session_token", "profile_name", "use_ssl", "verify", "config"}
         if unknown:
             raise TypeError(f"AWSRaySecretOperator does not support {sorted(unknown)}")
-        if kwargs.get("aws_session_token"):
-            raise TypeError("aws_session_token is not supported; use the standard credential chain")
+        verify = kwargs.get("verify")
+        if verify is False or isinstance(verify, str):
+            raise TypeError("AWSRaySecretOperator always verifies TLS against the system's trust store: drop "
+                            "`verify` (add a private CA to the system store)")
+        config = kwargs.get("config")
+        if config is not None:
+            # botocore's Config: its region counts; Keyway's own timeouts and retries replace the rest.
+            options = dict(getattr(config, "_user_provided_options", {}))
+            if options.get("region_name") and not kwargs.get("region_name"):
+                kwargs = dict(kwargs, region_name=options["region_name"])
+            ignored = sorted(set(options) - {"region_name"})
+            if ignored:
+                logger.warning("AWSRaySecretOperator ignores botocore config %s: Keyway's own timeouts and "
+                               "retries apply", ", ".join(ignored))
         self.__kwargs = kwargs
         self.__backend: Optional[Backend] = None
 
@@ -143,7 +156,8 @@ class AWSRaySecretOperator(RaySecretOperator):
         k = self.__kwargs
         self.__backend = Backend("aws", region=k.get("region_name"), endpoint=k.get("endpoint_url"),
                                  profile=k.get("profile_name"), access_key=k.get("aws_access_key_id"),
-                                 secret_key=k.get("aws_secret_access_key"), default_ttl=float(default_ttl))
+                                 secret_key=k.get("aws_secret_access_key"), session_token=k.get("aws_session_token"),
+                                 default_ttl=float(default_ttl))
 
     def _keyway_backend(self) -> Optional[Backend]:
         return self.__backend
