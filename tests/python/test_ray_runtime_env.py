@@ -281,3 +281,21 @@ def test_the_launcher_gives_each_process_a_directory_and_sweeps_the_dead_ones(tm
     assert failed.returncode == 3, failed.stderr
     assert sorted(p.name for p in root.iterdir() if p.name.startswith("w-")) == [mine.name], \
         "a failed launch left its directory"
+
+
+def test_the_tested_ray_is_the_pinned_one_and_another_is_warned_about():
+    """The plugin's TESTED_RAY, the test environment's pin and the `ray` extra of the package name one Ray;
+    on any other the plugin warns (its interface is a Ray DeveloperAPI)."""
+    import tomllib
+
+    from keyway.ray_plugin import TESTED_RAY, untested_ray
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    pins = re.findall(r"^ray==(\d+\.\d+)\.\d+$", (root / "scripts" / "requirements-test.txt").read_text(), re.M)
+    extra = tomllib.loads((root / "crates" / "python" / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["ray"]
+    assert pins == [TESTED_RAY] and extra == [f"ray=={TESTED_RAY}.*"]
+    assert untested_ray(ray.__version__) is None
+    warning = untested_ray("2.61.0")
+    assert "2.61.0" in warning and TESTED_RAY in warning
+    assert untested_ray(TESTED_RAY + "0.1") is not None, "2.600 is not 2.60"

@@ -21,7 +21,8 @@ plugin never puts a value in the context: it checks the references, then wraps t
 start (through the node's Keyway daemon when its socket is there, in-process otherwise) and execs the worker
 with the values in its environment only. The context, the agent's log and the dashboard hold references.
 
-A DeveloperAPI of Ray: tested with the Ray version pinned in ``scripts/requirements-test.txt`` (2.60).
+A DeveloperAPI of Ray: tested with the Ray version pinned in ``scripts/requirements-test.txt`` (2.60), which
+``pip install keyway[ray]`` installs; on another Ray every setup logs a warning naming both versions.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 from keyway._launch import DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
 
 __all__ = ["DIR_VARIABLE", "KeywayPlugin", "launch_prefix", "files_root"]
+
+#: The Ray minor version the plugin is tested with (the pin of scripts/requirements-test.txt and of the
+#: ``ray`` extra in pyproject.toml; a test keeps the three equal).
+TESTED_RAY = "2.60"
+
+
+def untested_ray(version: str) -> Optional[str]:
+    """A warning when ``version`` is not the Ray the plugin is tested with (its plugin API is a DeveloperAPI)."""
+    if version == TESTED_RAY or version.startswith(TESTED_RAY + "."):
+        return None
+    return (f"keyway: the runtime_env plugin is tested with Ray {TESTED_RAY}, this is Ray {version}: Ray may "
+            f"have changed its plugin interface; pin ray=={TESTED_RAY}.* or check the plugin's tests")
+
 
 #: Seconds between two sweeps of the worker directories of exited workers (in the runtime-env agent).
 SWEEP_SECONDS = float(os.environ.get("KEYWAY_RAY_SWEEP_SECONDS", "2"))
@@ -132,8 +146,13 @@ class KeywayPlugin(RuntimeEnvPlugin):
         a missing secret or permission, or a directory another user could change, fails the job's runtime_env
         setup with a message naming it instead of workers that die at start (which Ray retries without end).
         The values are dropped at once (zeroized in Rust); nothing is written or logged."""
+        import ray
+
         import keyway
 
+        warning = untested_ray(ray.__version__)
+        if warning:
+            logger.warning("%s", warning)
         spec = _spec(runtime_env)
         per_worker = bool(spec.get("files")) and not spec.get("dir")
         if spec.get("files"):
