@@ -293,3 +293,25 @@ def test_aws_operator_keywords_are_honoured_or_refused(moto, caplog):
     for verify in (False, "/etc/private-ca.pem"):
         with pytest.raises(TypeError, match="verifies TLS"):
             AWSRaySecretOperator(region_name="us-east-1", verify=verify)
+
+
+@pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
+def test_gcp_errors_are_googles_exception_classes(ray_local, gcp_emulator, module):
+    """The original's GCP operator raises google.api_core's classes by HTTP status; keyway.ray's errors are those
+    and Keyway's at once, so either `except` keeps working."""
+    import urllib.request
+
+    from google.api_core import exceptions as google
+
+    import keyway
+
+    actor = _gcp_proxy(module, gcp_emulator, ["locked"])
+    with pytest.raises(google.NotFound) as missing:
+        ray.get(actor.get_secret.remote("missing"))
+    urllib.request.urlopen(urllib.request.Request(
+        f"{gcp_emulator}/emulator/deny?name=projects/proj/secrets/locked", method="POST"))
+    with pytest.raises(google.Forbidden) as denied:
+        ray.get(actor.get_secret.remote("locked"))
+    if module == "keyway.ray":
+        assert isinstance(missing.value, keyway.NotFound) and isinstance(denied.value, keyway.PermissionDenied)
+        assert "missing" in str(missing.value)

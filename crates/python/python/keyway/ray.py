@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import ray
 
 from keyway._gcp import default_project
-from keyway._keyway import Backend, NotFound
+from keyway._keyway import Backend, KeywayError, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,15 @@ class RaySecretOperator:
     # Keyway's own operators return their Rust backend; user subclasses return None.
     def _keyway_backend(self) -> Optional[Backend]:
         return None
+
+
+def _gcp_error(error: KeywayError) -> KeywayError:
+    """``error`` as a class that is also google.api_core's (as the original raises), where that is installed."""
+    try:
+        from keyway import _google
+    except ImportError:
+        return error
+    return _google.translate(error)
 
 
 def _not_found(secret_name: str, kwargs: Dict) -> ValueError:
@@ -230,12 +239,19 @@ class GCPRaySecretOperator(RaySecretOperator):
     def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
         if self.__backend is None:
             self.initialize()
-        return self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl), version=kwargs.get("version"))
+        try:
+            return self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
+                                      version=kwargs.get("version"))
+        except KeywayError as e:
+            raise _gcp_error(e) from None
 
     def list_secrets(self, filter=None) -> List[str]:
         if self.__backend is None:
             self.initialize()
-        names = self.__backend.list(filter)
+        try:
+            names = self.__backend.list(filter)
+        except KeywayError as e:
+            raise _gcp_error(e) from None
         return [f"projects/{self.__project}/secrets/{n}" for n in names]
 
 
