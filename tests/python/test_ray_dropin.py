@@ -97,6 +97,12 @@ def test_hydrate_by_listing_takes_the_filter(ray_local, moto, impl):
     assert moto_count(moto, "GetSecretValue") == 0, "hydrated"
 
 
+def test_a_name_filter_with_several_values_lists_each(ray_local, moto, impl):
+    actor = proxy(impl, moto)
+    listed = ray.get(actor.list_secrets.remote([{"Key": "name", "Values": ["app/s1", "app/s3"]}]))
+    assert sorted(listed) == ["app/s1", "app/s3"]
+
+
 def test_an_expired_secret_is_fetched_again(ray_local, moto, impl):
     """default_ttl=1: a cached read within the second, then the secret reports itself expired and the next
     get_secret asks the upstream again (the original's whole-second arithmetic, so wait past two seconds)."""
@@ -315,3 +321,13 @@ def test_gcp_errors_are_googles_exception_classes(ray_local, gcp_emulator, modul
     if module == "keyway.ray":
         assert isinstance(missing.value, keyway.NotFound) and isinstance(denied.value, keyway.PermissionDenied)
         assert "missing" in str(missing.value)
+
+
+def test_filters_keyway_cannot_apply_are_refused(ray_local, moto):
+    import keyway.ray as kr
+
+    actor = proxy((kr.RaySecretProxy, kr.AWSRaySecretOperator, None), moto)
+    for filters in ([{"Key": "tag-key", "Values": ["team"]}],
+                    [{"Key": "name", "Values": ["app/"]}, {"Key": "tag-key", "Values": ["team"]}]):
+        with pytest.raises(ValueError, match="only one `name` filter"):
+            ray.get(actor.list_secrets.remote(filters))

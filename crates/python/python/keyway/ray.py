@@ -186,19 +186,24 @@ class AWSRaySecretOperator(RaySecretOperator):
     def list_secrets(self, filter=None) -> List[str]:
         if self.__backend is None:
             self.initialize()
-        return self.__backend.list(_aws_name_filter(filter))
+        prefixes = _aws_name_prefixes(filter)
+        if prefixes is None:
+            return self.__backend.list(None)
+        # AWS ORs the values of one filter: one listing per value, merged in order.
+        return list(dict.fromkeys(name for prefix in prefixes for name in self.__backend.list(prefix)))
 
 
-def _aws_name_filter(filter) -> Optional[str]:
-    """boto3's ``Filters=[{"Key": "name", "Values": ["prefix"]}]`` to Keyway's name filter."""
+def _aws_name_prefixes(filter) -> Optional[List[str]]:
+    """boto3's ``Filters=[{"Key": "name", "Values": [...]}]`` (or one prefix as a string) to the name prefixes to
+    list; any other filter is refused rather than ignored."""
     if filter is None:
         return None
     if isinstance(filter, str):
-        return filter
-    for f in filter:
-        if f.get("Key") == "name" and f.get("Values"):
-            return f["Values"][0]
-    raise ValueError("only the `name` filter is supported")
+        return [filter]
+    filters = list(filter)
+    if len(filters) != 1 or filters[0].get("Key") != "name" or not filters[0].get("Values"):
+        raise ValueError('only one `name` filter is supported: Filters=[{"Key": "name", "Values": [...]}]')
+    return list(filters[0]["Values"])
 
 
 class GCPRaySecretOperator(RaySecretOperator):
