@@ -60,14 +60,19 @@ def start_moto(tmp_dir):
     pytest.fail("moto_server did not start")
 
 
-def moto_count(endpoint: str, action: str) -> int:
-    """GetSecretValue & co. recorded since the last reset (moto's recorder)."""
+def moto_requests(endpoint: str) -> list:
+    """The requests moto's recorder holds since the last reset (each with its headers)."""
     import json
     import urllib.request
 
     body = urllib.request.urlopen(endpoint + "/moto-api/recorder/download-recording").read().decode()
-    records = [json.loads(line) for line in body.splitlines() if line.strip()]
-    return sum(1 for r in records if r.get("headers", {}).get("X-Amz-Target") == f"secretsmanager.{action}")
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def moto_count(endpoint: str, action: str) -> int:
+    """GetSecretValue & co. recorded since the last reset (moto's recorder)."""
+    return sum(1 for r in moto_requests(endpoint)
+               if r.get("headers", {}).get("X-Amz-Target") == f"secretsmanager.{action}")
 
 
 def moto_record(endpoint: str) -> None:

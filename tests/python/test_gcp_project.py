@@ -51,11 +51,11 @@ def metadata_server():
 @pytest.fixture()
 def home(tmp_path):
     """A clean environment: its own HOME and gcloud config dir, no Google variables, a metadata address that
-    refuses connections, and a PATH without gcloud."""
+    refuses connections, and a PATH of one empty directory (no gcloud: this machine has one in /usr/bin)."""
     closed = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GCLOUD_", "CLOUDSDK_", "GCE_"))}
     env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), GCE_METADATA_IP=closed,
-               GCE_METADATA_HOST=closed, PATH=f"{tmp_path / 'bin'}:{os.path.dirname(sys.executable)}:/usr/bin:/bin")
+               GCE_METADATA_HOST=closed, PATH=str(tmp_path / "bin"))
     (tmp_path / "gcloud").mkdir()
     (tmp_path / "bin").mkdir()
     return tmp_path, env

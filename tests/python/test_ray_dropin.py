@@ -8,7 +8,7 @@ import boto3
 import pytest
 import ray
 
-from conftest import moto_count, moto_record, start_moto
+from conftest import moto_count, moto_record, moto_requests, start_moto
 
 CANARY = "ray-canary-value-8842"
 
@@ -290,12 +290,7 @@ def test_aws_operator_keywords_are_honoured_or_refused(moto, caplog):
     moto_record(moto)
     value, metadata = operator._fetch("app/s3")
     assert value == b"v3" and metadata["ARN"].startswith("arn:aws:secretsmanager:us-east-1:")
-    import json
-    import urllib.request
-
-    body = urllib.request.urlopen(moto + "/moto-api/recorder/download-recording").read().decode()
-    tokens = {json.loads(line)["headers"].get("X-Amz-Security-Token") for line in body.splitlines() if line.strip()}
-    assert tokens == {"session-token-1"}
+    assert {r["headers"].get("X-Amz-Security-Token") for r in moto_requests(moto)} == {"session-token-1"}
     for verify in (False, "/etc/private-ca.pem"):
         with pytest.raises(TypeError, match="verifies TLS"):
             AWSRaySecretOperator(region_name="us-east-1", verify=verify)

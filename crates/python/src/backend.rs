@@ -113,8 +113,8 @@ fn metadata<'py>(
 #[pymethods]
 impl Backend {
     /// `kind` is "aws" or "gcp". AWS: `region`, `endpoint`, `profile`, static `access_key`/`secret_key` and
-    /// optionally `session_token` (the standard credential chain otherwise). GCP: `project`, `endpoint`, `anonymous`. `default_ttl` in seconds
-    /// (0: never cached, negative: never expires).
+    /// optionally `session_token` (the standard credential chain otherwise). GCP: `project`, `endpoint`,
+    /// `anonymous`. `default_ttl` in seconds (0: never cached, negative: never expires).
     #[new]
     #[pyo3(signature = (kind, *, region=None, endpoint=None, profile=None, project=None, access_key=None, secret_key=None, session_token=None, anonymous=false, default_ttl=-1.0))]
     #[allow(clippy::too_many_arguments, reason = "keyword arguments from Python")]
@@ -157,6 +157,7 @@ impl Backend {
                 )));
             }
         };
+        let defaults = CachePolicy::default();
         let ttl = Ttl::from_secs_f64(default_ttl);
         let policy = CachePolicy {
             ttl,
@@ -164,9 +165,9 @@ impl Backend {
             max_stale: if ttl == Ttl::Bypass {
                 Duration::ZERO
             } else {
-                CachePolicy::default().max_stale
+                defaults.max_stale
             },
-            ..CachePolicy::default()
+            ..defaults
         };
         let _guard = runtime()?.enter();
         let resolver = Resolver::builder()

@@ -20,7 +20,6 @@ import json
 import os
 import pathlib
 import subprocess
-import urllib.error
 import urllib.request
 from typing import Optional
 
@@ -79,7 +78,7 @@ def _metadata_get(url: str) -> Optional[str]:
             if r.status != 200 or r.headers.get("Metadata-Flavor") != "Google":
                 return None
             return r.read().decode().strip()
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError):  # URLError is an OSError
         return None
 
 

@@ -36,6 +36,7 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
+import ray
 from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
@@ -146,8 +147,6 @@ class KeywayPlugin(RuntimeEnvPlugin):
         a missing secret or permission, or a directory another user could change, fails the job's runtime_env
         setup with a message naming it instead of workers that die at start (which Ray retries without end).
         The values are dropped at once (zeroized in Rust); nothing is written or logged."""
-        import ray
-
         import keyway
 
         warning = untested_ray(ray.__version__)
