@@ -155,8 +155,60 @@ def test_listing_and_hydrating_page_through_every_secret(ray_local, tmp_path):
 
 def test_missing_secrets_raise_value_error(ray_local, moto, impl):
     actor = proxy(impl, moto)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as missing:
         ray.get(actor.get_secret.remote("app/missing"))
+    if impl[1].__module__.startswith("keyway"):
+        import keyway
+
+        assert isinstance(missing.value, keyway.NotFound)
+
+
+@pytest.fixture(scope="module")
+def denying_aws():
+    """An endpoint that answers every Secrets Manager call as AWS does an identity without the permission: HTTP 400,
+    the JSON protocol's error shape, code AccessDeniedException."""
+    import http.server
+    import json
+    import threading
+
+    class Deny(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps({"__type": "AccessDeniedException",
+                               "message": "User is not authorized to perform this operation"}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("x-amzn-ErrorType", "AccessDeniedException")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_aws_errors_are_botocore_client_errors(ray_local, denying_aws, impl):
+    """The original lets boto3's ClientError through (code in e.response["Error"]["Code"]); keyway.ray's errors are
+    that and Keyway's at once, so either `except` keeps working."""
+    from botocore.exceptions import ClientError
+
+    actor = proxy(impl, denying_aws)
+    for call, operation in ((actor.get_secret.remote("app/token"), "GetSecretValue"),
+                            (actor.list_secrets.remote(), "ListSecrets")):
+        with pytest.raises(ClientError) as denied:
+            ray.get(call)
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert denied.value.operation_name == operation
+        if impl[1].__module__.startswith("keyway"):
+            import keyway
+
+            assert isinstance(denied.value, keyway.PermissionDenied)
+            assert "secretsmanager:" in str(denied.value), "Keyway's message: which permission to grant"
 
 
 def test_a_users_own_operator_keeps_working(ray_local, impl):
@@ -231,6 +283,23 @@ def _gcp_proxy(module, gcp_emulator, names):
     return RaySecretProxy.remote(GCPRaySecretOperator(
         project_name="proj", credentials=AnonymousCredentials(), transport="rest",
         client_options=ClientOptions(api_endpoint=gcp_emulator)))
+
+
+@pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
+def test_gcp_cached_names_are_spelled_as_asked_and_purge_by_them(ray_local, gcp_emulator, module):
+    """Hydrating by listing caches the listed full names, a get_secret by short name caches that spelling, and
+    purge_secret by either spelling drops the secret (the original keys its cache by the names as given)."""
+    actor = _gcp_proxy(module, gcp_emulator, ["db", "api"])
+    ray.get(actor.hydrate_cache.remote())
+    assert sorted(ray.get(actor.list_cached_secrets.remote())) == ["projects/proj/secrets/api",
+                                                                   "projects/proj/secrets/db"]
+    ray.get(actor.purge_secret.remote("projects/proj/secrets/db"))
+    assert ray.get(actor.list_cached_secrets.remote()) == ["projects/proj/secrets/api"]
+    ray.get(actor.purge_cache.remote())
+    assert ray.get(actor.get_secret.remote("db")).value() == "db"
+    assert ray.get(actor.list_cached_secrets.remote()) == ["db"]
+    ray.get(actor.purge_secret.remote("db"))
+    assert ray.get(actor.list_cached_secrets.remote()) == []
 
 
 def _cached_reads_during_slow_fetches(actor, gcp_emulator, slow_names):

@@ -56,6 +56,25 @@ fn ttl(seconds: Option<f64>) -> Option<Ttl> {
     seconds.map(Ttl::from_secs_f64)
 }
 
+/// The secret a cache entry is for, whatever version: an AWS name or ARN as given, a GCP secret's full name
+/// (`projects/P/secrets/S`, however it was spelled), a local entry's name.
+fn secret_name(target: &Target) -> String {
+    match target {
+        Target::Aws { secret_id, .. } => secret_id.clone(),
+        Target::Gcp {
+            project: Some(project),
+            secret,
+            ..
+        } => format!("projects/{project}/secrets/{secret}"),
+        Target::Gcp {
+            project: None,
+            secret,
+            ..
+        } => secret.clone(),
+        Target::Local { name } => name.clone(),
+    }
+}
+
 impl Backend {
     fn reference(
         &self,
@@ -246,25 +265,29 @@ impl Backend {
             .map_err(|e| to_py(&e))
     }
 
-    /// Names of the cached secrets.
+    /// The secret `name` is for, as `cached` names it (`projects/P/secrets/S` for every spelling of a GCP
+    /// secret).
+    fn secret_name(&self, name: &str) -> PyResult<String> {
+        Ok(secret_name(
+            self.reference(name, None, None, None)?.target(),
+        ))
+    }
+
+    /// Names of the cached secrets, as `secret_name` gives them.
     fn cached(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .resolver
             .cache()
             .keys()
-            .into_iter()
-            .map(|k| match k.target {
-                Target::Aws { secret_id, .. } => secret_id,
-                Target::Gcp { secret, .. } => secret,
-                Target::Local { name } => name,
-            })
+            .iter()
+            .map(|k| secret_name(&k.target))
             .collect();
         names.sort();
         names.dedup();
         names
     }
 
-    /// Drops one name (every version of it) or, without a name, everything.
+    /// Drops one secret (every version of it, however its name was spelled) or, without a name, everything.
     #[pyo3(signature = (name=None))]
     fn purge(&self, py: Python<'_>, name: Option<&str>) -> PyResult<()> {
         let cache = self.resolver.cache();
@@ -272,14 +295,11 @@ impl Backend {
             cache.invalidate_all();
             return Ok(());
         };
+        let doomed_name = self.secret_name(name)?;
         let doomed: Vec<Key> = cache
             .keys()
             .into_iter()
-            .filter(|k| match &k.target {
-                Target::Aws { secret_id, .. } => secret_id == name,
-                Target::Gcp { secret, .. } => secret == name,
-                Target::Local { name: n } => n == name,
-            })
+            .filter(|k| secret_name(&k.target) == doomed_name)
             .collect();
         let rt = runtime()?;
         py.detach(|| {

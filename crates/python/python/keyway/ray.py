@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import ray
 
 from keyway._gcp import default_project
-from keyway._keyway import Backend, KeywayError, NotFound
+from keyway._keyway import Backend, InvalidReference, KeywayError, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +130,27 @@ def _gcp_error(error: KeywayError) -> KeywayError:
     return _google.translate(error)
 
 
+def _aws_error(error: KeywayError, operation: str) -> KeywayError:
+    """``error`` as a class that is also botocore's ``ClientError`` (as the original lets through), where botocore
+    is installed."""
+    try:
+        from keyway import _botocore
+    except ImportError:
+        return error
+    return _botocore.translate(error, operation)
+
+
+class SecretNotFound(NotFound, ValueError):
+    """The original's ``ValueError`` for a secret AWS does not have, which is ``keyway.NotFound`` too."""
+
+
+class InvalidSecretRequest(InvalidReference, ValueError):
+    """The original's ``ValueError`` for a request AWS refuses as invalid, which is ``keyway.InvalidReference`` too."""
+
+
 def _not_found(secret_name: str, kwargs: Dict) -> ValueError:
-    return ValueError(f"Cannot find secret {secret_name} associated arguments: {kwargs}")
+    # The original's message, and like it the request's arguments (names and version labels, never a value).
+    return SecretNotFound(f"Cannot find secret {secret_name} associated arguments: {kwargs}")
 
 
 class AWSRaySecretOperator(RaySecretOperator):
@@ -180,6 +199,10 @@ class AWSRaySecretOperator(RaySecretOperator):
                                                  version_id=kwargs.get("VersionId"))
         except NotFound:
             raise _not_found(secret_name, kwargs) from None
+        except InvalidReference as e:
+            raise InvalidSecretRequest(str(e)) from None
+        except KeywayError as e:
+            raise _aws_error(e, "GetSecretValue") from None
         metadata["ARN"] = metadata.pop("Name")
         return value, metadata
 
@@ -187,10 +210,13 @@ class AWSRaySecretOperator(RaySecretOperator):
         if self.__backend is None:
             self.initialize()
         prefixes = _aws_name_prefixes(filter)
-        if prefixes is None:
-            return self.__backend.list(None)
-        # AWS ORs the values of one filter: one listing per value, merged in order.
-        return list(dict.fromkeys(name for prefix in prefixes for name in self.__backend.list(prefix)))
+        try:
+            if prefixes is None:
+                return self.__backend.list(None)
+            # AWS ORs the values of one filter: one listing per value, merged in order.
+            return list(dict.fromkeys(name for prefix in prefixes for name in self.__backend.list(prefix)))
+        except KeywayError as e:
+            raise _aws_error(e, "ListSecrets") from None
 
 
 def _aws_name_prefixes(filter) -> Optional[List[str]]:
@@ -269,6 +295,10 @@ class _Proxy:
         else:
             ray_secret_operator.initialize()
         self.__backend = ray_secret_operator._keyway_backend()
+        # Keyway's operators: each name as callers spelled it -> the secret the Rust cache keys it under
+        # (``projects/P/secrets/S`` for every spelling of a GCP secret), so list_cached_secrets gives the callers'
+        # spellings, as the original, whose cache is keyed by them, does.
+        self.__spelled: Dict[str, str] = {}
         # User operators: the original's Python cache, behind a lock now that calls are concurrent.
         self.__vault: Dict[str, RaySecret] = {}
         self.__lock = threading.Lock()
@@ -281,6 +311,8 @@ class _Proxy:
             for name, error in self.__backend.warm(list(names)):
                 if error is not None:
                     logger.error("hydrating the cache for secret %s: %s", name, error)
+                else:
+                    self.__spell(name)
             return
         for name in names:
             try:
@@ -291,12 +323,17 @@ class _Proxy:
     def purge_cache(self) -> None:
         if self.__backend is not None:
             self.__backend.purge()
+            self.__spelled.clear()
         with self.__lock:
             self.__vault = {}
 
     def purge_secret(self, secret_name: str) -> None:
         if self.__backend is not None:
             self.__backend.purge(secret_name)
+            doomed = self.__backend.secret_name(secret_name)
+            for spelling, name in list(self.__spelled.items()):
+                if name == doomed:
+                    self.__spelled.pop(spelling, None)
         with self.__lock:
             self.__vault.pop(secret_name, None)
 
@@ -306,6 +343,8 @@ class _Proxy:
             # The Rust cache decides: ttl 0 asks the upstream, negative never expires.
             effective = 0 if self.default_ttl == 0 else ttl
             value, metadata = self.__operator._fetch(secret_name, ttl=effective, **kwargs)
+            if secret_name not in self.__spelled:
+                self.__spell(secret_name)
             return RaySecret(secret_name=secret_name, secret=value, ttl=ttl, metadata=metadata)
         with self.__lock:
             cached = self.__vault.get(secret_name)
@@ -322,9 +361,15 @@ class _Proxy:
 
     def list_cached_secrets(self) -> List[str]:
         if self.__backend is not None:
-            return self.__backend.cached()
+            spellings: Dict[str, List[str]] = {}
+            for spelling, name in list(self.__spelled.items()):
+                spellings.setdefault(name, []).append(spelling)
+            return [s for name in self.__backend.cached() for s in spellings.get(name, [name])]
         with self.__lock:
             return list(self.__vault.keys())
+
+    def __spell(self, secret_name: str) -> None:
+        self.__spelled[secret_name] = self.__backend.secret_name(secret_name)
 
 
 #: Threads of the proxy actor: calls waiting on an upstream fetch hold one each, so up to 3 slow fetches can be in
