@@ -363,6 +363,12 @@ def test_aws_operator_keywords_are_honoured_or_refused(moto, caplog):
     for verify in (False, "/etc/private-ca.pem"):
         with pytest.raises(TypeError, match="verifies TLS"):
             AWSRaySecretOperator(region_name="us-east-1", verify=verify)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="keyway.ray"):
+        AWSRaySecretOperator(endpoint_url=moto, use_ssl=False)
+        assert caplog.text == "", "an http:// endpoint_url is honoured: nothing ignored"
+        AWSRaySecretOperator(region_name="us-east-1", use_ssl=False)
+    assert "use_ssl=False" in caplog.text
 
 
 @pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])

@@ -177,6 +177,9 @@ class AWSRaySecretOperator(RaySecretOperator):
             if ignored:
                 logger.warning("AWSRaySecretOperator ignores botocore config %s: Keyway's own timeouts and "
                                "retries apply", ", ".join(ignored))
+        if kwargs.get("use_ssl") is False and not kwargs.get("endpoint_url"):
+            # boto3 would then reach AWS over plain HTTP; Keyway does not (an http:// endpoint_url still works).
+            logger.warning("AWSRaySecretOperator ignores use_ssl=False: Keyway reaches AWS over TLS only")
         self.__kwargs = kwargs
         self.__backend: Optional[Backend] = None
 
