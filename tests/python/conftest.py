@@ -1,8 +1,11 @@
 """Shared fixtures: the project's binaries (built by scripts/test.sh) started on free loopback ports."""
 
+import contextlib
+import http.server
 import os
 import pathlib
 import subprocess
+import threading
 
 import pytest
 
@@ -91,3 +94,25 @@ def moto_endpoint(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def http_reply(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes, headers: dict) -> None:
+    """Answers the request `handler` is serving with `status`, `headers` and `body` (its length added)."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@contextlib.contextmanager
+def loopback_http(handler_class):
+    """Serves `handler_class` (a BaseHTTPRequestHandler) on a free loopback port; yields `host:port`."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

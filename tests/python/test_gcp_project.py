@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import free_port
+from conftest import free_port, http_reply, loopback_http
 
 GOOGLE = ("import google.auth, google.auth.exceptions\ntry:\n    print(google.auth.default()[1])\n"
           "except google.auth.exceptions.DefaultCredentialsError:\n    print('None')\n")
@@ -26,15 +25,9 @@ class _Metadata(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = {"/": b"", "/computeMetadata/v1/project/project-id": b"meta-proj"}.get(self.path)
         if body is None or self.headers.get("Metadata-Flavor") != "Google":
-            self.send_response(404)
-            self.end_headers()
+            http_reply(self, 404, b"", {})
             return
-        self.send_response(200)
-        self.send_header("Metadata-Flavor", "Google")
-        self.send_header("Content-Type", "application/text")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        http_reply(self, 200, body, {"Metadata-Flavor": "Google", "Content-Type": "application/text"})
 
     def log_message(self, *args):
         pass
@@ -42,10 +35,8 @@ class _Metadata(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def metadata_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback_http(_Metadata) as address:
+        yield address
 
 
 @pytest.fixture()

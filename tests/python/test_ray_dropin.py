@@ -8,7 +8,7 @@ import boto3
 import pytest
 import ray
 
-from conftest import moto_count, moto_record, moto_requests, start_moto
+from conftest import http_reply, loopback_http, moto_count, moto_record, moto_requests, start_moto
 
 CANARY = "ray-canary-value-8842"
 
@@ -169,27 +169,20 @@ def denying_aws():
     the JSON protocol's error shape, code AccessDeniedException."""
     import http.server
     import json
-    import threading
 
     class Deny(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = json.dumps({"__type": "AccessDeniedException",
                                "message": "User is not authorized to perform this operation"}).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            self.send_header("x-amzn-ErrorType", "AccessDeniedException")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            http_reply(self, 400, body, {"Content-Type": "application/x-amz-json-1.1",
+                                         "x-amzn-ErrorType": "AccessDeniedException"})
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with loopback_http(Deny) as address:
+        yield f"http://{address}"
 
 
 def test_aws_errors_are_botocore_client_errors(ray_local, denying_aws, impl):
