@@ -149,6 +149,28 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// The secret without its version selector: an AWS name or ARN, `PROJECT/SECRET` (or `SECRET` when the
+    /// instance's project applies), a local entry's name.
+    #[must_use]
+    pub fn identity(&self) -> String {
+        match self {
+            Target::Aws { secret_id, .. } => secret_id.clone(),
+            Target::Gcp {
+                project: Some(project),
+                secret,
+                ..
+            } => format!("{project}/{secret}"),
+            Target::Gcp {
+                project: None,
+                secret,
+                ..
+            }
+            | Target::Local { name: secret } => secret.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     /// The path and query part of the canonical reference (no scheme, no field).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,24 +306,10 @@ impl SecretRef {
         self.field.as_ref()
     }
 
-    /// The same reference without its field: what the cache keys on.
-    #[must_use]
     /// `instance://name`: the secret's identity without version selector or field, which access rules match.
+    #[must_use]
     pub fn secret_path(&self) -> String {
-        match &self.target {
-            Target::Aws { secret_id, .. } => format!("{}://{secret_id}", self.instance),
-            Target::Gcp {
-                project: Some(project),
-                secret,
-                ..
-            } => format!("{}://{project}/{secret}", self.instance),
-            Target::Gcp {
-                project: None,
-                secret,
-                ..
-            } => format!("{}://{secret}", self.instance),
-            Target::Local { name } => format!("{}://{name}", self.instance),
-        }
+        format!("{}://{}", self.instance, self.target.identity())
     }
 
     /// The reference without its field.

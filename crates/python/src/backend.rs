@@ -56,22 +56,16 @@ fn ttl(seconds: Option<f64>) -> Option<Ttl> {
     seconds.map(Ttl::from_secs_f64)
 }
 
-/// The secret a cache entry is for, whatever version: an AWS name or ARN as given, a GCP secret's full name
-/// (`projects/P/secrets/S`, however it was spelled), a local entry's name.
+/// The secret a cache entry is for, whatever version: its identity, with a GCP secret named as GCP names it
+/// (`projects/P/secrets/S`, however it was spelled).
 fn secret_name(target: &Target) -> String {
     match target {
-        Target::Aws { secret_id, .. } => secret_id.clone(),
         Target::Gcp {
             project: Some(project),
             secret,
             ..
         } => format!("projects/{project}/secrets/{secret}"),
-        Target::Gcp {
-            project: None,
-            secret,
-            ..
-        } => secret.clone(),
-        Target::Local { name } => name.clone(),
+        other => other.identity(),
     }
 }
 

@@ -14,6 +14,7 @@ pass credentials to operators when jobs of different owners share a cluster; use
 from __future__ import annotations
 
 import copyreg
+import importlib
 import logging
 import threading
 from time import time
@@ -121,23 +122,14 @@ class RaySecretOperator:
         return None
 
 
-def _gcp_error(error: KeywayError) -> KeywayError:
-    """``error`` as a class that is also google.api_core's (as the original raises), where that is installed."""
+def _translated(module: str, error: KeywayError, *args) -> KeywayError:
+    """``error`` as the class of ``keyway._google`` or ``keyway._botocore`` that is also the client library's (as the
+    original raises), where that library is installed."""
     try:
-        from keyway import _google
+        translate = importlib.import_module(f"keyway.{module}").translate
     except ImportError:
         return error
-    return _google.translate(error)
-
-
-def _aws_error(error: KeywayError, operation: str) -> KeywayError:
-    """``error`` as a class that is also botocore's ``ClientError`` (as the original lets through), where botocore
-    is installed."""
-    try:
-        from keyway import _botocore
-    except ImportError:
-        return error
-    return _botocore.translate(error, operation)
+    return translate(error, *args)
 
 
 class SecretNotFound(NotFound, ValueError):
@@ -205,7 +197,7 @@ class AWSRaySecretOperator(RaySecretOperator):
         except InvalidReference as e:
             raise InvalidSecretRequest(str(e)) from None
         except KeywayError as e:
-            raise _aws_error(e, "GetSecretValue") from None
+            raise _translated("_botocore", e, "GetSecretValue") from None
         metadata["ARN"] = metadata.pop("Name")
         return value, metadata
 
@@ -219,7 +211,7 @@ class AWSRaySecretOperator(RaySecretOperator):
             # AWS ORs the values of one filter: one listing per value, merged in order.
             return list(dict.fromkeys(name for prefix in prefixes for name in self.__backend.list(prefix)))
         except KeywayError as e:
-            raise _aws_error(e, "ListSecrets") from None
+            raise _translated("_botocore", e, "ListSecrets") from None
 
 
 def _aws_name_prefixes(filter) -> Optional[List[str]]:
@@ -277,7 +269,7 @@ class GCPRaySecretOperator(RaySecretOperator):
             return self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
                                       version=kwargs.get("version"))
         except KeywayError as e:
-            raise _gcp_error(e) from None
+            raise _translated("_google", e) from None
 
     def list_secrets(self, filter=None) -> List[str]:
         if self.__backend is None:
@@ -285,7 +277,7 @@ class GCPRaySecretOperator(RaySecretOperator):
         try:
             names = self.__backend.list(filter)
         except KeywayError as e:
-            raise _gcp_error(e) from None
+            raise _translated("_google", e) from None
         return [f"projects/{self.__project}/secrets/{n}" for n in names]
 
 
