@@ -8,6 +8,7 @@
 //! The scheme is a provider *instance*: `aws-sm`, `gcp-sm` and `local` always exist, and `keyway.toml` can add
 //! more (`prod-aws://...`) of any backend kind. `#FIELD` is a top-level JSON key or a JSON pointer (`#/db/password`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -151,22 +152,22 @@ pub enum Target {
 
 impl Target {
     /// The secret without its version selector: an AWS name or ARN, `PROJECT/SECRET` (or `SECRET` when the
-    /// instance's project applies), a local entry's name.
+    /// instance's project applies), a local entry's name. Borrowed except for a GCP secret with its project.
     #[must_use]
-    pub fn identity(&self) -> String {
+    pub fn identity(&self) -> Cow<'_, str> {
         match self {
-            Target::Aws { secret_id, .. } => secret_id.clone(),
+            Target::Aws { secret_id, .. } => Cow::Borrowed(secret_id),
             Target::Gcp {
                 project: Some(project),
                 secret,
                 ..
-            } => format!("{project}/{secret}"),
+            } => Cow::Owned(format!("{project}/{secret}")),
             Target::Gcp {
                 project: None,
                 secret,
                 ..
             }
-            | Target::Local { name: secret } => secret.clone(),
+            | Target::Local { name: secret } => Cow::Borrowed(secret),
         }
     }
 }

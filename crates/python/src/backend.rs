@@ -65,7 +65,7 @@ fn secret_name(target: &Target) -> String {
             secret,
             ..
         } => format!("projects/{project}/secrets/{secret}"),
-        other => other.identity(),
+        other => other.identity().into_owned(),
     }
 }
 
