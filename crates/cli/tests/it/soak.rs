@@ -85,8 +85,7 @@ fn mixed_load_at_a_fixed_rate_has_no_errors_and_flat_memory() {
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    // Enough callers that one slow upstream call (a forced miss or a listing through moto) does not hold the schedule back.
-    let threads = 8;
+    let threads = 4;
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let (unix, stop, latencies, errors) = (
