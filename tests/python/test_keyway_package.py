@@ -59,8 +59,11 @@ def test_errors_are_typed_picklable_and_clean(direct, caplog):
     assert "ci/missing" in str(err.value)
     again = pickle.loads(pickle.dumps(err.value))
     assert type(again) is keyway.NotFound and str(again) == str(err.value)
+    # AWS's own code rides along (and survives pickling); the field error below is Keyway's, with none.
+    assert (again.upstream_code, again.failure) == ("ResourceNotFoundException", None)
     with pytest.raises(keyway.NotFound) as err:
         keyway.get_secret("aws-sm://ci/github#nope")
+    assert (err.value.upstream_code, err.value.failure) == (None, None)
     assert "github_token" in str(err.value) and CANARY not in str(err.value)
     with pytest.raises(keyway.InvalidReference):
         keyway.get_secret("nope://x")

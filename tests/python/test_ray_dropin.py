@@ -45,10 +45,10 @@ def impl(request):
     return mod.RaySecretProxy, mod.AWSRaySecretOperator, mod.RaySecretOperator
 
 
-def proxy(impl, moto, default_ttl=-1):
+def proxy(impl, moto, default_ttl=-1, **operator_kwargs):
     RaySecretProxy, AWSRaySecretOperator, _ = impl
     operator = AWSRaySecretOperator(endpoint_url=moto, region_name="us-east-1",
-                                    aws_access_key_id="testing", aws_secret_access_key="testing")
+                                    aws_access_key_id="testing", aws_secret_access_key="testing", **operator_kwargs)
     return RaySecretProxy.remote(operator, default_ttl=default_ttl)
 
 
@@ -163,34 +163,50 @@ def test_missing_secrets_raise_value_error(ray_local, moto, impl):
         assert isinstance(missing.value, keyway.NotFound)
 
 
+# Secret names of `failing_aws` that fail otherwise than with AccessDeniedException: AWS's code, its HTTP
+# status, Keyway's kind.
+AWS_FAILURES = {"expired/token": ("ExpiredTokenException", 400, "PermissionDenied"),
+                "throttled/token": ("ThrottlingException", 400, "Throttled"),
+                "internal/token": ("InternalServiceError", 500, "Unavailable")}
+
+
 @pytest.fixture(scope="module")
-def denying_aws():
-    """An endpoint that answers every Secrets Manager call as AWS does an identity without the permission: HTTP 400,
-    the JSON protocol's error shape, code AccessDeniedException."""
+def failing_aws():
+    """An endpoint that answers every Secrets Manager call as AWS does an identity without the permission (HTTP
+    400, the JSON protocol's error shape, code AccessDeniedException), or for the names in AWS_FAILURES with
+    their code and status."""
     import http.server
     import json
 
-    class Deny(http.server.BaseHTTPRequestHandler):
+    class Fail(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            body = json.dumps({"__type": "AccessDeniedException",
-                               "message": "User is not authorized to perform this operation"}).encode()
-            http_reply(self, 400, body, {"Content-Type": "application/x-amz-json-1.1",
-                                         "x-amzn-ErrorType": "AccessDeniedException"})
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            code, status, _ = AWS_FAILURES.get(request.get("SecretId"), ("AccessDeniedException", 400, None))
+            body = json.dumps({"__type": code, "message": "refused by the test endpoint"}).encode()
+            http_reply(self, status, body, {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code})
 
         def log_message(self, *args):
             pass
 
-    with loopback_http(Deny) as address:
+    with loopback_http(Fail) as address:
         yield f"http://{address}"
 
 
-def test_aws_errors_are_botocore_client_errors(ray_local, denying_aws, impl):
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_aws_errors_are_botocore_client_errors(ray_local, failing_aws, impl):
     """The original lets boto3's ClientError through (code in e.response["Error"]["Code"]); keyway.ray's errors are
     that and Keyway's at once, so either `except` keeps working."""
     from botocore.exceptions import ClientError
 
-    actor = proxy(impl, denying_aws)
+    actor = proxy(impl, failing_aws)
     for call, operation in ((actor.get_secret.remote("app/token"), "GetSecretValue"),
                             (actor.list_secrets.remote(), "ListSecrets")):
         with pytest.raises(ClientError) as denied:
@@ -202,6 +218,99 @@ def test_aws_errors_are_botocore_client_errors(ray_local, denying_aws, impl):
 
             assert isinstance(denied.value, keyway.PermissionDenied)
             assert "secretsmanager:" in str(denied.value), "Keyway's message: which permission to grant"
+
+
+@pytest.mark.parametrize("name", sorted(AWS_FAILURES))
+def test_aws_error_codes_reach_the_caller_as_aws_sent_them(ray_local, failing_aws, impl, name):
+    """Each of AWS's codes comes back in the ClientError as boto3 reports it, from either module; keyway.ray's
+    error is also of Keyway's kind and carries the code as `upstream_code`."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    import keyway
+
+    code, _, kind = AWS_FAILURES[name]
+    # boto3 would retry the 500 and the throttle for seconds; Keyway ignores `config` (its own retries apply).
+    actor = proxy(impl, failing_aws, config=Config(retries={"total_max_attempts": 1}))
+    with pytest.raises(ClientError) as failed:
+        ray.get(actor.get_secret.remote(name))
+    assert failed.value.response["Error"]["Code"] == code
+    assert failed.value.operation_name == "GetSecretValue"
+    if impl[1].__module__.startswith("keyway"):
+        assert isinstance(failed.value, getattr(keyway, kind))
+        assert failed.value.upstream_code == code
+
+
+def test_an_unreachable_aws_endpoint_raises_botocores_connection_error(ray_local, impl):
+    """boto3 raises EndpointConnectionError (not a ClientError) when nothing listens; so does keyway.ray, which is
+    keyway.Unavailable as well, with `failure` "unreachable"."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    import keyway
+
+    port = _closed_port()
+    actor = proxy(impl, f"http://127.0.0.1:{port}", config=Config(retries={"total_max_attempts": 1}))
+    with pytest.raises(EndpointConnectionError) as unreachable:
+        ray.get(actor.get_secret.remote("app/token"))
+    assert not isinstance(unreachable.value, ClientError)
+    assert f"127.0.0.1:{port}" in unreachable.value.kwargs["endpoint_url"]
+    if impl[1].__module__.startswith("keyway"):
+        assert isinstance(unreachable.value, keyway.Unavailable)
+        assert unreachable.value.failure == "unreachable"
+        assert "check the endpoint and network" in str(unreachable.value), "Keyway's message: what to do"
+
+
+def test_no_aws_credentials_raise_botocores_no_credentials_error(moto, impl, monkeypatch, tmp_path):
+    """With no credentials anywhere in the chain, boto3 raises NoCredentialsError; so does keyway.ray (also
+    keyway.PermissionDenied, `failure` "no_credentials"), and the error survives pickling as Ray pickles it. The
+    operator runs in this process: the environment of Ray's workers is the test's own."""
+    import pickle
+
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    import keyway
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    operator = impl[1](endpoint_url=moto, region_name="us-east-1")
+    operator.initialize()
+    with pytest.raises(NoCredentialsError) as missing:
+        operator._fetch("app/token")
+    assert not isinstance(missing.value, ClientError)
+    if impl[1].__module__.startswith("keyway"):
+        again = pickle.loads(pickle.dumps(missing.value))
+        assert type(again) is type(missing.value) and str(again) == str(missing.value)
+        assert isinstance(again, keyway.PermissionDenied) and again.failure == "no_credentials"
+        assert "AWS_PROFILE" in str(again), "Keyway's message: what to set"
+
+
+@pytest.mark.parametrize("failure, botocore_class", [("unreachable", "EndpointConnectionError"),
+                                                      ("connect_timeout", "ConnectTimeoutError"),
+                                                      ("read_timeout", "ReadTimeoutError")])
+def test_each_transport_failure_is_botocores_class_and_pickles(failure, botocore_class):
+    """A real read timeout takes 30 s to provoke from Keyway (10 s per attempt, three attempts) and minutes from
+    boto3, so each row of the translation table (the one the unreachable endpoint above goes through) is checked
+    here on a Keyway error shaped as the extension raises it."""
+    import pickle
+
+    from botocore import exceptions
+
+    import keyway
+    from keyway import _botocore
+
+    error = keyway.Unavailable("AWS GetSecretValue timed out; check the network path to Secrets Manager")
+    error.upstream_code, error.failure = None, failure
+    translated = pickle.loads(pickle.dumps(_botocore.translate(error, "GetSecretValue", "https://sm.example")))
+    assert isinstance(translated, getattr(exceptions, botocore_class)) and isinstance(translated, keyway.Unavailable)
+    assert not isinstance(translated, exceptions.ClientError)
+    assert (translated.failure, translated.kwargs["endpoint_url"]) == (failure, "https://sm.example")
+    assert str(translated) == str(error)
 
 
 def test_a_users_own_operator_keeps_working(ray_local, impl):
@@ -366,24 +475,36 @@ def test_aws_operator_keywords_are_honoured_or_refused(moto, caplog):
 
 @pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
 def test_gcp_errors_are_googles_exception_classes(ray_local, gcp_emulator, module):
-    """The original's GCP operator raises google.api_core's classes by HTTP status; keyway.ray's errors are those
-    and Keyway's at once, so either `except` keeps working."""
+    """The original's GCP operator raises google.api_core's classes (over REST: the HTTP status's class); keyway.ray
+    raises the gRPC code's class, a subclass of that, which is also Keyway's kind, so either `except` keeps
+    working: a missing secret, a denied one, a disabled version."""
     import urllib.request
 
     from google.api_core import exceptions as google
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
 
     import keyway
 
-    actor = _gcp_proxy(module, gcp_emulator, ["locked"])
+    actor = _gcp_proxy(module, gcp_emulator, ["locked", "retired"])
     with pytest.raises(google.NotFound) as missing:
         ray.get(actor.get_secret.remote("missing"))
     urllib.request.urlopen(urllib.request.Request(
         f"{gcp_emulator}/emulator/deny?name=projects/proj/secrets/locked", method="POST"))
     with pytest.raises(google.Forbidden) as denied:
         ray.get(actor.get_secret.remote("locked"))
+    secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator)
+    ).disable_secret_version(request={"name": "projects/proj/secrets/retired/versions/1"})
+    with pytest.raises(google.BadRequest) as disabled:
+        ray.get(actor.get_secret.remote("retired"))
     if module == "keyway.ray":
         assert isinstance(missing.value, keyway.NotFound) and isinstance(denied.value, keyway.PermissionDenied)
         assert "missing" in str(missing.value)
+        assert isinstance(denied.value, google.PermissionDenied) and denied.value.upstream_code == "PERMISSION_DENIED"
+        assert isinstance(disabled.value, google.FailedPrecondition) and isinstance(disabled.value, keyway.NotFound)
+        assert "enable it" in str(disabled.value), "Keyway's message: what to do"
 
 
 def test_filters_keyway_cannot_apply_are_refused(ray_local, moto):

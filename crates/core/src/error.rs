@@ -55,6 +55,38 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
+/// What the backend answered, or what the transport hit before an answer came, beyond the [`ErrorKind`]:
+/// for callers that mirror a backend's own client library (the Python drop-ins raise botocore's and
+/// `google.api_core`'s exception classes from it). Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Upstream {
+    /// The backend answered with this error code: AWS `ThrottlingException`, gRPC `PERMISSION_DENIED`.
+    Code(String),
+    /// No connection to the endpoint could be made (refused, reset, no route, DNS).
+    Unreachable,
+    /// Connecting to the endpoint timed out.
+    ConnectTimeout,
+    /// The request went out but no answer came in time.
+    ReadTimeout,
+    /// No credentials were found to sign the request with.
+    NoCredentials,
+}
+
+impl Upstream {
+    /// A short stable name of a transport failure (`unreachable`, `connect_timeout`, `read_timeout`,
+    /// `no_credentials`); `None` for a backend's code.
+    pub fn failure_name(&self) -> Option<&'static str> {
+        match self {
+            Upstream::Code(_) => None,
+            Upstream::Unreachable => Some("unreachable"),
+            Upstream::ConnectTimeout => Some("connect_timeout"),
+            Upstream::ReadTimeout => Some("read_timeout"),
+            Upstream::NoCredentials => Some("no_credentials"),
+        }
+    }
+}
+
 /// A failure reported by a backend, already classified. The message names the secret and says what to do
 /// (which permission on which resource, which name was not found); it never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,6 +94,7 @@ impl std::fmt::Display for ErrorKind {
 pub struct ProviderError {
     kind: ErrorKind,
     message: String,
+    upstream: Option<Upstream>,
     #[source]
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -72,8 +105,21 @@ impl ProviderError {
         Self {
             kind,
             message: message.into(),
+            upstream: None,
             source: None,
         }
+    }
+
+    /// Records the backend's error code or the transport failure behind the kind (`None` leaves it unset).
+    #[must_use]
+    pub fn with_upstream(mut self, upstream: impl Into<Option<Upstream>>) -> Self {
+        self.upstream = upstream.into();
+        self
+    }
+
+    /// The backend's error code or the transport failure, where the backend classified one.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        self.upstream.as_ref()
     }
 
     /// Attaches the underlying SDK or IO error, shown by `{:#}` formatting.
@@ -173,6 +219,17 @@ impl Error {
             Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.kind(),
             Error::NotJson { .. } | Error::FieldNotFound { .. } => ErrorKind::NotFound,
             Error::Remote { kind, .. } => *kind,
+        }
+    }
+
+    /// The backend's error code or transport failure behind a provider error (`None` for the core's own
+    /// errors and for a daemon's, which carry the kind only).
+    pub fn upstream(&self) -> Option<&Upstream> {
+        match self {
+            Error::Provider { source, .. } | Error::StaleExpired { source, .. } => {
+                source.upstream()
+            }
+            _ => None,
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod selector;
 pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
-pub use error::{Error, ErrorKind, ProviderError};
+pub use error::{Error, ErrorKind, ProviderError, Upstream};
 pub use provider::{Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};

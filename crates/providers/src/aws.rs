@@ -14,7 +14,9 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
-use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
+use keyway_core::{
+    Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue, Upstream,
+};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 
@@ -353,6 +355,7 @@ where
 {
     let code = err.code().unwrap_or_default();
     let detail = err.message().unwrap_or_default();
+    let mut transport = None;
     let (kind, message) = match (err, code) {
         (_, "ResourceNotFoundException") => (
             ErrorKind::NotFound,
@@ -398,23 +401,29 @@ where
             ErrorKind::Unavailable,
             format!("AWS Secrets Manager failed internally on {action}; retry later"),
         ),
-        (SdkError::TimeoutError(_), _) => (
-            ErrorKind::Unavailable,
-            format!("AWS {action} timed out; check the network path to Secrets Manager"),
-        ),
+        (SdkError::TimeoutError(_), _) => {
+            transport = Some(Upstream::ReadTimeout);
+            (
+                ErrorKind::Unavailable,
+                format!("AWS {action} timed out; check the network path to Secrets Manager"),
+            )
+        }
         (SdkError::DispatchFailure(failure), _) => {
             let text = format!("{:#}", aws_smithy_error_chain(err));
             if text.contains("credentials") {
+                transport = Some(Upstream::NoCredentials);
                 (
                     ErrorKind::PermissionDenied,
                     "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
                 )
             } else if failure.is_timeout() {
+                transport = Some(Upstream::ConnectTimeout);
                 (
                     ErrorKind::Unavailable,
                     format!("AWS {action} timed out; check the network path to Secrets Manager"),
                 )
             } else {
+                transport = Some(Upstream::Unreachable);
                 (
                     ErrorKind::Unavailable,
                     format!(
@@ -438,7 +447,9 @@ where
             format!("AWS {action} failed ({code}): {detail}"),
         ),
     };
-    ProviderError::new(kind, message)
+    let upstream =
+        transport.or_else(|| (!code.is_empty()).then(|| Upstream::Code(code.to_owned())));
+    ProviderError::new(kind, message).with_upstream(upstream)
 }
 
 /// The error and its sources as one line (for keyword checks; SDK errors carry no secret values).

@@ -11,7 +11,9 @@ use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use keyway_core::reference::{BackendKind, GcpVersion, Target};
-use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
+use keyway_core::{
+    Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue, Upstream,
+};
 use tokio::sync::OnceCell;
 
 /// Settings of one GCP instance.
@@ -247,5 +249,14 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
         None if err.is_timeout() => (ErrorKind::Unavailable, format!("Secret Manager timed out on {name}; check the network path")),
         None => (ErrorKind::Unavailable, format!("could not reach Secret Manager for {name}; check the endpoint and network")),
     };
-    ProviderError::new(kind, message).with_source(err)
+    let upstream = match err.status() {
+        Some(status) => Some(Upstream::Code(status.code.name().to_owned())),
+        None if err.is_authentication() => None,
+        None if err.is_timeout() => Some(Upstream::ReadTimeout),
+        None if err.is_connect() => Some(Upstream::Unreachable),
+        None => None,
+    };
+    ProviderError::new(kind, message)
+        .with_upstream(upstream)
+        .with_source(err)
 }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
-use keyway_core::{Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source};
+use keyway_core::{
+    Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source, Upstream,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -52,16 +54,33 @@ create_exception!(
     "The reference or request is malformed."
 );
 
+/// The Python exception of `e`'s kind, with `upstream_code` (the backend's error code) and `failure` (a
+/// transport failure: `unreachable`, `connect_timeout`, `read_timeout`, `no_credentials`) set on the instance,
+/// `None` where the backend classified neither. Instance attributes, not class defaults: they pickle with the
+/// error, and Ray's `RayTaskError` wrapper finds them on the cause only when its class has no such attribute.
 pub(crate) fn to_py(e: &Error) -> PyErr {
     let message = e.to_string().replace('\n', " ");
-    match e.kind() {
+    let err = match e.kind() {
         ErrorKind::NotFound => NotFound::new_err(message),
         ErrorKind::PermissionDenied => PermissionDenied::new_err(message),
         ErrorKind::Throttled => Throttled::new_err(message),
         ErrorKind::Unavailable => Unavailable::new_err(message),
         ErrorKind::Invalid => InvalidReference::new_err(message),
         _ => KeywayError::new_err(message),
-    }
+    };
+    let (code, failure) = match e.upstream() {
+        Some(Upstream::Code(code)) => (Some(code.as_str()), None),
+        Some(other) => (None, other.failure_name()),
+        None => (None, None),
+    };
+    Python::attach(|py| {
+        let value = err.value(py);
+        // Setting an attribute on a fresh exception instance fails only when memory runs out; the error of
+        // the right kind is raised either way.
+        let _ = value.setattr("upstream_code", code);
+        let _ = value.setattr("failure", failure);
+    });
+    err
 }
 
 /// A secret's bytes: never shown by `str`, `repr`, logging or tracebacks; compared in constant time; not

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyway_core::reference::{AwsVersion, Target};
-use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider};
+use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider, Upstream};
 use keyway_providers::aws::{AwsProvider, AwsSettings, StaticKeys};
 use keyway_testkit::Moto;
 
@@ -107,6 +107,10 @@ async fn missing_secret_is_not_found_with_a_useful_message() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.upstream(),
+        Some(&Upstream::Code("ResourceNotFoundException".into()))
+    );
     assert!(
         err.to_string().contains("`nope`") && err.to_string().contains("check the name"),
         "{err}"
@@ -128,6 +132,7 @@ async fn unreachable_endpoint_is_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.upstream(), Some(&Upstream::Unreachable), "{err}");
     assert!(err.to_string().contains("check the endpoint"), "{err}");
 }
 

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyway_core::reference::{GcpVersion, Target};
-use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider, Source, Ttl};
+use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider, Source, Ttl, Upstream};
 use keyway_providers::gcp::{GcpProvider, GcpSettings};
 use keyway_testkit::GcpEmulator;
 
@@ -108,6 +108,10 @@ async fn errors_are_classified_and_say_what_to_do() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(
+        err.upstream(),
+        Some(&Upstream::Code("PERMISSION_DENIED".into()))
+    );
     let msg = err.to_string();
     assert!(
         msg.contains("roles/secretmanager.secretAccessor")
@@ -120,6 +124,10 @@ async fn errors_are_classified_and_say_what_to_do() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.upstream(),
+        Some(&Upstream::Code("FAILED_PRECONDITION".into()))
+    );
     assert!(err.to_string().contains("disabled or destroyed"), "{err}");
 
     let no_project = GcpProvider::new(GcpSettings {

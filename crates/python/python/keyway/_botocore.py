@@ -1,24 +1,27 @@
-"""Errors of the drop-in AWS operator that are Keyway's and botocore's ``ClientError`` at once.
+"""Errors of the drop-in AWS operator that are Keyway's and botocore's at once.
 
-raysecretsproxy's AWS operator lets boto3's ``ClientError`` through for everything but a missing secret, and code
-written against it catches that and reads ``e.response["Error"]["Code"]``; Keyway's code catches
-``keyway.PermissionDenied`` and the rest. Where botocore is installed (it is, wherever raysecretsproxy was), each
-class here is both, with the AWS error code of its kind, so either ``except`` works; without botocore the operator
-raises Keyway's own. Imported only when an error is raised.
-
-``keyway.Unavailable`` stays Keyway's alone: it covers both AWS's internal errors (a ``ClientError`` in boto3) and
-an unreachable endpoint (botocore's ``EndpointConnectionError``, not a ``ClientError``).
+raysecretsproxy's AWS operator lets boto3's errors through for everything but a missing secret: ``ClientError``
+when AWS answered (code in ``e.response["Error"]["Code"]``), ``EndpointConnectionError``, ``ConnectTimeoutError``
+or ``ReadTimeoutError`` when it did not, ``NoCredentialsError`` when nothing could sign the request; code written
+against it catches those. Keyway's code catches ``keyway.PermissionDenied`` and the rest. Where botocore is
+installed (it is, wherever raysecretsproxy was), each class here is both, chosen by the error's ``failure`` and
+``upstream_code`` (AWS's own code, as boto3 would report it), so either ``except`` works; without botocore the
+operator raises Keyway's own. Imported only when an error is raised. Messages are Keyway's (they hold no value).
 """
 
-from botocore.exceptions import ClientError
+from typing import Optional
+
+from botocore import exceptions as _bc
 
 import keyway
 
 
-class _Both(ClientError):
-    """A ``ClientError`` whose message is Keyway's (which holds no value)."""
+class _Both(_bc.ClientError):
+    """A ``ClientError`` whose message is Keyway's."""
 
-    code = ""
+    def __init__(self, error_response, operation_name):
+        super().__init__(error_response, operation_name)
+        self.upstream_code, self.failure = error_response["Error"]["Code"], None
 
     def __reduce__(self):
         # ClientError pickles as a plain ClientError; keep the class (module-level, so picklable by name), which
@@ -26,21 +29,65 @@ class _Both(ClientError):
         return type(self), (self.response, self.operation_name)
 
 
-class AccessDeniedException(keyway.PermissionDenied, _Both):
-    code = "AccessDeniedException"
+class PermissionDeniedClientError(keyway.PermissionDenied, _Both):
+    default_code = "AccessDeniedException"
 
 
-class ThrottlingException(keyway.Throttled, _Both):
-    code = "ThrottlingException"
+class ThrottledClientError(keyway.Throttled, _Both):
+    default_code = "ThrottlingException"
 
 
-_BY_KIND = [(keyway.PermissionDenied, AccessDeniedException), (keyway.Throttled, ThrottlingException)]
+class UnavailableClientError(keyway.Unavailable, _Both):
+    default_code = None  # without AWS's code it is not a ClientError (a response Keyway could not read)
 
 
-def translate(error: keyway.KeywayError, operation: str) -> keyway.KeywayError:
-    """The same error as the class that is also botocore's, as boto3 would have raised it from ``operation``."""
+class _Transport:
+    """A botocore error raised before AWS answered; botocore pickles it as ``cls(*args, **kwargs)`` (the args are
+    ``ReadTimeoutError``'s request and response)."""
+
+    fmt = "{message}"
+    kind_of_failure = ""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.upstream_code, self.failure = None, self.kind_of_failure
+
+
+class NoCredentialsError(_Transport, keyway.PermissionDenied, _bc.NoCredentialsError):
+    kind_of_failure = "no_credentials"
+
+
+class EndpointConnectionError(_Transport, keyway.Unavailable, _bc.EndpointConnectionError):
+    kind_of_failure = "unreachable"
+
+
+class ConnectTimeoutError(_Transport, keyway.Unavailable, _bc.ConnectTimeoutError):
+    kind_of_failure = "connect_timeout"
+
+
+class ReadTimeoutError(_Transport, keyway.Unavailable, _bc.ReadTimeoutError):
+    kind_of_failure = "read_timeout"
+
+
+_BY_FAILURE = {c.kind_of_failure: c
+               for c in (NoCredentialsError, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)}
+_BY_KIND = [(keyway.PermissionDenied, PermissionDeniedClientError), (keyway.Throttled, ThrottledClientError),
+            (keyway.Unavailable, UnavailableClientError)]
+
+
+def translate(error: keyway.KeywayError, operation: str, endpoint_url: Optional[str] = None) -> keyway.KeywayError:
+    """The same error as the class that is also botocore's, as boto3 would have raised it from ``operation``
+    against ``endpoint_url``."""
+    transport = _BY_FAILURE.get(getattr(error, "failure", None))
+    if transport is not None:
+        if transport is NoCredentialsError:
+            return transport(message=str(error))
+        return transport(message=str(error), endpoint_url=endpoint_url or "")
     for kind, both in _BY_KIND:
         if isinstance(error, kind):
-            response = {"Error": {"Code": both.code, "Message": str(error)}, "ResponseMetadata": {}}
+            code = getattr(error, "upstream_code", None) or both.default_code
+            if code is None:
+                return error
+            response = {"Error": {"Code": code, "Message": str(error)}, "ResponseMetadata": {}}
             return both(response, operation)
     return error

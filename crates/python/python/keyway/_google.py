@@ -1,9 +1,11 @@
 """Errors of the drop-in GCP operator that are Keyway's and ``google.api_core``'s at once.
 
-raysecretsproxy's GCP operator raises ``google.api_core.exceptions`` by HTTP status (``NotFound``, ``Forbidden``,
-...), and code written against it catches those; Keyway's code catches ``keyway.NotFound`` and the rest. Where
-the Google client is installed (it is, wherever raysecretsproxy was), each class here is both, so either
-``except`` works; without it the operator raises Keyway's own. Imported only when an error is raised.
+raysecretsproxy's GCP operator raises ``google.api_core.exceptions`` (``NotFound``, ``PermissionDenied``, ...,
+each a subclass of its HTTP status's class: ``Forbidden``, ``BadRequest``, ...), and code written against it
+catches those; Keyway's code catches ``keyway.NotFound`` and the rest. Where the Google client is installed (it
+is, wherever raysecretsproxy was), each class here is both, chosen by the gRPC code Secret Manager answered with
+(the error's ``upstream_code``) or else by kind, so either ``except`` works; without it the operator raises
+Keyway's own. Imported only when an error is raised. Messages are Keyway's (they hold no value).
 """
 
 from google.api_core import exceptions as _g
@@ -15,15 +17,35 @@ class NotFound(keyway.NotFound, _g.NotFound):
     pass
 
 
-class Forbidden(keyway.PermissionDenied, _g.Forbidden):
+class FailedPrecondition(keyway.NotFound, _g.FailedPrecondition):
+    """A disabled or destroyed version: Keyway's NotFound, Google's 400."""
+
+
+class PermissionDenied(keyway.PermissionDenied, _g.PermissionDenied):
     pass
 
 
-class BadRequest(keyway.InvalidReference, _g.BadRequest):
+class Unauthenticated(keyway.PermissionDenied, _g.Unauthenticated):
     pass
 
 
-class TooManyRequests(keyway.Throttled, _g.TooManyRequests):
+class InvalidArgument(keyway.InvalidReference, _g.InvalidArgument):
+    pass
+
+
+class OutOfRange(keyway.InvalidReference, _g.OutOfRange):
+    pass
+
+
+class ResourceExhausted(keyway.Throttled, _g.ResourceExhausted):
+    pass
+
+
+class DeadlineExceeded(keyway.Unavailable, _g.DeadlineExceeded):
+    pass
+
+
+class InternalServerError(keyway.Unavailable, _g.InternalServerError):
     pass
 
 
@@ -31,13 +53,35 @@ class ServiceUnavailable(keyway.Unavailable, _g.ServiceUnavailable):
     pass
 
 
-_BY_KIND = [(keyway.NotFound, NotFound), (keyway.PermissionDenied, Forbidden), (keyway.InvalidReference, BadRequest),
-            (keyway.Throttled, TooManyRequests), (keyway.Unavailable, ServiceUnavailable)]
+class Unknown(keyway.Unavailable, _g.Unknown):
+    pass
+
+
+class Aborted(keyway.Unavailable, _g.Aborted):
+    pass
+
+
+_BY_CODE = {"NOT_FOUND": NotFound, "FAILED_PRECONDITION": FailedPrecondition, "PERMISSION_DENIED": PermissionDenied,
+            "UNAUTHENTICATED": Unauthenticated, "INVALID_ARGUMENT": InvalidArgument, "OUT_OF_RANGE": OutOfRange,
+            "RESOURCE_EXHAUSTED": ResourceExhausted, "DEADLINE_EXCEEDED": DeadlineExceeded,
+            "INTERNAL": InternalServerError, "UNAVAILABLE": ServiceUnavailable, "UNKNOWN": Unknown,
+            "ABORTED": Aborted}
+_BY_FAILURE = {"read_timeout": DeadlineExceeded, "connect_timeout": DeadlineExceeded,
+               "unreachable": ServiceUnavailable}
+_BY_KIND = [(keyway.NotFound, NotFound), (keyway.PermissionDenied, PermissionDenied),
+            (keyway.InvalidReference, InvalidArgument), (keyway.Throttled, ResourceExhausted),
+            (keyway.Unavailable, ServiceUnavailable)]
 
 
 def translate(error: keyway.KeywayError) -> keyway.KeywayError:
-    """The same error as the class that is also Google's (the message is Keyway's, which holds no value)."""
-    for kind, both in _BY_KIND:
-        if isinstance(error, kind):
-            return both(str(error))
-    return error
+    """The same error as the class that is also Google's."""
+    code, failure = getattr(error, "upstream_code", None), getattr(error, "failure", None)
+    both = _BY_CODE.get(code) or _BY_FAILURE.get(failure)
+    # A class of another kind than Keyway's would break `except keyway.<Kind>`; fall back to the kind's.
+    if both is None or not isinstance(error, both.__mro__[1]):
+        both = next((b for kind, b in _BY_KIND if isinstance(error, kind)), None)
+    if both is None:
+        return error
+    translated = both(str(error))
+    translated.upstream_code, translated.failure = code, failure  # instance attributes: pickled with it
+    return translated

@@ -3,7 +3,16 @@
 from os import PathLike
 from typing import Literal, Sequence
 
-class KeywayError(Exception): ...
+class KeywayError(Exception):
+    """A Keyway failure; the message says what to do (and never holds a value)."""
+
+    upstream_code: str | None
+    """The backend's own error code behind it (AWS ``ThrottlingException``, gRPC ``PERMISSION_DENIED``), if any."""
+    failure: str | None
+    """A failure before the backend answered: ``unreachable``, ``connect_timeout``, ``read_timeout`` or
+    ``no_credentials``; ``None`` otherwise (and for errors a daemon reported). Both are set on every error Keyway
+    raises (not on one constructed in Python)."""
+
 class NotFound(KeywayError): ...
 class PermissionDenied(KeywayError): ...
 class Throttled(KeywayError): ...

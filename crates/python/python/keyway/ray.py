@@ -16,6 +16,7 @@ from __future__ import annotations
 import copyreg
 import importlib
 import logging
+import os
 import threading
 from time import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -185,6 +186,13 @@ class AWSRaySecretOperator(RaySecretOperator):
     def _keyway_backend(self) -> Optional[Backend]:
         return self.__backend
 
+    def _endpoint_url(self) -> Optional[str]:
+        """The endpoint boto3 would name in a connection error."""
+        region = (self.__kwargs.get("region_name") or os.environ.get("AWS_REGION")
+                  or os.environ.get("AWS_DEFAULT_REGION"))
+        default = f"https://secretsmanager.{region}.amazonaws.com" if region else None
+        return self.__kwargs.get("endpoint_url") or default
+
     def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
         if self.__backend is None:
             self.initialize()
@@ -197,7 +205,7 @@ class AWSRaySecretOperator(RaySecretOperator):
         except InvalidReference as e:
             raise InvalidSecretRequest(str(e)) from None
         except KeywayError as e:
-            raise _translated("_botocore", e, "GetSecretValue") from None
+            raise _translated("_botocore", e, "GetSecretValue", self._endpoint_url()) from None
         metadata["ARN"] = metadata.pop("Name")
         return value, metadata
 
@@ -211,7 +219,7 @@ class AWSRaySecretOperator(RaySecretOperator):
             # AWS ORs the values of one filter: one listing per value, merged in order.
             return list(dict.fromkeys(name for prefix in prefixes for name in self.__backend.list(prefix)))
         except KeywayError as e:
-            raise _translated("_botocore", e, "ListSecrets") from None
+            raise _translated("_botocore", e, "ListSecrets", self._endpoint_url()) from None
 
 
 def _aws_name_prefixes(filter) -> Optional[List[str]]:
