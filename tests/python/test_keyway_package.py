@@ -82,6 +82,33 @@ def test_batches_and_listing(direct):
     assert sorted(keyway.list_secrets("aws-sm", "batch/")) == ["batch/0", "batch/1", "batch/2"]
 
 
+def test_the_daemon_passes_the_backends_code_and_failure_along(direct, tmp_path):
+    """Through a daemon, errors keep AWS's code and the transport failure as well as the kind."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config = tmp_path / "keyway.toml"
+    config.write_text(config.read_text() + f'[providers.down]\ntype = "aws"\nregion = "us-east-1"\n'
+                                           f'endpoint = "http://127.0.0.1:{closed}"\n')
+    socket_path = tmp_path / "k.sock"
+    proc = subprocess.Popen([binary("keyway"), "--config", config, "--socket", socket_path, "serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("listening on unix:")
+        assert keyway.configure(socket=str(socket_path), daemon="always") == "daemon"
+        with pytest.raises(keyway.NotFound) as missing:
+            keyway.get_secret("aws-sm://ci/missing")
+        assert (missing.value.upstream_code, missing.value.failure) == ("ResourceNotFoundException", None)
+        with pytest.raises(keyway.Unavailable) as down:
+            keyway.get_secret("down://ci/github")
+        assert (down.value.upstream_code, down.value.failure) == (None, "unreachable")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_through_the_node_daemon(tmp_path):
     store = tmp_path / "store"
     store.mkdir()

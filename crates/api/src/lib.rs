@@ -115,6 +115,13 @@ pub struct ErrorDetail {
     pub kind: String,
     /// One line that says what to do; never a value.
     pub message: String,
+    /// The backend's own error code behind it (AWS `ThrottlingException`, gRPC `PERMISSION_DENIED`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_code: Option<String>,
+    /// What failed before the backend answered (`unreachable`, `connect_timeout`, `read_timeout`,
+    /// `no_credentials`), if that is what happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// `POST /v1/secrets` body.

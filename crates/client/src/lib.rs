@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use keyway_api::{BatchItem, BatchRequest, BatchResponse, ErrorBody, ListBody, SecretBody, path};
 use keyway_core::{
     Encoding, Error, ErrorKind, Lookup, Resolved, Secret, SecretMeta, SecretValue, Source, Ttl,
+    Upstream,
 };
 use zeroize::Zeroizing;
 
@@ -36,6 +37,7 @@ fn remote(kind: ErrorKind, message: impl Into<String>) -> Error {
     Error::Remote {
         kind,
         message: message.into(),
+        upstream: None,
     }
 }
 
@@ -237,8 +239,12 @@ fn protocol(e: &serde_json::Error) -> Error {
 }
 
 fn from_body(body: ErrorBody) -> Error {
-    let kind = ErrorKind::from_name(&body.error.kind).unwrap_or(ErrorKind::Invalid);
-    remote(kind, body.error.message)
+    let detail = body.error;
+    Error::Remote {
+        kind: ErrorKind::from_name(&detail.kind).unwrap_or(ErrorKind::Invalid),
+        message: detail.message,
+        upstream: Upstream::from_parts(detail.upstream_code, detail.failure.as_deref()),
+    }
 }
 
 fn error_from(status: StatusCode, body: &[u8]) -> Error {

@@ -74,16 +74,43 @@ pub enum Upstream {
 }
 
 impl Upstream {
+    const FAILURES: [(Upstream, &'static str); 4] = [
+        (Upstream::Unreachable, "unreachable"),
+        (Upstream::ConnectTimeout, "connect_timeout"),
+        (Upstream::ReadTimeout, "read_timeout"),
+        (Upstream::NoCredentials, "no_credentials"),
+    ];
+
     /// A short stable name of a transport failure (`unreachable`, `connect_timeout`, `read_timeout`,
     /// `no_credentials`); `None` for a backend's code.
     pub fn failure_name(&self) -> Option<&'static str> {
-        match self {
-            Upstream::Code(_) => None,
-            Upstream::Unreachable => Some("unreachable"),
-            Upstream::ConnectTimeout => Some("connect_timeout"),
-            Upstream::ReadTimeout => Some("read_timeout"),
-            Upstream::NoCredentials => Some("no_credentials"),
+        Self::FAILURES
+            .iter()
+            .find(|(failure, _)| failure == self)
+            .map(|(_, name)| *name)
+    }
+
+    /// Parses [`Upstream::failure_name`]'s names back.
+    pub fn from_failure_name(name: &str) -> Option<Upstream> {
+        Self::FAILURES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(failure, _)| failure.clone())
+    }
+
+    /// The wire form: the backend's code, and the failure's name.
+    pub fn to_parts(upstream: Option<&Upstream>) -> (Option<String>, Option<String>) {
+        match upstream {
+            Some(Upstream::Code(code)) => (Some(code.clone()), None),
+            Some(other) => (None, other.failure_name().map(str::to_owned)),
+            None => (None, None),
         }
+    }
+
+    /// Back from [`Upstream::to_parts`]; an unknown failure name (a newer daemon's) is dropped.
+    pub fn from_parts(code: Option<String>, failure: Option<&str>) -> Option<Upstream> {
+        code.map(Upstream::Code)
+            .or_else(|| failure.and_then(Upstream::from_failure_name))
     }
 }
 
@@ -188,6 +215,8 @@ pub enum Error {
         kind: ErrorKind,
         /// The daemon's one-line message.
         message: String,
+        /// The backend's code or transport failure, as the daemon reported it.
+        upstream: Option<Upstream>,
     },
     /// `#FIELD` was given but the secret's value is not a JSON object or array.
     #[error(
@@ -222,13 +251,14 @@ impl Error {
         }
     }
 
-    /// The backend's error code or transport failure behind a provider error (`None` for the core's own
-    /// errors and for a daemon's, which carry the kind only).
+    /// The backend's error code or transport failure behind a provider error, here or in a daemon (`None`
+    /// for the core's own errors).
     pub fn upstream(&self) -> Option<&Upstream> {
         match self {
             Error::Provider { source, .. } | Error::StaleExpired { source, .. } => {
                 source.upstream()
             }
+            Error::Remote { upstream, .. } => upstream.as_ref(),
             _ => None,
         }
     }

@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use keyway_api::{AwsError, ErrorBody, ErrorDetail};
-use keyway_core::ErrorKind;
+use keyway_core::{ErrorKind, Upstream};
 use zeroize::Zeroize as _;
 
 pub(crate) type Reply = Response<Full<Bytes>>;
@@ -67,10 +67,17 @@ impl Failure {
 
     /// The native error body, also used for each failed item of a batch.
     pub fn body(&self) -> ErrorBody {
+        let upstream = match self {
+            Failure::Resolve(e) => e.upstream(),
+            _ => None,
+        };
+        let (upstream_code, failure) = Upstream::to_parts(upstream);
         ErrorBody {
             error: ErrorDetail {
                 kind: self.kind_name().to_owned(),
                 message: self.message(),
+                upstream_code,
+                failure,
             },
         }
     }
@@ -86,16 +93,26 @@ impl Failure {
     }
 
     /// The AWS agent's error shape. Upstream errors keep AWS's own status (400 for not found, access denied and
-    /// throttling, as Secrets Manager answers them); an unreachable upstream is 503.
+    /// throttling, as Secrets Manager answers them) and AWS's own code where it answered one (the route
+    /// serves an AWS instance only: `DecryptionFailure`, `ExpiredTokenException`, ...), else the kind's
+    /// usual code; an unreachable upstream is 503.
     pub fn aws(&self) -> Reply {
         let (status, kind) = match self {
-            Failure::Resolve(e) => match e.kind() {
-                ErrorKind::NotFound => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
-                ErrorKind::PermissionDenied => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
-                ErrorKind::Throttled => (StatusCode::BAD_REQUEST, "ThrottlingException"),
-                ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, "InternalServiceError"),
-            },
+            Failure::Resolve(e) => {
+                let (status, usual) = match e.kind() {
+                    ErrorKind::NotFound => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
+                    ErrorKind::PermissionDenied => {
+                        (StatusCode::BAD_REQUEST, "AccessDeniedException")
+                    }
+                    ErrorKind::Throttled => (StatusCode::BAD_REQUEST, "ThrottlingException"),
+                    ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "InternalServiceError"),
+                };
+                match e.upstream() {
+                    Some(Upstream::Code(code)) => (status, code.as_str()),
+                    _ => (status, usual),
+                }
+            }
             Failure::Denied(_) => (StatusCode::FORBIDDEN, "AccessDeniedException"),
             Failure::Unauthenticated(_) => {
                 (StatusCode::UNAUTHORIZED, "UnrecognizedClientException")

@@ -68,11 +68,7 @@ pub(crate) fn to_py(e: &Error) -> PyErr {
         ErrorKind::Invalid => InvalidReference::new_err(message),
         _ => KeywayError::new_err(message),
     };
-    let (code, failure) = match e.upstream() {
-        Some(Upstream::Code(code)) => (Some(code.as_str()), None),
-        Some(other) => (None, other.failure_name()),
-        None => (None, None),
-    };
+    let (code, failure) = Upstream::to_parts(e.upstream());
     Python::attach(|py| {
         let value = err.value(py);
         // Setting an attribute on a fresh exception instance fails only when memory runs out; the error of

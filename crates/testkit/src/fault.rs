@@ -31,6 +31,14 @@ pub enum Fault {
         /// One in `every` requests gets it.
         every: u64,
     },
+    /// Answer every request with HTTP `status` and the upstream's error `code` (AWS `__type`, Google's
+    /// `status`) in its error shape.
+    Error {
+        /// The HTTP status.
+        status: u16,
+        /// The error code.
+        code: &'static str,
+    },
     /// Close the connection without answering.
     Drop,
     /// Accept and read, never answer.
@@ -73,25 +81,26 @@ fn full(body: String) -> Body {
         .boxed()
 }
 
-fn injected(flavor: Flavor, code: u16) -> Response<Body> {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let (body, aws_type) = match (flavor, code) {
-        (Flavor::Aws, 429) => (
-            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(),
-            Some("ThrottlingException"),
+/// The error code the upstream answers a throttle (429) or a server error (anything else) with.
+fn default_code(flavor: Flavor, status: u16) -> &'static str {
+    match (flavor, status) {
+        (Flavor::Aws, 429) => "ThrottlingException",
+        (Flavor::Aws, _) => "InternalServiceError",
+        (Flavor::Gcp, 429) => "RESOURCE_EXHAUSTED",
+        (Flavor::Gcp, _) => "UNAVAILABLE",
+    }
+}
+
+fn injected(flavor: Flavor, http_status: u16, error_code: &'static str) -> Response<Body> {
+    let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (body, aws_type) = match flavor {
+        Flavor::Aws => (
+            format!(r#"{{"__type":"{error_code}","message":"injected failure"}}"#),
+            Some(error_code),
         ),
-        (Flavor::Aws, _) => (
-            r#"{"__type":"InternalServiceError","message":"injected failure"}"#.to_owned(),
-            Some("InternalServiceError"),
-        ),
-        (Flavor::Gcp, 429) => (
-            r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#
-                .to_owned(),
-            None,
-        ),
-        (Flavor::Gcp, _) => (
+        Flavor::Gcp => (
             format!(
-                r#"{{"error":{{"code":{code},"message":"injected failure","status":"UNAVAILABLE"}}}}"#
+                r#"{{"error":{{"code":{http_status},"message":"injected failure","status":"{error_code}"}}}}"#
             ),
             None,
         ),
@@ -133,7 +142,7 @@ fn injects(fault: &Fault, n: u64) -> bool {
     match fault {
         Fault::Status { every, .. } => n.is_multiple_of((*every).max(1)),
         Fault::Pass | Fault::Refuse => false,
-        Fault::Latency(_) | Fault::Drop | Fault::Blackhole => true,
+        Fault::Latency(_) | Fault::Error { .. } | Fault::Drop | Fault::Blackhole => true,
     }
 }
 
@@ -158,7 +167,16 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
             state.injected.fetch_add(1, Ordering::Relaxed);
             // Read the request to its end, as a server does before answering.
             let _ = request.into_body().collect().await;
-            Ok(injected(state.flavor, code))
+            Ok(injected(
+                state.flavor,
+                code,
+                default_code(state.flavor, code),
+            ))
+        }
+        Fault::Error { status, code } => {
+            state.injected.fetch_add(1, Ordering::Relaxed);
+            let _ = request.into_body().collect().await;
+            Ok(injected(state.flavor, status, code))
         }
         Fault::Drop => {
             state.injected.fetch_add(1, Ordering::Relaxed);

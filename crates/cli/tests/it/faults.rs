@@ -423,3 +423,54 @@ fn sigterm_under_load_finishes_or_refuses_cleanly_and_a_restart_serves_again() {
         "sigterm under load: client outcomes by status (0 = refused after the drain): {outcomes:?}"
     );
 }
+
+#[test]
+fn errors_carry_aws_own_code_and_the_transport_failure() {
+    // A black hole times out after three 300 ms attempts.
+    let (ground, proxy) = through_proxy("timeout = \"300ms\"");
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+    proxy.set(Fault::Error {
+        status: 400,
+        code: "ExpiredTokenException",
+    });
+    let agent = raw::get(&unix, "/secretsmanager/get?secretId=expired/a", &[]);
+    assert_eq!(
+        (agent.status, agent.json()["__type"].clone()),
+        (400, "ExpiredTokenException".into()),
+        "the AWS agent's shape keeps AWS's code: {}",
+        agent.text()
+    );
+    let native = raw::get(&unix, "/v1/secret?ref=aws-sm://expired/b", &[]);
+    let error = native.json()["error"].clone();
+    assert_eq!(
+        (
+            native.status,
+            error["kind"].clone(),
+            error["upstream_code"].clone()
+        ),
+        (
+            403,
+            "permission_denied".into(),
+            "ExpiredTokenException".into()
+        ),
+        "{}",
+        native.text()
+    );
+    assert!(error.get("failure").is_none(), "{error}");
+
+    // Refusing acts at accept, and the daemon keeps its connection open: a black hole acts per request.
+    proxy.set(Fault::Blackhole);
+    let native = raw::get(&unix, "/v1/secret?ref=aws-sm://silent/c", &[]);
+    let error = native.json()["error"].clone();
+    assert_eq!(
+        (
+            native.status,
+            error["kind"].clone(),
+            error["failure"].clone()
+        ),
+        (503, "unavailable".into(), "read_timeout".into()),
+        "{}",
+        native.text()
+    );
+}

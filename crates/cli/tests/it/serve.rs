@@ -155,6 +155,10 @@ fn native_api_over_the_unix_socket_with_metadata_and_raw_bytes() {
     let reply = raw::get(&unix, "/v1/secret?ref=local://missing", &[]);
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"]["kind"], "not_found");
+    assert!(
+        reply.json()["error"].get("upstream_code").is_none(),
+        "the local store has no codes of its own"
+    );
 
     // Metrics count, and name no secret unless metrics_secret_names is on.
     let metrics = raw::get(&unix, "/metrics", &[]).text();
@@ -459,6 +463,7 @@ fn upstream_down_serves_stale_values_fails_fast_for_the_rest_and_recovers() {
     let down = raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/uncached", &[]);
     assert_eq!(down.status, 503, "{}", down.text());
     assert_eq!(down.json()["error"]["kind"], "unavailable");
+    assert_eq!(down.json()["error"]["upstream_code"], "UNAVAILABLE");
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "{:?}",

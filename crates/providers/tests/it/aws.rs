@@ -5,6 +5,7 @@ use keyway_core::reference::{AwsVersion, Target};
 use keyway_core::{CachePolicy, Encoding, ErrorKind, Provider, Upstream};
 use keyway_providers::aws::{AwsProvider, AwsSettings, StaticKeys};
 use keyway_testkit::Moto;
+use keyway_testkit::fault::{Fault, FaultProxy, Flavor};
 
 use super::{get, resolver, text};
 
@@ -134,6 +135,57 @@ async fn unreachable_endpoint_is_unavailable() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert_eq!(err.upstream(), Some(&Upstream::Unreachable), "{err}");
     assert!(err.to_string().contains("check the endpoint"), "{err}");
+}
+
+#[tokio::test]
+async fn aws_codes_and_timeouts_ride_with_the_error() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint, Flavor::Aws);
+    // Retries of a 500 back off for up to 3 s, inside the 5 s timeout; a black hole needs a short one.
+    let with_timeout = |timeout| {
+        AwsProvider::new(AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint: Some(proxy.endpoint.clone()),
+            timeout,
+            static_keys: Some(StaticKeys::new("testing", "testing")),
+            ..AwsSettings::default()
+        })
+    };
+    let t = target("x", AwsVersion::Stage("AWSCURRENT".into()));
+    for (fault, timeout, kind, upstream) in [
+        (
+            Fault::Status {
+                code: 500,
+                every: 1,
+            },
+            Duration::from_secs(5),
+            ErrorKind::Unavailable,
+            Upstream::Code("InternalServiceError".into()),
+        ),
+        (
+            Fault::Status {
+                code: 429,
+                every: 1,
+            },
+            Duration::from_secs(5),
+            ErrorKind::Throttled,
+            Upstream::Code("ThrottlingException".into()),
+        ),
+        (
+            Fault::Blackhole,
+            Duration::from_millis(300),
+            ErrorKind::Unavailable,
+            Upstream::ReadTimeout,
+        ),
+    ] {
+        proxy.set(fault.clone());
+        let err = with_timeout(timeout).fetch(&t).await.unwrap_err();
+        assert_eq!(
+            (err.kind(), err.upstream()),
+            (kind, Some(&upstream)),
+            "{fault:?}: {err}"
+        );
+    }
 }
 
 #[tokio::test]
