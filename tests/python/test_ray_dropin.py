@@ -475,7 +475,7 @@ def test_aws_operator_keywords_are_honoured_or_refused(moto, caplog):
 
 @pytest.mark.parametrize("module", ["raysecretsproxy", "keyway.ray"])
 def test_gcp_errors_are_googles_exception_classes(ray_local, gcp_emulator, module):
-    """The original's GCP operator raises google.api_core's classes (over REST: the HTTP status's class); keyway.ray
+    """The original's GCP operator turns each 4xx into google.api_core's class of the HTTP status; keyway.ray
     raises the gRPC code's class, a subclass of that, which is also Keyway's kind, so either `except` keeps
     working: a missing secret, a denied one, a disabled version."""
     import urllib.request

@@ -1,11 +1,13 @@
 """Errors of the drop-in GCP operator that are Keyway's and ``google.api_core``'s at once.
 
-raysecretsproxy's GCP operator raises ``google.api_core.exceptions`` (``NotFound``, ``PermissionDenied``, ...,
-each a subclass of its HTTP status's class: ``Forbidden``, ``BadRequest``, ...), and code written against it
+raysecretsproxy's GCP operator turns every 4xx into ``google.api_core.exceptions``' class of the HTTP status
+(``NotFound``, ``Forbidden``, ``BadRequest``, ...) and lets 5xx classes through, and code written against it
 catches those; Keyway's code catches ``keyway.NotFound`` and the rest. Where the Google client is installed (it
-is, wherever raysecretsproxy was), each class here is both, chosen by the gRPC code Secret Manager answered with
-(the error's ``upstream_code``) or else by kind, so either ``except`` works; without it the operator raises
-Keyway's own. Imported only when an error is raised. Messages are Keyway's (they hold no value).
+is, wherever raysecretsproxy was), each class here is both: the class of the gRPC code Secret Manager answered
+with (the error's ``upstream_code``: ``PermissionDenied``, ``FailedPrecondition``, ..., each a subclass of its
+HTTP status's class, so caught where the original's were), or else the kind's, so either ``except`` works;
+without it the operator raises Keyway's own. Imported only when an error is raised. Messages are Keyway's
+(they hold no value).
 """
 
 from google.api_core import exceptions as _g
