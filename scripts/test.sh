@@ -21,9 +21,14 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo test --workspace --locked --doc
 else
   # Without nextest, .config/nextest.toml does not apply: the soak measures the machine, so it runs after the
-  # rest, alone.
-  cargo test --workspace --locked --no-fail-fast -- --skip soak::
+  # rest, alone, and runs even when the rest failed (the script still fails then).
+  rest=0
+  cargo test --workspace --locked --no-fail-fast -- --skip soak:: || rest=$?
   cargo test -p keyway --test it --locked -- soak:: --test-threads=1
+  if [ "$rest" -ne 0 ]; then
+    echo "error: Rust tests failed (see above)" >&2
+    exit "$rest"
+  fi
 fi
 
 echo "==> keyway Python package (maturin develop into the venv)" >&2
