@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 import keyway
-from conftest import binary
+from conftest import binary, free_port
 
 CANARY = "py-pkg-canary-5521"
 
@@ -84,11 +84,7 @@ def test_batches_and_listing(direct):
 
 def test_the_daemon_passes_the_backends_code_and_failure_along(direct, tmp_path):
     """Through a daemon, errors keep AWS's code and the transport failure as well as the kind."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # bound, then released: nothing listens
     config = tmp_path / "keyway.toml"
     config.write_text(config.read_text() + f'[providers.down]\ntype = "aws"\nregion = "us-east-1"\n'
                                            f'endpoint = "http://127.0.0.1:{closed}"\n')

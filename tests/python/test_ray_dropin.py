@@ -8,7 +8,7 @@ import boto3
 import pytest
 import ray
 
-from conftest import http_reply, loopback_http, moto_count, moto_record, moto_requests, start_moto
+from conftest import free_port, http_reply, loopback_http, moto_count, moto_record, moto_requests, start_moto
 
 CANARY = "ray-canary-value-8842"
 
@@ -192,15 +192,6 @@ def failing_aws():
         yield f"http://{address}"
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_aws_errors_are_botocore_client_errors(ray_local, failing_aws, impl):
     """The original lets boto3's ClientError through (code in e.response["Error"]["Code"]); keyway.ray's errors are
     that and Keyway's at once, so either `except` keeps working."""
@@ -249,7 +240,7 @@ def test_an_unreachable_aws_endpoint_raises_botocores_connection_error(ray_local
 
     import keyway
 
-    port = _closed_port()
+    port = free_port()  # bound, then released: nothing listens
     actor = proxy(impl, f"http://127.0.0.1:{port}", config=Config(retries={"total_max_attempts": 1}))
     with pytest.raises(EndpointConnectionError) as unreachable:
         ray.get(actor.get_secret.remote("app/token"))

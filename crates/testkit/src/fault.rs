@@ -163,18 +163,13 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
             tokio::time::sleep(delay).await;
             forward(&state, request).await
         }
-        Fault::Status { code, .. } => {
+        Fault::Status { code: status, .. } | Fault::Error { status, .. } => {
+            let code = match fault {
+                Fault::Error { code, .. } => code,
+                _ => default_code(state.flavor, status),
+            };
             state.injected.fetch_add(1, Ordering::Relaxed);
             // Read the request to its end, as a server does before answering.
-            let _ = request.into_body().collect().await;
-            Ok(injected(
-                state.flavor,
-                code,
-                default_code(state.flavor, code),
-            ))
-        }
-        Fault::Error { status, code } => {
-            state.injected.fetch_add(1, Ordering::Relaxed);
             let _ = request.into_body().collect().await;
             Ok(injected(state.flavor, status, code))
         }

@@ -80,7 +80,7 @@ def translate(error: keyway.KeywayError) -> keyway.KeywayError:
     code, failure = getattr(error, "upstream_code", None), getattr(error, "failure", None)
     both = _BY_CODE.get(code) or _BY_FAILURE.get(failure)
     # A class of another kind than Keyway's would break `except keyway.<Kind>`; fall back to the kind's.
-    if both is None or not isinstance(error, both.__mro__[1]):
+    if both is None or not issubclass(both, type(error)):
         both = next((b for kind, b in _BY_KIND if isinstance(error, kind)), None)
     if both is None:
         return error

@@ -10,8 +10,8 @@ class KeywayError(Exception):
     """The backend's own error code behind it (AWS ``ThrottlingException``, gRPC ``PERMISSION_DENIED``), if any."""
     failure: str | None
     """A failure before the backend answered: ``unreachable``, ``connect_timeout``, ``read_timeout`` or
-    ``no_credentials``; ``None`` otherwise (and for errors a daemon reported). Both are set on every error Keyway
-    raises (not on one constructed in Python)."""
+    ``no_credentials``; ``None`` otherwise. Both are set on every error Keyway raises, through a daemon too (not
+    on one constructed in Python)."""
 
 class NotFound(KeywayError): ...
 class PermissionDenied(KeywayError): ...
