@@ -119,6 +119,52 @@ def test_an_expired_secret_is_fetched_again(ray_local, moto, impl):
     assert again.value() == "v1" and not again.is_expired()
 
 
+def _set_secret(moto, name, value):
+    client = boto3.client("secretsmanager", endpoint_url=moto, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        client.create_secret(Name=name, SecretString=value)
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=value)
+
+
+def test_a_purge_drops_the_cached_answer_and_the_next_read_asks_again(ray_local, moto, impl):
+    """A rotated secret: cached reads keep the old value until purge_secret (or purge_cache); the next read asks
+    the upstream once and every read after it has the new value."""
+    actor = proxy(impl, moto)
+    _set_secret(moto, "app/rotating", "old")
+    assert ray.get(actor.get_secret.remote("app/rotating")).value() == "old"
+    _set_secret(moto, "app/rotating", "new")
+    assert ray.get(actor.get_secret.remote("app/rotating")).value() == "old", "cached"
+    for purge, value in ((lambda: actor.purge_secret.remote("app/rotating"), "new"),
+                         (lambda: actor.purge_cache.remote(), "newer")):
+        ray.get(purge())
+        moto_record(moto)
+        assert [ray.get(actor.get_secret.remote("app/rotating")).value() for _ in range(3)] == [value] * 3
+        assert moto_count(moto, "GetSecretValue") == 1
+        _set_secret(moto, "app/rotating", "newer")
+
+
+def test_a_secret_read_steadily_is_refreshed_before_it_expires(ray_local, moto):
+    """keyway.ray's cache refreshes an entry read in the last fifth of its TTL in the background, so callers of a
+    hot secret never wait for the upstream; the answers the proxy keeps ready must not hide those reads from it."""
+    import keyway.ray as kr
+
+    _set_secret(moto, "app/hot", "one")
+    actor = proxy((kr.RaySecretProxy, kr.AWSRaySecretOperator, None), moto, default_ttl=4)
+    moto_record(moto)
+    assert ray.get(actor.get_secret.remote("app/hot")).value() == "one"
+    _set_secret(moto, "app/hot", "two")
+    time.sleep(3.3)  # past 0.8 of the TTL, before it ends
+    assert ray.get(actor.get_secret.remote("app/hot")).value() == "one", "still fresh"
+    deadline = time.monotonic() + 0.5
+    while moto_count(moto, "GetSecretValue") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert moto_count(moto, "GetSecretValue") == 2, "the read in the last fifth started a refresh"
+    assert ray.get(actor.get_secret.remote("app/hot")).value() == "two"
+    assert moto_count(moto, "GetSecretValue") == 2, "no caller waited for the upstream"
+
+
 def test_default_ttl_zero_caches_nothing(ray_local, moto, impl):
     actor = proxy(impl, moto, default_ttl=0)
     ray.get(actor.hydrate_cache.remote(secret_names=["app/s2"]))
@@ -327,6 +373,18 @@ def test_a_users_own_operator_keeps_working(ray_local, impl):
     assert first.value() == second.value() == "static-a"
     assert second.metadata == {"calls": 1}, "served from the actor's cache"
     assert ray.get(actor.list_secrets.remote()) == ["a", "b"]
+
+
+def test_a_subclass_of_keyways_operator_that_overrides_fetch_is_asked_through_it(ray_local, moto):
+    import keyway.ray as kr
+
+    class Shouting(kr.AWSRaySecretOperator):
+        def _fetch(self, secret_name, **kwargs):
+            value, metadata = super()._fetch(secret_name, **kwargs)
+            return value.upper(), metadata
+
+    actor = proxy((kr.RaySecretProxy, Shouting, None), moto)
+    assert [ray.get(actor.get_secret.remote("app/s1")).value() for _ in range(2)] == ["V1", "V1"]
 
 
 @pytest.mark.parametrize("module", ["raysecretsproxy.gcp_secret_operator", "keyway.ray"])

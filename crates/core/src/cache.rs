@@ -84,6 +84,23 @@ pub struct CachePolicy {
     pub stale_wait: Duration,
 }
 
+impl CachePolicy {
+    /// How long an answer of age `age`, read with `ttl` (the policy's when `None`), may be handed out again
+    /// without asking the cache: until the read that would start its refresh-ahead, so a caller that keeps
+    /// answers still lets hot entries be refreshed before they expire. `None`: it never expires (until purged);
+    /// zero for a bypassing read and for a stale answer.
+    pub fn reusable_for(&self, ttl: Option<Ttl>, age: Duration) -> Option<Duration> {
+        match ttl.unwrap_or(self.ttl) {
+            Ttl::Bypass => Some(Duration::ZERO),
+            Ttl::For(ttl) => Some(
+                ttl.mul_f64(self.refresh_ahead.clamp(0.0, 1.0))
+                    .saturating_sub(age),
+            ),
+            Ttl::Forever => None,
+        }
+    }
+}
+
 impl Default for CachePolicy {
     fn default() -> Self {
         CachePolicy {
@@ -633,6 +650,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(text(&short), "value-3");
+    }
+
+    #[test]
+    fn answers_are_reusable_until_refresh_ahead_would_start() {
+        let pol = policy(10, 60);
+        let secs = Duration::from_secs;
+        // Refresh-ahead at 0.8 of the TTL: a read at 8 s would start it.
+        assert_eq!(pol.reusable_for(None, secs(3)), Some(secs(5)));
+        assert_eq!(pol.reusable_for(None, secs(9)), Some(Duration::ZERO));
+        // Stale (past the TTL), a per-read TTL, bypass and never-expiring reads.
+        assert_eq!(pol.reusable_for(None, secs(70)), Some(Duration::ZERO));
+        assert_eq!(
+            pol.reusable_for(Some(Ttl::For(secs(100))), secs(30)),
+            Some(secs(50))
+        );
+        assert_eq!(
+            pol.reusable_for(Some(Ttl::Bypass), Duration::ZERO),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(pol.reusable_for(Some(Ttl::Forever), secs(1_000)), None);
+        // Without refresh-ahead (1.0, or a fraction past 1) an answer is reusable until it expires, no longer.
+        for refresh_ahead in [1.0, 3.0] {
+            let late = CachePolicy {
+                refresh_ahead,
+                ..pol
+            };
+            assert_eq!(late.reusable_for(None, secs(4)), Some(secs(6)));
+        }
     }
 
     #[tokio::test(start_paused = true)]

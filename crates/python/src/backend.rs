@@ -22,6 +22,7 @@ const INSTANCE: &str = "backend";
 #[pyclass(frozen, module = "keyway")]
 pub struct Backend {
     resolver: Resolver,
+    policy: CachePolicy,
     kind: String,
     project: Option<String>,
 }
@@ -189,12 +190,15 @@ impl Backend {
             .map_err(InvalidReference::new_err)?;
         Ok(Backend {
             resolver,
+            policy,
             kind: kind.to_owned(),
             project,
         })
     }
 
-    /// `(value bytes, metadata dict)` of one secret, through the cache; `ttl` overrides the default.
+    /// `(value bytes, metadata dict, reusable for)` of one secret, through the cache; `ttl` overrides the
+    /// default. The third is how many seconds the answer may be handed out again without asking (until the
+    /// read that would start a refresh-ahead; `None`: until purged; 0 for a bypassing read or a stale answer).
     #[pyo3(signature = (name, ttl=None, refresh=false, version_stage=None, version_id=None, version=None))]
     #[allow(clippy::too_many_arguments, reason = "keyword arguments from Python")]
     fn get<'py>(
@@ -206,7 +210,7 @@ impl Backend {
         version_stage: Option<&str>,
         version_id: Option<&str>,
         version: Option<&str>,
-    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>, Option<f64>)> {
         let reference = self.reference(name, version_stage, version_id, version)?;
         let lookup = Lookup {
             ttl: self::ttl(ttl),
@@ -216,9 +220,15 @@ impl Backend {
         let resolved =
             resolve_holding_gil_for_hits(py, rt, self.resolver.resolve(&reference, lookup))
                 .map_err(|e| to_py(&e))?;
+        let reusable = if refresh {
+            Some(Duration::ZERO)
+        } else {
+            self.policy.reusable_for(lookup.ttl, resolved.age)
+        };
         Ok((
             PyBytes::new(py, resolved.secret.value.expose()),
             metadata(py, &resolved)?,
+            reusable.map(|d| d.as_secs_f64()),
         ))
     }
 

@@ -73,7 +73,9 @@ class Backend:
         version_stage: str | None = None,
         version_id: str | None = None,
         version: str | None = None,
-    ) -> tuple[bytes, dict[str, object]]: ...
+    ) -> tuple[bytes, dict[str, object], float | None]:
+        """``(value, metadata, reusable_for)``: the seconds the answer may be handed out again without asking
+        (until the read that would start a refresh-ahead; None: until purged; 0: not at all)."""
     def warm(self, names: Sequence[str], ttl: float | None = None) -> list[tuple[str, str | None]]: ...
     def list(self, filter: str | None = None) -> list[str]: ...
     def secret_name(self, name: str) -> str:

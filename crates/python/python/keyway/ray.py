@@ -18,7 +18,7 @@ import importlib
 import logging
 import os
 import threading
-from time import time
+from time import monotonic, time
 from typing import Any, Dict, List, Optional, Tuple
 
 import ray
@@ -123,6 +123,19 @@ class RaySecretOperator:
         return None
 
 
+class _KeywayOperator(RaySecretOperator):
+    """Keyway's own operators: a Rust ``Backend`` answers ``_lookup``, which also says for how many seconds the
+    answer may be handed out again without asking (None: until purged); ``_fetch`` is the original's API."""
+
+    def _lookup(self, secret_name: str, ttl: Optional[float] = None,
+                **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
+        raise NotImplementedError
+
+    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
+        value, metadata, _ = self._lookup(secret_name, ttl, **kwargs)
+        return value, metadata
+
+
 def _translated(module: str, error: KeywayError, *args) -> KeywayError:
     """``error`` as the class of ``keyway._google`` or ``keyway._botocore`` that is also the client library's (as the
     original raises), where that library is installed."""
@@ -146,7 +159,7 @@ def _not_found(secret_name: str, kwargs: Dict) -> ValueError:
     return SecretNotFound(f"Cannot find secret {secret_name} associated arguments: {kwargs}")
 
 
-class AWSRaySecretOperator(RaySecretOperator):
+class AWSRaySecretOperator(_KeywayOperator):
     """AWS Secrets Manager. Takes boto3 client keyword arguments: ``region_name``, ``endpoint_url``,
     ``aws_access_key_id``/``aws_secret_access_key``/``aws_session_token`` (prefer the standard credential chain:
     Ray stores constructor arguments in its control store), ``profile_name``."""
@@ -193,13 +206,14 @@ class AWSRaySecretOperator(RaySecretOperator):
         default = f"https://secretsmanager.{region}.amazonaws.com" if region else None
         return self.__kwargs.get("endpoint_url") or default
 
-    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
+    def _lookup(self, secret_name: str, ttl: Optional[float] = None,
+                **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
         if self.__backend is None:
             self.initialize()
         try:
-            value, metadata = self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
-                                                 version_stage=kwargs.get("VersionStage"),
-                                                 version_id=kwargs.get("VersionId"))
+            value, metadata, reusable = self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
+                                                           version_stage=kwargs.get("VersionStage"),
+                                                           version_id=kwargs.get("VersionId"))
         except NotFound:
             raise _not_found(secret_name, kwargs) from None
         except InvalidReference as e:
@@ -207,7 +221,7 @@ class AWSRaySecretOperator(RaySecretOperator):
         except KeywayError as e:
             raise _translated("_botocore", e, "GetSecretValue", self._endpoint_url()) from None
         metadata["ARN"] = metadata.pop("Name")
-        return value, metadata
+        return value, metadata, reusable
 
     def list_secrets(self, filter=None) -> List[str]:
         if self.__backend is None:
@@ -235,7 +249,7 @@ def _aws_name_prefixes(filter) -> Optional[List[str]]:
     return list(filters[0]["Values"])
 
 
-class GCPRaySecretOperator(RaySecretOperator):
+class GCPRaySecretOperator(_KeywayOperator):
     """GCP Secret Manager. ``project_name`` (None: the project ``google.auth.default()`` would name, from the same
     sources: ``keyway._gcp``); ``credentials`` may be ``AnonymousCredentials()`` (emulators) or None
     (Application Default Credentials); ``client_options={"api_endpoint": ...}`` overrides the endpoint."""
@@ -270,7 +284,8 @@ class GCPRaySecretOperator(RaySecretOperator):
     def _keyway_backend(self) -> Optional[Backend]:
         return self.__backend
 
-    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
+    def _lookup(self, secret_name: str, ttl: Optional[float] = None,
+                **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
         if self.__backend is None:
             self.initialize()
         try:
@@ -293,15 +308,27 @@ class _Proxy:
     def __init__(self, ray_secret_operator: RaySecretOperator, default_ttl=-1) -> None:
         self.default_ttl = default_ttl
         self.__operator = ray_secret_operator
-        if isinstance(ray_secret_operator, (AWSRaySecretOperator, GCPRaySecretOperator)):
+        if isinstance(ray_secret_operator, _KeywayOperator):
             ray_secret_operator.initialize(default_ttl=default_ttl)
         else:
             ray_secret_operator.initialize()
         self.__backend = ray_secret_operator._keyway_backend()
+        # Keyway's operators say how long an answer may be handed out again; a subclass that overrides _fetch is
+        # asked through it on every call.
+        overridden = type(ray_secret_operator)._fetch is not _KeywayOperator._fetch
+        self.__lookup = None if self.__backend is None or overridden else ray_secret_operator._lookup
         # Keyway's operators: each name as callers spelled it -> the secret the Rust cache keys it under
         # (``projects/P/secrets/S`` for every spelling of a GCP secret), so list_cached_secrets gives the callers'
         # spellings, as the original, whose cache is keyed by them, does.
         self.__spelled: Dict[str, str] = {}
+        # Keyway's operators: (name, ttl) -> the RaySecret last built for it and the monotonic time until which
+        # it may be handed out again (None: until purged), as the Rust cache said. A cached read then skips the
+        # Rust lookup and the building of the answer: in the actor, between Ray's own work on each call, that
+        # costs ~35 us of CPU, against ~3 us in a tight loop (docs/benchmarks.md). Replaced whole under the lock
+        # (readers take no lock); emptied by every purge, and `__purges` keeps a fetch that a purge overtook
+        # from putting its answer back.
+        self.__ready: Dict[Tuple[str, Any], Tuple[RaySecret, Optional[float]]] = {}
+        self.__purges = 0
         # User operators: the original's Python cache, behind a lock now that calls are concurrent.
         self.__vault: Dict[str, RaySecret] = {}
         self.__lock = threading.Lock()
@@ -328,6 +355,7 @@ class _Proxy:
             self.__backend.purge()
             self.__spelled.clear()
         with self.__lock:
+            self.__forget_ready()
             self.__vault = {}
 
     def purge_secret(self, secret_name: str) -> None:
@@ -338,17 +366,28 @@ class _Proxy:
                 if name == doomed:
                     self.__spelled.pop(spelling, None)
         with self.__lock:
+            self.__forget_ready()
             self.__vault.pop(secret_name, None)
 
     def get_secret(self, secret_name: str, ttl=None, **kwargs) -> RaySecret:
         ttl = self.default_ttl if ttl is None else ttl
         if self.__backend is not None:
+            ready = None if kwargs else self.__ready.get((secret_name, ttl))
+            if ready is not None and (ready[1] is None or monotonic() < ready[1]):
+                return ready[0]
+            purges = self.__purges
             # The Rust cache decides: ttl 0 asks the upstream, negative never expires.
             effective = 0 if self.default_ttl == 0 else ttl
-            value, metadata = self.__operator._fetch(secret_name, ttl=effective, **kwargs)
+            if self.__lookup is not None:
+                value, metadata, reusable = self.__lookup(secret_name, ttl=effective, **kwargs)
+            else:
+                (value, metadata), reusable = self.__operator._fetch(secret_name, ttl=effective, **kwargs), 0
             if secret_name not in self.__spelled:
                 self.__spell(secret_name)
-            return RaySecret(secret_name=secret_name, secret=value, ttl=ttl, metadata=metadata)
+            secret = RaySecret(secret_name=secret_name, secret=value, ttl=ttl, metadata=metadata)
+            if reusable != 0 and not kwargs:
+                self.__keep((secret_name, ttl), secret, reusable, purges)
+            return secret
         with self.__lock:
             cached = self.__vault.get(secret_name)
         if ttl != 0 and cached is not None and not cached.is_expired():
@@ -373,6 +412,28 @@ class _Proxy:
 
     def __spell(self, secret_name: str) -> None:
         self.__spelled[secret_name] = self.__backend.secret_name(secret_name)
+
+    def __keep(self, key: Tuple[str, Any], secret: RaySecret, reusable: Optional[float], purges: int) -> None:
+        """Keeps `secret` for the calls to come, dropping what may no longer be handed out."""
+        now = monotonic()
+        with self.__lock:
+            if purges != self.__purges:
+                return
+            ready = {k: v for k, v in self.__ready.items() if v[1] is None or v[1] > now}
+            if len(ready) >= _READY_MAX:
+                ready = {}
+            ready[key] = (secret, None if reusable is None else now + reusable)
+            self.__ready = ready
+
+    def __forget_ready(self) -> None:
+        """Under the lock: after a purge of the Rust cache."""
+        self.__purges += 1
+        self.__ready = {}
+
+
+#: Answers `_Proxy` keeps ready at most (distinct names and ttls asked within their reuse time); past it, they
+#: are dropped and rebuilt from the Rust cache.
+_READY_MAX = 1024
 
 
 #: Threads of the proxy actor: calls waiting on an upstream fetch hold one each, so up to 3 slow fetches can be in
