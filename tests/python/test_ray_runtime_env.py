@@ -126,6 +126,73 @@ def test_a_workers_files_are_its_own_and_go_when_it_exits(cluster):
         "the agent's sweep did not run"
 
 
+# A Ray of its own, stopped while a worker with files is alive (the module's Ray sweeps another root).
+STOPPED_RAY = f"""
+import os, ray
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+
+@ray.remote
+class Holder:
+    def where(self):
+        return os.environ["KEYWAY_SECRETS_DIR"]
+
+held = ray.get(Holder.options(runtime_env={SPEC!r}).remote().where.remote())
+assert os.path.exists(os.path.join(held, "db-password"))
+print("session", ray._private.worker._global_node.get_session_dir_path())
+print("held", held, flush=True)
+# As `ray stop` does, every process at once: here the agent first, so that the worker outlives it.
+node = ray._private.worker._global_node
+raylet = node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+agents = [pid for pid in filter(str.isdigit, os.listdir("/proc"))
+          if open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()[1] == str(raylet)
+          and open(f"/proc/{{pid}}/cmdline", "rb").read().startswith(b"ray::RuntimeEnvAgent")]
+assert len(agents) == 1, agents
+os.kill(int(agents[0]), 9)
+ray.shutdown()
+"""
+
+
+def test_the_files_of_workers_alive_when_ray_stops_go_after_it(cluster, tmp_path):
+    """When Ray stops, the runtime-env agent goes with its workers, so its sweep cannot remove the files of those
+    alive at that moment; the reaper it started beside it (keyway._reap) does, after both are gone, then exits."""
+    root = tmp_path / "files"
+    env = dict(os.environ, KEYWAY_RAY_FILES_ROOT=str(root), KEYWAY_RAY_REAP_SECONDS="5")
+    run = subprocess.run([sys.executable, "-c", STOPPED_RAY], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    said = dict(line.split(" ", 1) for line in run.stdout.splitlines() if line.startswith(("session ", "held ")))
+    session, held = said["session"], said["held"]
+    assert held.startswith(f"{root}/w-"), held
+    assert gone_within(held, 30), f"{held} outlived the Ray that ran its worker"
+    log = pathlib.Path(session, "logs", "keyway_reaper.log").read_text()
+    assert "removed the secret files of 1 worker(s) that outlived the runtime-env agent" in log, log
+
+    def reapers():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"keyway._reap" in cmdline and str(root).encode() in cmdline:
+                found.append(pid)
+        return found
+
+    deadline = time.monotonic() + 30
+    while reapers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not reapers(), "the reaper did not exit after its time"
+
+
+def test_the_files_root_can_be_moved_but_only_to_an_absolute_path(monkeypatch):
+    from keyway.ray_plugin import files_root
+
+    monkeypatch.setenv("KEYWAY_RAY_FILES_ROOT", "/srv/keyway-files")
+    assert files_root() == "/srv/keyway-files"
+    monkeypatch.setenv("KEYWAY_RAY_FILES_ROOT", "relative/dir")
+    with pytest.raises(ValueError, match="KEYWAY_RAY_FILES_ROOT must be an absolute path"):
+        files_root()
+
+
 def test_a_rotated_value_reaches_the_next_worker(cluster):
     client, _ = cluster
     before = ray.get(inspect.options(runtime_env=SPEC).remote())

@@ -6,7 +6,8 @@
     }})
 
 Each worker gets its files in a private directory of its own (in memory, under ``/dev/shm``), removed within a few
-seconds of the worker's exit by a sweep in the node's runtime-env agent (and at the next worker start); with
+seconds of the worker's exit by a sweep in the node's runtime-env agent, or after the agent by the reaper it starts
+(``keyway._reap``: when Ray stops, the agent goes with the workers), and at the next worker start; with
 ``"dir": "/abs/path"`` every worker of the runtime_env shares that directory instead, and the files stay.
 
 Register it on every node before ``ray start`` (and in the driver's environment for a local ``ray.init``)::
@@ -41,6 +42,7 @@ from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
 from keyway._launch import DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
+from keyway._reap import SWEEP_SECONDS
 
 __all__ = ["DIR_VARIABLE", "KeywayPlugin", "launch_prefix", "files_root"]
 
@@ -57,8 +59,6 @@ def untested_ray(version: str) -> Optional[str]:
             f"have changed its plugin interface; pin ray=={TESTED_RAY}.* or check the plugin's tests")
 
 
-#: Seconds between two sweeps of the worker directories of exited workers (in the runtime-env agent).
-SWEEP_SECONDS = float(os.environ.get("KEYWAY_RAY_SWEEP_SECONDS", "2"))
 
 
 def _agent_log() -> logging.Logger:
@@ -69,6 +69,34 @@ def _agent_log() -> logging.Logger:
         if logging.getLogger(name).handlers:
             return logging.getLogger(name).getChild("keyway")
     return logging.getLogger(__name__)
+
+def _start_reaper() -> Optional[int]:
+    """Starts ``keyway._reap`` in a session of its own (Ray's stop does not signal it), its standard input the
+    read end of a pipe whose write end, returned, only this process holds (not inheritable); its standard error
+    into ``keyway_reaper.log`` beside the agent's log. None, after a warning in the agent's log, if it cannot
+    start: the in-agent sweep and the next worker start still remove the files."""
+    import subprocess
+
+    log = _agent_log()
+    handler_files = [getattr(h, "baseFilename", None) for h in log.parent.handlers] if log.parent else []
+    log_dir = next((os.path.dirname(f) for f in handler_files if f), None)
+    read_end, write_end = os.pipe()
+    try:
+        stderr = open(os.path.join(log_dir, "keyway_reaper.log"), "ab") if log_dir else subprocess.DEVNULL
+        try:
+            subprocess.Popen([sys.executable, "-m", "keyway._reap", files_root()], stdin=read_end,
+                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        finally:
+            if stderr is not subprocess.DEVNULL:
+                stderr.close()
+    except OSError as e:
+        os.close(write_end)
+        log.warning("keyway: cannot start the reaper of workers that outlive this agent: %s", e.strerror)
+        return None
+    finally:
+        os.close(read_end)
+    return write_end
+
 
 _REFERENCE = re.compile(r"^[a-z][a-z0-9-]*://\S+$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -108,8 +136,13 @@ def _check(spec: Dict[str, Any]) -> None:
 
 
 def files_root() -> str:
-    """The directory under which each worker gets a directory of its own: in memory (``/dev/shm``) when there is
-    one."""
+    """The directory under which each worker gets a directory of its own: ``KEYWAY_RAY_FILES_ROOT`` (an absolute
+    path) when set in the environment of ``ray start``, otherwise in memory (``/dev/shm``) when there is one."""
+    configured = os.environ.get("KEYWAY_RAY_FILES_ROOT")
+    if configured:
+        if not os.path.isabs(configured):
+            raise ValueError(f"keyway: KEYWAY_RAY_FILES_ROOT must be an absolute path, not `{configured}`")
+        return configured
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     return os.path.join(base, f"keyway-ray-{os.getuid()}")
 
@@ -136,6 +169,8 @@ class KeywayPlugin(RuntimeEnvPlugin):
     # The agent's sweeper of exited workers' directories under files_root(), started by the first create()
     # that needs it.
     _sweeper: Optional["asyncio.Task[None]"] = None
+    # The agent's end of the pipe of the reaper (keyway._reap) that sweeps after the agent is gone.
+    _reaper: Optional[int] = None
 
     @staticmethod
     def validate(runtime_env_dict: dict) -> None:
@@ -173,6 +208,8 @@ class KeywayPlugin(RuntimeEnvPlugin):
     def _start_sweeper(cls) -> None:
         if cls._sweeper is None or cls._sweeper.done():
             cls._sweeper = asyncio.get_running_loop().create_task(cls._sweep_forever())
+        if cls._reaper is None:
+            cls._reaper = _start_reaper()
 
     @classmethod
     async def _sweep_forever(cls) -> None:
