@@ -16,17 +16,11 @@ driver_rates and tasks_rates), as ratios to the trivial str-returning actor, med
 
 import contextlib
 import pathlib
-import statistics
 import sys
-import tempfile
 
-import boto3
 import ray
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "python"))
-sys.path.insert(0, str(ROOT / "bench"))
-from conftest import start_moto  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import ray_bench  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -60,45 +54,31 @@ def trimmed(actor, title: bool = True, sigint: bool = True):
 
 
 def main() -> None:
-    proc, moto = start_moto(tempfile.mkdtemp())
-    aws = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing",
-               aws_secret_access_key="testing")
-    boto3.client("secretsmanager", **aws).create_secret(Name="bench/s00", SecretString="x" * 40)
+    proc, aws = ray_bench.moto_with(["bench/s00"])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     import keyway.ray as kr
 
     def proxy(threads: int):
         return kr.RaySecretProxy.options(max_concurrency=threads).remote(kr.AWSRaySecretOperator(**aws))
 
+    def subjects():
+        return [("trivial", ray_bench.Trivial.remote()),
+                ("trivial, 4 threads", ray_bench.Trivial.options(max_concurrency=4).remote()),
+                ("trivial, async", AsyncTrivial.remote()),
+                ("prebuilt RaySecret", ray_bench.TrivialRaySecret.remote()),
+                ("prebuilt RaySecret, trimmed", trimmed(ray_bench.TrivialRaySecret.remote())),
+                ("keyway.ray (4 threads)", proxy(4)),
+                ("keyway.ray, 2 threads", proxy(2)),
+                ("keyway.ray, 4 threads, trimmed", trimmed(proxy(4), sigint=False)),
+                ("keyway.ray, 1 thread, trimmed", trimmed(proxy(1)))]
+
     callers = [ray_bench.Caller.remote() for _ in range(ray_bench.TASKS)]
-    ratios = {}
     try:
-        for round_ in range(ROUNDS):
-            subjects = [("trivial", ray_bench.Trivial.remote()),
-                        ("trivial, 4 threads", ray_bench.Trivial.options(max_concurrency=4).remote()),
-                        ("trivial, async", AsyncTrivial.remote()),
-                        ("prebuilt RaySecret", ray_bench.TrivialRaySecret.remote()),
-                        ("prebuilt RaySecret, trimmed", trimmed(ray_bench.TrivialRaySecret.remote())),
-                        ("keyway.ray (4 threads)", proxy(4)),
-                        ("keyway.ray, 2 threads", proxy(2)),
-                        ("keyway.ray, 4 threads, trimmed", trimmed(proxy(4), sigint=False)),
-                        ("keyway.ray, 1 thread, trimmed", trimmed(proxy(1)))]
-            if round_ % 2:
-                subjects.reverse()
-            actors = dict(subjects)
-            for what, rates in (("driver", ray_bench.driver_rates(actors)),
-                                ("8 callers", ray_bench.tasks_rates(actors, callers))):
-                for name in actors:
-                    ratios.setdefault((name, what), []).append(rates[name] / rates["trivial"])
-                print(f"round {round_ + 1} {what}: trivial {rates['trivial']:.0f} calls/s", flush=True)
-            for actor in actors.values():
-                ray.kill(actor)
+        ratios = ray_bench.interleaved_ratios(subjects, ROUNDS, callers, "trivial")
     finally:
         ray.shutdown()
         proc.terminate()
-    for (name, what), values in sorted(ratios.items(), key=lambda item: item[0][1]):
-        print(f"{name:32s} {what:10s} median {statistics.median(values):.2f}  "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in values)})")
+    ray_bench.print_ratios(ratios, "trivial")
 
 
 if __name__ == "__main__":

@@ -139,6 +139,51 @@ def tasks_calls(callers) -> int:
     return len(callers) * (2 * WARM_UP + CHUNKS * (WARM_UP + TASK_CALLS // CHUNKS))
 
 
+def moto_with(names) -> tuple:
+    """moto in server mode holding each of `names` (a 40-byte value); returns (its process, boto3-style keyword
+    arguments for it), for the smaller benchmarks beside this one."""
+    proc, endpoint = start_moto(tempfile.mkdtemp())
+    aws = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+               aws_secret_access_key="testing")
+    client = boto3.client("secretsmanager", **aws)
+    for name in names:
+        client.create_secret(Name=name, SecretString="x" * 40)
+    return proc, aws
+
+
+def interleaved_ratios(make_subjects, rounds: int, callers, baseline: str) -> dict:
+    """Each round, fresh actors from ``make_subjects()`` (``[(name, actor)]``, reversed every other round) are
+    measured from the driver (batched) and from the callers, calls interleaved in chunks; returns
+    ``{(name, "driver" or "8 callers"): [rate / baseline's rate, one per round]}``."""
+    ratios = {}
+    for round_ in range(rounds):
+        subjects = make_subjects()
+        if round_ % 2:
+            subjects.reverse()
+        actors = dict(subjects)
+        for what, rates in (("driver", driver_rates(actors)), ("8 callers", tasks_rates(actors, callers))):
+            for name in actors:
+                ratios.setdefault((name, what), []).append(rates[name] / rates[baseline])
+        for actor in actors.values():
+            ray.kill(actor)
+    return ratios
+
+
+def print_ratios(ratios: dict, baseline: str) -> None:
+    for (name, what), values in sorted(ratios.items(), key=lambda item: item[0][1]):
+        print(f"{name:32s} {what:10s} median {statistics.median(values):.2f} of {baseline}  "
+              f"(rounds: {', '.join(f'{x:.2f}' for x in values)})")
+
+
+def cpu_seconds(pid: int, thread: int = 0) -> float:
+    """User + system CPU time of a process, every thread included (/proc/PID/stat fields 14 and 15), or of one
+    of its threads (/proc/PID/task/TID/stat)."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def emulator_latency(endpoint: str, ms: int) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/emulator/latency?ms={ms}", method="POST"))
 

@@ -14,17 +14,14 @@ The same code takes a few microseconds in a tight loop; here it runs between Ray
 """
 
 import os
+import pathlib
 import statistics
 import sys
-import tempfile
-import pathlib
 
-import boto3
 import ray
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "python"))
-from conftest import start_moto  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import ray_bench  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 CALLS, BATCH = 8000, 1000
@@ -33,10 +30,7 @@ META = {"ARN": "arn:aws:secretsmanager:us-east-1:1:secret:s", "VersionId": "v" *
 
 
 def main() -> None:
-    proc, moto = start_moto(tempfile.mkdtemp())
-    aws = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing",
-               aws_secret_access_key="testing")
-    boto3.client("secretsmanager", **aws).create_secret(Name="bench/s00", SecretString="x" * 40)
+    proc, aws = ray_bench.moto_with(["bench/s00"])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     import keyway.ray as kr
     from keyway.ray import RaySecret
@@ -90,10 +84,10 @@ def main() -> None:
             for actor in actors.values():
                 ray.get([actor.get_secret.remote("bench/s00") for _ in range(500)])
             for name, actor in actors.items():
-                before = main_thread_cpu(pids[name])
+                before = ray_bench.cpu_seconds(pids[name], pids[name])
                 for _ in range(CALLS // BATCH):
                     ray.get([actor.get_secret.remote("bench/s00") for _ in range(BATCH)])
-                cpu.setdefault(name, []).append((main_thread_cpu(pids[name]) - before) / CALLS * 1e6)
+                cpu.setdefault(name, []).append((ray_bench.cpu_seconds(pids[name], pids[name]) - before) / CALLS * 1e6)
             for actor in actors.values():
                 ray.kill(actor)
     finally:
@@ -102,13 +96,6 @@ def main() -> None:
     for name, values in cpu.items():
         print(f"{name:22s} main thread CPU per call: median {statistics.median(values):.0f} us  "
               f"(rounds: {', '.join(f'{v:.0f}' for v in values)})")
-
-
-def main_thread_cpu(pid: int) -> float:
-    """User + system CPU time of the process's main thread (/proc/PID/task/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -14,15 +14,10 @@ import os
 import pathlib
 import statistics
 import sys
-import tempfile
 
-import boto3
 import ray
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "python"))
-sys.path.insert(0, str(ROOT / "bench"))
-from conftest import start_moto  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import ray_bench  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -31,15 +26,10 @@ META = {"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench/s00-A
 
 
 def main() -> None:
-    proc, moto = start_moto(tempfile.mkdtemp())
-    boto3.client("secretsmanager", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_secret(Name="bench/s00", SecretString="x" * 40)
+    proc, kwargs = ray_bench.moto_with(["bench/s00"])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     import keyway.ray as kr
     from keyway.ray import RaySecret
-
-    kwargs = dict(endpoint_url=moto, region_name="us-east-1", aws_access_key_id="testing",
-                  aws_secret_access_key="testing")
 
     @ray.remote
     class Prebuilt:
@@ -73,11 +63,12 @@ def main() -> None:
             rates = ray_bench.driver_rates(actors)
             for name, rate in rates.items():
                 ratios.setdefault((name, "driver"), []).append(rate / rates["trivial (str)"])
-            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            before = {name: ray_bench.cpu_seconds(pid) for name, pid in pids.items()}
             rates = ray_bench.tasks_rates(actors, callers)
             for name, rate in rates.items():
                 ratios.setdefault((name, "8 callers"), []).append(rate / rates["trivial (str)"])
-                cpu.setdefault(name, []).append((cpu_seconds(pids[name]) - before[name]) / answered * 1e6)
+                spent = ray_bench.cpu_seconds(pids[name]) - before[name]
+                cpu.setdefault(name, []).append(spent / answered * 1e6)
             for actor in actors.values():
                 ray.kill(actor)
     finally:
@@ -89,13 +80,6 @@ def main() -> None:
     for name, values in cpu.items():
         print(f"{name:28s} actor CPU per call from 8 callers: median {statistics.median(values):.0f} us  (rounds: "
               f"{', '.join(f'{v:.0f}' for v in values)})")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, every thread included (/proc/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ chunks, as ratios to the trivial actor with task events, medians over rounds.
 """
 
 import pathlib
-import statistics
 import sys
 
 import ray
@@ -23,28 +22,18 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     callers = [ray_bench.Caller.remote() for _ in range(ray_bench.TASKS)]
-    ratios = {}
+
+    def subjects():
+        return [("trivial", ray_bench.Trivial.remote()),
+                ("trivial, no task events", ray_bench.Trivial.options(enable_task_events=False).remote()),
+                ("RaySecret", ray_bench.TrivialRaySecret.remote()),
+                ("RaySecret, no task events", ray_bench.TrivialRaySecret.options(enable_task_events=False).remote())]
+
     try:
-        for round_ in range(ROUNDS):
-            subjects = [("trivial", ray_bench.Trivial.remote()),
-                        ("trivial, no task events", ray_bench.Trivial.options(enable_task_events=False).remote()),
-                        ("RaySecret", ray_bench.TrivialRaySecret.remote()),
-                        ("RaySecret, no task events",
-                         ray_bench.TrivialRaySecret.options(enable_task_events=False).remote())]
-            if round_ % 2:
-                subjects.reverse()
-            actors = dict(subjects)
-            for what, rates in (("driver", ray_bench.driver_rates(actors)),
-                                ("8 callers", ray_bench.tasks_rates(actors, callers))):
-                for name in actors:
-                    ratios.setdefault((name, what), []).append(rates[name] / rates["trivial"])
-            for actor in actors.values():
-                ray.kill(actor)
+        ratios = ray_bench.interleaved_ratios(subjects, ROUNDS, callers, "trivial")
     finally:
         ray.shutdown()
-    for (name, what), values in sorted(ratios.items()):
-        print(f"{name:28s} {what:10s} median {statistics.median(values):.2f}  "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in values)})")
+    ray_bench.print_ratios(ratios, "trivial")
 
 
 if __name__ == "__main__":
