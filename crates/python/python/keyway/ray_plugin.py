@@ -59,8 +59,6 @@ def untested_ray(version: str) -> Optional[str]:
             f"have changed its plugin interface; pin ray=={TESTED_RAY}.* or check the plugin's tests")
 
 
-
-
 def _agent_log() -> logging.Logger:
     """The sweeper outlives the per-setup loggers create() gets (Ray closes them), so it logs into the agent's own
     log (runtime_env_agent.log) through a child of the agent's logger: ``runtime_env_agent`` in Ray 2.60, whose
@@ -69,6 +67,7 @@ def _agent_log() -> logging.Logger:
         if logging.getLogger(name).handlers:
             return logging.getLogger(name).getChild("keyway")
     return logging.getLogger(__name__)
+
 
 def _start_reaper() -> Optional[int]:
     """Starts ``keyway._reap`` in a session of its own (Ray's stop does not signal it), its standard input the
