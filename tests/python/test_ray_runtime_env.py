@@ -44,6 +44,7 @@ def cluster(tmp_path_factory):
     os.environ.update({
         "RAY_RUNTIME_ENV_PLUGINS": json.dumps([{"class": "keyway.ray_plugin.KeywayPlugin"}]),
         "KEYWAY_CONFIG": str(config), "KEYWAY_DAEMON": "never", "KEYWAY_RAY_SWEEP_SECONDS": "0.2",
+        "KEYWAY_RAY_REAP_SECONDS": "5",
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
     })
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -156,7 +157,7 @@ def test_the_files_of_workers_alive_when_ray_stops_go_after_it(cluster, tmp_path
     """When Ray stops, the runtime-env agent goes with its workers, so its sweep cannot remove the files of those
     alive at that moment; the reaper it started beside it (keyway._reap) does, after both are gone, then exits."""
     root = tmp_path / "files"
-    env = dict(os.environ, KEYWAY_RAY_FILES_ROOT=str(root), KEYWAY_RAY_REAP_SECONDS="5")
+    env = dict(os.environ, KEYWAY_RAY_FILES_ROOT=str(root))
     run = subprocess.run([sys.executable, "-c", STOPPED_RAY], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     said = dict(line.split(" ", 1) for line in run.stdout.splitlines() if line.startswith(("session ", "held ")))
