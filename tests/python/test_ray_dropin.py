@@ -151,17 +151,21 @@ def test_a_secret_read_steadily_is_refreshed_before_it_expires(ray_local, moto):
     import keyway.ray as kr
 
     _set_secret(moto, "app/hot", "one")
-    actor = proxy((kr.RaySecretProxy, kr.AWSRaySecretOperator, None), moto, default_ttl=4)
+    actor = proxy((kr.RaySecretProxy, kr.AWSRaySecretOperator, None), moto, default_ttl=6)
     moto_record(moto)
     assert ray.get(actor.get_secret.remote("app/hot")).value() == "one"
+    # The entry was fetched before this instant: it expires before `expiry`, and refresh-ahead starts at 4.8 s.
+    expiry = time.monotonic() + 5.9
     _set_secret(moto, "app/hot", "two")
-    time.sleep(3.3)  # past 0.8 of the TTL, before it ends
+    time.sleep(5.0)
     assert ray.get(actor.get_secret.remote("app/hot")).value() == "one", "still fresh"
-    deadline = time.monotonic() + 0.5
-    while moto_count(moto, "GetSecretValue") < 2 and time.monotonic() < deadline:
+    while moto_count(moto, "GetSecretValue") < 2 and time.monotonic() < expiry:
         time.sleep(0.02)
     assert moto_count(moto, "GetSecretValue") == 2, "the read in the last fifth started a refresh"
-    assert ray.get(actor.get_secret.remote("app/hot")).value() == "two"
+    # moto counts the request before it answers: the refreshed entry lands a moment later.
+    while (value := ray.get(actor.get_secret.remote("app/hot")).value()) != "two" and time.monotonic() < expiry:
+        time.sleep(0.02)
+    assert value == "two"
     assert moto_count(moto, "GetSecretValue") == 2, "no caller waited for the upstream"
 
 

@@ -164,8 +164,13 @@ def test_the_files_of_workers_alive_when_ray_stops_go_after_it(cluster, tmp_path
     session, held = said["session"], said["held"]
     assert held.startswith(f"{root}/w-"), held
     assert gone_within(held, 30), f"{held} outlived the Ray that ran its worker"
-    log = pathlib.Path(session, "logs", "keyway_reaper.log").read_text()
-    assert "removed the secret files of 1 worker(s) that outlived the runtime-env agent" in log, log
+    # The reaper writes its line just after the removal.
+    said = "removed the secret files of 1 worker(s) that outlived the runtime-env agent"
+    log = pathlib.Path(session, "logs", "keyway_reaper.log")
+    deadline = time.monotonic() + 10
+    while said not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert said in log.read_text(), log.read_text()
 
     def reapers():
         found = []

@@ -381,7 +381,8 @@ class _Proxy:
             if self.__lookup is not None:
                 value, metadata, reusable = self.__lookup(secret_name, ttl=effective, **kwargs)
             else:
-                (value, metadata), reusable = self.__operator._fetch(secret_name, ttl=effective, **kwargs), 0
+                value, metadata = self.__operator._fetch(secret_name, ttl=effective, **kwargs)
+                reusable = 0
             if secret_name not in self.__spelled:
                 self.__spell(secret_name)
             secret = RaySecret(secret_name=secret_name, secret=value, ttl=ttl, metadata=metadata)

@@ -81,13 +81,9 @@ def _start_reaper() -> Optional[int]:
     log_dir = next((os.path.dirname(f) for f in handler_files if f), None)
     read_end, write_end = os.pipe()
     try:
-        stderr = open(os.path.join(log_dir, "keyway_reaper.log"), "ab") if log_dir else subprocess.DEVNULL
-        try:
+        with open(os.path.join(log_dir, "keyway_reaper.log") if log_dir else os.devnull, "ab") as stderr:
             subprocess.Popen([sys.executable, "-m", "keyway._reap", files_root()], stdin=read_end,
                              stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-        finally:
-            if stderr is not subprocess.DEVNULL:
-                stderr.close()
     except OSError as e:
         os.close(write_end)
         log.warning("keyway: cannot start the reaper of workers that outlive this agent: %s", e.strerror)
