@@ -1,15 +1,18 @@
 """The `keyway` Python package: in-process against moto and the local store, and through a real daemon."""
 
 import logging
+import os
+import pathlib
 import pickle
 import subprocess
+import sys
 import traceback
 
 import boto3
 import pytest
 
 import keyway
-from conftest import binary, free_port
+from conftest import ROOT, binary, free_port
 
 CANARY = "py-pkg-canary-5521"
 
@@ -126,3 +129,39 @@ def test_through_the_node_daemon(tmp_path):
     with pytest.raises(keyway.Unavailable):
         keyway.configure(socket=str(socket_path), daemon="always")
         keyway.get_secret("local://token")
+
+
+def test_pip_installs_the_package_into_a_fresh_venv_and_it_works_without_ray(tmp_path):
+    """`pip install ./crates/python`, as a user runs it: maturin as pip's build backend (the debug profile, to
+    reuse scripts/test.sh's build), the wheel into a new venv that has neither Ray, boto3 nor the Google client."""
+    bin_dir = pathlib.Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", MATURIN_PEP517_ARGS="--profile dev")
+    subprocess.run([bin_dir / "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist",
+                    ROOT / "crates" / "python"], env=env, check=True)
+    (wheel,) = (tmp_path / "dist").glob("keyway-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    subprocess.run([venv / "bin" / "pip", "install", "--quiet", "--no-index", wheel], check=True)
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "db").write_text("s3cret")
+    work = tmp_path / "elsewhere"  # not the repository, so `import keyway` finds only the installed one
+    work.mkdir()
+
+    def run(code):
+        return subprocess.run([venv / "bin" / "python", "-c", code], cwd=work, capture_output=True, text=True,
+                              check=False, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+
+    read = run(f"import keyway; keyway.configure(daemon='never', local_dir={str(store)!r}); "
+               "s = keyway.get_secret('local://db'); print(keyway.__file__, repr(s.value), s.value.value(), sep='|')")
+    assert read.returncode == 0, read.stderr
+    installed, shown, value = read.stdout.strip().split("|")
+    assert installed.startswith(str(venv)) and shown == "SecretValue([redacted 6 bytes])" and value == "s3cret"
+    assert run("import keyway, pathlib; assert (pathlib.Path(keyway.__file__).parent / 'py.typed').exists() and "
+               "(pathlib.Path(keyway.__file__).parent / '_keyway.pyi').exists()").returncode == 0
+
+    without_ray = run("import keyway.ray")
+    assert without_ray.returncode == 1
+    assert without_ray.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: keyway.ray needs Ray: pip install 'keyway[ray]' (the Ray Keyway is tested with)")

@@ -21,7 +21,13 @@ import threading
 from time import monotonic, time
 from typing import Any, Dict, List, Optional, Tuple
 
-import ray
+try:
+    import ray
+except ModuleNotFoundError as missing:  # Ray itself, not something Ray imports
+    if missing.name != "ray":
+        raise
+    raise ModuleNotFoundError("keyway.ray needs Ray: pip install 'keyway[ray]' (the Ray Keyway is tested with)",
+                              name="ray") from None
 
 from keyway._gcp import default_project
 from keyway._keyway import Backend, InvalidReference, KeywayError, NotFound
