@@ -19,7 +19,7 @@ pub struct RenderArgs {
     /// Directory to write into (created if missing). Best on tmpfs, so secrets never touch a disk.
     #[arg(long)]
     dir: PathBuf,
-    /// File mode, octal.
+    /// File mode, octal. A mode others can read (e.g. 0644) is applied with a warning: prefer --uid/--gid.
     #[arg(long, default_value = "0400", value_parser = parse_mode)]
     mode: u32,
     /// Owner uid of the files (needs privilege).
@@ -163,6 +163,12 @@ fn write_all(
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     warn_unless_tmpfs(&args.dir);
+    if args.mode & 0o007 != 0 {
+        eprintln!(
+            "keyway: warning: mode {:04o} lets every user on this machine read the secrets; use 0400 with --uid, or 0440 with --gid for a group",
+            args.mode
+        );
+    }
     let owner = owner(args);
     // Validate every target before writing any, so a bad path does not leave a half-rendered directory.
     for name in names {

@@ -401,6 +401,13 @@ fn set_flyte_env(container: &mut Container, dir: &str) {
 pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<String>) {
     let mut pod = pod.clone();
     let mut warnings = Vec::new();
+    if ask.mode & 0o007 != 0 {
+        warnings.push(format!(
+            "keyway.dev/mode {:04o} lets every user in the Pod's containers read the secrets; set keyway.dev/owner \
+             to the app's uid:gid and use 0400 (or 0440 for its group)",
+            ask.mode
+        ));
+    }
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
     add_volumes(spec, ask);
     let mount = |read_only: bool| VolumeMount {

@@ -53,6 +53,7 @@ fn mode_and_owner_are_applied() {
     }
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("every user"), "{}", stderr(&out));
     let meta = std::fs::metadata(out_dir.join("a/b")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o440);
     if running_as_root {
@@ -60,6 +61,31 @@ fn mode_and_owner_are_applied() {
         let dir_meta = std::fs::metadata(out_dir.join("a")).unwrap();
         assert_eq!((dir_meta.uid(), dir_meta.gid()), (4242, 4343));
     }
+}
+
+#[test]
+fn a_mode_others_can_read_is_applied_with_a_warning() {
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
+    let out_dir = g.dir.path().join("out");
+    let out = run(g.keyway().args([
+        "render",
+        "--dir",
+        out_dir.to_str().unwrap(),
+        "--mode",
+        "0644",
+        "k=local://k",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "keyway: warning: mode 0644 lets every user on this machine read the secrets; use 0400 with --uid, or 0440 with --gid for a group"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let meta = std::fs::metadata(out_dir.join("k")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
 }
 
 fn rustix_is_root() -> bool {

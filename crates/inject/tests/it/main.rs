@@ -172,6 +172,35 @@ fn owner_mode_and_dir_annotations_shape_the_render_call() {
         "{command}"
     );
     assert_eq!(init.security_context.as_ref().unwrap().run_as_user, Some(0));
+    assert_eq!(
+        mutate(&review(&original), &InjectConfig::default()).warnings,
+        None
+    );
+}
+
+#[test]
+fn a_mode_others_can_read_is_applied_with_a_warning() {
+    let mut annotations = native();
+    annotations["keyway.dev/mode"] = json!("0644");
+    let original = pod(&annotations);
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    assert_eq!(
+        response.warnings.clone().unwrap(),
+        [
+            "keyway.dev/mode 0644 lets every user in the Pod's containers read the secrets; set keyway.dev/owner \
+          to the app's uid:gid and use 0400 (or 0440 for its group)"
+        ]
+    );
+    let patched: Pod = serde_json::from_value(apply(&original, &response)).unwrap();
+    let init = &patched.spec.unwrap().init_containers.unwrap()[0];
+    assert!(
+        init.command
+            .as_ref()
+            .unwrap()
+            .join(" ")
+            .contains("--mode 0644")
+    );
 }
 
 #[test]
