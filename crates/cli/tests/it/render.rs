@@ -34,7 +34,7 @@ fn renders_fifty_aws_secrets_and_gcp_ones_with_mode() {
 }
 
 #[test]
-fn mode_and_owner_are_applied() {
+fn mode_and_owner_are_applied_and_a_mode_others_can_read_warns() {
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
     let out_dir = g.dir.path().join("out");
@@ -61,21 +61,12 @@ fn mode_and_owner_are_applied() {
         let dir_meta = std::fs::metadata(out_dir.join("a")).unwrap();
         assert_eq!((dir_meta.uid(), dir_meta.gid()), (4242, 4343));
     }
-}
 
-#[test]
-fn a_mode_others_can_read_is_applied_with_a_warning() {
-    let g = Ground::start();
-    std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
-    let out_dir = g.dir.path().join("out");
-    let out = run(g.keyway().args([
-        "render",
-        "--dir",
-        out_dir.to_str().unwrap(),
-        "--mode",
-        "0644",
-        "k=local://k",
-    ]));
+    // A mode others can read is applied as asked, with a warning.
+    let out = run(g
+        .keyway()
+        .args(["render", "--dir", out_dir.to_str().unwrap()])
+        .args(["--mode", "0644", "c=local://k"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
@@ -84,7 +75,7 @@ fn a_mode_others_can_read_is_applied_with_a_warning() {
         "{}",
         stderr(&out)
     );
-    let meta = std::fs::metadata(out_dir.join("k")).unwrap();
+    let meta = std::fs::metadata(out_dir.join("c")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o644);
 }
 

@@ -192,14 +192,11 @@ fn a_mode_others_can_read_is_applied_with_a_warning() {
           to the app's uid:gid and use 0400 (or 0440 for its group)"
         ]
     );
-    let patched: Pod = serde_json::from_value(apply(&original, &response)).unwrap();
-    let init = &patched.spec.unwrap().init_containers.unwrap()[0];
+    let patched = apply(&original, &response);
+    let init_command = &patched["spec"]["initContainers"][0]["command"];
     assert!(
-        init.command
-            .as_ref()
-            .unwrap()
-            .join(" ")
-            .contains("--mode 0644")
+        init_command.to_string().contains(r#""--mode","0644""#),
+        "{init_command}"
     );
 }
 
