@@ -9,6 +9,7 @@ mod iam;
 mod render;
 mod selector;
 mod serve;
+mod template;
 mod webhook;
 
 use std::path::PathBuf;
@@ -70,7 +71,8 @@ enum Command {
     List(commands::ListArgs),
     /// Resolve references into environment variables, then replace this process with CMD (no shell).
     Exec(commands::ExecArgs),
-    /// Fetch references concurrently and write each atomically to a file under DIR.
+    /// Fetch references concurrently and write each value, or each template with its values, atomically to a
+    /// file under DIR.
     Render(render::RenderArgs),
     /// A git credential helper: `git config credential.helper '!keyway git-credential'`.
     GitCredential(git_credential::GitCredentialArgs),

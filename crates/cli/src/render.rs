@@ -1,6 +1,6 @@
-//! `keyway render`: fetch every reference first, then write each file atomically (temporary file, fsync,
-//! rename, fsync of the directory) with the requested mode and owner. All or nothing: if any reference fails,
-//! no file is written.
+//! `keyway render`: fetch every reference first, then write each file (a value, or a template with values in
+//! it) atomically (temporary file, fsync, rename, fsync of the directory) with the requested mode and owner.
+//! All or nothing: if any reference fails, no file is written.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -9,10 +9,12 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context as _;
 use keyway_core::SecretRef;
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::commands::Context;
 use crate::exit::Usage;
+use crate::template::{self, Piece};
 
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -36,8 +38,12 @@ pub struct RenderArgs {
     /// command in `keyway exec` (the webhook's environment delivery).
     #[arg(long, value_name = "DIR")]
     install_self: Option<PathBuf>,
+    /// NAME=FILE: write the template FILE to DIR/NAME with every `{{ REF }}` in it replaced by the value of REF
+    /// (any other `{{ ... }}` is kept as text). Repeatable; rendered with the rest, all or nothing.
+    #[arg(long = "template", value_name = "NAME=FILE")]
+    templates: Vec<String>,
     /// NAME=REF: write the value of REF to DIR/NAME (NAME may hold `/` for subdirectories).
-    #[arg(required_unless_present = "install_self", value_name = "NAME=REF")]
+    #[arg(required_unless_present_any = ["install_self", "templates"], value_name = "NAME=REF")]
     files: Vec<String>,
 }
 
@@ -80,36 +86,126 @@ fn check_name(name: &str) -> Result<PathBuf, Usage> {
     }
 }
 
-pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
-    let mut names = Vec::new();
-    let mut references: Vec<SecretRef> = Vec::new();
-    for pair in &args.files {
-        let (name, reference) = pair.split_once('=').ok_or_else(|| {
-            Usage(format!(
-                "`{pair}` is not NAME=REF; write e.g. github-token=aws-sm://ci/github#github_token"
-            ))
-        })?;
-        let name = check_name(name)?;
-        if names.contains(&name) {
-            return Err(Usage(format!("file name `{}` is given twice", name.display())).into());
+/// What the files hold: each a reference's value or a template, over one list of distinct references.
+#[derive(Default)]
+struct Plan {
+    names: Vec<PathBuf>,
+    contents: Vec<Content>,
+    references: Vec<SecretRef>,
+}
+
+enum Content {
+    /// The value of `references[i]`.
+    Value(usize),
+    Template(Vec<Part>),
+}
+
+enum Part {
+    Text(String),
+    Value(usize),
+}
+
+impl Part {
+    fn bytes<'a>(&'a self, values: &'a [keyway_core::Resolved]) -> &'a [u8] {
+        match self {
+            Part::Text(text) => text.as_bytes(),
+            Part::Value(i) => values[*i].secret.value.expose(),
         }
-        names.push(name);
-        references.push(context.parse(reference)?);
     }
+}
+
+impl Plan {
+    fn new(context: &Context, args: &RenderArgs) -> anyhow::Result<Self> {
+        let mut plan = Self::default();
+        for pair in &args.files {
+            let (name, reference) =
+                split_pair(pair, "REF", "github-token=aws-sm://ci/github#github_token")?;
+            let value = plan.reference(context.parse(reference)?);
+            plan.add(name, Content::Value(value))?;
+        }
+        for pair in &args.templates {
+            let (name, file) = split_pair(pair, "FILE", "app.env=app.env.tpl")?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Usage(format!("cannot read template {file}: {e}")))?;
+            let pieces =
+                template::parse(&text).map_err(|e| Usage(format!("template {file}, {e}")))?;
+            let mut parts = Vec::with_capacity(pieces.len());
+            for piece in pieces {
+                parts.push(match piece {
+                    Piece::Text(text) => Part::Text(text.to_owned()),
+                    Piece::Reference { text, line } => {
+                        let reference = context
+                            .parse(text)
+                            .with_context(|| format!("template {file}, line {line}"))?;
+                        Part::Value(plan.reference(reference))
+                    }
+                });
+            }
+            plan.add(name, Content::Template(parts))?;
+        }
+        Ok(plan)
+    }
+
+    fn reference(&mut self, reference: SecretRef) -> usize {
+        if let Some(i) = self.references.iter().position(|r| *r == reference) {
+            return i;
+        }
+        self.references.push(reference);
+        self.references.len() - 1
+    }
+
+    fn add(&mut self, name: &str, content: Content) -> Result<(), Usage> {
+        let name = check_name(name)?;
+        if self.names.contains(&name) {
+            return Err(Usage(format!(
+                "file name `{}` is given twice",
+                name.display()
+            )));
+        }
+        self.names.push(name);
+        self.contents.push(content);
+        Ok(())
+    }
+
+    /// Every file's bytes, from the values of `references` in order.
+    fn render(&self, values: &[keyway_core::Resolved]) -> Vec<Zeroizing<Vec<u8>>> {
+        self.contents
+            .iter()
+            .map(|content| match content {
+                Content::Value(i) => Zeroizing::new(values[*i].secret.value.expose().to_vec()),
+                Content::Template(parts) => {
+                    // Sized up front: a reallocation would leave a copy of the values behind, unzeroized.
+                    let mut bytes =
+                        Vec::with_capacity(parts.iter().map(|p| p.bytes(values).len()).sum());
+                    for part in parts {
+                        bytes.extend_from_slice(part.bytes(values));
+                    }
+                    Zeroizing::new(bytes)
+                }
+            })
+            .collect()
+    }
+}
+
+fn split_pair<'a>(pair: &'a str, what: &str, example: &str) -> Result<(&'a str, &'a str), Usage> {
+    pair.split_once('=')
+        .ok_or_else(|| Usage(format!("`{pair}` is not NAME={what}; write e.g. {example}")))
+}
+
+pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
+    let plan = Plan::new(context, &args)?;
     let values = context
-        .resolve_all(&references, keyway_core::Lookup::default())
+        .resolve_all(&plan.references, keyway_core::Lookup::default())
         .await?;
-    write_all(&args, &names, &values)?;
+    let mut current = plan.render(&values);
+    drop(values);
+    write_all(&args, &plan.names, &current)?;
     if let Some(dir) = &args.install_self {
         install_self(dir)?;
     }
     let Some(interval) = args.watch else {
         return Ok(());
     };
-    let mut current: Vec<Zeroizing<Vec<u8>>> = values
-        .iter()
-        .map(|v| Zeroizing::new(v.secret.value.expose().to_vec()))
-        .collect();
     loop {
         tokio::time::sleep(interval).await;
         // Past the TTL: ask the upstream for the newest versions.
@@ -117,27 +213,22 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
             ttl: Some(keyway_core::Ttl::Bypass),
             refresh_now: true,
         };
-        let values = match context.resolve_all(&references, lookup).await {
+        let values = match context.resolve_all(&plan.references, lookup).await {
             Ok(values) => values,
             Err(e) => {
                 tracing::warn!(error = %e, "refresh failed; keeping the current files");
                 continue;
             }
         };
-        for (i, (name, resolved)) in names.iter().zip(&values).enumerate() {
-            if resolved.secret.value.ct_eq(&current[i]) {
+        for (i, (name, bytes)) in plan.names.iter().zip(plan.render(&values)).enumerate() {
+            if bool::from(bytes.as_slice().ct_eq(current[i].as_slice())) {
                 continue;
             }
             let path = args.dir.join(name);
-            match write_atomically(
-                &path,
-                resolved.secret.value.expose(),
-                args.mode,
-                owner(&args),
-            ) {
+            match write_atomically(&path, &bytes, args.mode, owner(&args)) {
                 Ok(()) => {
                     tracing::info!(file = %path.display(), "new value rendered");
-                    current[i] = Zeroizing::new(resolved.secret.value.expose().to_vec());
+                    current[i] = bytes;
                 }
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "cannot replace the file");
@@ -158,7 +249,7 @@ fn owner(args: &RenderArgs) -> Owner {
 fn write_all(
     args: &RenderArgs,
     names: &[PathBuf],
-    values: &[keyway_core::Resolved],
+    contents: &[Zeroizing<Vec<u8>>],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
@@ -174,14 +265,14 @@ fn write_all(
     for name in names {
         refuse_symlinks(&args.dir, name)?;
     }
-    for (name, resolved) in names.iter().zip(values) {
+    for (name, bytes) in names.iter().zip(contents) {
         let path = args.dir.join(name);
         if let Some(parent) = path.parent() {
             create_parents(&args.dir, parent, owner)?;
         }
-        write_atomically(&path, resolved.secret.value.expose(), args.mode, owner)
+        write_atomically(&path, bytes, args.mode, owner)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        tracing::info!(file = %path.display(), source = resolved.source.as_str(), "rendered");
+        tracing::info!(file = %path.display(), "rendered");
     }
     Ok(())
 }

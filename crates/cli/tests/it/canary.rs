@@ -1,5 +1,5 @@
 //! A recognisable value goes through every CLI path with the most verbose logging; it must appear only where
-//! it is delivered (stdout of `get`, the rendered file, the exec'd process), never in stderr.
+//! it is delivered (stdout of `get`, the rendered files, the exec'd process), never in stderr.
 
 use crate::{Ground, run, stderr};
 
@@ -57,6 +57,18 @@ fn canary_never_reaches_logs_or_errors() {
             assert!(out.status.success(), "{}", stderr(&out));
             assert_eq!(std::fs::read_to_string(out_dir.join("f")).unwrap(), CANARY);
             assert_clean("render", &out);
+
+            let template = g.dir.path().join("canary.tpl");
+            std::fs::write(&template, format!("token={{{{ {reference} }}}}\n")).unwrap();
+            let out = run(keyway()
+                .args(["render", "--dir", out_dir.to_str().unwrap()])
+                .args(["--template", &format!("t={}", template.display())]));
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(
+                std::fs::read_to_string(out_dir.join("t")).unwrap(),
+                format!("token={CANARY}\n")
+            );
+            assert_clean("render --template", &out);
 
             let out = run(keyway()
                 .args([

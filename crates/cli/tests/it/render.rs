@@ -208,3 +208,142 @@ fn watch_replaces_files_when_the_upstream_value_changes() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn templates_take_values_where_their_references_stand_and_keep_other_braces() {
+    let g = Ground::start();
+    let local = g.dir.path().join("local");
+    std::fs::write(local.join("db"), r#"{"user":"app","password":"pw-1"}"#).unwrap();
+    g.moto.create_secret("ci/token", "tok-1");
+    let template = g.dir.path().join("app.env.tpl");
+    std::fs::write(
+        &template,
+        "# {{ .Values.kept }} {{}}\nDB_USER={{ local://db#user }}\nDB_PASSWORD={{local://db#password}}\n\
+         TOKEN={{\taws-sm://ci/token }}\nAGAIN={{ aws-sm://ci/token }}\n",
+    )
+    .unwrap();
+    let out_dir = g.dir.path().join("out");
+    g.moto.start_recording();
+    let out = run(g
+        .keyway()
+        .args(["render", "--dir", out_dir.to_str().unwrap()])
+        .args([
+            "--template",
+            &format!("conf/app.env={}", template.display()),
+            "user=local://db#user",
+        ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("conf/app.env")).unwrap(),
+        "# {{ .Values.kept }} {{}}\nDB_USER=app\nDB_PASSWORD=pw-1\nTOKEN=tok-1\nAGAIN=tok-1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("user")).unwrap(),
+        "app"
+    );
+    let meta = std::fs::metadata(out_dir.join("conf/app.env")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o400);
+    // One reference, however often it stands in the templates, is one upstream call.
+    assert_eq!(g.moto.count("GetSecretValue"), 1);
+}
+
+#[test]
+fn a_bad_template_writes_nothing_and_says_where() {
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
+    let out_dir = g.dir.path().join("out");
+    let template = g.dir.path().join("t.tpl");
+    let render = |text: &str| {
+        std::fs::write(&template, text).unwrap();
+        run(g
+            .keyway()
+            .args(["render", "--dir", out_dir.to_str().unwrap()])
+            .args([
+                "--template",
+                &format!("t={}", template.display()),
+                "k=local://k",
+            ]))
+    };
+    let t = template.display();
+    for (text, code, message) in [
+        (
+            "a={{ local://k }}\nb={{ local://missing }}\n",
+            3,
+            "local://missing: local secret `missing` not found".to_owned(),
+        ),
+        (
+            "a={{ local://k }}\nb={{ local://k\n",
+            2,
+            format!(
+                "keyway: error: template {t}, line 2: `{{{{ local://k` is not closed; write `{{{{ local://k }}}}`"
+            ),
+        ),
+        (
+            "\n\nb={{ nope://k }}",
+            2,
+            format!("keyway: error: template {t}, line 3: no provider instance named `nope`"),
+        ),
+    ] {
+        let out = render(text);
+        assert_eq!(out.status.code(), Some(code), "{text}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&message), "{text}: {}", stderr(&out));
+        assert!(!out_dir.exists(), "{text}: something was written");
+    }
+    let out = run(g
+        .keyway()
+        .args(["render", "--dir", out_dir.to_str().unwrap()])
+        .args(["--template", "t=/nonexistent/t.tpl"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "keyway: error: cannot read template /nonexistent/t.tpl: No such file or directory (os error 2)"
+    );
+}
+
+/// A `render --watch` process, stopped however the test ends.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn watch_rewrites_a_template_when_a_value_in_it_changes() {
+    let g = Ground::start();
+    let value = g.dir.path().join("local/k");
+    std::fs::write(&value, "v1").unwrap();
+    let template = g.dir.path().join("t.tpl");
+    std::fs::write(&template, "k={{ local://k }}\n").unwrap();
+    let out_dir = g.dir.path().join("out");
+    let _watcher = Watcher(
+        g.keyway()
+            .args([
+                "render",
+                "--watch",
+                "1s",
+                "--dir",
+                out_dir.to_str().unwrap(),
+            ])
+            .args(["--template", &format!("t={}", template.display())])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = out_dir.join("t");
+    let wait_for = |wanted: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&file).ok().as_deref() != Some(wanted) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became {wanted:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("k=v1\n");
+    std::fs::write(&value, "v2").unwrap();
+    wait_for("k=v2\n");
+}

@@ -1,0 +1,187 @@
+//! Templates for `keyway render --template`: text with `{{ REF }}` placeholders, for the files an application
+//! reads whole (`.env`, `.netrc`, `.pypirc`, a config file), as 1Password's `op inject` does with its own
+//! references.
+//!
+//! A placeholder is `{{`, optional blanks, a reference (`INSTANCE://...` up to a blank or a brace), optional
+//! blanks and `}}`. Any other `{{` is text, so the templates of other tools (`{{ .Values.x }}`, Jinja) pass
+//! through untouched. Written by hand: the grammar is this one rule, and a templating crate would bring a
+//! language (conditions, escaping, functions) that a secrets file must not depend on.
+
+/// A part of a template: text to copy, or the reference whose value goes there.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Reference { text: &'a str, line: usize },
+}
+
+/// A placeholder that starts a reference but does not end with `}}`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: `{{{{ {reference}` is not closed; write `{{{{ {reference} }}}}`")]
+pub struct Unclosed {
+    line: usize,
+    reference: String,
+}
+
+/// Splits a template into text and references, in order.
+pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, Unclosed> {
+    let mut pieces = Vec::new();
+    let mut text_from = 0;
+    let mut search_from = 0;
+    while let Some(found) = template[search_from..].find("{{") {
+        let open = search_from + found;
+        let start = skip_blanks(template, open + 2);
+        let end = start + reference_len(&template[start..]);
+        if end == start {
+            search_from = open + 2;
+            continue;
+        }
+        let line = 1 + template[..open].matches('\n').count();
+        let close = skip_blanks(template, end);
+        if !template[close..].starts_with("}}") {
+            return Err(Unclosed {
+                line,
+                reference: template[start..end].to_owned(),
+            });
+        }
+        if open > text_from {
+            pieces.push(Piece::Text(&template[text_from..open]));
+        }
+        pieces.push(Piece::Reference {
+            text: &template[start..end],
+            line,
+        });
+        search_from = close + 2;
+        text_from = search_from;
+    }
+    if text_from < template.len() {
+        pieces.push(Piece::Text(&template[text_from..]));
+    }
+    Ok(pieces)
+}
+
+fn skip_blanks(text: &str, from: usize) -> usize {
+    from + text[from..].len() - text[from..].trim_start_matches([' ', '\t']).len()
+}
+
+/// The length of the reference `text` starts with (`INSTANCE://` then anything but blanks and braces), or 0.
+fn reference_len(text: &str) -> usize {
+    let scheme = text
+        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        .unwrap_or(text.len());
+    if scheme == 0 || !text.as_bytes()[0].is_ascii_lowercase() || !text[scheme..].starts_with("://")
+    {
+        return 0;
+    }
+    let rest = &text[scheme + 3..];
+    let path = rest
+        .find(|c: char| c.is_whitespace() || c == '{' || c == '}')
+        .unwrap_or(rest.len());
+    if path == 0 { 0 } else { scheme + 3 + path }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn reference(text: &str, line: usize) -> Piece<'_> {
+        Piece::Reference { text, line }
+    }
+
+    #[test]
+    fn placeholders_become_references_and_the_rest_stays_text() {
+        let template =
+            "user={{ local://db#user }}\npass={{aws-sm://ci/db?version-stage=AWSPREVIOUS#/a/b}}!\n";
+        assert_eq!(
+            parse(template).unwrap(),
+            [
+                Piece::Text("user="),
+                reference("local://db#user", 1),
+                Piece::Text("\npass="),
+                reference("aws-sm://ci/db?version-stage=AWSPREVIOUS#/a/b", 2),
+                Piece::Text("!\n"),
+            ]
+        );
+        assert_eq!(
+            parse("{{\tgcp-sm://p/s }}{{ prod-aws://x }}").unwrap(),
+            [reference("gcp-sm://p/s", 1), reference("prod-aws://x", 1)]
+        );
+    }
+
+    #[test]
+    fn other_tools_braces_are_text() {
+        for text in [
+            "{{ .Values.image }}",
+            "{% if x %}{{ x }}{% endif %}",
+            "{{}}",
+            "{{ ://x }}",
+            "{{ Aws-sm://x }}",
+            "{{ aws-sm:// }}",
+            "{{{",
+            "a {{ b",
+            "",
+        ] {
+            let expected: Vec<Piece> = if text.is_empty() {
+                vec![]
+            } else {
+                vec![Piece::Text(text)]
+            };
+            assert_eq!(parse(text).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_unclosed_placeholder_is_an_error_naming_its_line() {
+        let err = parse("a\nb={{ local://db\n}}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: `{{ local://db` is not closed; write `{{ local://db }}`"
+        );
+        assert!(parse("{{ local://db }").is_err());
+        assert!(parse("{{ local://db {{ local://x }}").is_err());
+    }
+
+    proptest! {
+        /// Text and references put together come apart again: nothing is lost, moved or invented.
+        #[test]
+        fn texts_and_references_round_trip(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z \\n.%:/-]{0,12}".prop_map(|t| (false, t)),
+                    "(local|aws-sm|gcp-sm)://[a-z/#?=]{1,10}".prop_map(|r| (true, r)),
+                ],
+                0..8,
+            )
+        ) {
+            let mut template = String::new();
+            for (is_reference, text) in &parts {
+                if *is_reference {
+                    template.push_str("{{ ");
+                    template.push_str(text);
+                    template.push_str(" }}");
+                } else {
+                    template.push_str(text);
+                }
+            }
+            let pieces = parse(&template).unwrap();
+            let references: Vec<&str> = pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Reference { text, .. } => Some(*text),
+                    Piece::Text(_) => None,
+                })
+                .collect();
+            let expected: Vec<&str> = parts.iter().filter(|(r, _)| *r).map(|(_, t)| t.as_str()).collect();
+            prop_assert_eq!(references, expected);
+            let rebuilt: String = pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Text(t) => (*t).to_owned(),
+                    Piece::Reference { text, .. } => format!("{{{{ {text} }}}}"),
+                })
+                .collect();
+            prop_assert_eq!(rebuilt, template);
+        }
+    }
+}
