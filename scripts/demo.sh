@@ -28,5 +28,10 @@ echo "--- keyway render (one batch request), files are 0400:"
   github-token=local://github#github_token db-password=local://team/db
 ls -l "$work/out"
 
+echo "--- keyway render --template: an .env file from a template that holds references only:"
+printf 'DB_USER=app\nDB_PASSWORD={{ local://team/db }}\n' > "$work/app.env.tpl"
+"$keyway" --socket "$socket" --daemon always render --dir "$work/out" --template app.env="$work/app.env.tpl"
+cat "$work/out/app.env"
+
 echo "--- the audit log (caller uid, reference, decision; never a value):"
 sleep 0.1; grep '"ref"' "$work/audit.log" | tail -3
