@@ -9,7 +9,6 @@ mod iam;
 mod render;
 mod selector;
 mod serve;
-mod template;
 mod webhook;
 
 use std::path::PathBuf;

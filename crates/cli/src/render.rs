@@ -9,12 +9,12 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context as _;
 use keyway_core::SecretRef;
+use keyway_core::template::{self, Piece};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::commands::Context;
 use crate::exit::Usage;
-use crate::template::{self, Piece};
 
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -42,8 +42,14 @@ pub struct RenderArgs {
     /// (any other `{{ ... }}` is kept as text). Repeatable; rendered with the rest, all or nothing.
     #[arg(long = "template", value_name = "NAME=FILE")]
     templates: Vec<String>,
+    /// NAME=TEXT: as --template, with the template's text itself (the webhook's `keyway.dev/template.<file>`).
+    #[arg(long = "template-text", value_name = "NAME=TEXT")]
+    template_texts: Vec<String>,
     /// NAME=REF: write the value of REF to DIR/NAME (NAME may hold `/` for subdirectories).
-    #[arg(required_unless_present_any = ["install_self", "templates"], value_name = "NAME=REF")]
+    #[arg(
+        required_unless_present_any = ["install_self", "templates", "template_texts"],
+        value_name = "NAME=REF"
+    )]
     files: Vec<String>,
 }
 
@@ -127,23 +133,37 @@ impl Plan {
             let (name, file) = split_pair(pair, "FILE", "app.env=app.env.tpl")?;
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Usage(format!("cannot read template {file}: {e}")))?;
-            let pieces =
-                template::parse(&text).map_err(|e| Usage(format!("template {file}, {e}")))?;
-            let mut parts = Vec::with_capacity(pieces.len());
-            for piece in pieces {
-                parts.push(match piece {
-                    Piece::Text(text) => Part::Text(text.to_owned()),
-                    Piece::Reference { text, line } => {
-                        let reference = context
-                            .parse(text)
-                            .with_context(|| format!("template {file}, line {line}"))?;
-                        Part::Value(plan.reference(reference))
-                    }
-                });
-            }
-            plan.add(name, Content::Template(parts))?;
+            plan.add_template(context, name, &format!("template {file}"), &text)?;
+        }
+        for pair in &args.template_texts {
+            let (name, text) = split_pair(pair, "TEXT", "app.env='TOKEN={{ aws-sm://ci/token }}'")?;
+            plan.add_template(context, name, &format!("template of {name}"), text)?;
         }
         Ok(plan)
+    }
+
+    /// A template for DIR/`name`; `origin` names it in errors.
+    fn add_template(
+        &mut self,
+        context: &Context,
+        name: &str,
+        origin: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let pieces = template::parse(text).map_err(|e| Usage(format!("{origin}, {e}")))?;
+        let mut parts = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            parts.push(match piece {
+                Piece::Text(text) => Part::Text(text.to_owned()),
+                Piece::Reference { text, line } => {
+                    let reference = context
+                        .parse(text)
+                        .with_context(|| format!("{origin}, line {line}"))?;
+                    Part::Value(self.reference(reference))
+                }
+            });
+        }
+        Ok(self.add(name, Content::Template(parts))?)
     }
 
     fn reference(&mut self, reference: SecretRef) -> usize {

@@ -13,6 +13,7 @@ pub mod provider;
 pub mod reference;
 pub mod resolver;
 pub mod selector;
+pub mod template;
 pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};

@@ -5,6 +5,8 @@
 //! A Pod asks with annotations (`docs/webhook.md`):
 //! - `keyway.dev/inject: "true"`
 //! - `keyway.dev/secret.<file>: <reference>`: the value lands in `<dir>/<file>`
+//! - `keyway.dev/template.<file>: <text>`: the text, with each `{{ <reference> }}` replaced by its value, lands in
+//!   `<dir>/<file>`
 //! - `keyway.dev/mode: "0400"`, `keyway.dev/owner: "uid:gid"`, `keyway.dev/dir: "/keyway/secrets"`
 //!
 //! The patch adds one memory-backed `emptyDir`, **one** init container that runs `keyway render` for all the
@@ -20,6 +22,7 @@ use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
 };
 use keyway_core::mapping::{Decision, Mapping};
+use keyway_core::template::{self, Piece};
 use keyway_core::{Instances, SecretRef};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse};
 
@@ -74,6 +77,8 @@ pub struct Denial(pub String);
 pub struct Ask {
     /// File name to reference, sorted by file name.
     pub files: BTreeMap<String, SecretRef>,
+    /// File name to template text (`{{ REF }}` placeholders), checked at admission, filled by the init container.
+    pub templates: BTreeMap<String, String>,
     /// Mount path.
     pub dir: String,
     /// File mode.
@@ -116,6 +121,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
     }
     let mut ask = Ask {
         files: BTreeMap::new(),
+        templates: BTreeMap::new(),
         dir: config.dir.clone(),
         mode: config.mode,
         owner: None,
@@ -132,6 +138,10 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
             let reference = SecretRef::parse_with(value, &config.instances)
                 .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
             ask.files.insert(file.to_owned(), reference);
+        } else if let Some(file) = name.strip_prefix("template.") {
+            check_file_name(key, file)?;
+            check_template(key, value, &config.instances)?;
+            ask.templates.insert(file.to_owned(), value.clone());
         } else if let Some(var) = name.strip_prefix("env.") {
             let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -147,10 +157,17 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
             read_setting(&mut ask, key, name, value)?;
         }
     }
-    if ask.files.is_empty() && ask.env.is_empty() {
+    if ask.files.is_empty() && ask.templates.is_empty() && ask.env.is_empty() {
         return Err(Denial(
-            "keyway.dev/inject is \"true\" but no keyway.dev/secret.<file> annotation names a secret".into(),
+            "keyway.dev/inject is \"true\" but no keyway.dev/secret.<file>, template.<file> or env.<VAR> annotation \
+             names a secret"
+                .into(),
         ));
+    }
+    if let Some(file) = ask.templates.keys().find(|f| ask.files.contains_key(*f)) {
+        return Err(Denial(format!(
+            "annotations {PREFIX}secret.{file} and {PREFIX}template.{file} name one file; rename one of them"
+        )));
     }
     Ok(Some(ask))
 }
@@ -197,7 +214,8 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
         }
         _ => {
             return Err(Denial(format!(
-                "unknown annotation {key}; Keyway reads inject, secret.<file>, env.<VAR>, mode, owner, dir and refresh"
+                "unknown annotation {key}; Keyway reads inject, secret.<file>, template.<file>, env.<VAR>, mode, owner, dir and \
+                 refresh"
             )));
         }
     }
@@ -223,6 +241,7 @@ fn read_flyte(
 ) -> Result<Ask, Denial> {
     let mut ask = Ask {
         files: BTreeMap::new(),
+        templates: BTreeMap::new(),
         dir: flyte::DIR.to_owned(),
         mode: config.mode,
         owner: None,
@@ -270,7 +289,9 @@ fn read_flyte(
 }
 
 fn check_file_name(key: &str, file: &str) -> Result<(), Denial> {
+    // A leading `-` would read as an option of `keyway render`.
     let ok = !file.is_empty()
+        && !file.starts_with('-')
         && file != "."
         && file != ".."
         && file
@@ -280,9 +301,21 @@ fn check_file_name(key: &str, file: &str) -> Result<(), Denial> {
         Ok(())
     } else {
         Err(Denial(format!(
-            "annotation {key}: the file name must be letters, digits, `-`, `_` or `.`"
+            "annotation {key}: the file name must be letters, digits, `-`, `_` or `.`, not starting with `-`"
         )))
     }
+}
+
+/// A template annotation's placeholders must close and hold references Keyway can read.
+fn check_template(key: &str, text: &str, instances: &Instances) -> Result<(), Denial> {
+    let pieces = template::parse(text).map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+    for piece in pieces {
+        if let Piece::Reference { text, line } = piece {
+            SecretRef::parse_with(text, instances)
+                .map_err(|e| Denial(format!("annotation {key}: line {line}: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// The `keyway render` invocation the init container runs.
@@ -309,6 +342,9 @@ pub fn render_command(ask: &Ask) -> Vec<String> {
         command.extend(["--install-self".to_owned(), BIN_DIR.to_owned()]);
     }
     command.extend(ask.files.iter().map(|(file, r)| format!("{file}={r}")));
+    for (file, text) in &ask.templates {
+        command.push(format!("--template-text={file}={text}"));
+    }
     command
 }
 
@@ -466,7 +502,7 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
     let refresher = ask
         .refresh
         .as_ref()
-        .filter(|_| !ask.files.is_empty())
+        .filter(|_| !ask.files.is_empty() || !ask.templates.is_empty())
         .map(|interval| {
             let mut command = render_command(&Ask {
                 env: BTreeMap::new(),

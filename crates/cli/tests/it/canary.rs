@@ -157,7 +157,7 @@ fn canary_never_reaches_the_daemons_logs_audit_records_or_metrics() {
 }
 
 /// The webhook's patch carries references only; the init container's render writes the value to a file of
-/// mode 0400 owned as configured, and says nothing of it.
+/// mode 0400 owned as configured (and into a template's file), and says nothing of it.
 #[test]
 fn canary_through_the_webhook_lands_only_in_its_file() {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -170,7 +170,8 @@ fn canary_through_the_webhook_lands_only_in_its_file() {
             "metadata": {"name": "p", "annotations": {
                 "keyway.dev/inject": "true",
                 "keyway.dev/owner": "1000:2000",
-                "keyway.dev/secret.token": "aws-sm://canary#github_token"
+                "keyway.dev/secret.token": "aws-sm://canary#github_token",
+                "keyway.dev/template.app.env": "TOKEN={{ aws-sm://canary#github_token }}\n# {{ .Values.kept }}\n"
             }},
             "spec": {"containers": [{"name": "app", "image": "app", "command": ["./app"]}]}
         }),
@@ -204,6 +205,10 @@ fn canary_through_the_webhook_lands_only_in_its_file() {
     assert_clean("webhook init render", &out);
     let file = volume.join("token");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), CANARY);
+    assert_eq!(
+        std::fs::read_to_string(volume.join("app.env")).unwrap(),
+        format!("TOKEN={CANARY}\n# {{{{ .Values.kept }}}}\n")
+    );
     let meta = std::fs::metadata(&file).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o400);
     if rustix::process::geteuid().is_root() {

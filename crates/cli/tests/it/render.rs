@@ -292,6 +292,16 @@ fn a_bad_template_writes_nothing_and_says_where() {
     let out = run(g
         .keyway()
         .args(["render", "--dir", out_dir.to_str().unwrap()])
+        .arg("--template-text=t=A={{ local://k }}\nB={{ local://k"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "keyway: error: template of t, line 2: `{{ local://k` is not closed; write `{{ local://k }}`"
+    );
+    assert!(!out_dir.exists());
+    let out = run(g
+        .keyway()
+        .args(["render", "--dir", out_dir.to_str().unwrap()])
         .args(["--template", "t=/nonexistent/t.tpl"]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(

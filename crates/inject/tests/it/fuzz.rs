@@ -80,6 +80,9 @@ fn annotation_value() -> impl Strategy<Value = String> {
             "1s",
             "",
             "\u{0}",
+            "A={{ local://team/db }}\nB={{ .Values.b }}",
+            "{{ aws-sm://x",
+            "{{ nope://x }}",
         ])
         .prop_map(str::to_owned),
         "[ -~]{0,40}",
@@ -100,6 +103,7 @@ fn annotations() -> impl Strategy<Value = Value> {
         .prop_map(str::to_owned),
         "keyway\\.dev/secret\\.[a-z0-9._/-]{0,12}",
         "keyway\\.dev/env\\.[A-Za-z0-9_]{0,8}",
+        "keyway\\.dev/template\\.[a-z0-9._/-]{0,12}",
     ];
     prop::collection::btree_map(key, annotation_value(), 0..8).prop_map(|m| json!(m))
 }

@@ -218,6 +218,26 @@ fn bad_annotations_are_denied_with_the_annotation_named() {
             "local://a",
             "annotation keyway.dev/secret.../x: the file name",
         ),
+        (
+            "keyway.dev/secret.-x",
+            "local://a",
+            "annotation keyway.dev/secret.-x: the file name must be letters, digits, `-`, `_` or `.`, not starting with `-`",
+        ),
+        (
+            "keyway.dev/template.app.env",
+            "A={{ local://a }}\nB={{ local://b",
+            "annotation keyway.dev/template.app.env: line 2: `{{ local://b` is not closed; write `{{ local://b }}`",
+        ),
+        (
+            "keyway.dev/template.app.env",
+            "\n\nB={{ nope://b }}",
+            "annotation keyway.dev/template.app.env: line 3: ",
+        ),
+        (
+            "keyway.dev/template.api-key",
+            "{{ local://a }}",
+            "annotations keyway.dev/secret.api-key and keyway.dev/template.api-key name one file",
+        ),
         ("keyway.dev/mode", "0200", "annotation keyway.dev/mode"),
         ("keyway.dev/owner", "root", "annotation keyway.dev/owner"),
         ("keyway.dev/dir", "relative", "annotation keyway.dev/dir"),
@@ -506,6 +526,29 @@ fn the_k8s_mapping_chooses_the_service_account() {
         ..InjectConfig::default()
     };
     assert!(mutate(&review(&unmatched), &config).patch.is_none());
+}
+
+#[test]
+fn templates_go_to_the_init_container_and_the_refresh_sidecar_as_text() {
+    let template = "USER={{ local://db#user }}\nreplicas: {{ .Values.replicas }}\n";
+    let annotations = json!({
+        "keyway.dev/inject": "true",
+        "keyway.dev/template.app.env": template,
+        "keyway.dev/refresh": "1m"
+    });
+    let original = pod(&annotations);
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    let patched = apply(&original, &response);
+    for init in [0, 1] {
+        let command: Vec<String> =
+            serde_json::from_value(patched["spec"]["initContainers"][init]["command"].clone())
+                .unwrap();
+        assert!(
+            command.contains(&format!("--template-text=app.env={template}")),
+            "{command:?}"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Templates for `keyway render --template`: text with `{{ REF }}` placeholders, for the files an application
-//! reads whole (`.env`, `.netrc`, `.pypirc`, a config file), as 1Password's `op inject` does with its own
-//! references.
+//! Templates: text with `{{ REF }}` placeholders, for the files an application reads whole (`.env`, `.netrc`,
+//! `.pypirc`, a config file), as 1Password's `op inject` does with its own references. `keyway render
+//! --template` fills them; the webhook checks a Pod's `keyway.dev/template.<file>` at admission.
 //!
 //! A placeholder is `{{`, optional blanks, a reference (`INSTANCE://...` up to a blank or a brace), optional
 //! blanks and `}}`. Any other `{{` is text, so the templates of other tools (`{{ .Values.x }}`, Jinja) pass
@@ -10,8 +10,15 @@
 /// A part of a template: text to copy, or the reference whose value goes there.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece<'a> {
+    /// Copied as it is.
     Text(&'a str),
-    Reference { text: &'a str, line: usize },
+    /// A placeholder: the reference as written, and the line (from 1) it stands on.
+    Reference {
+        /// The reference, without the braces and blanks around it.
+        text: &'a str,
+        /// The line the placeholder opens on, from 1.
+        line: usize,
+    },
 }
 
 /// A placeholder that starts a reference but does not end with `}}`.
