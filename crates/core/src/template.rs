@@ -149,6 +149,51 @@ mod tests {
         assert!(parse("{{ local://db {{ local://x }}").is_err());
     }
 
+    fn cases() -> u32 {
+        std::env::var("KEYWAY_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+        /// No text panics; the pieces cover the template in order (text as it is, each reference inside its
+        /// braces on the line it names), and an error names a line of the text.
+        #[test]
+        fn fuzz_any_text_parses_or_names_a_line(
+            text in prop_oneof![
+                "(\\{\\{|\\}\\}|[ \\t\\n]|local://|aws-sm://[a-z#/]{0,4}|é|[a-z{}:/ ]){0,24}",
+                ".{0,80}",
+            ]
+        ) {
+            let lines = 1 + text.matches('\n').count();
+            match parse(&text) {
+                Ok(pieces) => {
+                    let mut at = 0;
+                    for piece in pieces {
+                        match piece {
+                            Piece::Text(t) => {
+                                prop_assert!(text[at..].starts_with(t));
+                                at += t.len();
+                            }
+                            Piece::Reference { text: r, line } => {
+                                let open = at + text[at..].find(r).unwrap();
+                                prop_assert!(text[at..open].starts_with("{{"));
+                                prop_assert_eq!(line, 1 + text[..at].matches('\n').count());
+                                let close = open + r.len();
+                                at = close + text[close..].find("}}").unwrap() + 2;
+                            }
+                        }
+                    }
+                    prop_assert_eq!(at, text.len());
+                }
+                Err(e) => prop_assert!((1..=lines).contains(&e.line)),
+            }
+        }
+    }
+
     proptest! {
         /// Text and references put together come apart again: nothing is lost, moved or invented.
         #[test]
