@@ -85,6 +85,18 @@ def test_batches_and_listing(direct):
     assert sorted(keyway.list_secrets("aws-sm", "batch/")) == ["batch/0", "batch/1", "batch/2"]
 
 
+def test_templates_take_the_values_where_their_references_stand(direct):
+    text = "TOKEN={{ aws-sm://ci/github#github_token }}\nDB={{local://team/db}}\nkept: {{ .Values.x }}\n"
+    rendered = keyway.render_template(text)
+    assert rendered.value() == f"TOKEN={CANARY}\nDB=local-db\nkept: {{{{ .Values.x }}}}\n"
+    assert CANARY not in repr(rendered) and CANARY not in str(rendered)
+    assert keyway.render_template("no placeholders").value() == "no placeholders"
+    with pytest.raises(keyway.InvalidReference, match=r"template, line 2: `\{\{ local://x` is not closed"):
+        keyway.render_template("a\n{{ local://x")
+    with pytest.raises(keyway.NotFound):
+        keyway.render_template("{{ local://team/db }} {{ aws-sm://ci/missing }}")
+
+
 def test_the_daemon_passes_the_backends_code_and_failure_along(direct, tmp_path):
     """Through a daemon, errors keep AWS's code and the transport failure as well as the kind."""
     closed = free_port()  # bound, then released: nothing listens
@@ -121,6 +133,7 @@ def test_through_the_node_daemon(tmp_path):
         secret = keyway.get_secret("local://token")
         assert secret.value.value() == "from-the-daemon"
         assert keyway.list_secrets("local") == ["token"]
+        assert keyway.render_template("T={{ local://token }}").value() == "T=from-the-daemon"
         with pytest.raises(keyway.NotFound):
             keyway.get_secret("local://absent")
     finally:

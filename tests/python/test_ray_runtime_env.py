@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ def cluster(tmp_path_factory):
 
 SPEC = {"keyway": {"env": {"GITHUB_TOKEN": "aws-sm://ci/github#github_token"},
                    "files": {"db-password": "aws-sm://db/password"}}}
+TEMPLATE = "TOKEN={{ aws-sm://ci/github#github_token }}\nDB='{{ aws-sm://db/password }}'\n# {{ .Values.kept }}\n"
 
 
 # max_calls=1: each call gets a fresh worker, so each resolves the references anew at its start.
@@ -71,7 +73,10 @@ def inspect():
     mode = oct(os.stat(path).st_mode & 0o777) if os.path.exists(path) else None
     with open(path) as f:
         file_value = f.read()
+    template_path = os.path.join(directory, "app.env")
+    template_value = open(template_path).read() if os.path.exists(template_path) else None
     return {
+        "template": template_value and digest(template_value),
         "env": digest(os.environ.get("GITHUB_TOKEN", "")),
         "file": digest(file_value),
         "mode": mode,
@@ -98,6 +103,15 @@ def test_workers_get_the_values_and_the_runtime_env_holds_references(cluster):
     assert (seen["mode"], seen["dir_mode"]) == ("0o400", "0o700")
     assert "aws-sm://ci/github#github_token" in seen["runtime_env"]
     assert CANARY not in seen["runtime_env"] and FILE_CANARY not in seen["runtime_env"]
+    assert seen["template"] is None
+
+
+def test_templates_become_files_with_the_values_in_place(cluster):
+    spec = {"keyway": {**SPEC["keyway"], "templates": {"app.env": TEMPLATE}}}
+    seen = ray.get(inspect.options(runtime_env=spec).remote())
+    assert seen["template"] == digest(f"TOKEN={CANARY}\nDB='{FILE_CANARY}'\n# {{{{ .Values.kept }}}}\n")
+    assert seen["file"] == digest(FILE_CANARY) and seen["env"] == digest(CANARY)
+    assert "{{ aws-sm://db/password }}" in seen["runtime_env"] and FILE_CANARY not in seen["runtime_env"]
 
 
 def test_a_workers_files_are_its_own_and_go_when_it_exits(cluster):
@@ -209,8 +223,11 @@ def test_a_rotated_value_reaches_the_next_worker(cluster):
     client.put_secret_value(SecretId="db/password", SecretString=FILE_CANARY)
 
 
-def test_a_missing_secret_fails_the_setup_naming_it(cluster):
-    spec = {"keyway": {"env": {"X": "aws-sm://does/not-exist"}}}
+@pytest.mark.parametrize("spec", [
+    {"keyway": {"env": {"X": "aws-sm://does/not-exist"}}},
+    {"keyway": {"templates": {"t": "X={{ aws-sm://does/not-exist }}"}}},
+], ids=["env", "template"])
+def test_a_missing_secret_fails_the_setup_naming_it(cluster, spec):
     with pytest.raises(Exception) as failure:
         ray.get(inspect.options(runtime_env=spec).remote(), timeout=120)
     text = str(failure.value)
@@ -240,6 +257,21 @@ def test_a_value_in_place_of_a_reference_is_refused_without_showing_it():
     assert "ghp_" not in str(refused.value)
     with pytest.raises(ValueError, match="unknown keys"):
         KeywayPlugin.validate({"keyway": {"env_vars": {}}})
+    # Templates: placeholders are checked where the job is submitted, errors name the line, not the text.
+    for text, message in [
+        ("A=ghp_pasted\nB={{ aws-sm://x", 'templates"]["t"]: template, line 2: `{{ aws-sm://x` is not closed'),
+        ("A={{ aws-sm://x }}", None),
+        (7, "must be the template's text"),
+    ]:
+        spec = {"keyway": {"templates": {"t": text}}}
+        if message is None:
+            KeywayPlugin.validate(spec)
+            continue
+        with pytest.raises(ValueError) as refused:
+            KeywayPlugin.validate(spec)
+        assert message in str(refused.value) and "ghp_" not in str(refused.value)
+    with pytest.raises(ValueError, match="name one file"):
+        KeywayPlugin.validate({"keyway": {"files": {"t": "aws-sm://x"}, "templates": {"t": "{{ aws-sm://y }}"}}})
 
 
 def test_no_value_in_any_ray_log_or_exception(cluster):
@@ -372,3 +404,32 @@ def test_the_tested_ray_is_the_pinned_one_and_another_is_warned_about():
     warning = untested_ray("2.61.0")
     assert "2.61.0" in warning and TESTED_RAY in warning
     assert untested_ray(TESTED_RAY + "0.1") is not None, "2.600 is not 2.60"
+
+
+def test_the_launcher_writes_templates_with_the_files_all_or_nothing(tmp_path):
+    """`python -m keyway._launch` (what the plugin puts in front of a worker), without Ray: a template becomes a
+    0400 file beside the others; a template that fails leaves no file and the command does not run."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "db").write_text("pw")
+    shared = tmp_path / "shared"
+    env = dict(os.environ, KEYWAY_DAEMON="never", KEYWAY_LOCAL_DIR=str(store))
+    env.pop("KEYWAY_CONFIG", None)
+
+    def launch(template):
+        return subprocess.run([sys.executable, "-m", "keyway._launch", "--dir", str(shared), "--file", "db=local://db",
+                               "--template", f"app.env={template}", "--", "sh", "-c",
+                               'cat "$KEYWAY_SECRETS_DIR/app.env"'], env=env, capture_output=True, text=True)
+
+    ran = launch("DB={{ local://db }}\n# {{ .Values.x }}\n")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "DB=pw\n# {{ .Values.x }}\n"
+    assert oct(os.stat(shared / "app.env").st_mode & 0o777) == "0o400"
+    shutil.rmtree(shared)
+    failed = launch("DB={{ local://db }} {{ local://missing }}")
+    assert failed.returncode == 3 and "local://missing" in failed.stderr and failed.stdout == ""
+    assert not (shared / "db").exists() and not (shared / "app.env").exists()
+    unclosed = launch("x\n{{ local://db")
+    assert unclosed.returncode == 2
+    assert unclosed.stderr.strip() == "keyway: error: template, line 2: `{{ local://db` is not closed; write " \
+                                      "`{{ local://db }}`"

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
+use keyway_core::template::Piece;
 use keyway_core::{
     Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source, Upstream,
 };
@@ -314,6 +315,18 @@ fn lookup(ttl: Option<f64>, refresh: bool) -> Lookup {
 }
 
 fn resolve_all(py: Python<'_>, references: &[String], lookup: Lookup) -> PyResult<Vec<Secret>> {
+    resolve_raw(py, references, lookup)?
+        .into_iter()
+        .map(|(reference, resolved)| to_secret(py, reference, resolved))
+        .collect()
+}
+
+/// Each reference's canonical text and answer, in order; the first failure fails all.
+fn resolve_raw(
+    py: Python<'_>,
+    references: &[String],
+    lookup: Lookup,
+) -> PyResult<Vec<(String, Resolved)>> {
     let state = state()?;
     let results: Result<Vec<(String, Resolved)>, Error> = py.detach(|| {
         state.runtime.block_on(async {
@@ -343,11 +356,7 @@ fn resolve_all(py: Python<'_>, references: &[String], lookup: Lookup) -> PyResul
             }
         })
     });
-    results
-        .map_err(|e| to_py(&e))?
-        .into_iter()
-        .map(|(reference, resolved)| to_secret(py, reference, resolved))
-        .collect()
+    results.map_err(|e| to_py(&e))
 }
 
 /// Resolves one reference (`aws-sm://NAME#field`, `gcp-sm://PROJECT/SECRET`, `local://NAME`). `ttl` in
@@ -380,6 +389,76 @@ fn get_secrets(
     resolve_all(py, &references, lookup(ttl, refresh))
 }
 
+/// The references in a template's `{{ REF }}` placeholders, in order (other `{{ ... }}` are text); raises
+/// `InvalidReference` naming the line of a placeholder that is not closed.
+#[pyfunction]
+fn template_references(template: &str) -> PyResult<Vec<String>> {
+    Ok(template_pieces(template)?
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Reference { text, .. } => Some(text.to_owned()),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+fn template_pieces(template: &str) -> PyResult<Vec<Piece<'_>>> {
+    keyway_core::template::parse(template)
+        .map_err(|e| InvalidReference::new_err(format!("template, {e}")))
+}
+
+/// Fills a template's `{{ REF }}` placeholders with the values (fetched concurrently, all or nothing; other
+/// `{{ ... }}` stay text), for files read whole: `.env`, `.netrc`, a config file. Returns a `SecretValue`.
+#[pyfunction]
+#[pyo3(signature = (template, ttl=None, refresh=false))]
+fn render_template(
+    py: Python<'_>,
+    template: &str,
+    ttl: Option<f64>,
+    refresh: bool,
+) -> PyResult<SecretValue> {
+    let pieces = template_pieces(template)?;
+    let mut references: Vec<String> = Vec::new();
+    for piece in &pieces {
+        if let Piece::Reference { text, .. } = piece
+            && !references.iter().any(|r| r == text)
+        {
+            references.push((*text).to_owned());
+        }
+    }
+    let values = if references.is_empty() {
+        Vec::new()
+    } else {
+        resolve_raw(py, &references, lookup(ttl, refresh))?
+    };
+    // Sized up front: a reallocation would leave a copy of the values behind, unzeroized.
+    let mut bytes = Vec::with_capacity(
+        pieces
+            .iter()
+            .map(|p| piece_bytes(p, &references, &values).len())
+            .sum(),
+    );
+    for piece in &pieces {
+        bytes.extend_from_slice(piece_bytes(piece, &references, &values));
+    }
+    Ok(SecretValue(Value::new(bytes)))
+}
+
+/// A piece's text, or the value of its reference (`values` answer `references`, in order).
+fn piece_bytes<'a>(
+    piece: &Piece<'a>,
+    references: &[String],
+    values: &'a [(String, Resolved)],
+) -> &'a [u8] {
+    match *piece {
+        Piece::Text(text) => text.as_bytes(),
+        Piece::Reference { text, .. } => {
+            let at = references.iter().position(|r| r == text);
+            at.map_or(&[][..], |at| values[at].1.secret.value.expose())
+        }
+    }
+}
+
 /// Secret names of a provider instance (every page), optionally filtered.
 #[pyfunction]
 #[pyo3(signature = (provider, filter=None))]
@@ -406,6 +485,8 @@ fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_secret, m)?)?;
     m.add_function(wrap_pyfunction!(get_secrets, m)?)?;
     m.add_function(wrap_pyfunction!(list_secrets, m)?)?;
+    m.add_function(wrap_pyfunction!(render_template, m)?)?;
+    m.add_function(wrap_pyfunction!(template_references, m)?)?;
     m.add("KeywayError", py.get_type::<KeywayError>())?;
     m.add("NotFound", py.get_type::<NotFound>())?;
     m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;

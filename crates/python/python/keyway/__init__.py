@@ -9,6 +9,9 @@ providers and cache (no boto3 or Google client needed)::
     token.value()         # the text, when you need it
     print(token)          # SecretValue([redacted 40 bytes])
 
+``keyway.render_template("DB_PASSWORD={{ aws-sm://prod/db#password }}")`` fills a template (an ``.env`` file, a
+``.netrc``) and returns a ``SecretValue``.
+
 Errors are ``keyway.NotFound``, ``keyway.PermissionDenied``, ``keyway.Throttled``, ``keyway.Unavailable`` and
 ``keyway.InvalidReference``, all ``keyway.KeywayError``; their messages say what to do and never hold a value.
 """
@@ -26,6 +29,7 @@ from keyway._keyway import (
     get_secret,
     get_secrets,
     list_secrets,
+    render_template,
 )
 
 __all__ = [
@@ -41,4 +45,5 @@ __all__ = [
     "get_secret",
     "get_secrets",
     "list_secrets",
+    "render_template",
 ]

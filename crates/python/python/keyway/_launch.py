@@ -3,7 +3,10 @@ environment. The Ray runtime_env plugin (``keyway.ray_plugin``) puts it in front
 values exist only in the worker process and the files it reads, never in the runtime_env, its context, the
 agent's log or the dashboard.
 
-    python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--dir DIR | --root ROOT] -- COMMAND [ARG]...
+    python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--template NAME=TEXT]...
+                             [--dir DIR | --root ROOT] -- COMMAND [ARG]...
+
+A ``--template`` file holds TEXT with each ``{{ REF }}`` replaced by the value (``keyway.render_template``).
 
 Files go in ``--dir DIR`` (kept, shared by every process given it), or with ``--root ROOT`` in a directory of their
 own, ``ROOT/w-PID-START``, named after the process (the exec keeps its PID) and its start time: each launch removes
@@ -25,8 +28,8 @@ from typing import Dict, List, Optional, Tuple
 
 import keyway
 
-USAGE = ("usage: python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--dir DIR | --root ROOT] "
-         "-- COMMAND [ARG]...")
+USAGE = ("usage: python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]... [--template NAME=TEXT]... "
+         "[--dir DIR | --root ROOT] -- COMMAND [ARG]...")
 #: The command's environment variable naming the directory of its files.
 DIR_VARIABLE = "KEYWAY_SECRETS_DIR"
 _PROCESS_DIR = re.compile(r"^w-([0-9]+)-([0-9]+)$")
@@ -47,10 +50,15 @@ def _exit_code(error: BaseException) -> int:
     return 1
 
 
-def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]], Dict[str, str], List[str]]:
-    """Returns the env and file pairs, the directory options given (``dir``, ``root``) and the command."""
-    env: List[Tuple[str, str]] = []
-    files: List[Tuple[str, str]] = []
+Pairs = List[Tuple[str, str]]
+
+
+def parse(argv: List[str]) -> Tuple[Pairs, Pairs, Pairs, Dict[str, str], List[str]]:
+    """Returns the env, file and template pairs, the directory options given (``dir``, ``root``) and the
+    command."""
+    env: Pairs = []
+    files: Pairs = []
+    templates: Pairs = []
     where: Dict[str, str] = {}
     i = 0
     while i < len(argv):
@@ -59,8 +67,8 @@ def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]
             command = argv[i + 1:]
             if not command:
                 _fail("no command after `--`; " + USAGE, 2)
-            return env, files, where, command
-        if arg in ("--env", "--file", "--dir", "--root") and i + 1 < len(argv):
+            return env, files, templates, where, command
+        if arg in ("--env", "--file", "--template", "--dir", "--root") and i + 1 < len(argv):
             value = argv[i + 1]
             i += 2
             if arg in ("--dir", "--root"):
@@ -68,8 +76,8 @@ def parse(argv: List[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]
                 continue
             name, sep, reference = value.partition("=")
             if not sep or not name:
-                _fail(f"{arg} takes NAME=REFERENCE; " + USAGE, 2)
-            (env if arg == "--env" else files).append((name, reference))
+                _fail(f"{arg} takes NAME={'TEXT' if arg == '--template' else 'REFERENCE'}; " + USAGE, 2)
+            {"--env": env, "--file": files, "--template": templates}[arg].append((name, reference))
             continue
         _fail(f"unexpected argument `{arg}`; " + USAGE, 2)
     _fail("no `--` before the command; " + USAGE, 2)
@@ -175,33 +183,35 @@ def write_file(directory: str, name: str, data: bytes) -> None:
 
 
 def main(argv: List[str]) -> None:
-    env, files, where, command = parse(argv)
+    env, files, templates, where, command = parse(argv)
     if len(where) > 1:
         _fail("give --dir or --root, not both; " + USAGE, 2)
-    if files and not where:
-        _fail("--file needs --dir or --root", 2)
-    for name, _ in files:
+    if (files or templates) and not where:
+        _fail("--file and --template need --dir or --root", 2)
+    for name, _ in files + templates:
         if not name or name in (".", "..") or "/" in name:
             _fail(f"file name `{name}` must be one path component", 2)
     directory = where.get("dir", "")
-    if files and "root" in where:
+    written = files + templates
+    if written and "root" in where:
         private_dir(where["root"], ROOT_MASK)
         sweep(where["root"])
         directory = process_dir(where["root"], os.getpid())
-    if files:
+    if written:
         private_dir(directory)
     references = [r for _, r in env] + [r for _, r in files]
     try:
         secrets = keyway.get_secrets(references) if references else []
+        # Every value is fetched before the first file is written: all or nothing.
+        values = [s.value for s in secrets] + [keyway.render_template(text) for _, text in templates]
     except keyway.KeywayError as e:
         _discard(where, directory)
         _fail(str(e), _exit_code(e))
-    values = [s.value for s in secrets]
     child_env: Dict[str, str] = dict(os.environ)
-    if files:
+    if written:
         # Written first, so the command starts only once every file exists.
         try:
-            for (name, _), value in zip(files, values[len(env):]):
+            for (name, _), value in zip(written, values[len(env):]):
                 write_file(directory, name, value.raw_value())
         except OSError as e:
             _discard(where, directory)

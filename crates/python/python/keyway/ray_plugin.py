@@ -3,6 +3,7 @@
     ray.init(runtime_env={"keyway": {
         "env": {"GITHUB_TOKEN": "aws-sm://ci/github#github_token"},   # environment variables of every worker
         "files": {"db-password": "gcp-sm://my-project/db-password"},  # files in $KEYWAY_SECRETS_DIR, mode 0400
+        "templates": {".netrc": "machine github.com login x password {{ aws-sm://ci/github#github_token }}\n"},
     }})
 
 Each worker gets its files in a private directory of its own (in memory, under ``/dev/shm``), removed within a few
@@ -41,6 +42,7 @@ import ray
 from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
+from keyway._keyway import InvalidReference, template_references
 from keyway._launch import DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
 from keyway._reap import SWEEP_SECONDS
 
@@ -101,18 +103,19 @@ _FILE = re.compile(r"^[A-Za-z0-9._-]+$")
 def _spec(runtime_env: Any) -> Dict[str, Any]:
     spec = runtime_env.get(KeywayPlugin.name)
     if not isinstance(spec, dict):
-        raise ValueError('runtime_env["keyway"] must be a dict with "env" and/or "files"')
+        raise ValueError('runtime_env["keyway"] must be a dict with "env", "files" and/or "templates"')
     return spec
 
 
 def _check(spec: Dict[str, Any]) -> None:
     """Every problem names the key and never shows the value (a value pasted in place of a reference must not
     reach the logs through our own error)."""
-    unknown = set(spec) - {"env", "files", "dir"}
+    unknown = set(spec) - {"env", "files", "templates", "dir"}
     if unknown:
-        raise ValueError(f'runtime_env["keyway"] has unknown keys {sorted(unknown)}; use "env", "files" and "dir"')
-    if not spec.get("env") and not spec.get("files"):
-        raise ValueError('runtime_env["keyway"] names no secret; give "env" and/or "files"')
+        raise ValueError(f'runtime_env["keyway"] has unknown keys {sorted(unknown)}; use "env", "files", "templates" '
+                         f'and "dir"')
+    if not spec.get("env") and not spec.get("files") and not spec.get("templates"):
+        raise ValueError('runtime_env["keyway"] names no secret; give "env", "files" and/or "templates"')
     for section, pattern, what in (("env", _VARIABLE, "an environment variable name"),
                                    ("files", _FILE, "a file name (letters, digits, ., _, -)")):
         entries = spec.get(section, {})
@@ -125,6 +128,25 @@ def _check(spec: Dict[str, Any]) -> None:
                 raise ValueError(
                     f'runtime_env["keyway"]["{section}"]["{name}"] is not a Keyway reference (write e.g. '
                     f'aws-sm://NAME#field); put the reference there, never the value (not shown)')
+    templates = spec.get("templates", {})
+    if not isinstance(templates, dict):
+        raise ValueError('runtime_env["keyway"]["templates"] must map file names to template texts')
+    for name, text in templates.items():
+        where = f'runtime_env["keyway"]["templates"]["{name}"]'
+        if not isinstance(name, str) or not _FILE.match(name) or name in (".", ".."):
+            raise ValueError(f'runtime_env["keyway"]["templates"]: `{name}` is not a file name '
+                             f'(letters, digits, ., _, -)')
+        if name in spec.get("files", {}):
+            raise ValueError(f'{where} and runtime_env["keyway"]["files"]["{name}"] name one file; rename one')
+        if not isinstance(text, str):
+            raise ValueError(f"{where} must be the template's text, with {{{{ REF }}}} placeholders")
+        try:
+            references = template_references(text)
+        except InvalidReference as e:
+            raise ValueError(f"{where}: {e}") from None
+        for reference in references:
+            if not _REFERENCE.match(reference):
+                raise ValueError(f"{where}: `{{{{ {reference} }}}}` is not a Keyway reference")
     directory = spec.get("dir")
     if directory is not None and (not isinstance(directory, str) or not os.path.isabs(directory)):
         raise ValueError('runtime_env["keyway"]["dir"] must be an absolute path')
@@ -148,15 +170,18 @@ def launch_prefix(spec: Dict[str, Any], python: Optional[str] = None) -> List[st
     for var, reference in sorted(spec.get("env", {}).items()):
         words += ["--env", f"{var}={reference}"]
     files = spec.get("files", {})
-    if files:
+    templates = spec.get("templates", {})
+    if files or templates:
         words += ["--dir", spec["dir"]] if spec.get("dir") else ["--root", files_root()]
         for name, reference in sorted(files.items()):
             words += ["--file", f"{name}={reference}"]
+        for name, text in sorted(templates.items()):
+            words += ["--template", f"{name}={text}"]
     return words + ["--"]
 
 
 class KeywayPlugin(RuntimeEnvPlugin):
-    """``runtime_env={"keyway": {"env": {VAR: REF}, "files": {NAME: REF}, "dir": DIR}}``."""
+    """``runtime_env={"keyway": {"env": {VAR: REF}, "files": {NAME: REF}, "templates": {NAME: TEXT}, "dir": DIR}}``."""
 
     name = "keyway"
     # After the plugins that choose the Python executable (pip, uv, conda: priority 10), so it wraps theirs.
@@ -183,13 +208,16 @@ class KeywayPlugin(RuntimeEnvPlugin):
         if warning:
             logger.warning("%s", warning)
         spec = _spec(runtime_env)
-        per_worker = bool(spec.get("files")) and not spec.get("dir")
-        if spec.get("files"):
+        written = bool(spec.get("files") or spec.get("templates"))
+        per_worker = written and not spec.get("dir")
+        if written:
             check = (files_root(), ROOT_MASK) if per_worker else (spec["dir"],)
             problem = await asyncio.to_thread(unsafe_dir, *check)
             if problem:
                 raise RuntimeError(f"keyway: {problem}")
         references = list(spec.get("env", {}).values()) + list(spec.get("files", {}).values())
+        for text in spec.get("templates", {}).values():
+            references += template_references(text)
         try:
             await asyncio.to_thread(keyway.get_secrets, references)
         except keyway.KeywayError as e:
