@@ -98,6 +98,8 @@ struct Plan {
     names: Vec<PathBuf>,
     contents: Vec<Content>,
     references: Vec<SecretRef>,
+    /// Where each reference is in `references`.
+    index: std::collections::HashMap<SecretRef, usize>,
 }
 
 enum Content {
@@ -167,11 +169,12 @@ impl Plan {
     }
 
     fn reference(&mut self, reference: SecretRef) -> usize {
-        if let Some(i) = self.references.iter().position(|r| *r == reference) {
-            return i;
+        let next = self.references.len();
+        let i = *self.index.entry(reference.clone()).or_insert(next);
+        if i == next {
+            self.references.push(reference);
         }
-        self.references.push(reference);
-        self.references.len() - 1
+        i
     }
 
     fn add(&mut self, name: &str, content: Content) -> Result<(), Usage> {

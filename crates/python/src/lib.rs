@@ -418,45 +418,37 @@ fn render_template(
     refresh: bool,
 ) -> PyResult<SecretValue> {
     let pieces = template_pieces(template)?;
+    // Each distinct reference once, and for each piece the place of its reference among them.
     let mut references: Vec<String> = Vec::new();
-    for piece in &pieces {
-        if let Piece::Reference { text, .. } = piece
-            && !references.iter().any(|r| r == text)
-        {
-            references.push((*text).to_owned());
-        }
-    }
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let slots: Vec<Option<usize>> = pieces
+        .iter()
+        .map(|piece| match *piece {
+            Piece::Text(_) => None,
+            Piece::Reference { text, .. } => Some(*index.entry(text).or_insert_with(|| {
+                references.push(text.to_owned());
+                references.len() - 1
+            })),
+        })
+        .collect();
     let values = if references.is_empty() {
         Vec::new()
     } else {
         resolve_raw(py, &references, lookup(ttl, refresh))?
     };
     // Sized up front: a reallocation would leave a copy of the values behind, unzeroized.
-    let mut bytes = Vec::with_capacity(
-        pieces
-            .iter()
-            .map(|p| piece_bytes(p, &references, &values).len())
-            .sum(),
-    );
-    for piece in &pieces {
-        bytes.extend_from_slice(piece_bytes(piece, &references, &values));
+    let piece_bytes = |i: usize| -> &[u8] {
+        match (&pieces[i], slots[i]) {
+            (Piece::Reference { .. }, Some(at)) => values[at].1.secret.value.expose(),
+            (Piece::Text(text), _) => text.as_bytes(),
+            (Piece::Reference { .. }, None) => &[],
+        }
+    };
+    let mut bytes = Vec::with_capacity((0..pieces.len()).map(|i| piece_bytes(i).len()).sum());
+    for i in 0..pieces.len() {
+        bytes.extend_from_slice(piece_bytes(i));
     }
     Ok(SecretValue(Value::new(bytes)))
-}
-
-/// A piece's text, or the value of its reference (`values` answer `references`, in order).
-fn piece_bytes<'a>(
-    piece: &Piece<'a>,
-    references: &[String],
-    values: &'a [(String, Resolved)],
-) -> &'a [u8] {
-    match *piece {
-        Piece::Text(text) => text.as_bytes(),
-        Piece::Reference { text, .. } => {
-            let at = references.iter().position(|r| r == text);
-            at.map_or(&[][..], |at| values[at].1.secret.value.expose())
-        }
-    }
 }
 
 /// Secret names of a provider instance (every page), optionally filtered.
