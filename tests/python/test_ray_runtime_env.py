@@ -262,6 +262,7 @@ def test_a_value_in_place_of_a_reference_is_refused_without_showing_it():
         ("A=ghp_pasted\nB={{ aws-sm://x", 'templates"]["t"]: template, line 2: `{{ aws-sm://x` is not closed'),
         ("A={{ aws-sm://x }}", None),
         (7, "must be the template's text"),
+        ("A=\0", "holds a NUL byte"),
     ]:
         spec = {"keyway": {"templates": {"t": text}}}
         if message is None:

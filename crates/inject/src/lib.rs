@@ -308,6 +308,11 @@ fn check_file_name(key: &str, file: &str) -> Result<(), Denial> {
 
 /// A template annotation's placeholders must close and hold references Keyway can read.
 fn check_template(key: &str, text: &str, instances: &Instances) -> Result<(), Denial> {
+    if text.contains('\0') {
+        return Err(Denial(format!(
+            "annotation {key}: a template cannot hold a NUL byte (it is passed on the init container's command line)"
+        )));
+    }
     let pieces = template::parse(text).map_err(|e| Denial(format!("annotation {key}: {e}")))?;
     for piece in pieces {
         if let Piece::Reference { text, line } = piece {

@@ -234,6 +234,11 @@ fn bad_annotations_are_denied_with_the_annotation_named() {
             "annotation keyway.dev/template.app.env: line 3: ",
         ),
         (
+            "keyway.dev/template.app.env",
+            "A=\0",
+            "annotation keyway.dev/template.app.env: a template cannot hold a NUL byte",
+        ),
+        (
             "keyway.dev/template.api-key",
             "{{ local://a }}",
             "annotations keyway.dev/secret.api-key and keyway.dev/template.api-key name one file",

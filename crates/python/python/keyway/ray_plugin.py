@@ -140,6 +140,8 @@ def _check(spec: Dict[str, Any]) -> None:
             raise ValueError(f'{where} and runtime_env["keyway"]["files"]["{name}"] name one file; rename one')
         if not isinstance(text, str):
             raise ValueError(f"{where} must be the template's text, with {{{{ REF }}}} placeholders")
+        if "\0" in text:
+            raise ValueError(f"{where} holds a NUL byte, which the worker's command line cannot carry")
         try:
             references = template_references(text)
         except InvalidReference as e:
