@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context as _;
 use keyway_core::SecretRef;
-use keyway_core::template::{self, Piece};
+use keyway_core::template::{Placeholder, Template};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
@@ -105,21 +105,8 @@ struct Plan {
 enum Content {
     /// The value of `references[i]`.
     Value(usize),
-    Template(Vec<Part>),
-}
-
-enum Part {
-    Text(String),
-    Value(usize),
-}
-
-impl Part {
-    fn bytes<'a>(&'a self, values: &'a [keyway_core::Resolved]) -> &'a [u8] {
-        match self {
-            Part::Text(text) => text.as_bytes(),
-            Part::Value(i) => values[*i].secret.value.expose(),
-        }
-    }
+    /// A template, and for each of its references the place of that reference in `references`.
+    Template(Template, Vec<usize>),
 }
 
 impl Plan {
@@ -152,20 +139,15 @@ impl Plan {
         origin: &str,
         text: &str,
     ) -> anyhow::Result<()> {
-        let pieces = template::parse(text).map_err(|e| Usage(format!("{origin}, {e}")))?;
-        let mut parts = Vec::with_capacity(pieces.len());
-        for piece in pieces {
-            parts.push(match piece {
-                Piece::Text(text) => Part::Text(text.to_owned()),
-                Piece::Reference { text, line } => {
-                    let reference = context
-                        .parse(text)
-                        .with_context(|| format!("{origin}, line {line}"))?;
-                    Part::Value(self.reference(reference))
-                }
-            });
+        let template = Template::new(text).map_err(|e| Usage(format!("{origin}, {e}")))?;
+        let mut at = Vec::with_capacity(template.references().len());
+        for Placeholder { reference, line } in template.references() {
+            let reference = context
+                .parse(reference)
+                .with_context(|| format!("{origin}, line {line}"))?;
+            at.push(self.reference(reference));
         }
-        Ok(self.add(name, Content::Template(parts))?)
+        Ok(self.add(name, Content::Template(template, at))?)
     }
 
     fn reference(&mut self, reference: SecretRef) -> usize {
@@ -196,14 +178,8 @@ impl Plan {
             .iter()
             .map(|content| match content {
                 Content::Value(i) => Zeroizing::new(values[*i].secret.value.expose().to_vec()),
-                Content::Template(parts) => {
-                    // Sized up front: a reallocation would leave a copy of the values behind, unzeroized.
-                    let mut bytes =
-                        Vec::with_capacity(parts.iter().map(|p| p.bytes(values).len()).sum());
-                    for part in parts {
-                        bytes.extend_from_slice(part.bytes(values));
-                    }
-                    Zeroizing::new(bytes)
+                Content::Template(template, at) => {
+                    template.fill(|i| values[at[i]].secret.value.expose())
                 }
             })
             .collect()

@@ -92,12 +92,14 @@ impl CachePolicy {
     pub fn reusable_for(&self, ttl: Option<Ttl>, age: Duration) -> Option<Duration> {
         match ttl.unwrap_or(self.ttl) {
             Ttl::Bypass => Some(Duration::ZERO),
-            Ttl::For(ttl) => Some(
-                ttl.mul_f64(self.refresh_ahead.clamp(0.0, 1.0))
-                    .saturating_sub(age),
-            ),
+            Ttl::For(ttl) => Some(self.refresh_ahead_at(ttl).saturating_sub(age)),
             Ttl::Forever => None,
         }
+    }
+
+    /// The age at which a read of a `ttl` entry starts its refresh-ahead (at most the TTL itself).
+    fn refresh_ahead_at(&self, ttl: Duration) -> Duration {
+        ttl.mul_f64(self.refresh_ahead.clamp(0.0, 1.0))
     }
 }
 
@@ -322,7 +324,7 @@ impl Cache {
             if ttl.is_fresh(age) {
                 bump(&self.inner.counters.hits);
                 if let Ttl::For(ttl) = ttl
-                    && age.as_secs_f64() >= ttl.as_secs_f64() * policy.refresh_ahead
+                    && age >= policy.refresh_ahead_at(ttl)
                 {
                     // Starting the flight is enough: it runs in its own task and replaces the entry.
                     drop(self.flight(key, provider, policy, Ttl::For(ttl)));

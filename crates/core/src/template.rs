@@ -7,9 +7,82 @@
 //! through untouched. Written by hand: the grammar is this one rule, and a templating crate would bring a
 //! language (conditions, escaping, functions) that a secrets file must not depend on.
 
+use std::collections::HashMap;
+
+use zeroize::Zeroizing;
+
+/// A template read once: its text and placeholders, over its distinct references. The caller resolves
+/// [`Template::references`] its own way (the CLI's resolver or daemon, the Python package's) and [`Template::fill`]s.
+#[derive(Debug)]
+pub struct Template {
+    parts: Vec<Part>,
+    references: Vec<Placeholder>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    /// The value of `references[i]`.
+    Value(usize),
+}
+
+/// One distinct reference of a template, with the line of its first placeholder (for error messages).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Placeholder {
+    /// The reference as written, without the braces and blanks around it.
+    pub reference: String,
+    /// The line its first placeholder opens on, from 1.
+    pub line: usize,
+}
+
+impl Template {
+    /// Reads a template; an error names the line of a placeholder that is not closed.
+    pub fn new(text: &str) -> Result<Self, Unclosed> {
+        let mut references: Vec<Placeholder> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let parts = parse(text)?
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => Part::Text(text.to_owned()),
+                Piece::Reference { text, line } => {
+                    Part::Value(*index.entry(text).or_insert_with(|| {
+                        references.push(Placeholder {
+                            reference: text.to_owned(),
+                            line,
+                        });
+                        references.len() - 1
+                    }))
+                }
+            })
+            .collect();
+        Ok(Self { parts, references })
+    }
+
+    /// Each distinct reference once, in the order of its first placeholder.
+    pub fn references(&self) -> &[Placeholder] {
+        &self.references
+    }
+
+    /// The text with every placeholder replaced by `value(i)`, the value of `references()[i]`.
+    pub fn fill<'a>(&'a self, value: impl Fn(usize) -> &'a [u8]) -> Zeroizing<Vec<u8>> {
+        let part = |part: &'a Part| -> &'a [u8] {
+            match *part {
+                Part::Text(ref text) => text.as_bytes(),
+                Part::Value(i) => value(i),
+            }
+        };
+        // Sized up front: a reallocation would leave a copy of the values behind, unzeroized.
+        let mut bytes = Vec::with_capacity(self.parts.iter().map(|p| part(p).len()).sum());
+        for p in &self.parts {
+            bytes.extend_from_slice(part(p));
+        }
+        Zeroizing::new(bytes)
+    }
+}
+
 /// A part of a template: text to copy, or the reference whose value goes there.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Piece<'a> {
+enum Piece<'a> {
     /// Copied as it is.
     Text(&'a str),
     /// A placeholder: the reference as written, and the line (from 1) it stands on.
@@ -30,7 +103,7 @@ pub struct Unclosed {
 }
 
 /// Splits a template into text and references, in order.
-pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, Unclosed> {
+fn parse(template: &str) -> Result<Vec<Piece<'_>>, Unclosed> {
     let mut pieces = Vec::new();
     let mut text_from = 0;
     let mut search_from = 0;
@@ -116,6 +189,32 @@ mod tests {
         assert_eq!(
             parse("{{\tgcp-sm://p/s }}{{ prod-aws://x }}").unwrap(),
             [reference("gcp-sm://p/s", 1), reference("prod-aws://x", 1)]
+        );
+    }
+
+    #[test]
+    fn a_template_fills_each_placeholder_from_its_distinct_reference() {
+        let template =
+            Template::new("a={{ local://x }}\nb={{ local://y }} {{local://x}}\n{{ .Values.z }}")
+                .unwrap();
+        let placeholder = |reference: &str, line| Placeholder {
+            reference: reference.to_owned(),
+            line,
+        };
+        assert_eq!(
+            template.references(),
+            [placeholder("local://x", 1), placeholder("local://y", 2)]
+        );
+        let values: [&[u8]; 2] = [b"X", b"\0y"];
+        assert_eq!(
+            template.fill(|i| values[i]).as_slice(),
+            b"a=X\nb=\0y X\n{{ .Values.z }}"
+        );
+        let plain = Template::new("no placeholders").unwrap();
+        assert!(plain.references().is_empty());
+        assert_eq!(
+            plain.fill(|_| unreachable!()).as_slice(),
+            b"no placeholders"
         );
     }
 

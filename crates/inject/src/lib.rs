@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
 };
 use keyway_core::mapping::{Decision, Mapping};
-use keyway_core::template::{self, Piece};
+use keyway_core::template::{Placeholder, Template};
 use keyway_core::{Instances, SecretRef};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse};
 
@@ -313,12 +313,10 @@ fn check_template(key: &str, text: &str, instances: &Instances) -> Result<(), De
             "annotation {key}: a template cannot hold a NUL byte (it is passed on the init container's command line)"
         )));
     }
-    let pieces = template::parse(text).map_err(|e| Denial(format!("annotation {key}: {e}")))?;
-    for piece in pieces {
-        if let Piece::Reference { text, line } = piece {
-            SecretRef::parse_with(text, instances)
-                .map_err(|e| Denial(format!("annotation {key}: line {line}: {e}")))?;
-        }
+    let template = Template::new(text).map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+    for Placeholder { reference, line } in template.references() {
+        SecretRef::parse_with(reference, instances)
+            .map_err(|e| Denial(format!("annotation {key}: line {line}: {e}")))?;
     }
     Ok(())
 }

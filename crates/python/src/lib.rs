@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
-use keyway_core::template::Piece;
+use keyway_core::template::Template;
 use keyway_core::{
     Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source, Upstream,
 };
@@ -389,22 +389,23 @@ fn get_secrets(
     resolve_all(py, &references, lookup(ttl, refresh))
 }
 
-/// The references in a template's `{{ REF }}` placeholders, in order (other `{{ ... }}` are text); raises
-/// `InvalidReference` naming the line of a placeholder that is not closed.
+/// The references of a template's `{{ REF }}` placeholders, each once, in order (other `{{ ... }}` are text);
+/// raises `InvalidReference` naming the line of a placeholder that is not closed.
 #[pyfunction]
 fn template_references(template: &str) -> PyResult<Vec<String>> {
-    Ok(template_pieces(template)?
-        .into_iter()
-        .filter_map(|piece| match piece {
-            Piece::Reference { text, .. } => Some(text.to_owned()),
-            Piece::Text(_) => None,
-        })
-        .collect())
+    Ok(reference_texts(&read_template(template)?))
 }
 
-fn template_pieces(template: &str) -> PyResult<Vec<Piece<'_>>> {
-    keyway_core::template::parse(template)
-        .map_err(|e| InvalidReference::new_err(format!("template, {e}")))
+fn read_template(template: &str) -> PyResult<Template> {
+    Template::new(template).map_err(|e| InvalidReference::new_err(format!("template, {e}")))
+}
+
+fn reference_texts(template: &Template) -> Vec<String> {
+    template
+        .references()
+        .iter()
+        .map(|p| p.reference.clone())
+        .collect()
 }
 
 /// Fills a template's `{{ REF }}` placeholders with the values (fetched concurrently, all or nothing; other
@@ -417,38 +418,16 @@ fn render_template(
     ttl: Option<f64>,
     refresh: bool,
 ) -> PyResult<SecretValue> {
-    let pieces = template_pieces(template)?;
-    // Each distinct reference once, and for each piece the place of its reference among them.
-    let mut references: Vec<String> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let slots: Vec<Option<usize>> = pieces
-        .iter()
-        .map(|piece| match *piece {
-            Piece::Text(_) => None,
-            Piece::Reference { text, .. } => Some(*index.entry(text).or_insert_with(|| {
-                references.push(text.to_owned());
-                references.len() - 1
-            })),
-        })
-        .collect();
+    let template = read_template(template)?;
+    let references = reference_texts(&template);
     let values = if references.is_empty() {
         Vec::new()
     } else {
         resolve_raw(py, &references, lookup(ttl, refresh))?
     };
-    // Sized up front: a reallocation would leave a copy of the values behind, unzeroized.
-    let piece_bytes = |i: usize| -> &[u8] {
-        match (&pieces[i], slots[i]) {
-            (Piece::Reference { .. }, Some(at)) => values[at].1.secret.value.expose(),
-            (Piece::Text(text), _) => text.as_bytes(),
-            (Piece::Reference { .. }, None) => &[],
-        }
-    };
-    let mut bytes = Vec::with_capacity((0..pieces.len()).map(|i| piece_bytes(i).len()).sum());
-    for i in 0..pieces.len() {
-        bytes.extend_from_slice(piece_bytes(i));
-    }
-    Ok(SecretValue(Value::new(bytes)))
+    let mut filled = template.fill(|i| values[i].1.secret.value.expose());
+    // Moved out, not copied: the Zeroizing wrapper is left holding an empty buffer.
+    Ok(SecretValue(Value::new(std::mem::take(&mut *filled))))
 }
 
 /// Secret names of a provider instance (every page), optionally filtered.

@@ -51,7 +51,8 @@ def render_template(template: str, ttl: float | None = None, refresh: bool = Fal
     """The template with each ``{{ REF }}`` replaced by the value (other ``{{ ... }}`` stay text); all or nothing."""
     ...
 def template_references(template: str) -> list[str]:
-    """The references of a template's placeholders, in order; ``InvalidReference`` names an unclosed one's line."""
+    """The references of a template's placeholders, each once, in order; ``InvalidReference`` names an unclosed
+    one's line."""
     ...
 
 class Backend:
