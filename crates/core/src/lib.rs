@@ -7,6 +7,15 @@
 
 mod error;
 
+/// Cases per property test: `KEYWAY_FUZZ_CASES` for the long run (`docs/security.md`), else `default` (CI's).
+#[cfg(test)]
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("KEYWAY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub mod cache;
 pub mod mapping;
 pub mod provider;

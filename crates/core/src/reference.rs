@@ -696,10 +696,7 @@ mod tests {
         use super::super::*;
 
         fn cases() -> u32 {
-            std::env::var("KEYWAY_FUZZ_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2000)
+            crate::fuzz_cases(2000)
         }
 
         fn reference_shaped() -> impl Strategy<Value = String> {

@@ -267,15 +267,8 @@ mod tests {
         assert!(parse("{{ local://db {{ local://x }}").is_err());
     }
 
-    fn cases() -> u32 {
-        std::env::var("KEYWAY_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000)
-    }
-
     proptest! {
-        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::fuzz_cases(2000), ..ProptestConfig::default() })]
 
         /// No text panics; the pieces cover the template in order (text as it is, each reference inside its
         /// braces on the line it names), and an error names a line of the text.

@@ -311,10 +311,7 @@ fn selector_text() -> impl Strategy<Value = String> {
 
 /// `KEYWAY_FUZZ_CASES` for the long run (`docs/security.md`); 512 in CI.
 fn cases() -> u32 {
-    std::env::var("KEYWAY_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
+    crate::fuzz_cases(512)
 }
 
 proptest! {
