@@ -394,19 +394,64 @@ pub struct CallerLabels {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file. Relative paths in it (a local store's `dir`, `file` and
+    /// `age_identity`, `[iam] spec`, `[server] socket`, token files, the audit log) are taken from the file's
+    /// own directory, as kubeconfig does: one file names the same paths whichever directory keyway runs in
+    /// (git runs credential helpers in the repository, Ray workers in their working_dir, a service in `/`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        let mut config = Self::from_toml(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        let file = std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.anchor_paths(file.parent().unwrap_or(Path::new("/")))?;
+        Ok(config)
+    }
+
+    /// Joins every relative path of the file to `base`, the file's directory.
+    fn anchor_paths(&mut self, base: &Path) -> Result<(), ConfigError> {
+        let anchor = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        for provider in self.providers.values_mut() {
+            [
+                &mut provider.dir,
+                &mut provider.file,
+                &mut provider.age_identity,
+            ]
+            .into_iter()
+            .flatten()
+            .for_each(anchor);
+        }
+        self.iam.spec.iter_mut().for_each(anchor);
+        self.server.socket.iter_mut().for_each(anchor);
+        self.server
+            .tokens
+            .iter_mut()
+            .filter_map(|token| token.file.as_mut())
+            .for_each(anchor);
+        let audit = &mut self.server.audit_log;
+        if !matches!(audit.as_str(), "off" | "stderr") && Path::new(audit.as_str()).is_relative() {
+            *audit = base.join(audit.as_str()).into_os_string().into_string().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "[server] audit_log: the config file's directory {} is not UTF-8; give an absolute path",
+                    base.display()
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// Parses and validates TOML text.
@@ -673,6 +718,62 @@ mod tests {
         invalid("[providers.Bad]\ntype = \"aws\"", "instance name `Bad`");
         invalid("[cache]\nmax_byte = 1", "unknown field `max_byte`");
         invalid("[providers.x]\ntype = \"aws\"\nregion = ", "line 3");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyway.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [providers.local]
+            type = "local"
+            dir = "secrets"
+            file = "../shared/secrets.yaml"
+            age_identity = "/etc/keyway/age.key"
+            [iam]
+            spec = "cloud-config.yaml"
+            [server]
+            socket = "run/keyway.sock"
+            audit_log = "audit.jsonl"
+            [[server.tokens]]
+            name = "app"
+            file = "app.token"
+            "#,
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let base = dir.path();
+        let local = &config.providers["local"];
+        assert_eq!(local.dir.as_deref(), Some(base.join("secrets").as_path()));
+        assert_eq!(
+            local.file.as_deref(),
+            Some(base.join("../shared/secrets.yaml").as_path())
+        );
+        assert_eq!(
+            local.age_identity.as_deref(),
+            Some(Path::new("/etc/keyway/age.key"))
+        );
+        assert_eq!(
+            config.iam.spec.as_deref(),
+            Some(base.join("cloud-config.yaml").as_path())
+        );
+        assert_eq!(
+            config.server.socket.as_deref(),
+            Some(base.join("run/keyway.sock").as_path())
+        );
+        assert_eq!(
+            config.server.tokens[0].file.as_deref(),
+            Some(base.join("app.token").as_path())
+        );
+        assert_eq!(
+            Path::new(&config.server.audit_log),
+            base.join("audit.jsonl")
+        );
+
+        std::fs::write(&path, "[server]\naudit_log = \"stderr\"\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().server.audit_log, "stderr");
     }
 
     #[test]

@@ -1,9 +1,15 @@
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::Ground;
 
 fn credential_fill(g: &Ground, input: &str) -> std::process::Output {
+    credential_fill_in(g, Path::new("."), input)
+}
+
+/// `git credential fill` started in `cwd`.
+fn credential_fill_in(g: &Ground, cwd: &Path, input: &str) -> std::process::Output {
     let helper = format!(
         "!{} --config {} git-credential",
         env!("CARGO_BIN_EXE_keyway"),
@@ -20,6 +26,7 @@ fn credential_fill(g: &Ground, input: &str) -> std::process::Output {
             "credential.useHttpPath=true",
         ])
         .args(["credential", "fill"])
+        .current_dir(cwd)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -87,4 +94,35 @@ fn unmatched_hosts_get_no_credential() {
     let out = credential_fill(&g, "protocol=https\nhost=gitlab.com\n\n");
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("password="));
+}
+
+#[test]
+fn a_local_store_relative_to_the_config_file_is_found_from_any_directory() {
+    // git runs the helper in whatever directory git was started in; the store named `team-store` in the config
+    // is the one beside the config file, not one under that directory.
+    let g = Ground::with_extra(
+        "[providers.team]\ntype = \"local\"\ndir = \"team-store\"\n\n\
+         [[git.credentials]]\nhost = \"github.com\"\npassword = \"team://deploy-token\"\n",
+    );
+    std::fs::create_dir(g.dir.path().join("team-store")).unwrap();
+    std::fs::write(g.dir.path().join("team-store/deploy-token"), "ghp_beside").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(elsewhere.path().join("team-store")).unwrap();
+    std::fs::write(
+        elsewhere.path().join("team-store/deploy-token"),
+        "ghp_wrong",
+    )
+    .unwrap();
+
+    let out = credential_fill_in(
+        &g,
+        elsewhere.path(),
+        "protocol=https\nhost=github.com\npath=org/repo.git\n\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("password=ghp_beside\n"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
