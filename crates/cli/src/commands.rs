@@ -230,7 +230,7 @@ pub async fn list(context: &Context, args: ListArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {
-    /// VAR=REF: set VAR to the value of REF (repeatable).
+    /// VAR=REF: set VAR to the value of REF (repeatable, each VAR once).
     #[arg(long = "env", short = 'e', value_name = "VAR=REF")]
     env: Vec<String>,
     /// Do not resolve environment variables whose value is a reference.
@@ -252,6 +252,12 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             .ok_or_else(|| Usage(format!("--env `{pair}` is not VAR=REF; write e.g. --env GITHUB_TOKEN=aws-sm://ci/github#github_token")))?;
         if var.is_empty() || var.contains('\0') {
             return Err(Usage(format!("--env `{pair}` has no variable name")).into());
+        }
+        if vars.iter().any(|(v, _)| v == var) {
+            return Err(Usage(format!(
+                "variable `{var}` is given twice in --env; give each variable one reference"
+            ))
+            .into());
         }
         vars.push((var.to_owned(), context.parse(reference)?));
     }

@@ -55,4 +55,25 @@ fn exec_passes_the_command_status_through_and_never_runs_on_failure() {
     assert_eq!(out.status.code(), Some(127));
     let out = run(g.keyway().args(["exec", "--env", "NOEQUALS", "--", "true"]));
     assert_eq!(out.status.code(), Some(2));
+
+    // One variable, two references: which one the command would see is a guess, so nothing runs.
+    let out = run(g
+        .keyway()
+        .args([
+            "exec",
+            "--env",
+            "K=local://k",
+            "--env",
+            "K=local://k2",
+            "--",
+            "touch",
+        ])
+        .arg(&marker));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("variable `K` is given twice in --env"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
 }
