@@ -315,7 +315,14 @@ fn tcp_needs_a_token_refuses_forwarding_and_follows_rotation() {
         raw::get(&tcp, uri, &["X-Vault-Token: first-token"]).status,
         403
     );
-    assert!(!served.stderr().contains("second-token"));
+    let log = served.stderr();
+    assert!(!log.contains("second-token"));
+    // stderr is a file here, as under systemd or in a Pod: plain text, no terminal colour codes.
+    assert!(log.contains("request with a bad token refused"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
 }
 
 #[test]
