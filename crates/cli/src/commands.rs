@@ -236,6 +236,11 @@ pub struct ExecArgs {
     /// Do not resolve environment variables whose value is a reference.
     #[arg(long)]
     no_env_refs: bool,
+    /// Replace the values in the command's stdout and stderr with `<concealed by keyway>`: the command runs
+    /// as keyway's child with its output through pipes (not a terminal); SIGTERM, SIGHUP, SIGUSR1/2 are
+    /// passed on; the exit code is the command's (128 + N when signal N ended it).
+    #[arg(long)]
+    mask: bool,
     /// Cache TTL for these requests.
     #[arg(long)]
     ttl: Option<String>,
@@ -290,16 +295,35 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
         command.env(var, OsString::from_vec(bytes.to_vec()));
     }
     tracing::info!(count = vars.len(), program = %args.command[0].to_string_lossy(), "exec with resolved environment");
+    if args.mask {
+        for ((var, _), resolved) in vars.iter().zip(&values) {
+            if resolved.secret.value.expose().trim_ascii().len() < crate::mask::MIN_LEN {
+                eprintln!(
+                    "keyway: warning: the value of {var} is shorter than {} characters and is not masked",
+                    crate::mask::MIN_LEN
+                );
+            }
+        }
+        let masker = crate::mask::Masker::new(values.iter().map(|r| r.secret.value.expose()));
+        let code = crate::mask::run(command, &masker).await?;
+        drop(masker);
+        drop(values);
+        std::process::exit(code);
+    }
     drop(values);
     let err = command.exec();
-    let code = if err.kind() == std::io::ErrorKind::NotFound {
+    std::process::exit(cannot_run(args.command[0].as_os_str(), &err));
+}
+
+/// Says why `program` could not be started; the exit code for it, as a shell gives: 127 not found, 126 other.
+pub fn cannot_run(program: &std::ffi::OsStr, err: &std::io::Error) -> i32 {
+    eprintln!(
+        "keyway: error: cannot run {}: {err}",
+        program.to_string_lossy()
+    );
+    if err.kind() == std::io::ErrorKind::NotFound {
         127
     } else {
         126
-    };
-    eprintln!(
-        "keyway: error: cannot run {}: {err}",
-        args.command[0].to_string_lossy()
-    );
-    std::process::exit(code);
+    }
 }

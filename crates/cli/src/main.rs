@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod git_credential;
 mod iam;
+mod mask;
 mod render;
 mod selector;
 mod serve;
