@@ -38,7 +38,7 @@ impl<'v> Masker<'v> {
             .map(<[u8]>::trim_ascii)
             .filter(|v| v.len() >= MIN_LEN)
             .collect();
-        needles.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
         Masker {
             longest: needles.first().map_or(0, |n| n.len()),
