@@ -241,6 +241,23 @@ pub struct ExecArgs {
     /// passed on; the exit code is the command's (128 + N when signal N ended it).
     #[arg(long)]
     mask: bool,
+    /// Keep running: fetch the references again every INTERVAL (e.g. 5m), past the cache, and when a value
+    /// changed stop the command (--stop-signal, SIGKILL after --stop-timeout) and start it again with the new
+    /// values.
+    /// A failed round keeps the command running. The exit code is the command's when it ends by itself.
+    #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration)]
+    watch: Option<std::time::Duration>,
+    /// The signal that stops the command before a restart (--watch).
+    #[arg(
+        long,
+        value_name = "SIGNAL",
+        default_value = "TERM",
+        requires = "watch"
+    )]
+    stop_signal: crate::supervise::StopSignal,
+    /// How long the command may take to stop before a restart; then it is killed (SIGKILL).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, requires = "watch")]
+    stop_timeout: std::time::Duration,
     /// Cache TTL for these requests.
     #[arg(long)]
     ttl: Option<String>,
@@ -282,9 +299,32 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
     let values = context
         .resolve_all(&references, lookup(args.ttl.as_deref(), false)?)
         .await?;
-    let mut command = std::process::Command::new(&args.command[0]);
-    command.args(&args.command[1..]);
-    for ((var, reference), resolved) in vars.iter().zip(&values) {
+    tracing::info!(count = vars.len(), program = %args.command[0].to_string_lossy(), "exec with resolved environment");
+    if args.mask || args.watch.is_some() {
+        let options = crate::supervise::Options {
+            mask: args.mask,
+            watch: args.watch,
+            stop_signal: args.stop_signal,
+            stop_timeout: args.stop_timeout,
+        };
+        let code = crate::supervise::run(context, &args.command, &vars, values, &options).await?;
+        std::process::exit(code);
+    }
+    let mut command = command_with(&args.command, &vars, &values)?;
+    drop(values);
+    let err = command.exec();
+    std::process::exit(cannot_run(args.command[0].as_os_str(), &err));
+}
+
+/// `program` with each variable set to its value in its environment.
+pub fn command_with(
+    program: &[OsString],
+    vars: &[(String, SecretRef)],
+    values: &[Resolved],
+) -> anyhow::Result<std::process::Command> {
+    let mut command = std::process::Command::new(&program[0]);
+    command.args(&program[1..]);
+    for ((var, reference), resolved) in vars.iter().zip(values) {
         let bytes = resolved.secret.value.expose();
         if bytes.contains(&0) {
             return Err(Usage(format!(
@@ -294,25 +334,7 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
         }
         command.env(var, OsString::from_vec(bytes.to_vec()));
     }
-    tracing::info!(count = vars.len(), program = %args.command[0].to_string_lossy(), "exec with resolved environment");
-    if args.mask {
-        for ((var, _), resolved) in vars.iter().zip(&values) {
-            if resolved.secret.value.expose().trim_ascii().len() < crate::mask::MIN_LEN {
-                eprintln!(
-                    "keyway: warning: the value of {var} is shorter than {} characters and is not masked",
-                    crate::mask::MIN_LEN
-                );
-            }
-        }
-        let masker = crate::mask::Masker::new(values.iter().map(|r| r.secret.value.expose()));
-        let code = crate::mask::run(command, &masker).await?;
-        drop(masker);
-        drop(values);
-        std::process::exit(code);
-    }
-    drop(values);
-    let err = command.exec();
-    std::process::exit(cannot_run(args.command[0].as_os_str(), &err));
+    Ok(command)
 }
 
 /// Says why `program` could not be started; the exit code for it, as a shell gives: 127 not found, 126 other.

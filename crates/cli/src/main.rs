@@ -6,10 +6,10 @@ mod commands;
 mod exit;
 mod git_credential;
 mod iam;
-mod mask;
 mod render;
 mod selector;
 mod serve;
+mod supervise;
 mod webhook;
 
 use std::io::IsTerminal as _;

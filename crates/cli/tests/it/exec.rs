@@ -118,36 +118,175 @@ fn mask_conceals_values_in_the_commands_output_and_keeps_its_exit_code() {
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
 }
 
+/// The lines a child writes to its stdout, each waited for at most 20 s (a missing line fails the test, not
+/// hangs it); the child is stopped when this is dropped.
+struct Lines {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Lines {
+    fn of(mut child: std::process::Child) -> Lines {
+        use std::io::BufRead as _;
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                if send.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { child, lines }
+    }
+
+    fn next(&self) -> String {
+        self.lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the next line of output within 20 s")
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), signal)
+            .unwrap();
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        // HUP first, which keyway passes on, so that a test that fails leaves no command running.
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces a local secret's file at once, as a store that rotates it does (no reader sees it half written).
+fn rotate(file: &std::path::Path, value: &str) {
+    let temporary = file.with_extension("new");
+    std::fs::write(&temporary, value).unwrap();
+    std::fs::rename(&temporary, file).unwrap();
+}
+
 #[test]
 fn mask_streams_output_and_passes_sigterm_on_but_not_sigint() {
-    use std::io::BufRead as _;
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "ghp_masked_value").unwrap();
-    let mut child = g
-        .keyway()
-        .args(["exec", "--mask", "--env", "K=local://k", "--", "sh", "-c"])
-        .arg(r#"trap 'echo "got TERM with $K"; exit 3' TERM; echo "ready $K"; while :; do sleep 0.05; done"#)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    // The line arrives while the command is still running: output is not held until it ends.
-    assert_eq!(
-        lines.next().unwrap().unwrap(),
-        "ready <concealed by keyway>"
+    let mut run = Lines::of(
+        g.keyway()
+            .args(["exec", "--mask", "--env", "K=local://k", "--", "sh", "-c"])
+            .arg(r#"trap 'echo "got TERM with $K"; exit 3' TERM; echo "ready $K"; while :; do sleep 0.05; done"#)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    // The line arrives while the command is still running: output is not held until it ends.
+    assert_eq!(run.next(), "ready <concealed by keyway>");
+    run.signal(rustix::process::Signal::INT);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
-        child.try_wait().unwrap().is_none(),
+        run.child.try_wait().unwrap().is_none(),
         "SIGINT ended keyway; a terminal's Ctrl-C reaches the command by itself"
     );
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    assert_eq!(
-        lines.next().unwrap().unwrap(),
-        "got TERM with <concealed by keyway>"
+    run.signal(rustix::process::Signal::TERM);
+    assert_eq!(run.next(), "got TERM with <concealed by keyway>");
+    assert_eq!(run.child.wait().unwrap().code(), Some(3));
+}
+
+#[test]
+fn watch_restarts_the_command_when_a_value_changes() {
+    let g = Ground::start();
+    let file = g.dir.path().join("local/k");
+    std::fs::write(&file, "first").unwrap();
+    let mut run = Lines::of(
+        g.keyway()
+            .args(["exec", "--watch", "100ms", "--env", "K=local://k", "--", "sh", "-c"])
+            .arg(r#"trap 'echo "stop $K"; exit 0' TERM; echo "start $K"; while :; do sleep 0.05; done"#)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
-    assert_eq!(child.wait().unwrap().code(), Some(3));
+    assert_eq!(run.next(), "start first");
+
+    // A failed round (the secret is gone for a while) keeps the command and its value.
+    std::fs::remove_file(&file).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(run.child.try_wait().unwrap().is_none());
+    rotate(&file, "second");
+    assert_eq!(run.next(), "stop first");
+    assert_eq!(run.next(), "start second");
+
+    // SIGTERM to keyway reaches the command, which is not started again; its exit code is keyway's.
+    run.signal(rustix::process::Signal::TERM);
+    assert_eq!(run.next(), "stop second");
+    assert_eq!(run.child.wait().unwrap().code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("keyway: a secret changed; restarting the command"),
+        "{err}"
+    );
+    assert!(!err.contains("second"), "{err}");
+}
+
+#[test]
+fn watch_with_mask_conceals_the_new_value_and_stops_with_the_chosen_signal() {
+    let g = Ground::start();
+    let file = g.dir.path().join("local/k");
+    std::fs::write(&file, "value-one").unwrap();
+    // The command ignores TERM and stops on INT: only --stop-signal INT restarts it.
+    let mut run = Lines::of(
+        g.keyway()
+            .args(["exec", "--mask", "--watch", "100ms", "--stop-signal", "INT"])
+            .args(["--env", "K=local://k", "--", "sh", "-c"])
+            .arg(r#"trap '' TERM; trap 'echo "int $K"; exit 0' INT; echo "start $K"; while :; do sleep 0.05; done"#)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(run.next(), "start <concealed by keyway>");
+    rotate(&file, "value-two");
+    assert_eq!(run.next(), "int <concealed by keyway>");
+    assert_eq!(run.next(), "start <concealed by keyway>");
+    // The command ends by itself (HUP, passed on): keyway ends with its code.
+    run.signal(rustix::process::Signal::HUP);
+    assert_eq!(run.child.wait().unwrap().code(), Some(128 + 1));
+}
+
+#[test]
+fn watch_kills_a_command_that_does_not_stop_in_time() {
+    let g = Ground::start();
+    let file = g.dir.path().join("local/k");
+    std::fs::write(&file, "first").unwrap();
+    let mut run = Lines::of(
+        g.keyway()
+            .args(["exec", "--watch", "100ms", "--stop-timeout", "300ms"])
+            .args(["--env", "K=local://k", "--", "sh", "-c"])
+            .arg(r#"trap '' TERM; echo "start $K"; while :; do sleep 0.05; done"#)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(run.next(), "start first");
+    let rotated = std::time::Instant::now();
+    rotate(&file, "second");
+    assert_eq!(run.next(), "start second");
+    assert!(rotated.elapsed() >= std::time::Duration::from_millis(300));
+    run.signal(rustix::process::Signal::HUP);
+    assert_eq!(run.child.wait().unwrap().code(), Some(128 + 1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("the command did not stop in time; killing it"),
+        "{err}"
+    );
 }

@@ -1,0 +1,507 @@
+//! `keyway exec --mask` and `--watch`: the command runs as keyway's child instead of replacing it.
+//!
+//! `--mask`: its stdout and stderr come through pipes, and every resolved value in them is replaced by
+//! [`CONCEALED`] before it reaches keyway's own stdout and stderr, as `op run` and CI log masking do. For
+//! commands that print what they were given (`set -x`, `env`, a client that logs its request URL) and would
+//! otherwise put a token into a log. Values are searched with `memchr::memmem` finders that borrow the values
+//! (no copy of a value outside a zeroizing buffer); output not yet written is held in one pre-sized zeroizing
+//! buffer.
+//!
+//! `--watch INTERVAL`: the references are fetched again every INTERVAL, past the cache (as `render --watch`
+//! does), and when a value changed the command is stopped (`--stop-signal`, then SIGKILL after
+//! `--stop-timeout`) and started again with the new values, as `doppler run --watch` and Vault Agent's `exec`
+//! (`restart_on_secret_changes`) do: an environment cannot change under a running process.
+
+use std::ffi::{OsStr, OsString};
+use std::pin::pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use keyway_core::{Lookup, Resolved, SecretRef, Ttl};
+use memchr::memmem::Finder;
+use rustix::process::{Pid, Signal};
+use subtle::ConstantTimeEq as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::signal::unix::{SignalKind, signal};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use crate::commands::Context;
+
+/// What a value becomes in the command's output.
+pub const CONCEALED: &[u8] = b"<concealed by keyway>";
+
+/// Values shorter than this (after trimming whitespace at both ends) are not masked: hiding every `on` or `42`
+/// would garble ordinary output. `exec` names such variables in a warning.
+pub const MIN_LEN: usize = 4;
+
+const READ: usize = 16 * 1024;
+
+/// The values to hide, longest first, so that of two values starting at one place the longer is replaced.
+pub struct Masker<'v> {
+    finders: Vec<Finder<'v>>,
+    longest: usize,
+}
+
+impl<'v> Masker<'v> {
+    /// A masker for `values`; each is trimmed of surrounding whitespace (a value read from a file often ends
+    /// in a newline the output does not repeat). Values shorter than [`MIN_LEN`] are left out.
+    pub fn new(values: impl IntoIterator<Item = &'v [u8]>) -> Masker<'v> {
+        let mut needles: Vec<&'v [u8]> = values
+            .into_iter()
+            .map(<[u8]>::trim_ascii)
+            .filter(|v| v.len() >= MIN_LEN)
+            .collect();
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        Masker {
+            longest: needles.first().map_or(0, |n| n.len()),
+            finders: needles.into_iter().map(Finder::new).collect(),
+        }
+    }
+
+    /// Moves what can be written from `pending` to `out`, values replaced. Without `eof`, the longest end of
+    /// `pending` that could still grow into a value stays in it for the next read.
+    fn pass(&self, pending: &mut Zeroizing<Vec<u8>>, out: &mut Zeroizing<Vec<u8>>, eof: bool) {
+        let mut limit = pending.len() - if eof { 0 } else { self.held(pending) };
+        let (mut pos, mut from) = (0, 0);
+        while let Some((start, len)) = self.first_match(&pending[..], pos) {
+            if start >= limit {
+                break;
+            }
+            if start + len > limit {
+                // A whole value that a later read could still lengthen into a longer one: decide then.
+                limit = start;
+                break;
+            }
+            out.extend_from_slice(&pending[from..start]);
+            out.extend_from_slice(CONCEALED);
+            pos = start + len;
+            from = pos;
+        }
+        out.extend_from_slice(&pending[from.min(limit)..limit]);
+        pending.copy_within(limit.., 0);
+        let kept = pending.len() - limit;
+        pending[kept..].zeroize();
+        pending.truncate(kept);
+    }
+
+    /// The leftmost value in `text[pos..]` (the longest of those starting there): start and length.
+    fn first_match(&self, text: &[u8], pos: usize) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize)> = None;
+        for finder in &self.finders {
+            if let Some(at) = finder.find(&text[pos..]) {
+                let start = pos + at;
+                if best.is_none_or(|(s, _)| start < s) {
+                    best = Some((start, finder.needle().len()));
+                }
+            }
+        }
+        best
+    }
+
+    /// How many bytes at the end of `text` are the beginning of some value, but not yet all of it.
+    fn held(&self, text: &[u8]) -> usize {
+        let mut held = 0;
+        for needle in self.finders.iter().map(Finder::needle) {
+            let window = needle.len().saturating_sub(1).min(text.len());
+            let tail = &text[text.len() - window..];
+            // The longest suffix of `tail` that is a prefix of `needle`: try each place its first byte occurs.
+            if let Some(at) =
+                memchr::memchr_iter(needle[0], tail).find(|&at| needle.starts_with(&tail[at..]))
+            {
+                held = held.max(window - at);
+            }
+        }
+        held
+    }
+
+    /// Copies `from` to `to` until `from` ends, values replaced. Stops early, dropping `from` (the command then
+    /// gets EPIPE), when `to` can no longer be written.
+    async fn relay(
+        &self,
+        from: Option<impl AsyncRead + Unpin>,
+        mut to: impl AsyncWrite + Unpin,
+    ) -> std::io::Result<()> {
+        let Some(mut from) = from else {
+            return Ok(()); // not piped: the command writes to keyway's own stdout and stderr
+        };
+        let mut read = Zeroizing::new(vec![0u8; READ]);
+        let mut pending = Zeroizing::new(Vec::with_capacity(READ + self.longest));
+        // Every value replaced by CONCEALED, which may be longer than it: room for the worst case up front.
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            (READ + self.longest) * CONCEALED.len().div_ceil(MIN_LEN),
+        ));
+        loop {
+            let n = from.read(&mut read).await?;
+            pending.extend_from_slice(&read[..n]);
+            read[..n].zeroize();
+            self.pass(&mut pending, &mut out, n == 0);
+            to.write_all(&out).await?;
+            to.flush().await?;
+            out.zeroize();
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The signal that asks the command to stop before a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StopSignal {
+    #[value(name = "TERM")]
+    Term,
+    #[value(name = "INT")]
+    Int,
+    #[value(name = "QUIT")]
+    Quit,
+    #[value(name = "HUP")]
+    Hup,
+}
+
+impl StopSignal {
+    fn signal(self) -> Signal {
+        match self {
+            StopSignal::Term => Signal::TERM,
+            StopSignal::Int => Signal::INT,
+            StopSignal::Quit => Signal::QUIT,
+            StopSignal::Hup => Signal::HUP,
+        }
+    }
+}
+
+/// What `exec` asked for besides running the command.
+pub struct Options {
+    pub mask: bool,
+    pub watch: Option<Duration>,
+    pub stop_signal: StopSignal,
+    /// How long a command stopped for a restart may take to exit before it is killed.
+    pub stop_timeout: Duration,
+}
+
+/// Runs the command as keyway's child until it exits, restarting it when a watched value changes; returns its
+/// exit code (128 + the signal when a signal ended it, 127 or 126 when it could not be started). SIGTERM,
+/// SIGHUP, SIGUSR1 and SIGUSR2 sent to keyway are passed on to the command; SIGINT and SIGQUIT are ignored by
+/// keyway, so that a terminal's Ctrl-C, which reaches every process of the foreground group, reaches the
+/// command once. After a SIGTERM the command is not started again.
+pub async fn run(
+    context: &Context,
+    program: &[OsString],
+    vars: &[(String, SecretRef)],
+    mut values: Vec<Resolved>,
+    options: &Options,
+) -> anyhow::Result<i32> {
+    // Handlers first: a SIGTERM before them would end keyway and orphan the command.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let child = Arc::new(Mutex::new(Current::default()));
+    let forwarder = tokio::spawn({
+        let child = Arc::clone(&child);
+        async move {
+            loop {
+                let sig = tokio::select! {
+                    _ = term.recv() => Signal::TERM,
+                    _ = hup.recv() => Signal::HUP,
+                    _ = usr1.recv() => Signal::USR1,
+                    _ = usr2.recv() => Signal::USR2,
+                    _ = int.recv() => continue,
+                    _ = quit.recv() => continue,
+                };
+                child
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .deliver(sig);
+            }
+        }
+    });
+    if options.mask {
+        for ((var, _), resolved) in vars.iter().zip(&values) {
+            if resolved.secret.value.expose().trim_ascii().len() < MIN_LEN {
+                eprintln!(
+                    "keyway: warning: the value of {var} is shorter than {MIN_LEN} characters and is not masked"
+                );
+            }
+        }
+    }
+    let references: Vec<SecretRef> = vars.iter().map(|(_, r)| r.clone()).collect();
+    let code = loop {
+        let command = crate::commands::command_with(program, vars, &values)?;
+        match once(context, &references, command, &values, options, &child).await? {
+            Run::Exited(code) => break code,
+            Run::Restart(code, _)
+                if child
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .stopping =>
+            {
+                break code;
+            }
+            Run::Restart(_, new) => {
+                eprintln!("keyway: a secret changed; restarting the command");
+                values = new;
+            }
+        }
+    };
+    forwarder.abort();
+    Ok(code)
+}
+
+/// The running command, if any, and whether keyway was asked to stop. One lock, held across the spawn, so that
+/// a signal arriving while the command starts reaches it (the handler waits for its process ID), and a SIGTERM
+/// that came between two runs of it stops the new one.
+#[derive(Default)]
+struct Current {
+    pid: Option<Pid>,
+    stopping: bool,
+}
+
+impl Current {
+    /// Passes `sig` on to the command; a SIGTERM also means: do not start it again.
+    fn deliver(&mut self, sig: Signal) {
+        if sig == Signal::TERM {
+            self.stopping = true;
+        }
+        if let Some(pid) = self.pid {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
+    fn started(&mut self, pid: Option<Pid>) {
+        self.pid = pid;
+        if let (true, Some(pid)) = (self.stopping, pid) {
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
+        }
+    }
+}
+
+enum Run {
+    /// The command ended by itself (or by a signal passed on), with this exit code.
+    Exited(i32),
+    /// A value changed: the command was stopped (with this exit code); start it again with these values.
+    Restart(i32, Vec<Resolved>),
+}
+
+/// Starts the command once and waits for it to end, or for a watched value to change and the command to stop.
+async fn once(
+    context: &Context,
+    references: &[SecretRef],
+    mut command: std::process::Command,
+    values: &[Resolved],
+    options: &Options,
+    current: &Mutex<Current>,
+) -> anyhow::Result<Run> {
+    let masker = Masker::new(
+        values
+            .iter()
+            .filter(|_| options.mask)
+            .map(|r| r.secret.value.expose()),
+    );
+    if options.mask {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let program = command.get_program().to_owned();
+    // Locked across the spawn: a signal that arrives while the command starts waits for its process ID
+    // instead of finding none.
+    let (mut child, pid) = {
+        let mut state = current.lock().unwrap_or_else(PoisonError::into_inner);
+        let child = match tokio::process::Command::from(command).spawn() {
+            Ok(child) => child,
+            Err(err) => return Ok(Run::Exited(crate::commands::cannot_run(&program, &err))),
+        };
+        let pid = child.id().and_then(|id| Pid::from_raw(id.cast_signed()));
+        state.started(pid);
+        (child, pid)
+    };
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    // Set when the command was stopped for a restart: its output is then relayed for one more second, not
+    // until a process it left behind closes the pipes.
+    let (cut, cut_at) = tokio::sync::oneshot::channel::<()>();
+    let relays = async {
+        let relay = async {
+            let (out, err) = tokio::join!(
+                masker.relay(stdout, tokio::io::stdout()),
+                masker.relay(stderr, tokio::io::stderr())
+            );
+            for result in [out, err] {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "stopped relaying the command's output");
+                }
+            }
+        };
+        let deadline = async {
+            match cut_at.await {
+                Ok(()) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = relay => {}
+            () = deadline => {}
+        }
+    };
+    let lifecycle = async {
+        let mut exit = pin!(child.wait());
+        let changed = async {
+            match options.watch {
+                Some(interval) => changed(context, references, values, interval).await,
+                None => std::future::pending().await,
+            }
+        };
+        let new = tokio::select! {
+            status = &mut exit => {
+                current.lock().unwrap_or_else(PoisonError::into_inner).pid = None;
+                return Ok::<_, std::io::Error>(Run::Exited(code(status?, &program)));
+            }
+            new = changed => new,
+        };
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, options.stop_signal.signal());
+        }
+        let status = if let Ok(status) = tokio::time::timeout(options.stop_timeout, &mut exit).await
+        {
+            status?
+        } else {
+            tracing::warn!(program = %program.to_string_lossy(), "the command did not stop in time; killing it");
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+            exit.await?
+        };
+        current.lock().unwrap_or_else(PoisonError::into_inner).pid = None;
+        let _ = cut.send(());
+        Ok(Run::Restart(code(status, &program), new))
+    };
+    let (run, ()) = tokio::join!(lifecycle, relays);
+    Ok(run?)
+}
+
+/// Fetches the references every `interval`, past the cache, until a value differs from `values`.
+/// A failed round keeps the command running and is retried at the next interval.
+async fn changed(
+    context: &Context,
+    references: &[SecretRef],
+    values: &[Resolved],
+    interval: Duration,
+) -> Vec<Resolved> {
+    let lookup = Lookup {
+        ttl: Some(Ttl::Bypass),
+        refresh_now: true,
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match context.resolve_all(references, lookup).await {
+            Ok(new) => {
+                let same = new.iter().zip(values).all(|(a, b)| {
+                    bool::from(a.secret.value.expose().ct_eq(b.secret.value.expose()))
+                });
+                if !same {
+                    return new;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh failed; the command keeps its values");
+            }
+        }
+    }
+}
+
+fn code(status: ExitStatus, program: &OsStr) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.code().unwrap_or_else(|| {
+        let signal = status.signal().unwrap_or(0);
+        tracing::info!(program = %program.to_string_lossy(), signal, "the command was ended by a signal");
+        128 + signal
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_in_pieces(values: &[&str], pieces: &[&str]) -> String {
+        let masker = Masker::new(values.iter().map(|v| v.as_bytes()));
+        let mut pending = Zeroizing::new(Vec::new());
+        let mut out = Zeroizing::new(Vec::new());
+        for piece in pieces {
+            pending.extend_from_slice(piece.as_bytes());
+            masker.pass(&mut pending, &mut out, false);
+        }
+        masker.pass(&mut pending, &mut out, true);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn values_are_concealed_wherever_the_reads_split_them() {
+        let text = "clone https://x-access-token:ghp_abc123@github.com/o/r and ghp_abc123\n";
+        let want = "clone https://x-access-token:<concealed by keyway>@github.com/o/r and <concealed by keyway>\n";
+        assert_eq!(mask_in_pieces(&["ghp_abc123\n"], &[text]), want);
+        for cut in 0..text.len() {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(
+                mask_in_pieces(&["ghp_abc123"], &[a, b]),
+                want,
+                "cut at {cut}"
+            );
+        }
+        let bytes: Vec<String> = text.chars().map(String::from).collect();
+        let pieces: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(mask_in_pieces(&["ghp_abc123"], &pieces), want);
+    }
+
+    #[test]
+    fn the_longer_of_two_values_wins_and_short_values_are_left_alone() {
+        assert_eq!(
+            mask_in_pieces(
+                &["secret", "secret-long"],
+                &["a secret-", "long b secret c"]
+            ),
+            "a <concealed by keyway> b <concealed by keyway> c"
+        );
+        assert_eq!(mask_in_pieces(&["on", " 42 "], &["on 42 on"]), "on 42 on");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("KEYWAY_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+        ))]
+        // A small alphabet, so values recur, overlap themselves and are cut at every place.
+        #[test]
+        fn streaming_conceals_as_a_replace_of_the_whole_text_would(
+            value in "[ab]{4,9}",
+            text in "[abc]{0,80}",
+            cuts in proptest::collection::vec(0usize..80, 0..6),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                pieces.push(&text[at..cut]);
+                at = cut;
+            }
+            pieces.push(&text[at..]);
+            let want = text.replace(&value, "<concealed by keyway>");
+            proptest::prop_assert_eq!(mask_in_pieces(&[&value], &pieces), want);
+        }
+    }
+
+    #[test]
+    fn output_that_cannot_be_a_value_is_not_held_back() {
+        let masker = Masker::new([b"ghp_abc123".as_slice()]);
+        let mut pending = Zeroizing::new(b"Password: ghp".to_vec());
+        let mut out = Zeroizing::new(Vec::new());
+        masker.pass(&mut pending, &mut out, false);
+        assert_eq!(&out[..], b"Password: ");
+        assert_eq!(&pending[..], b"ghp");
+        let mut pending = Zeroizing::new(b"Continue? [y/N] ".to_vec());
+        out.clear();
+        masker.pass(&mut pending, &mut out, false);
+        assert_eq!(&out[..], b"Continue? [y/N] ");
+        assert!(pending.is_empty());
+    }
+}
