@@ -253,7 +253,8 @@ pub async fn run(
 
 /// The running command, if any, and whether keyway was asked to stop. One lock, held across the spawn, so that
 /// a signal arriving while the command starts reaches it (the handler waits for its process ID), and a SIGTERM
-/// that came between two runs of it stops the new one.
+/// that came between two runs of it stops the new one. (`pid` is cleared just after the command is reaped; the
+/// kernel hands out process IDs in a cycle, so none is reused within that instant.)
 #[derive(Default)]
 struct Current {
     pid: Option<Pid>,
