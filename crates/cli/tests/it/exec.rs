@@ -23,6 +23,16 @@ fn exec_sets_env_from_flags_and_from_reference_valued_variables() {
     assert_eq!(stdout(&out), "ghp_exec|gcp-pw|https://example.com");
 }
 
+/// `keyway exec --env E ... -- touch MARKER`: whether the command ran shows in the marker.
+fn exec_touch(g: &Ground, envs: &[&str], marker: &std::path::Path) -> std::process::Output {
+    let mut command = g.keyway();
+    command.arg("exec");
+    for env in envs {
+        command.args(["--env", env]);
+    }
+    run(command.args(["--", "touch"]).arg(marker))
+}
+
 #[test]
 fn exec_passes_the_command_status_through_and_never_runs_on_failure() {
     let g = Ground::start();
@@ -33,18 +43,7 @@ fn exec_passes_the_command_status_through_and_never_runs_on_failure() {
     assert_eq!(out.status.code(), Some(7));
 
     let marker = g.dir.path().join("ran");
-    let out = run(g
-        .keyway()
-        .args([
-            "exec",
-            "--env",
-            "K=local://k",
-            "--env",
-            "M=aws-sm://missing",
-            "--",
-            "touch",
-        ])
-        .arg(&marker));
+    let out = exec_touch(&g, &["K=local://k", "M=aws-sm://missing"], &marker);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         !marker.exists(),
@@ -57,18 +56,7 @@ fn exec_passes_the_command_status_through_and_never_runs_on_failure() {
     assert_eq!(out.status.code(), Some(2));
 
     // One variable, two references: which one the command would see is a guess, so nothing runs.
-    let out = run(g
-        .keyway()
-        .args([
-            "exec",
-            "--env",
-            "K=local://k",
-            "--env",
-            "K=local://k2",
-            "--",
-            "touch",
-        ])
-        .arg(&marker));
+    let out = exec_touch(&g, &["K=local://k", "K=local://k2"], &marker);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("variable `K` is given twice in --env"),
