@@ -114,8 +114,14 @@ struct Lines {
 }
 
 impl Lines {
-    fn of(mut child: std::process::Child) -> Lines {
+    /// Starts `command` with its stdout and stderr piped.
+    fn of(command: &mut std::process::Command) -> Lines {
         use std::io::BufRead as _;
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (send, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -168,11 +174,7 @@ fn mask_streams_output_and_passes_sigterm_on_but_not_sigint() {
     let mut run = Lines::of(
         g.keyway()
             .args(["exec", "--mask", "--env", "K=local://k", "--", "sh", "-c"])
-            .arg(r#"trap 'echo "got TERM with $K"; exit 3' TERM; echo "ready $K"; while :; do sleep 0.05; done"#)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .arg(r#"trap 'echo "got TERM with $K"; exit 3' TERM; echo "ready $K"; while :; do sleep 0.05; done"#),
     );
     // The line arrives while the command is still running: output is not held until it ends.
     assert_eq!(run.next(), "ready <concealed by keyway>");
@@ -195,11 +197,7 @@ fn watch_restarts_the_command_when_a_value_changes() {
     let mut run = Lines::of(
         g.keyway()
             .args(["exec", "--watch", "100ms", "--env", "K=local://k", "--", "sh", "-c"])
-            .arg(r#"trap 'echo "stop $K"; exit 0' TERM; echo "start $K"; while :; do sleep 0.05; done"#)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .arg(r#"trap 'echo "stop $K"; exit 0' TERM; echo "start $K"; while :; do sleep 0.05; done"#),
     );
     assert_eq!(run.next(), "start first");
 
@@ -234,11 +232,7 @@ fn watch_with_mask_conceals_the_new_value_and_stops_with_the_chosen_signal() {
         g.keyway()
             .args(["exec", "--mask", "--watch", "100ms", "--stop-signal", "INT"])
             .args(["--env", "K=local://k", "--", "sh", "-c"])
-            .arg(r#"trap '' TERM; trap 'echo "int $K"; exit 0' INT; echo "start $K"; while :; do sleep 0.05; done"#)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .arg(r#"trap '' TERM; trap 'echo "int $K"; exit 0' INT; echo "start $K"; while :; do sleep 0.05; done"#),
     );
     assert_eq!(run.next(), "start <concealed by keyway>");
     rotate(&file, "value-two");
@@ -258,11 +252,7 @@ fn watch_kills_a_command_that_does_not_stop_in_time() {
         g.keyway()
             .args(["exec", "--watch", "100ms", "--stop-timeout", "300ms"])
             .args(["--env", "K=local://k", "--", "sh", "-c"])
-            .arg(r#"trap '' TERM; echo "start $K"; while :; do sleep 0.05; done"#)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .arg(r#"trap '' TERM; echo "start $K"; while :; do sleep 0.05; done"#),
     );
     assert_eq!(run.next(), "start first");
     let rotated = std::time::Instant::now();
