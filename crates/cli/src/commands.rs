@@ -245,7 +245,7 @@ pub struct ExecArgs {
     /// changed stop the command (--stop-signal, SIGKILL after --stop-timeout) and start it again with the new
     /// values.
     /// A failed round keeps the command running. The exit code is the command's when it ends by itself.
-    #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
     watch: Option<std::time::Duration>,
     /// The signal that stops the command before a restart (--watch).
     #[arg(
@@ -335,6 +335,18 @@ pub fn command_with(
         command.env(var, OsString::from_vec(bytes.to_vec()));
     }
     Ok(command)
+}
+
+/// A `--watch` interval: a duration (`30s`, `5m`) of at least 100 ms, so that a `0s` cannot turn the watch into
+/// a loop that asks the upstream as fast as it answers.
+pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!(
+            "`{text}` is too short: every interval asks the upstream again; use 100ms or more (30s, 5m)"
+        ));
+    }
+    Ok(interval)
 }
 
 /// Says why `program` could not be started; the exit code for it, as a shell gives: 127 not found, 126 other.

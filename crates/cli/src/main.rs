@@ -70,7 +70,8 @@ enum Command {
     Get(commands::GetArgs),
     /// List the secret names of a provider instance.
     List(commands::ListArgs),
-    /// Resolve references into environment variables, then replace this process with CMD (no shell).
+    /// Resolve references into environment variables, then replace this process with CMD (no shell); with
+    /// --mask or --watch, run CMD as a child instead.
     Exec(commands::ExecArgs),
     /// Fetch references concurrently and write each value, or each template with its values, atomically to a
     /// file under DIR.

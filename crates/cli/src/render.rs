@@ -32,7 +32,7 @@ pub struct RenderArgs {
     gid: Option<u32>,
     /// Keep running: re-fetch every INTERVAL (e.g. 5m) and replace files whose value changed, atomically (the
     /// webhook's refresh sidecar). A failed round keeps the files and is retried at the next interval.
-    #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::commands::parse_interval)]
     watch: Option<std::time::Duration>,
     /// After rendering, copy this keyway binary to DIR/keyway (mode 0555), for app containers that wrap their
     /// command in `keyway exec` (the webhook's environment delivery).

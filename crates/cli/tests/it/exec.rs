@@ -54,6 +54,13 @@ fn exec_passes_the_command_status_through_and_never_runs_on_failure() {
     assert_eq!(out.status.code(), Some(127));
     let out = run(g.keyway().args(["exec", "--env", "NOEQUALS", "--", "true"]));
     assert_eq!(out.status.code(), Some(2));
+    let out = run(g.keyway().args(["exec", "--watch", "0s", "--", "true"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`0s` is too short"),
+        "{}",
+        stderr(&out)
+    );
 
     // One variable, two references: which one the command would see is a guess, so nothing runs.
     let out = exec_touch(&g, &["K=local://k", "K=local://k2"], &marker);
