@@ -11,6 +11,9 @@
 //! does), and when a value changed the command is stopped (`--stop-signal`, then SIGKILL after
 //! `--stop-timeout`) and started again with the new values, as `doppler run --watch` and Vault Agent's `exec`
 //! (`restart_on_secret_changes`) do: an environment cannot change under a running process.
+//!
+//! Either way keyway is a child subreaper while the command runs: processes the command leaves behind become
+//! keyway's children and are collected when they end, so `keyway exec --mask` can be a container's PID 1.
 
 use std::ffi::{OsStr, OsString};
 use std::pin::pin;
@@ -219,6 +222,12 @@ pub async fn run(
             }
         }
     });
+    // Processes the command leaves behind are reparented to keyway, not to the machine's init (which in a
+    // container may be keyway itself), and collected when they end.
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        tracing::debug!(error = %e, "cannot become a child subreaper");
+    }
+    let reaper = tokio::spawn(reap_orphans(Arc::clone(&child)));
     if options.mask {
         for ((var, _), resolved) in vars.iter().zip(&values) {
             if resolved.secret.value.expose().trim_ascii().len() < MIN_LEN {
@@ -248,7 +257,47 @@ pub async fn run(
         }
     };
     forwarder.abort();
+    reaper.abort();
     Ok(code)
+}
+
+/// Collects the zombies of processes the command left behind (reparented to keyway: see `run`), as `tini`
+/// does. A zombie is collected once it has waited a whole second: keyway's own children (the command, which
+/// its wait collects; a `credential_process` the AWS SDK runs) are collected by their waits at once, and taking
+/// one of those from under its wait would fail it.
+async fn reap_orphans(current: Arc<Mutex<Current>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut waiting: Vec<Pid> = Vec::new();
+    loop {
+        tick.tick().await;
+        let ours = current.lock().unwrap_or_else(PoisonError::into_inner).pid;
+        let zombies: Vec<Pid> = zombie_children()
+            .into_iter()
+            .filter(|&pid| Some(pid) != ours)
+            .collect();
+        for &pid in zombies.iter().filter(|pid| waiting.contains(pid)) {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+        }
+        waiting = zombies;
+    }
+}
+
+/// keyway's children that have exited and wait to be collected, from `/proc/PID/stat` (state `Z`, parent us).
+fn zombie_children() -> Vec<Pid> {
+    let me = rustix::process::getpid().as_raw_nonzero().get().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            let pid: i32 = name.to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `PID (COMM) STATE PPID ...`; COMM may hold spaces and parentheses, so read after the last `)`.
+            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+            (fields.next()? == "Z" && fields.next()? == me).then(|| Pid::from_raw(pid))?
+        })
+        .collect()
 }
 
 /// The running command, if any, and whether keyway was asked to stop. One lock, held across the spawn, so that

@@ -275,3 +275,56 @@ fn watch_kills_a_command_that_does_not_stop_in_time() {
         "{err}"
     );
 }
+
+#[test]
+fn processes_the_command_leaves_behind_are_collected_when_they_end() {
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/k"), "first").unwrap();
+    // The inner shell starts `sleep 0.1` in the background and exits: the sleep is orphaned and reparented to
+    // keyway (a child subreaper, as PID 1 is in a container).
+    let mut run = Lines::of(
+        g.keyway()
+            .args([
+                "exec",
+                "--watch",
+                "1h",
+                "--env",
+                "K=local://k",
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg("sh -c 'sleep 0.1 &'; echo orphaned; exec sleep 10"),
+    );
+    assert_eq!(run.next(), "orphaned");
+    let keyway = run.child.id().to_string();
+    let zombies = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| {
+                let stat = std::fs::read_to_string(entry.ok()?.path().join("stat")).ok()?;
+                let after = &stat[stat.rfind(')')? + 1..];
+                let fields: Vec<&str> = after.split_whitespace().take(2).collect();
+                (fields == ["Z", keyway.as_str()]).then_some(stat)
+            })
+            .collect()
+    };
+    // It ends 100 ms in, and is collected once it has waited a second (1-2 s: the scan runs every second).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        zombies().len(),
+        1,
+        "the orphan did not become keyway's child"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while !zombies().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zombies left under keyway: {:?}",
+            zombies()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run.signal(rustix::process::Signal::TERM);
+    assert_eq!(run.child.wait().unwrap().code(), Some(128 + 15));
+}
