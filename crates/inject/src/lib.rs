@@ -91,6 +91,9 @@ pub struct Ask {
     pub flyte: bool,
     /// `keyway.dev/refresh`: a native sidecar re-renders the files at this interval (`30s`, `5m`, `1h`).
     pub refresh: Option<String>,
+    /// `keyway.dev/env-restart`: the `keyway exec` wrappers check the environment's references at this interval
+    /// and restart the container's command in place when a value changed (`keyway exec --watch`).
+    pub env_restart: Option<String>,
 }
 
 /// Reads the Keyway annotations of a Pod: `None` when it does not ask for injection.
@@ -128,6 +131,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         env: BTreeMap::new(),
         flyte: false,
         refresh: None,
+        env_restart: None,
     };
     for (key, value) in annotations {
         let Some(name) = key.strip_prefix(PREFIX) else {
@@ -164,6 +168,12 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
                 .into(),
         ));
     }
+    if ask.env_restart.is_some() && ask.env.is_empty() {
+        return Err(Denial(format!(
+            "annotation {PREFIX}env-restart restarts commands whose environment holds secrets, but no {PREFIX}env.<VAR> \
+             annotation names one; add one, or use {PREFIX}refresh for files"
+        )));
+    }
     if let Some(file) = ask.templates.keys().find(|f| ask.files.contains_key(*f)) {
         return Err(Denial(format!(
             "annotations {PREFIX}secret.{file} and {PREFIX}template.{file} name one file; rename one of them"
@@ -186,13 +196,18 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
                     ))
                 })?;
         }
-        "refresh" => {
+        "refresh" | "env-restart" => {
             if interval_seconds(value).is_none_or(|s| s < 10) {
                 return Err(Denial(format!(
                     "annotation {key}: `{value}` is not an interval of at least 10s (write e.g. \"5m\")"
                 )));
             }
-            ask.refresh = Some(value.to_owned());
+            let interval = Some(value.to_owned());
+            if name == "refresh" {
+                ask.refresh = interval;
+            } else {
+                ask.env_restart = interval;
+            }
         }
         "owner" => {
             let parsed = value
@@ -214,8 +229,8 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
         }
         _ => {
             return Err(Denial(format!(
-                "unknown annotation {key}; Keyway reads inject, secret.<file>, template.<file>, env.<VAR>, mode, owner, dir and \
-                 refresh"
+                "unknown annotation {key}; Keyway reads inject, secret.<file>, template.<file>, env.<VAR>, mode, owner, dir, \
+                 refresh and env-restart"
             )));
         }
     }
@@ -248,6 +263,7 @@ fn read_flyte(
         env: BTreeMap::new(),
         flyte: true,
         refresh: None,
+        env_restart: None,
     };
     for (key, value) in annotations {
         if !key.starts_with(flyte::ANNOTATION_PREFIX) {
@@ -369,6 +385,9 @@ pub const BIN_VOLUME: &str = "keyway-bin";
 fn wrap_command(container: &mut Container, ask: &Ask) -> Result<(), String> {
     let wrapper = format!("{BIN_DIR}/keyway");
     let mut exec = vec![wrapper.clone(), "exec".to_owned()];
+    if let Some(interval) = &ask.env_restart {
+        exec.extend(["--watch".to_owned(), interval.clone()]);
+    }
     for (var, reference) in &ask.env {
         exec.extend(["--env".to_owned(), format!("{var}={reference}")]);
     }

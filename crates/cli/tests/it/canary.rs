@@ -1,7 +1,7 @@
 //! A recognisable value goes through every CLI path with the most verbose logging; it must appear only where
 //! it is delivered (stdout of `get`, the rendered files, the exec'd process), never in stderr.
 
-use crate::{Ground, run, stderr};
+use crate::{Ground, run, stderr, stdout};
 
 const CANARY: &str = "CANARY-7f3a9c-do-not-log";
 
@@ -83,6 +83,28 @@ fn canary_never_reaches_logs_or_errors() {
                 .env("EXPECT", CANARY));
             assert!(out.status.success(), "{}", stderr(&out));
             assert_clean("exec", &out);
+
+            // A command that prints its environment, under --mask and --watch (keyway stays its parent).
+            let out = run(keyway().args([
+                "exec",
+                "--mask",
+                "--watch",
+                "1h",
+                "--env",
+                &format!("T={reference}"),
+                "--",
+                "sh",
+                "-c",
+                "env; echo \"$T\" >&2",
+            ]));
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(
+                stdout(&out).contains("T=<concealed by keyway>"),
+                "{}",
+                stdout(&out)
+            );
+            assert!(!stdout(&out).contains(CANARY), "{}", stdout(&out));
+            assert_clean("exec --mask --watch", &out);
 
             // Errors about the secret name its fields, never their values.
             let missing = reference.replace("#github_token", "#nope");

@@ -347,3 +347,45 @@ fn env_delivery_runs_the_wrapped_command_with_the_value_in_its_environment() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ghp_env_delivery");
 }
+
+#[test]
+fn env_restart_restarts_the_wrapped_command_when_the_secret_rotates() {
+    use std::io::BufRead as _;
+    let ground = Ground::start();
+    ground.moto.create_secret("ci/db", "first-password");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "annotations": {
+            "keyway.dev/inject": "true",
+            "keyway.dev/env.DB_PASSWORD": "aws-sm://ci/db",
+            "keyway.dev/env-restart": "10s"
+        }},
+        "spec": {"containers": [{"name": "main", "image": "debian", "command": [
+            "sh", "-c", "trap 'exit 0' TERM; echo \"up with $DB_PASSWORD\"; while :; do sleep 0.05; done"
+        ]}]}
+    }))
+    .unwrap();
+    let config = InjectConfig::default();
+    let ask = read_annotations(&pod, &config).unwrap().unwrap();
+    let (mutated, _) = mutate_pod(&pod, &ask, &config);
+    let mut app = mutated.spec.unwrap().containers[0].command.clone().unwrap();
+    // The container's wrapped command as the webhook wrote it, but checking every 200 ms instead of 10 s.
+    let at = app.iter().position(|a| a == "--watch").unwrap() + 1;
+    assert_eq!(app[at], "10s");
+    "200ms".clone_into(&mut app[at]);
+    let mut child = ground
+        .keyway()
+        .args(&app[1..])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "up with first-password");
+    ground.moto.put_secret_value("ci/db", "second-password");
+    assert_eq!(lines.next().unwrap().unwrap(), "up with second-password");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -97,6 +97,7 @@ fn annotations() -> impl Strategy<Value = Value> {
             "keyway.dev/owner",
             "keyway.dev/dir",
             "keyway.dev/refresh",
+            "keyway.dev/env-restart",
             "keyway.dev/unknown",
             "other.io/keep",
         ])

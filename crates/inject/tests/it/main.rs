@@ -326,6 +326,47 @@ fn env_requests_wrap_known_commands_in_keyway_exec_and_warn_for_the_rest() {
     assert!(!mutate(&review(&pod(&bad)), &InjectConfig::default()).allowed);
 }
 
+#[test]
+fn env_restart_wraps_commands_in_keyway_exec_watch_and_needs_an_env_secret() {
+    let mut annotations = native();
+    annotations["keyway.dev/env.GITHUB_TOKEN"] = json!("aws-sm://ci/github#github_token");
+    annotations["keyway.dev/env-restart"] = json!("5m");
+    let original = pod(&annotations);
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    let patched_json = apply(&original, &response);
+    let patched: Pod = serde_json::from_value(patched_json.clone()).unwrap();
+    let main = &patched.spec.unwrap().containers[0];
+    assert_eq!(
+        main.command.as_ref().unwrap()[..4],
+        ["/keyway/bin/keyway", "exec", "--watch", "5m"]
+    );
+    let again = mutate(&review(&patched_json), &InjectConfig::default());
+    let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
+    assert_eq!(patch, json!([]));
+
+    for bad in ["5", "1s", "soon"] {
+        annotations["keyway.dev/env-restart"] = json!(bad);
+        assert!(
+            !mutate(&review(&pod(&annotations)), &InjectConfig::default()).allowed,
+            "{bad}"
+        );
+    }
+    // Files only: nothing to restart for.
+    let mut files_only = native();
+    files_only["keyway.dev/env-restart"] = json!("5m");
+    let denied = mutate(&review(&pod(&files_only)), &InjectConfig::default());
+    assert!(!denied.allowed);
+    assert!(
+        denied
+            .result
+            .message
+            .contains("no keyway.dev/env.<VAR> annotation"),
+        "{}",
+        denied.result.message
+    );
+}
+
 fn flyte_annotation(text: &str) -> String {
     data_encoding::BASE32
         .encode(text.as_bytes())
