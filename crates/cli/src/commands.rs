@@ -295,6 +295,9 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if args.mask || args.watch.is_some() {
+        keep_memory_private();
+    }
     let references: Vec<SecretRef> = vars.iter().map(|(_, r)| r.clone()).collect();
     let values = context
         .resolve_all(&references, lookup(args.ttl.as_deref(), false)?)
@@ -347,6 +350,16 @@ pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(interval)
+}
+
+/// For the commands that keep values in memory while they run (`exec --mask` or `--watch`, `render --watch`):
+/// no core dumps and no ptrace by other processes of the same user, as the daemon does (docs/security.md). The
+/// command `exec` starts is dumpable again: the kernel resets the flag when a process executes a program.
+pub fn keep_memory_private() {
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(error = %e, "cannot disable core dumps (PR_SET_DUMPABLE)");
+    }
 }
 
 /// Says why `program` could not be started; the exit code for it, as a shell gives: 127 not found, 126 other.

@@ -193,6 +193,9 @@ fn split_pair<'a>(pair: &'a str, what: &str, example: &str) -> Result<(&'a str, 
 
 pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
     let plan = Plan::new(context, &args)?;
+    if args.watch.is_some() {
+        crate::commands::keep_memory_private();
+    }
     let values = context
         .resolve_all(&plan.references, keyway_core::Lookup::default())
         .await?;

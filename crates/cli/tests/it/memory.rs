@@ -104,6 +104,87 @@ fn the_daemon_is_not_dumpable() {
 }
 
 #[test]
+fn exec_and_render_that_keep_running_are_not_dumpable_but_the_command_is() {
+    if !root() {
+        eprintln!("skipped: switching to nobody needs root (CI runs as root)");
+        return;
+    }
+    let (dir, binary, config) = nobody_ground("");
+    std::fs::write(dir.path().join("local/k"), "value").unwrap();
+    let environ_owner = |pid: u32| {
+        std::fs::metadata(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .uid()
+    };
+    let start = |args: &[&str]| {
+        as_nobody(None)
+            .arg(&binary)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    let mut exec = start(&[
+        "exec",
+        "--watch",
+        "1h",
+        "--env",
+        "K=local://k",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    // setpriv execs keyway, which starts `sleep` as its child.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let command = loop {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", exec.id()))
+            .unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            break pid.parse::<u32>().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keyway exec never started its command"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        environ_owner(exec.id()),
+        0,
+        "keyway exec --watch is not dumpable"
+    );
+    assert_eq!(
+        environ_owner(command),
+        65534,
+        "the command it started is as dumpable as ever"
+    );
+    let _ = exec.kill();
+    let _ = exec.wait();
+
+    let out = dir.path().join("out");
+    let mut render = start(&[
+        "render",
+        "--dir",
+        out.to_str().unwrap(),
+        "--watch",
+        "1h",
+        "f=local://k",
+    ]);
+    wait_for(&out.join("f"));
+    assert_eq!(
+        environ_owner(render.id()),
+        0,
+        "keyway render --watch is not dumpable"
+    );
+    let _ = render.kill();
+    let _ = render.wait();
+}
+
+#[test]
 fn lock_memory_refuses_to_start_under_a_low_limit_and_locks_with_privilege() {
     if !root() {
         eprintln!("skipped: needs root (CI runs as root)");
