@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Keyway's main job on the embedded local store, no cloud account: start the node daemon (`keyway serve`) on
-# the example secrets in examples/secrets, read through it three ways, then stop it with SIGTERM.
+# the example secrets in examples/secrets, read through it four ways, then stop it with SIGTERM.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -32,6 +32,10 @@ echo "--- keyway render --template: an .env file from a template that holds refe
 printf 'DB_USER=app\nDB_PASSWORD={{ local://team/db }}\n' > "$work/app.env.tpl"
 "$keyway" --socket "$socket" --daemon always render --dir "$work/out" --template app.env="$work/app.env.tpl"
 cat "$work/out/app.env"
+
+echo "--- keyway exec --mask: the command gets the value; its output shows none:"
+"$keyway" --socket "$socket" --daemon always exec --mask --env GITHUB_TOKEN=local://github#github_token -- \
+  sh -c 'echo "cloning https://x-access-token:$GITHUB_TOKEN@github.com/org/repo (token of ${#GITHUB_TOKEN} characters)"'
 
 echo "--- the audit log (caller uid, reference, decision; never a value):"
 sleep 0.1; grep '"ref"' "$work/audit.log" | tail -3
