@@ -63,7 +63,7 @@ def test_flytekit_reads_what_the_keyway_patch_delivers(tmp_path, moto_endpoint):
     response = json.loads(answer.stdout)["response"]
     assert response["allowed"] is True, response
     assert "warnings" not in response, response
-    patch = json.loads(bytes(response["patch"]))
+    patch = json.loads(base64.b64decode(response["patch"], validate=True))   # the API's JSON form of []byte
     pod = jsonpatch.apply_patch(review["request"]["object"], patch)
 
     task = pod["spec"]["containers"][0]

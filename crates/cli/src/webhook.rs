@@ -71,7 +71,7 @@ fn review_once(path: &Path, inject: &InjectConfig) -> anyhow::Result<()> {
     let request: AdmissionRequest<Pod> = review
         .try_into()
         .map_err(|e| Usage(format!("the AdmissionReview has no request: {e}")))?;
-    let answer = keyway_inject::mutate(&request, inject).into_review();
+    let answer = keyway_inject::review_json(keyway_inject::mutate(&request, inject));
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, &answer).context("cannot write to stdout")?;
     writeln!(out).context("cannot write to stdout")?;

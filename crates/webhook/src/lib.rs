@@ -288,7 +288,8 @@ async fn handle(config: &InjectConfig, request: Request<Incoming>) -> Response<F
                 }
                 Err(e) => AdmissionResponse::invalid(format!("keyway: {e}")),
             };
-            let body = serde_json::to_vec(&response.into_review()).unwrap_or_default();
+            let body =
+                serde_json::to_vec(&keyway_inject::review_json(response)).unwrap_or_default();
             reply(StatusCode::OK, body, "application/json")
         }
         (_, "/mutate" | "/healthz") => reply(

@@ -207,8 +207,7 @@ fn canary_through_the_webhook_lands_only_in_its_file() {
     assert!(answer.status.success(), "{}", stderr(&answer));
     let answered = String::from_utf8_lossy(&answer.stdout).into_owned();
     let response: serde_json::Value = serde_json::from_str(&answered).unwrap();
-    let encoded: Vec<u8> = serde_json::from_value(response["response"]["patch"].clone()).unwrap();
-    let patch = String::from_utf8(encoded).unwrap();
+    let patch = String::from_utf8(crate::webhook::patch_bytes(&response)).unwrap();
     assert!(
         patch.contains("aws-sm://canary") && !patch.contains(CANARY),
         "{patch}"

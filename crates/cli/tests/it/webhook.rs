@@ -9,6 +9,17 @@ use serde_json::json;
 
 use crate::{Ground, run, stderr};
 
+/// The patch of an AdmissionReview answer: base64 text, the API's JSON form of `[]byte`.
+pub fn patch_bytes(review: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = review["response"]["patch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the patch is not base64 text: {review}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
 /// An `admission.k8s.io/v1` AdmissionReview asking to create `pod`.
 pub(crate) fn admission_review(uid: &str, pod: &serde_json::Value) -> serde_json::Value {
     json!({
@@ -219,10 +230,7 @@ mod https {
         );
         assert_eq!(answer["response"]["allowed"], true);
         assert_eq!(answer["response"]["patchType"], "JSONPatch");
-        // kube-core sends the patch bytes as a JSON array of numbers, which the API server's Go decoder reads
-        // into its []byte as it would base64 text.
-        let bytes: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
-        let patch: Value = serde_json::from_slice(&bytes).unwrap();
+        let patch: Value = serde_json::from_slice(&super::patch_bytes(&answer)).unwrap();
         assert!(
             patch
                 .as_array()
@@ -288,8 +296,7 @@ fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
         String::from_utf8_lossy(&out.stderr)
     );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bytes: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
-    let patch: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch_bytes(&answer)).unwrap();
     assert_eq!(
         patch,
         json!([{"op": "add", "path": "/spec/serviceAccountName", "value": "anyscale-services"}])
