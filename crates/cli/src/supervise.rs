@@ -4,8 +4,7 @@
 //! [`CONCEALED`] before it reaches keyway's own stdout and stderr, as `op run` and CI log masking do. For
 //! commands that print what they were given (`set -x`, `env`, a client that logs its request URL) and would
 //! otherwise put a token into a log. Values are searched with `memchr::memmem` finders that borrow the values
-//! (no copy of a value outside a zeroizing buffer); output not yet written is held in one pre-sized zeroizing
-//! buffer.
+//! (the masker copies none); the command's output passes through pre-sized zeroizing buffers.
 //!
 //! `--watch INTERVAL`: the references are fetched again every INTERVAL, past the cache (as `render --watch`
 //! does), and when a value changed the command is stopped (`--stop-signal`, then SIGKILL after
