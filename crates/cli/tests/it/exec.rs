@@ -284,16 +284,8 @@ fn processes_the_command_leaves_behind_are_collected_when_they_end() {
     // keyway (a child subreaper, as PID 1 is in a container).
     let mut run = Lines::of(
         g.keyway()
-            .args([
-                "exec",
-                "--watch",
-                "1h",
-                "--env",
-                "K=local://k",
-                "--",
-                "sh",
-                "-c",
-            ])
+            .args(["exec", "--watch", "1h", "--env", "K=local://k"])
+            .args(["--", "sh", "-c"])
             .arg("sh -c 'sleep 0.1 &'; echo orphaned; exec sleep 10"),
     );
     assert_eq!(run.next(), "orphaned");

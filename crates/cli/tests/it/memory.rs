@@ -132,7 +132,7 @@ fn exec_and_render_that_keep_running_are_not_dumpable_but_the_command_is() {
         "exec",
         "--watch",
         "1h",
-        "--env",
+        "-e",
         "K=local://k",
         "--",
         "sleep",
