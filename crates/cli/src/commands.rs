@@ -352,6 +352,25 @@ pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     Ok(interval)
 }
 
+/// One `--watch` round (`render`, `exec`): after `interval`, every reference fetched again past the cache, so a
+/// rotation is seen. `None` when the round failed (logged): the caller keeps what it has and tries again.
+pub async fn watch_round(
+    context: &Context,
+    references: &[SecretRef],
+    interval: std::time::Duration,
+) -> Option<Vec<Resolved>> {
+    tokio::time::sleep(interval).await;
+    let lookup = Lookup {
+        ttl: Some(keyway_core::Ttl::Bypass),
+        refresh_now: true,
+    };
+    context
+        .resolve_all(references, lookup)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "refresh failed; keeping the current values"))
+        .ok()
+}
+
 /// For the commands that keep values in memory while they run (`exec --mask` or `--watch`, `render --watch`):
 /// no core dumps and no ptrace by other processes of the same user, as the daemon does (docs/security.md). The
 /// command `exec` starts is dumpable again: the kernel resets the flag when a process executes a program.

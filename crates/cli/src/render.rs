@@ -209,18 +209,9 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     loop {
-        tokio::time::sleep(interval).await;
-        // Past the TTL: ask the upstream for the newest versions.
-        let lookup = keyway_core::Lookup {
-            ttl: Some(keyway_core::Ttl::Bypass),
-            refresh_now: true,
-        };
-        let values = match context.resolve_all(&plan.references, lookup).await {
-            Ok(values) => values,
-            Err(e) => {
-                tracing::warn!(error = %e, "refresh failed; keeping the current files");
-                continue;
-            }
+        let Some(values) = crate::commands::watch_round(context, &plan.references, interval).await
+        else {
+            continue;
         };
         for (i, (name, bytes)) in plan.names.iter().zip(plan.render(&values)).enumerate() {
             if bool::from(bytes.as_slice().ct_eq(current[i].as_slice())) {

@@ -20,7 +20,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use keyway_core::{Lookup, Resolved, SecretRef, Ttl};
+use keyway_core::{Resolved, SecretRef};
 use memchr::memmem::Finder;
 use rustix::process::{Pid, Signal};
 use subtle::ConstantTimeEq as _;
@@ -263,12 +263,18 @@ pub async fn run(
 /// Collects the zombies of processes the command left behind (reparented to keyway: see `run`), as `tini`
 /// does. A zombie is collected once it has waited a whole second: keyway's own children (the command, which
 /// its wait collects; a `credential_process` the AWS SDK runs) are collected by their waits at once, and taking
-/// one of those from under its wait would fail it.
+/// one of those from under its wait would fail it. `/proc` is read only after a child ended, once a second
+/// until no zombie is left.
 async fn reap_orphans(current: Arc<Mutex<Current>>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let Ok(mut exited) = signal(SignalKind::child()) else {
+        return;
+    };
     let mut waiting: Vec<Pid> = Vec::new();
     loop {
-        tick.tick().await;
+        if waiting.is_empty() && exited.recv().await.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let ours = current.lock().unwrap_or_else(PoisonError::into_inner).pid;
         let zombies: Vec<Pid> = zombie_children()
             .into_iter()
@@ -437,24 +443,16 @@ async fn changed(
     values: &[Resolved],
     interval: Duration,
 ) -> Vec<Resolved> {
-    let lookup = Lookup {
-        ttl: Some(Ttl::Bypass),
-        refresh_now: true,
-    };
     loop {
-        tokio::time::sleep(interval).await;
-        match context.resolve_all(references, lookup).await {
-            Ok(new) => {
-                let same = new.iter().zip(values).all(|(a, b)| {
-                    bool::from(a.secret.value.expose().ct_eq(b.secret.value.expose()))
-                });
-                if !same {
-                    return new;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "refresh failed; the command keeps its values");
-            }
+        let Some(new) = crate::commands::watch_round(context, references, interval).await else {
+            continue;
+        };
+        let same = new
+            .iter()
+            .zip(values)
+            .all(|(a, b)| bool::from(a.secret.value.expose().ct_eq(b.secret.value.expose())));
+        if !same {
+            return new;
         }
     }
 }

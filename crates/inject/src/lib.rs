@@ -196,19 +196,8 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
                     ))
                 })?;
         }
-        "refresh" | "env-restart" => {
-            if interval_seconds(value).is_none_or(|s| s < 10) {
-                return Err(Denial(format!(
-                    "annotation {key}: `{value}` is not an interval of at least 10s (write e.g. \"5m\")"
-                )));
-            }
-            let interval = Some(value.to_owned());
-            if name == "refresh" {
-                ask.refresh = interval;
-            } else {
-                ask.env_restart = interval;
-            }
-        }
+        "refresh" => ask.refresh = Some(interval(key, value)?),
+        "env-restart" => ask.env_restart = Some(interval(key, value)?),
         "owner" => {
             let parsed = value
                 .split_once(':')
@@ -235,6 +224,16 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// An interval annotation's value, checked: at least 10s.
+fn interval(key: &str, value: &str) -> Result<String, Denial> {
+    if interval_seconds(value).is_none_or(|s| s < 10) {
+        return Err(Denial(format!(
+            "annotation {key}: `{value}` is not an interval of at least 10s (write e.g. \"5m\")"
+        )));
+    }
+    Ok(value.to_owned())
 }
 
 /// `30s`, `5m` or `1h` in seconds.
