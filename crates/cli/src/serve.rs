@@ -1,8 +1,10 @@
-//! `keyway serve`: binds the daemon's listeners, prints where it listens, serves until SIGTERM or SIGINT.
+//! `keyway serve`: binds the daemon's listeners, prints where it listens, serves until SIGTERM or SIGINT, and
+//! reloads its configuration on SIGHUP (and with `--watch-config` when the file changes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use keyway_providers::Config;
 
 use crate::exit::Usage;
@@ -16,6 +18,51 @@ pub struct ServeArgs {
     /// KEYWAY_WORKLOAD_LABELS (KEY=VALUE,KEY=VALUE) and [workload] labels.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// Reload the configuration when the config file (or the IAM spec it names) changes, as on SIGHUP: checked
+    /// every second, applied once the new content reads the same twice (a Kubernetes ConfigMap update).
+    #[arg(long)]
+    watch_config: bool,
+}
+
+/// Where the configuration comes from: the file and the command line's overrides, read the same way at start
+/// and at every reload.
+struct Source {
+    path: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    tcp: Option<String>,
+    labels: Vec<String>,
+}
+
+impl Source {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.path {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(socket) = &self.socket {
+            config.server.socket = Some(socket.clone());
+        }
+        if let Some(tcp) = &self.tcp {
+            config.server.tcp = Some(tcp.clone());
+        }
+        let labels = workload_labels(&config, &self.labels)?;
+        if let Some((decision, _)) = keyway_providers::iam::apply_mapping(&mut config, &labels)? {
+            tracing::info!(%decision, "identity mapping applied");
+        }
+        Ok(config)
+    }
+
+    /// The bytes of the config file and of the IAM spec file `config` names, to notice a change; a file that
+    /// cannot be read counts as empty (loading it then says why).
+    fn content(&self, config: &Config) -> Vec<u8> {
+        let read = |path: &Path| std::fs::read(path).unwrap_or_default();
+        let mut content = self.path.as_deref().map(read).unwrap_or_default();
+        if let Some(spec) = &config.iam.spec {
+            content.push(0);
+            content.extend(read(spec));
+        }
+        content
+    }
 }
 
 /// `[workload] labels`, then `KEYWAY_WORKLOAD_LABELS`, then `--label`, later ones winning per key.
@@ -41,28 +88,99 @@ pub async fn run(
     socket: Option<PathBuf>,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
-    let mut config = match config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+    let source = Source {
+        path: config.map(Path::to_path_buf),
+        socket,
+        tcp: args.tcp,
+        labels: args.labels,
     };
-    if let Some(socket) = socket {
-        config.server.socket = Some(socket);
-    }
-    if let Some(tcp) = args.tcp {
-        config.server.tcp = Some(tcp);
-    }
-    let labels = workload_labels(&config, &args.labels)?;
-    if let Some((decision, _)) = keyway_providers::iam::apply_mapping(&mut config, &labels)? {
-        tracing::info!(%decision, "identity mapping applied");
-    }
+    let config = source.load()?;
     let daemon = keyway_daemon::Daemon::bind(&config, local_dir).await?;
+    // Before the daemon says it listens: from then on a SIGHUP reloads instead of ending the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     // One line per listener on stdout, so scripts and tests know where to connect.
     println!("listening on unix:{}", daemon.socket_path().display());
     if let Some(addr) = daemon.tcp_addr() {
         println!("listening on tcp:{addr}");
     }
+    let reloads = tokio::spawn(reload_on_change(
+        source,
+        config,
+        daemon.reloader(),
+        hangup,
+        args.watch_config,
+    ));
     daemon.run(shutdown_signal()).await;
+    reloads.abort();
     Ok(())
+}
+
+/// Reloads on every SIGHUP and, with `watch`, when the files' content changed and read the same twice a second
+/// apart (so a file caught half written is not applied). A refused configuration is logged once, and the
+/// daemon goes on with the one it has.
+async fn reload_on_change(
+    source: Source,
+    mut config: Config,
+    reloader: keyway_daemon::Reloader,
+    mut hangup: tokio::signal::unix::Signal,
+    watch: bool,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tried = source.content(&config);
+    let mut seen = tried.clone();
+    loop {
+        let signalled = tokio::select! {
+            _ = hangup.recv() => true,
+            _ = tick.tick(), if watch => false,
+        };
+        let content = source.content(&config);
+        if signalled {
+            tracing::info!("SIGHUP received: reloading the configuration");
+        } else {
+            let settled = content == seen;
+            seen.clone_from(&content);
+            if !settled || content == tried {
+                continue;
+            }
+            tracing::info!("the config file changed: reloading the configuration");
+        }
+        tried = content;
+        let outcome = match source.load() {
+            Ok(new) => reloader
+                .reload(&new)
+                .map(|done| (done, new))
+                .map_err(anyhow::Error::from),
+            Err(e) => {
+                reloader.refused();
+                Err(e)
+            }
+        };
+        match outcome {
+            Ok((done, new)) => {
+                config = new;
+                tried = source.content(&config);
+                seen.clone_from(&tried);
+                for setting in &done.needs_restart {
+                    tracing::warn!(
+                        setting = %format!("[server] {setting}"),
+                        "changed, but it applies only when keyway serve starts; the running value is kept"
+                    );
+                }
+                let cache = if done.cache_kept {
+                    "kept"
+                } else {
+                    "emptied (the providers changed)"
+                };
+                tracing::info!(cache, "configuration reloaded");
+            }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "reload refused; still serving the previous configuration"
+            ),
+        }
+    }
 }
 
 /// SIGTERM or SIGINT.

@@ -14,8 +14,11 @@ mod auth;
 mod listen;
 mod memory;
 mod metrics;
+mod reload;
 mod respond;
 mod routes;
+
+pub use reload::{Reloaded, Reloader};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,36 +57,43 @@ pub enum DaemonError {
     MemoryLock(String),
 }
 
-/// Everything a request handler needs, shared by all connections.
+/// What stays for the daemon's life, whatever configuration it serves.
+pub(crate) struct Shared {
+    pub metrics: metrics::Metrics,
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+/// One configuration: everything a request handler needs. Built at start and again by each reload, and
+/// swapped whole ([`Current`]), so a request sees one configuration from start to end.
 pub(crate) struct State {
     pub resolver: Arc<Resolver>,
     pub settings: ServerSection,
     pub tokens: auth::Tokens,
     pub access: auth::Access,
-    pub metrics: metrics::Metrics,
     pub audit: audit::Audit,
-    pub ready: AtomicBool,
-    pub draining: AtomicBool,
+    pub shared: Arc<Shared>,
 }
 
-/// A bound, not yet serving, daemon.
-pub struct Daemon {
-    state: Arc<State>,
-    unix: listen::UnixSocket,
-    tcp: Option<tokio::net::TcpListener>,
-    prefetch: Vec<SecretRef>,
-}
+/// The configuration being served; a reload stores a new one.
+pub(crate) type Current = arc_swap::ArcSwap<State>;
 
-impl Daemon {
-    /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store.
-    pub async fn bind(config: &Config, local_dir: PathBuf) -> Result<Daemon, DaemonError> {
-        let settings = config.server.clone();
-        memory::protect(settings.lock_memory)?;
-        let metrics = metrics::Metrics::new(settings.metrics_secret_names);
-        let observe = metrics.upstream_observer();
-        let resolver = Arc::new(config.resolver_with(local_dir, &*observe)?);
-        metrics.register_cache(resolver.clone());
+impl State {
+    /// The configuration's tokens, access rules, audit log and prefetch list, over `resolver`. `tcp`: whether a
+    /// TCP listener is bound, which needs a token.
+    fn build(
+        settings: ServerSection,
+        resolver: Arc<Resolver>,
+        shared: Arc<Shared>,
+        tcp: bool,
+    ) -> Result<(State, Vec<SecretRef>), DaemonError> {
         let tokens = auth::Tokens::load(&settings)?;
+        if tcp && tokens.is_empty() {
+            return Err(DaemonError::Config(
+                "the TCP listener needs a token: add a [[server.tokens]] entry (file or env), or set AWS_TOKEN"
+                    .into(),
+            ));
+        }
         let access = auth::Access::compile(&settings.access, &settings.labels)?;
         let audit = audit::Audit::open(&settings.audit_log)?;
         let prefetch = settings
@@ -91,32 +101,59 @@ impl Daemon {
             .iter()
             .map(|r| resolver.parse(r).map_err(DaemonError::Prefetch))
             .collect::<Result<Vec<_>, _>>()?;
-        let tcp = match &settings.tcp {
-            Some(address) => Some(listen::bind_tcp(address, settings.allow_non_loopback).await?),
-            None => None,
-        };
-        if tcp.is_some() && tokens.is_empty() {
-            return Err(DaemonError::Config(
-                "the TCP listener needs a token: add a [[server.tokens]] entry (file or env), or set AWS_TOKEN"
-                    .into(),
-            ));
-        }
-        let unix = listen::bind_unix(&settings)?;
-        let state = Arc::new(State {
+        let state = State {
             resolver,
             settings,
             tokens,
             access,
-            metrics,
             audit,
+            shared,
+        };
+        Ok((state, prefetch))
+    }
+}
+
+/// A bound, not yet serving, daemon.
+pub struct Daemon {
+    current: Arc<Current>,
+    unix: listen::UnixSocket,
+    tcp: Option<tokio::net::TcpListener>,
+    prefetch: Vec<SecretRef>,
+    reloader: Reloader,
+}
+
+impl Daemon {
+    /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store.
+    pub async fn bind(config: &Config, local_dir: PathBuf) -> Result<Daemon, DaemonError> {
+        let settings = config.server.clone();
+        memory::protect(settings.lock_memory)?;
+        let shared = Arc::new(Shared {
+            metrics: metrics::Metrics::new(settings.metrics_secret_names),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         });
+        let observe = shared.metrics.upstream_observer();
+        let resolver = Arc::new(config.resolver_with(local_dir.clone(), &*observe)?);
+        shared.metrics.observe_cache(&resolver);
+        let tcp = match &settings.tcp {
+            Some(address) => Some(listen::bind_tcp(address, settings.allow_non_loopback).await?),
+            None => None,
+        };
+        let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
+        let unix = listen::bind_unix(&settings)?;
+        let current = Arc::new(Current::from_pointee(state));
+        let reloader = Reloader {
+            current: current.clone(),
+            local_dir,
+            bound: settings,
+            applied: Arc::new(std::sync::Mutex::new(config.clone())),
+        };
         Ok(Daemon {
-            state,
+            current,
             unix,
             tcp,
             prefetch,
+            reloader,
         })
     }
 
@@ -130,25 +167,32 @@ impl Daemon {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// A handle that replaces the configuration the daemon serves (`SIGHUP`, `--watch-config`).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish within the grace
     /// period and removes the socket file.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Daemon {
-            state,
+            current,
             unix,
             tcp,
             prefetch,
+            reloader: _,
         } = self;
-        let background = Background::start(&state, prefetch);
+        let background = Background::start(&current, prefetch);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let server = listen::Server::new(state.clone());
+        let server = listen::Server::new(current.clone());
         tokio::select! {
             () = server.accept_unix(&unix, &graceful) => {}
             () = server.accept_tcp(tcp.as_ref(), &graceful) => {}
             () = shutdown => {}
         }
-        state.draining.store(true, Ordering::SeqCst);
-        state.ready.store(false, Ordering::SeqCst);
+        let state = current.load_full();
+        state.shared.draining.store(true, Ordering::SeqCst);
+        state.shared.ready.store(false, Ordering::SeqCst);
         drop(tcp);
         let socket = unix.close();
         tracing::info!("shutting down: draining in-flight requests");
@@ -177,25 +221,25 @@ struct Background {
 }
 
 impl Background {
-    fn start(state: &Arc<State>, prefetch: Vec<SecretRef>) -> Background {
+    fn start(current: &Arc<Current>, prefetch: Vec<SecretRef>) -> Background {
         let prefetcher = {
-            let state = state.clone();
+            let state = current.load_full();
             tokio::spawn(async move {
                 prefetch_all(&state, prefetch).await;
-                if !state.draining.load(Ordering::SeqCst) {
-                    state.ready.store(true, Ordering::SeqCst);
+                if !state.shared.draining.load(Ordering::SeqCst) {
+                    state.shared.ready.store(true, Ordering::SeqCst);
                     tracing::info!("ready");
                 }
             })
         };
         let rotation = {
-            let state = state.clone();
+            let current = current.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    state.tokens.reload();
+                    current.load().tokens.reload();
                 }
             })
         };

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
-use crate::{DaemonError, State};
+use crate::{Current, DaemonError};
 
 /// hyper refuses buffers smaller than this.
 const MIN_BUF: usize = 8 * 1024;
@@ -158,16 +158,16 @@ pub(crate) async fn bind_tcp(
 /// Accept loops. Each listener has its own connection limit; over it, new connections wait in the kernel's
 /// backlog instead of costing memory here.
 pub(crate) struct Server {
-    state: Arc<State>,
+    current: Arc<Current>,
     unix_slots: Arc<Semaphore>,
     tcp_slots: Arc<Semaphore>,
 }
 
 impl Server {
-    pub fn new(state: Arc<State>) -> Server {
-        let n = state.settings.max_connections.max(1);
+    pub fn new(current: Arc<Current>) -> Server {
+        let n = current.load().settings.max_connections.max(1);
         Server {
-            state,
+            current,
             unix_slots: Arc::new(Semaphore::new(n)),
             tcp_slots: Arc::new(Semaphore::new(n)),
         }
@@ -231,10 +231,12 @@ impl Server {
     ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let state = self.state.clone();
-        let settings = &self.state.settings;
+        // Each request is served by the configuration current when it arrives (a reload swaps it).
+        let current = self.current.clone();
+        let now = self.current.load_full();
+        let settings = &now.settings;
         let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let state = state.clone();
+            let state = current.load_full();
             // A span per request: method and path (references are names, never values).
             let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
             async move { Ok::<_, Infallible>(crate::routes::handle(&state, peer, request).await) }

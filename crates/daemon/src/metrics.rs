@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use keyway_core::reference::{BackendKind, Target};
 use keyway_core::{Provider, ProviderError, Resolver, Secret};
@@ -13,7 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +36,11 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SecretLabels {
     secret: String,
 }
@@ -52,6 +58,10 @@ pub(crate) struct Metrics {
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_seconds: Latency,
     reads: Option<Family<SecretLabels, Counter>>,
+    reloads: Family<ReloadLabels, Counter>,
+    last_reload_ok: Gauge,
+    /// The resolver whose cache the cache metrics describe: the running configuration's.
+    cache: Arc<ArcSwapOption<Resolver>>,
 }
 
 impl Metrics {
@@ -84,21 +94,45 @@ impl Metrics {
             );
             reads
         });
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (ok, error)",
+            reloads.clone(),
+        );
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last reload (or the start) took effect, 0 when it was refused",
+            last_reload_ok.clone(),
+        );
+        let cache = Arc::new(ArcSwapOption::empty());
+        registry.register_collector(Box::new(CacheCollector {
+            resolver: cache.clone(),
+        }));
         Metrics {
             registry: Mutex::new(registry),
             requests,
             upstream_calls,
             upstream_seconds,
             reads,
+            reloads,
+            last_reload_ok,
+            cache,
         }
     }
 
-    /// Adds the cache's counters and size, read at each scrape.
-    pub fn register_cache(&self, resolver: Arc<Resolver>) {
-        self.registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .register_collector(Box::new(CacheCollector { resolver }));
+    /// From now on the cache metrics describe `resolver`'s cache (at start, and after a reload).
+    pub fn observe_cache(&self, resolver: &Arc<Resolver>) {
+        self.cache.store(Some(resolver.clone()));
+    }
+
+    /// Counts a reload and its result.
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        self.last_reload_ok.set(i64::from(ok));
     }
 
     /// A decorator for [`keyway_providers::Config::resolver_with`] that counts and times upstream calls.
@@ -148,12 +182,15 @@ impl Metrics {
 
 #[derive(Debug)]
 struct CacheCollector {
-    resolver: Arc<Resolver>,
+    resolver: Arc<ArcSwapOption<Resolver>>,
 }
 
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let cache = self.resolver.cache();
+        let Some(resolver) = self.resolver.load_full() else {
+            return Ok(());
+        };
+        let cache = resolver.cache();
         let stats = cache.stats();
         for (name, help, value) in [
             ("cache_hits", "Reads served fresh from memory", stats.hits),

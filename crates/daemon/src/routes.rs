@@ -23,7 +23,7 @@ use crate::respond::{self, Failure, Reply};
 
 pub(crate) async fn handle(state: &State, peer: Peer, request: Request<Incoming>) -> Reply {
     let (route, reply) = route(state, peer, request).await;
-    state.metrics.request(route, reply.status().as_u16());
+    state.shared.metrics.request(route, reply.status().as_u16());
     reply
 }
 
@@ -34,9 +34,9 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         path::HEALTHZ => return ("healthz", respond::text(StatusCode::OK, "ok\n")),
         path::PING => return ("ping", respond::text(StatusCode::OK, "healthy")),
         path::READYZ => {
-            let reply = if state.draining.load(Ordering::SeqCst) {
+            let reply = if state.shared.draining.load(Ordering::SeqCst) {
                 respond::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else if state.ready.load(Ordering::SeqCst) {
+            } else if state.shared.ready.load(Ordering::SeqCst) {
                 respond::text(StatusCode::OK, "ready\n")
             } else {
                 respond::text(StatusCode::SERVICE_UNAVAILABLE, "prefetching\n")
@@ -71,7 +71,7 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
             "metrics",
             respond::with_type(
                 StatusCode::OK,
-                state.metrics.encode().into(),
+                state.shared.metrics.encode().into(),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
         ),
@@ -215,7 +215,7 @@ async fn resolve(
         );
     }
     if result.is_ok() {
-        state.metrics.read(|| reference.secret_path());
+        state.shared.metrics.read(|| reference.secret_path());
     }
     result.map_err(Failure::Resolve)
 }

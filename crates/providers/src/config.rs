@@ -135,7 +135,7 @@ pub struct WorkloadSection {
 }
 
 /// One `[providers.NAME]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// `aws`, `gcp` or `local`.
@@ -189,7 +189,7 @@ pub enum KindName {
 }
 
 /// A TTL as written in the config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum TtlSetting {
     /// Seconds; 0 bypasses, negative never expires.
@@ -224,7 +224,7 @@ pub fn parse_ttl(text: &str) -> Result<Ttl, String> {
 }
 
 /// `[cache]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSection {
     /// Bound on cached bytes.
@@ -467,6 +467,15 @@ impl Config {
             provider.validate(name)?;
         }
         Ok(config)
+    }
+
+    /// Whether [`Config::resolver`] would build the same resolver from `other` (same provider instances, cache
+    /// limits and mapped identity), so that a daemon reloading its configuration can keep its cache.
+    pub fn builds_the_same_resolver(&self, other: &Config) -> bool {
+        self.providers == other.providers
+            && self.cache == other.cache
+            && self.aws_assume == other.aws_assume
+            && self.gcp_impersonate == other.gcp_impersonate
     }
 
     /// Builds the resolver: the three default instances from the standard environment, then the configured ones.

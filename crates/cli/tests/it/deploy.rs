@@ -1,5 +1,6 @@
 //! `deploy/keyway.yaml` parses, document by document, with the Kubernetes types, and nothing in it is a field
-//! those types do not know (a typo would otherwise be dropped silently); its keyway.toml is a valid config.
+//! those types do not know (a typo would otherwise be dropped silently); its keyway.toml is a valid config, and
+//! the binary takes the arguments its containers run it with.
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -26,6 +27,28 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) ->
     serde_json::to_value(typed).unwrap()
 }
 
+/// The keyway container's arguments are ones the binary takes: with `--help` after them it prints the
+/// subcommand's help and exits 0, where an unknown flag would exit 2.
+fn binary_accepts_the_arguments(workload: &Value) {
+    let container = &workload["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
     let path =
@@ -43,8 +66,14 @@ fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
                 keyway_providers::Config::from_toml(config).unwrap();
                 round_trip::<ConfigMap>(&doc)
             }
-            "DaemonSet" => round_trip::<DaemonSet>(&doc),
-            "Deployment" => round_trip::<Deployment>(&doc),
+            "DaemonSet" => {
+                binary_accepts_the_arguments(&doc);
+                round_trip::<DaemonSet>(&doc)
+            }
+            "Deployment" => {
+                binary_accepts_the_arguments(&doc);
+                round_trip::<Deployment>(&doc)
+            }
             "Service" => round_trip::<Service>(&doc),
             "MutatingWebhookConfiguration" => round_trip::<MutatingWebhookConfiguration>(&doc),
             other => panic!("unexpected kind {other}"),

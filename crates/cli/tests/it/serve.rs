@@ -743,3 +743,123 @@ allow = ["local://web/*"]
         403
     );
 }
+
+/// Replaces the config file as a Kubernetes ConfigMap update does: a new file renamed over the old one.
+fn rewrite_config(ground: &Ground, edit: impl FnOnce(String) -> String) {
+    let text = edit(std::fs::read_to_string(&ground.config).unwrap());
+    let next = ground.dir.path().join("keyway.toml.next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, &ground.config).unwrap();
+}
+
+/// Asks `ok` every 100 ms until it holds; fails the test with `what` after 15 s.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metric(served: &Served, line: &str) -> bool {
+    raw::get(&served.unix(), "/metrics", &[])
+        .text()
+        .lines()
+        .any(|l| l == line)
+}
+
+#[test]
+fn sighup_reloads_access_rules_and_the_audit_log_and_keeps_the_cache() {
+    let me = uid();
+    let audit = std::path::PathBuf::from("audit.log");
+    let ground = Ground::with_extra(&format!(
+        "[server]\naudit_log = \"{}\"\n[[server.access]]\nuids = [{me}]\nrefs = [\"local://team/*\"]\n",
+        audit.display()
+    ));
+    let audit = ground.dir.path().join(audit);
+    std::fs::create_dir_all(ground.dir.path().join("local/team")).unwrap();
+    std::fs::write(ground.dir.path().join("local/team/db"), "db-pw").unwrap();
+    std::fs::write(ground.dir.path().join("local/other"), "other-pw").unwrap();
+    let served = Served::start(&ground, &[]);
+    let unix = served.unix();
+    let read = |name: &str| raw::get(&unix, &format!("/v1/secret?ref=local://{name}"), &[]);
+    assert_eq!(read("team/db").json()["source"], "miss");
+    assert_eq!(read("other").status, 403);
+
+    // logrotate moves the audit log away; the operator widens the rule; then SIGHUP.
+    std::fs::rename(&audit, audit.with_extension("log.1")).unwrap();
+    rewrite_config(&ground, |text| text.replace("local://team/*", "local://**"));
+    let pid = rustix::process::Pid::from_raw(served.pid().cast_signed()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    eventually("the widened rule lets `other` be read", || {
+        read("other").status == 200
+    });
+    let again = read("team/db").json();
+    assert_eq!(
+        again["source"], "hit",
+        "same providers: the cache was kept: {again}"
+    );
+    let lines = std::fs::read_to_string(&audit).expect("a new audit log after the reload");
+    assert!(lines.contains(r#""ref":"local://other""#), "{lines}");
+    let log = served.stderr();
+    assert!(
+        log.contains("configuration reloaded") && log.contains("kept"),
+        "{log}"
+    );
+    assert!(metric(
+        &served,
+        r#"keyway_config_reloads_total{result="ok"} 1"#
+    ));
+}
+
+#[test]
+fn watch_config_applies_a_changed_file_and_refuses_a_broken_one() {
+    let ground = Ground::start();
+    for (dir, value) in [("local", "one"), ("local2", "two")] {
+        std::fs::create_dir_all(ground.dir.path().join(dir).join("team")).unwrap();
+        std::fs::write(ground.dir.path().join(dir).join("team/db"), value).unwrap();
+    }
+    let served = Served::start(&ground, &["--watch-config"]);
+    let unix = served.unix();
+    let read = || raw::get(&unix, "/v1/secret?ref=local://team/db", &[]);
+    assert_eq!(read().json()["value"], "one");
+    let original = std::fs::read_to_string(&ground.config).unwrap();
+
+    // Half an edit, then an access rule that does not compile: each refused, the running one kept.
+    rewrite_config(&ground, |text| format!("{text}\n[server\n"));
+    eventually("the broken file is refused", || {
+        metric(&served, r#"keyway_config_reloads_total{result="error"} 1"#)
+    });
+    rewrite_config(&ground, |_| {
+        format!("{original}\n[server]\n[[server.access]]\nuids = [0]\nrefs = [\"local://a[\"]\n")
+    });
+    eventually("the bad rule is refused", || {
+        metric(&served, r#"keyway_config_reloads_total{result="error"} 2"#)
+    });
+    assert!(metric(&served, "keyway_config_last_reload_successful 0"));
+    let kept = read();
+    assert_eq!(
+        (kept.status, kept.json()["value"].clone()),
+        (200, "one".into())
+    );
+    let log = served.stderr();
+    assert!(
+        log.contains("reload refused") && log.contains("unclosed character class"),
+        "{log}"
+    );
+
+    // Another local store and a setting that applies only at start.
+    rewrite_config(&ground, |_| {
+        format!(
+            "{}\n[server]\nmax_connections = 7\n",
+            original.replace("/local\"", "/local2\"")
+        )
+    });
+    eventually("the new store is served", || {
+        read().json()["value"] == "two"
+    });
+    assert!(metric(&served, "keyway_config_last_reload_successful 1"));
+    let log = served.stderr();
+    assert!(log.contains("[server] max_connections"), "{log}");
+    assert!(log.contains("emptied (the providers changed)"), "{log}");
+}

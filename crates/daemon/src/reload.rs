@@ -1,0 +1,141 @@
+//! Replacing the configuration while serving (`SIGHUP`, `keyway serve --watch-config`). The new configuration is
+//! built whole and checked before it replaces the running one, so a bad file changes nothing; requests in flight
+//! finish under the configuration they started with.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use keyway_providers::Config;
+use keyway_providers::config::ServerSection;
+
+use crate::{Current, DaemonError, State};
+
+/// Replaces the configuration a daemon serves; from [`crate::Daemon::reloader`], cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    pub(crate) current: Arc<Current>,
+    pub(crate) local_dir: PathBuf,
+    /// `[server]` as the listeners were bound.
+    pub(crate) bound: ServerSection,
+    /// The configuration applied last.
+    pub(crate) applied: Arc<Mutex<Config>>,
+}
+
+/// What a reload changed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The provider instances, cache limits and mapped identity were the same, so the resolver was kept and
+    /// with it every cached value; otherwise the cache starts empty.
+    pub cache_kept: bool,
+    /// `[server]` settings that changed but take effect only when the daemon starts (`socket`, `tcp`, ...):
+    /// they keep their running values until a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Reloader {
+    /// Builds `config` beside the running configuration and, when all of it is valid, serves it from the next
+    /// request on. On an error nothing changes. Call it on the daemon's runtime: the new `prefetch` list is
+    /// fetched there.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, when the configuration has references to prefetch.
+    pub fn reload(&self, config: &Config) -> Result<Reloaded, DaemonError> {
+        let result = self.apply(config);
+        self.current.load().shared.metrics.reloaded(result.is_ok());
+        result
+    }
+
+    /// Counts a reload that failed before it reached [`Reloader::reload`] (the file did not load), in the
+    /// metrics `reload` keeps.
+    pub fn refused(&self) {
+        self.current.load().shared.metrics.reloaded(false);
+    }
+
+    fn apply(&self, config: &Config) -> Result<Reloaded, DaemonError> {
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = self.current.load_full();
+        let cache_kept = applied.builds_the_same_resolver(config);
+        let resolver = if cache_kept {
+            running.resolver.clone()
+        } else {
+            let observe = running.shared.metrics.upstream_observer();
+            Arc::new(config.resolver_with(self.local_dir.clone(), &*observe)?)
+        };
+        let (settings, needs_restart) = self.keep_fixed(config.server.clone());
+        let (state, prefetch) = State::build(
+            settings,
+            resolver.clone(),
+            running.shared.clone(),
+            self.bound.tcp.is_some(),
+        )?;
+        let state = Arc::new(state);
+        running.shared.metrics.observe_cache(&resolver);
+        self.current.store(state.clone());
+        *applied = config.clone();
+        if !prefetch.is_empty() {
+            tokio::spawn(async move { crate::prefetch_all(&state, prefetch).await });
+        }
+        Ok(Reloaded {
+            cache_kept,
+            needs_restart,
+        })
+    }
+
+    /// `settings` with the values of what was bound at start (listeners, connection limit, memory lock, metric
+    /// labels), and the names of those that differed.
+    fn keep_fixed(&self, mut settings: ServerSection) -> (ServerSection, Vec<&'static str>) {
+        fn keep<T: PartialEq + Clone>(
+            name: &'static str,
+            new: &mut T,
+            bound: &T,
+            changed: &mut Vec<&'static str>,
+        ) {
+            if new != bound {
+                changed.push(name);
+                new.clone_from(bound);
+            }
+        }
+        let bound = &self.bound;
+        let mut changed = Vec::new();
+        keep("socket", &mut settings.socket, &bound.socket, &mut changed);
+        keep(
+            "socket_mode",
+            &mut settings.socket_mode,
+            &bound.socket_mode,
+            &mut changed,
+        );
+        keep(
+            "socket_group",
+            &mut settings.socket_group,
+            &bound.socket_group,
+            &mut changed,
+        );
+        keep("tcp", &mut settings.tcp, &bound.tcp, &mut changed);
+        keep(
+            "allow_non_loopback",
+            &mut settings.allow_non_loopback,
+            &bound.allow_non_loopback,
+            &mut changed,
+        );
+        keep(
+            "max_connections",
+            &mut settings.max_connections,
+            &bound.max_connections,
+            &mut changed,
+        );
+        keep(
+            "lock_memory",
+            &mut settings.lock_memory,
+            &bound.lock_memory,
+            &mut changed,
+        );
+        keep(
+            "metrics_secret_names",
+            &mut settings.metrics_secret_names,
+            &bound.metrics_secret_names,
+            &mut changed,
+        );
+        (settings, changed)
+    }
+}
