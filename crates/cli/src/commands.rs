@@ -273,7 +273,7 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             .split_once('=')
             .ok_or_else(|| Usage(format!("--env `{pair}` is not VAR=REF; write e.g. --env GITHUB_TOKEN=aws-sm://ci/github#github_token")))?;
         if var.is_empty() || var.contains('\0') {
-            return Err(Usage(format!("--env `{pair}` has no variable name")).into());
+            return Err(Usage(format!("--env `{pair}` has no variable name; write VAR=REF, e.g. GITHUB_TOKEN=aws-sm://ci/github")).into());
         }
         if vars.iter().any(|(v, _)| v == var) {
             return Err(Usage(format!(

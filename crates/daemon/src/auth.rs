@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use std::collections::BTreeMap;
 
 use globset::{GlobSet, GlobSetBuilder};
+use keyway_core::Instances;
 use keyway_core::selector::{Mode, Selector};
 use keyway_providers::config::{AccessRule, CallerLabels, ServerSection};
 use secrecy::{ExposeSecret as _, SecretBox};
@@ -108,6 +109,11 @@ impl Tokens {
         self.tokens.is_empty()
     }
 
+    /// The tokens' names (`aws` for the one from the AWS agent's variables).
+    pub fn names(&self) -> Vec<&str> {
+        self.tokens.iter().map(|t| t.name.as_str()).collect()
+    }
+
     /// The name of the token equal to `presented`, compared in constant time against every token.
     pub fn check(&self, presented: &[u8]) -> Option<String> {
         let mut found = None;
@@ -195,6 +201,26 @@ fn fixed_token(name: &str, value: Vec<u8>) -> Result<Token, DaemonError> {
 }
 
 /// Whether a uid/gid/token list names this caller.
+/// Refuses a `refs` pattern that can match no reference (`instance://name`): one without `INSTANCE://` (but
+/// `**`), or whose instance, when written out, is not configured.
+fn can_match(pattern: &str, instances: &Instances) -> Result<(), String> {
+    if pattern == "**" {
+        return Ok(());
+    }
+    let Some((instance, _)) = pattern.split_once("://") else {
+        return Err(format!(
+            "`{pattern}` has no INSTANCE:// and so matches no reference; write e.g. `aws-sm://{pattern}`, or `**` for every secret"
+        ));
+    };
+    if !instance.contains(['*', '?', '[', '{', '\\']) && instances.kind(instance).is_none() {
+        return Err(format!(
+            "`{pattern}` names `{instance}`, which is no configured provider instance ({}); fix the name or add a [providers.{instance}] table",
+            instances.names()
+        ));
+    }
+    Ok(())
+}
+
 fn names(uids: &[u32], gids: &[u32], tokens: &[String], identity: &Identity) -> bool {
     match identity {
         Identity::Unix { uid, gid, .. } => uids.contains(uid) || gids.contains(gid),
@@ -224,9 +250,34 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    pub fn compile(rules: &[AccessRule], labels: &[CallerLabels]) -> Result<Access, DaemonError> {
+    /// Compiles the rules. A rule that could never apply is refused: a pattern without `INSTANCE://` or naming
+    /// an instance `instances` does not have, a token name no `[[server.tokens]]` entry (`token_names`) gives.
+    pub fn compile(
+        rules: &[AccessRule],
+        labels: &[CallerLabels],
+        instances: &Instances,
+        token_names: &[&str],
+    ) -> Result<Access, DaemonError> {
+        let unknown_token = |names: &[String], what: String| match names
+            .iter()
+            .find(|n| !token_names.contains(&n.as_str()))
+        {
+            Some(name) => Err(DaemonError::Config(format!(
+                "{what} names token `{name}`, which no [[server.tokens]] entry defines (tokens: {}); fix the name or add the token",
+                if token_names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    token_names.join(", ")
+                }
+            ))),
+            None => Ok(()),
+        };
+        for (i, entry) in labels.iter().enumerate() {
+            unknown_token(&entry.tokens, format!("[[server.labels]] entry {}", i + 1))?;
+        }
         let mut compiled = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
+            unknown_token(&rule.tokens, format!("access rule {}", i + 1))?;
             if rule.uids.is_empty()
                 && rule.gids.is_empty()
                 && rule.tokens.is_empty()
@@ -246,6 +297,8 @@ impl Access {
             };
             let mut set = GlobSetBuilder::new();
             for pattern in &rule.refs {
+                can_match(pattern, instances)
+                    .map_err(|e| DaemonError::Config(format!("access rule {}: {e}", i + 1)))?;
                 let glob = globset::GlobBuilder::new(pattern)
                     .literal_separator(true)
                     .build()

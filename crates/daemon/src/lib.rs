@@ -94,7 +94,12 @@ impl State {
                     .into(),
             ));
         }
-        let access = auth::Access::compile(&settings.access, &settings.labels)?;
+        let access = auth::Access::compile(
+            &settings.access,
+            &settings.labels,
+            resolver.instances(),
+            &tokens.names(),
+        )?;
         let audit = audit::Audit::open(&settings.audit_log)?;
         let prefetch = settings
             .prefetch

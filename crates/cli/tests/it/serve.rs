@@ -863,3 +863,30 @@ fn watch_config_applies_a_changed_file_and_refuses_a_broken_one() {
     assert!(log.contains("[server] max_connections"), "{log}");
     assert!(log.contains("emptied (the providers changed)"), "{log}");
 }
+
+#[test]
+fn access_rules_that_could_never_apply_are_refused_at_start() {
+    for (rule, says) in [
+        (
+            "uids = [0]\nrefs = [\"locl://team/*\"]",
+            "names `locl`, which is no configured provider instance (aws-sm, gcp-sm, local)",
+        ),
+        (
+            "uids = [0]\nrefs = [\"team/*\"]",
+            "`team/*` has no INSTANCE://",
+        ),
+        (
+            "tokens = [\"ap\"]\nrefs = [\"local://**\"]",
+            "access rule 1 names token `ap`, which no [[server.tokens]] entry defines (tokens: none)",
+        ),
+    ] {
+        let ground = Ground::with_extra(&format!("[server]\n[[server.access]]\n{rule}\n"));
+        let out = run(ground
+            .keyway()
+            .arg("--socket")
+            .arg(ground.dir.path().join("k.sock"))
+            .arg("serve"));
+        assert_eq!(out.status.code(), Some(2), "{rule}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{rule}: {}", stderr(&out));
+    }
+}
