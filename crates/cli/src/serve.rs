@@ -22,6 +22,11 @@ pub struct ServeArgs {
     /// every second, applied once the new content reads the same twice (a Kubernetes ConfigMap update).
     #[arg(long)]
     watch_config: bool,
+    /// Check the configuration as the daemon would start with it (providers, access rules, tokens, identity
+    /// mapping, listener settings), print `configuration OK` and exit 0, or the problem and exit 2, without
+    /// serving; as `nginx -t`, before a restart or a reload.
+    #[arg(long, conflicts_with = "watch_config")]
+    check: bool,
 }
 
 /// Where the configuration comes from: the file and the command line's overrides, read the same way at start
@@ -95,6 +100,15 @@ pub async fn run(
         labels: args.labels,
     };
     let config = source.load()?;
+    if args.check {
+        keyway_daemon::check(&config, local_dir)?;
+        let file = source
+            .path
+            .as_deref()
+            .map_or_else(|| "no config file".to_owned(), |p| p.display().to_string());
+        println!("{file}: configuration OK");
+        return Ok(());
+    }
     let daemon = keyway_daemon::Daemon::bind(&config, local_dir).await?;
     // Before the daemon says it listens: from then on a SIGHUP reloads instead of ending the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

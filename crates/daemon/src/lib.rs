@@ -64,6 +64,32 @@ pub(crate) struct Shared {
     pub draining: AtomicBool,
 }
 
+impl Shared {
+    fn new(settings: &ServerSection) -> Arc<Shared> {
+        Arc::new(Shared {
+            metrics: metrics::Metrics::new(settings.metrics_secret_names),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Builds and checks everything [`Daemon::bind`] would from `config`, without binding a listener or locking
+/// memory (`keyway serve --check`, to test a configuration before a start or a reload). The audit log file is
+/// opened (created when missing), as it would be.
+pub fn check(config: &Config, local_dir: PathBuf) -> Result<(), DaemonError> {
+    let settings = config.server.clone();
+    let tcp = match &settings.tcp {
+        Some(address) => Some(listen::tcp_address(address, settings.allow_non_loopback)?),
+        None => None,
+    };
+    listen::socket_owner(&settings)?;
+    let shared = Shared::new(&settings);
+    let resolver = Arc::new(config.resolver(local_dir)?);
+    State::build(settings, resolver, shared, tcp.is_some())?;
+    Ok(())
+}
+
 /// One configuration: everything a request handler needs. Built at start and again by each reload, and
 /// swapped whole ([`Current`]), so a request sees one configuration from start to end.
 pub(crate) struct State {
@@ -132,11 +158,7 @@ impl Daemon {
     pub async fn bind(config: &Config, local_dir: PathBuf) -> Result<Daemon, DaemonError> {
         let settings = config.server.clone();
         memory::protect(settings.lock_memory)?;
-        let shared = Arc::new(Shared {
-            metrics: metrics::Metrics::new(settings.metrics_secret_names),
-            ready: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-        });
+        let shared = Shared::new(&settings);
         let observe = shared.metrics.upstream_observer();
         let resolver = Arc::new(config.resolver_with(local_dir.clone(), &*observe)?);
         shared.metrics.observe_cache(&resolver);

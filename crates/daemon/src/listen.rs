@@ -88,7 +88,18 @@ pub(crate) fn bind_unix(settings: &ServerSection) -> Result<UnixSocket, DaemonEr
         }
         Err(_) => {}
     }
+    let (mode, gid) = socket_owner(settings)?;
     let listener = UnixListener::bind(&path).map_err(listen_err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(listen_err)?;
+    if let Some(gid) = gid {
+        rustix::fs::chown(&path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| listen_err(e.into()))?;
+    }
+    Ok(UnixSocket { listener, path })
+}
+
+/// The socket file's mode and group, from `socket_mode` and `socket_group`.
+pub(crate) fn socket_owner(settings: &ServerSection) -> Result<(u32, Option<u32>), DaemonError> {
     let mode = match &settings.socket_mode {
         Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
             .ok()
@@ -100,13 +111,8 @@ pub(crate) fn bind_unix(settings: &ServerSection) -> Result<UnixSocket, DaemonEr
             })?,
         None => 0o666,
     };
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(listen_err)?;
-    if let Some(group) = &settings.socket_group {
-        let gid = group_id(group)?;
-        rustix::fs::chown(&path, None, Some(rustix::fs::Gid::from_raw(gid)))
-            .map_err(|e| listen_err(e.into()))?;
-    }
-    Ok(UnixSocket { listener, path })
+    let gid = settings.socket_group.as_deref().map(group_id).transpose()?;
+    Ok((mode, gid))
 }
 
 /// A numeric gid or a group name from `/etc/group`.
@@ -134,17 +140,8 @@ pub(crate) async fn bind_tcp(
     address: &str,
     allow_non_loopback: bool,
 ) -> Result<TcpListener, DaemonError> {
-    let addr: SocketAddr = address.parse().map_err(|_| {
-        DaemonError::Config(format!(
-            "tcp = \"{address}\" is not an IP:PORT address; write e.g. \"127.0.0.1:2773\""
-        ))
-    })?;
+    let addr = tcp_address(address, allow_non_loopback)?;
     if !addr.ip().is_loopback() {
-        if !allow_non_loopback {
-            return Err(DaemonError::Config(format!(
-                "tcp = \"{address}\" is not a loopback address; secrets would be served to the network. Use 127.0.0.1, or set allow_non_loopback = true if you mean it"
-            )));
-        }
         tracing::warn!(%addr, "serving secrets on a NON-LOOPBACK address, as allow_non_loopback asks; every request still needs a token");
     }
     TcpListener::bind(addr)
@@ -153,6 +150,24 @@ pub(crate) async fn bind_tcp(
             address: format!("tcp:{address}"),
             source,
         })
+}
+
+/// `tcp` as an address: IP:PORT, loopback unless `allow_non_loopback`.
+pub(crate) fn tcp_address(
+    address: &str,
+    allow_non_loopback: bool,
+) -> Result<SocketAddr, DaemonError> {
+    let addr: SocketAddr = address.parse().map_err(|_| {
+        DaemonError::Config(format!(
+            "tcp = \"{address}\" is not an IP:PORT address; write e.g. \"127.0.0.1:2773\""
+        ))
+    })?;
+    if !addr.ip().is_loopback() && !allow_non_loopback {
+        return Err(DaemonError::Config(format!(
+            "tcp = \"{address}\" is not a loopback address; secrets would be served to the network. Use 127.0.0.1, or set allow_non_loopback = true if you mean it"
+        )));
+    }
+    Ok(addr)
 }
 
 /// Accept loops. Each listener has its own connection limit; over it, new connections wait in the kernel's

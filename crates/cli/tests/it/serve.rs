@@ -881,12 +881,43 @@ fn access_rules_that_could_never_apply_are_refused_at_start() {
         ),
     ] {
         let ground = Ground::with_extra(&format!("[server]\n[[server.access]]\n{rule}\n"));
-        let out = run(ground
-            .keyway()
-            .arg("--socket")
-            .arg(ground.dir.path().join("k.sock"))
-            .arg("serve"));
-        assert_eq!(out.status.code(), Some(2), "{rule}: {}", stderr(&out));
-        assert!(stderr(&out).contains(says), "{rule}: {}", stderr(&out));
+        for check in [false, true] {
+            let out = run(ground
+                .keyway()
+                .arg("--socket")
+                .arg(ground.dir.path().join("k.sock"))
+                .arg("serve")
+                .args(check.then_some("--check")));
+            assert_eq!(out.status.code(), Some(2), "{rule}: {}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{rule}: {}", stderr(&out));
+        }
     }
+}
+
+#[test]
+fn serve_check_passes_a_good_configuration_without_serving_it() {
+    let ground = Ground::with_extra(
+        "[server]\ntcp = \"127.0.0.1:0\"\n[[server.tokens]]\nname = \"app\"\nenv = \"APP_TOKEN\"\n[[server.access]]\ntokens = [\"app\"]\nrefs = [\"local://**\"]\n",
+    );
+    let socket = ground.dir.path().join("k.sock");
+    let out = run(ground
+        .keyway()
+        .env("APP_TOKEN", "tok-123")
+        .arg("--socket")
+        .arg(&socket)
+        .args(["serve", "--check"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{}: configuration OK\n", ground.config.display())
+    );
+    assert!(!socket.exists(), "--check bound the socket");
+    // The same file on a machine without the token's variable: what the daemon would refuse, --check refuses.
+    let out = run(ground
+        .keyway()
+        .arg("--socket")
+        .arg(&socket)
+        .args(["serve", "--check"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("APP_TOKEN is not set"), "{}", stderr(&out));
 }
