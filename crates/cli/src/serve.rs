@@ -99,6 +99,13 @@ pub async fn run(
         tcp: args.tcp,
         labels: args.labels,
     };
+    if args.watch_config && source.path.is_none() {
+        return Err(Usage(
+            "--watch-config watches the config file, and none is given; add --config FILE (or KEYWAY_CONFIG)"
+                .into(),
+        )
+        .into());
+    }
     let config = source.load()?;
     if args.check {
         keyway_daemon::check(&config, local_dir)?;

@@ -919,5 +919,26 @@ fn serve_check_passes_a_good_configuration_without_serving_it() {
         .arg(&socket)
         .args(["serve", "--check"]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("APP_TOKEN is not set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("APP_TOKEN is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn watch_config_without_a_config_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .env_remove("KEYWAY_CONFIG")
+        .arg("--socket")
+        .arg(dir.path().join("k.sock"))
+        .args(["serve", "--watch-config"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("add --config FILE"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("k.sock").exists());
 }
