@@ -12,8 +12,7 @@ trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
 
 "$keyway" --config examples/keyway.toml --socket "$socket" serve > "$work/serve.out" 2> "$work/audit.log" &
 daemon=$!
-for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
-echo "daemon: $(head -1 "$work/serve.out")"
+"$keyway" --socket "$socket" status --wait 10s    # what a node's init script does after starting the daemon
 
 echo "--- keyway get (through the daemon):"
 "$keyway" --socket "$socket" --daemon always get local://github#github_token; echo

@@ -86,6 +86,8 @@ enum Command {
     Webhook(webhook::WebhookArgs),
     /// Run the node-local daemon: one cache for every local caller, on a unix socket and optionally loopback TCP.
     Serve(serve::ServeArgs),
+    /// Whether the node's daemon is ready (exit 0) or not (exit 5); --wait for init scripts, --live for probes.
+    Status(commands::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +131,7 @@ fn main() -> ExitCode {
             Command::Exec(args) => commands::exec(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
+            Command::Status(args) => commands::status(&context, args).await,
             Command::Serve(_) | Command::Webhook(_) | Command::Selector(_) | Command::Iam(_) => {
                 unreachable!("handled above")
             }

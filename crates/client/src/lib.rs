@@ -204,6 +204,22 @@ impl Client {
             .collect())
     }
 
+    /// Whether the daemon is ready (`/readyz`: its prefetch finished and it is not draining), or with `live`
+    /// only whether it answers (`/healthz`). `Ok(Err(why))` when it answers but is not ready (`prefetching`,
+    /// `draining`); `Err` when it cannot be reached.
+    pub async fn status(&self, live: bool) -> Result<Result<(), String>, Error> {
+        let uri = if live { path::HEALTHZ } else { path::READYZ };
+        let (status, body) = self.call(Method::GET, uri, None).await?;
+        if status.is_success() {
+            return Ok(Ok(()));
+        }
+        let why = String::from_utf8_lossy(&body).trim().to_owned();
+        if status == StatusCode::SERVICE_UNAVAILABLE && !why.is_empty() {
+            return Ok(Err(why));
+        }
+        Err(error_from(status, &body))
+    }
+
     /// Lists the secret names of a provider instance (those the caller may read).
     pub async fn list(&self, provider: &str, filter: Option<&str>) -> Result<Vec<String>, Error> {
         let mut query = form_urlencoded::Serializer::new(String::new());

@@ -27,26 +27,39 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) ->
     serde_json::to_value(typed).unwrap()
 }
 
-/// The keyway container's arguments are ones the binary takes: with `--help` after them it prints the
-/// subcommand's help and exits 0, where an unknown flag would exit 2.
+/// The keyway container's arguments, and its exec probes' commands, are ones the binary takes: with `--help`
+/// after them it prints the subcommand's help and exits 0, where an unknown flag would exit 2.
 fn binary_accepts_the_arguments(workload: &Value) {
     let container = &workload["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut invocations = vec![strings(&container["args"])];
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let command = &container[probe]["exec"]["command"];
+        if !command.is_null() {
+            let command = strings(command);
+            assert_eq!(command[0], "/usr/local/bin/keyway", "the image's binary");
+            invocations.push(command[1..].to_vec());
+        }
+    }
+    for args in invocations {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -525,11 +525,31 @@ fn prefetch_gates_readiness_and_sigterm_drains_then_removes_the_socket() {
         503,
         "prefetch is still running"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while raw::get(&unix, "/readyz", &[]).status != 200 {
-        assert!(Instant::now() < deadline, "never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // `keyway status` says the same, and waits for it with --wait.
+    let socket = served.socket.clone();
+    let keyway_status = |args: &[&str]| {
+        run(ground
+            .keyway()
+            .arg("--socket")
+            .arg(&socket)
+            .arg("status")
+            .args(args))
+    };
+    let not_yet = keyway_status(&[]);
+    assert_eq!(not_yet.status.code(), Some(5), "{}", stderr(&not_yet));
+    assert!(
+        stderr(&not_yet).contains("is not ready (prefetching); wait for it with --wait 30s"),
+        "{}",
+        stderr(&not_yet)
+    );
+    assert_eq!(keyway_status(&["--live"]).status.code(), Some(0));
+    let ready = keyway_status(&["--wait", "10s"]);
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    assert_eq!(
+        stdout(&ready),
+        format!("ready: keyway daemon at {}\n", served.socket.display())
+    );
+    assert_eq!(raw::get(&unix, "/readyz", &[]).status, 200);
     let warm = raw::get(&unix, "/v1/secret?ref=gcp-sm://proj/warm", &[]);
     assert_eq!(warm.json()["source"], "hit", "prefetched");
 
@@ -544,6 +564,13 @@ fn prefetch_gates_readiness_and_sigterm_drains_then_removes_the_socket() {
     let reply = in_flight.join().unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(!served.socket.exists(), "the socket file is removed");
+    let gone = keyway_status(&["--live"]);
+    assert_eq!(gone.status.code(), Some(5));
+    assert!(
+        stderr(&gone).contains("cannot talk to the keyway daemon"),
+        "{}",
+        stderr(&gone)
+    );
 }
 
 #[test]
