@@ -120,6 +120,13 @@ impl State {
                     .into(),
             ));
         }
+        if resolver.kind(&settings.aws_compat_instance).is_none() {
+            return Err(DaemonError::Config(format!(
+                "aws_compat_instance = \"{}\" is no configured provider instance ({}); name the one the AWS agent's endpoints read",
+                settings.aws_compat_instance,
+                resolver.instances().names()
+            )));
+        }
         let access = auth::Access::compile(
             &settings.access,
             &settings.labels,

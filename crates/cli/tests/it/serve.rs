@@ -892,22 +892,26 @@ fn watch_config_applies_a_changed_file_and_refuses_a_broken_one() {
 }
 
 #[test]
-fn access_rules_that_could_never_apply_are_refused_at_start() {
-    for (rule, says) in [
+fn settings_that_could_never_apply_are_refused_at_start() {
+    for (server, says) in [
         (
-            "uids = [0]\nrefs = [\"locl://team/*\"]",
+            "[[server.access]]\nuids = [0]\nrefs = [\"locl://team/*\"]",
             "names `locl`, which is no configured provider instance (aws-sm, gcp-sm, local)",
         ),
         (
-            "uids = [0]\nrefs = [\"team/*\"]",
+            "[[server.access]]\nuids = [0]\nrefs = [\"team/*\"]",
             "`team/*` has no INSTANCE://",
         ),
         (
-            "tokens = [\"ap\"]\nrefs = [\"local://**\"]",
+            "[[server.access]]\ntokens = [\"ap\"]\nrefs = [\"local://**\"]",
             "access rule 1 names token `ap`, which no [[server.tokens]] entry defines (tokens: none)",
         ),
+        (
+            "aws_compat_instance = \"aws\"",
+            "aws_compat_instance = \"aws\" is no configured provider instance (aws-sm, gcp-sm, local)",
+        ),
     ] {
-        let ground = Ground::with_extra(&format!("[server]\n[[server.access]]\n{rule}\n"));
+        let ground = Ground::with_extra(&format!("[server]\n{server}\n"));
         for check in [false, true] {
             let out = run(ground
                 .keyway()
@@ -915,8 +919,8 @@ fn access_rules_that_could_never_apply_are_refused_at_start() {
                 .arg(ground.dir.path().join("k.sock"))
                 .arg("serve")
                 .args(check.then_some("--check")));
-            assert_eq!(out.status.code(), Some(2), "{rule}: {}", stderr(&out));
-            assert!(stderr(&out).contains(says), "{rule}: {}", stderr(&out));
+            assert_eq!(out.status.code(), Some(2), "{server}: {}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{server}: {}", stderr(&out));
         }
     }
 }
