@@ -344,7 +344,9 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if args.mask || args.watch.is_some() {
+    // Supervised, keyway keeps the values in memory while the command runs; otherwise it replaces itself.
+    let supervised = args.mask || args.watch.is_some();
+    if supervised {
         keep_memory_private();
     }
     let references: Vec<SecretRef> = vars.iter().map(|(_, r)| r.clone()).collect();
@@ -352,7 +354,7 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
         .resolve_all(&references, lookup(args.ttl.as_deref(), false)?)
         .await?;
     tracing::info!(count = vars.len(), program = %args.command[0].to_string_lossy(), "exec with resolved environment");
-    if args.mask || args.watch.is_some() {
+    if supervised {
         let options = crate::supervise::Options {
             mask: args.mask,
             watch: args.watch,

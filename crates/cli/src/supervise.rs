@@ -23,7 +23,6 @@ use std::time::Duration;
 use keyway_core::{Resolved, SecretRef};
 use memchr::memmem::Finder;
 use rustix::process::{Pid, Signal};
-use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::signal::unix::{SignalKind, signal};
 use zeroize::{Zeroize as _, Zeroizing};
@@ -450,7 +449,7 @@ async fn changed(
         let same = new
             .iter()
             .zip(values)
-            .all(|(a, b)| bool::from(a.secret.value.expose().ct_eq(b.secret.value.expose())));
+            .all(|(a, b)| a.secret.value.ct_eq(b.secret.value.expose()));
         if !same {
             return new;
         }

@@ -200,7 +200,6 @@ fn fixed_token(name: &str, value: Vec<u8>) -> Result<Token, DaemonError> {
     })
 }
 
-/// Whether a uid/gid/token list names this caller.
 /// Refuses a `refs` pattern that can match no reference (`instance://name`): one without `INSTANCE://` (but
 /// `**`), or whose instance, when written out, is not configured.
 fn can_match(pattern: &str, instances: &Instances) -> Result<(), String> {
@@ -221,6 +220,7 @@ fn can_match(pattern: &str, instances: &Instances) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a uid/gid/token list names this caller.
 fn names(uids: &[u32], gids: &[u32], tokens: &[String], identity: &Identity) -> bool {
     match identity {
         Identity::Unix { uid, gid, .. } => uids.contains(uid) || gids.contains(gid),

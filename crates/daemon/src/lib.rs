@@ -153,7 +153,6 @@ impl State {
 
 /// A bound, not yet serving, daemon.
 pub struct Daemon {
-    current: Arc<Current>,
     unix: listen::UnixSocket,
     tcp: Option<tokio::net::TcpListener>,
     prefetch: Vec<SecretRef>,
@@ -175,15 +174,13 @@ impl Daemon {
         };
         let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
         let unix = listen::bind_unix(&settings)?;
-        let current = Arc::new(Current::from_pointee(state));
         let reloader = Reloader {
-            current: current.clone(),
+            current: Arc::new(Current::from_pointee(state)),
             local_dir,
             bound: settings,
             applied: Arc::new(std::sync::Mutex::new(config.clone())),
         };
         Ok(Daemon {
-            current,
             unix,
             tcp,
             prefetch,
@@ -210,12 +207,12 @@ impl Daemon {
     /// period and removes the socket file.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Daemon {
-            current,
             unix,
             tcp,
             prefetch,
-            reloader: _,
+            reloader,
         } = self;
+        let current = reloader.current;
         let background = Background::start(&current, prefetch);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let server = listen::Server::new(current.clone());
