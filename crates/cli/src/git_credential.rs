@@ -3,7 +3,10 @@
 //!
 //! git runs `keyway git-credential get` with `key=value` lines (protocol, host, path, ...) and a blank line;
 //! the helper answers `username=` and `password=` for the first `[[git.credentials]]` entry that matches.
-//! `store` and `erase` are accepted and ignored: the secret store is the source of truth.
+//! `store` is accepted and ignored: the secret store is the source of truth. git runs `erase` with the
+//! credential the server just refused; when that is the one keyway gave from the daemon's cache (a token
+//! rotated in the store since it was cached), the daemon fetches it again past its cache, so the next `get`
+//! answers with the store's current token instead of the refused one until the TTL runs out.
 
 use std::io::Write as _;
 
@@ -16,22 +19,26 @@ use crate::exit::Usage;
 
 #[derive(Debug, clap::Args)]
 pub struct GitCredentialArgs {
-    /// get, store or erase (git passes it).
+    /// get, store (ignored) or erase (a refused token from the daemon's cache is fetched again); git passes it.
     #[arg(default_value = "get")]
     action: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Request {
     protocol: String,
     host: String,
     path: Option<String>,
+    username: Option<String>,
+    /// Only `erase` carries one: the credential the server refused.
+    password: Option<Zeroizing<String>>,
 }
 
 fn read_request(input: impl std::io::BufRead) -> anyhow::Result<Request> {
     let mut request = Request::default();
     for line in input.lines() {
-        let line = line.context("cannot read the credential request from stdin")?;
+        // Zeroized: the `password=` line of an `erase` holds a token.
+        let line = Zeroizing::new(line.context("cannot read the credential request from stdin")?);
         if line.is_empty() {
             break;
         }
@@ -39,6 +46,8 @@ fn read_request(input: impl std::io::BufRead) -> anyhow::Result<Request> {
             Some(("protocol", v)) => v.clone_into(&mut request.protocol),
             Some(("host", v)) => v.clone_into(&mut request.host),
             Some(("path", v)) => request.path = Some(v.to_owned()),
+            Some(("username", v)) => request.username = Some(v.to_owned()),
+            Some(("password", v)) => request.password = Some(Zeroizing::new(v.to_owned())),
             _ => {}
         }
     }
@@ -59,11 +68,12 @@ fn matches(entry: &GitCredential, request: &Request) -> bool {
 pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<()> {
     match args.action.as_str() {
         "get" => {}
-        "store" | "erase" => {
+        "store" => {
             // Drain the request so git does not see a broken pipe.
             read_request(std::io::stdin().lock())?;
             return Ok(());
         }
+        "erase" => return erase(context, &read_request(std::io::stdin().lock())?).await,
         other => {
             return Err(Usage(format!(
                 "unknown git credential action `{other}`; git passes get, store or erase"
@@ -110,6 +120,53 @@ pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<(
         .and_then(|()| out.flush())
         .context("cannot write to stdout")?;
     tracing::info!(host = %request.host, reference = %reference, "credential delivered to git");
+    Ok(())
+}
+
+/// The server refused `request`'s credential. When keyway gave it from the daemon's cache, fetch it again past
+/// the cache. Without the daemon every `get` already asks the store, so there is nothing to do.
+async fn erase(context: &Context, request: &Request) -> anyhow::Result<()> {
+    let (Some(daemon), Some(refused)) = (&context.daemon, &request.password) else {
+        return Ok(());
+    };
+    let Some(entry) = context
+        .config
+        .git
+        .credentials
+        .iter()
+        .find(|e| matches(e, request))
+    else {
+        return Ok(());
+    };
+    if request
+        .username
+        .as_deref()
+        .is_some_and(|u| u != entry.username)
+    {
+        return Ok(());
+    }
+    let reference = context.parse(&entry.password)?.to_string();
+    let cached = daemon
+        .resolve(&reference, keyway_core::Lookup::default())
+        .await?;
+    if !cached.secret.value.ct_eq(refused.as_bytes()) {
+        // Another helper's credential, or one the store has replaced already.
+        return Ok(());
+    }
+    let lookup = keyway_core::Lookup {
+        refresh_now: true,
+        ..keyway_core::Lookup::default()
+    };
+    let current = daemon.resolve(&reference, lookup).await?;
+    if current.secret.value.ct_eq(refused.as_bytes()) {
+        tracing::warn!(
+            host = %request.host,
+            reference = %reference,
+            "the server refused this credential and the store still holds it: rotate it there, or check what the token may access"
+        );
+    } else {
+        tracing::info!(host = %request.host, reference = %reference, "the server refused a cached credential; the daemon now holds the store's current one");
+    }
     Ok(())
 }
 

@@ -3,17 +3,26 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::Ground;
+use crate::serve::Served;
 
 fn credential_fill(g: &Ground, input: &str) -> std::process::Output {
-    credential_fill_in(g, Path::new("."), input)
+    git_credential(g, Path::new("."), &[], "fill", input)
 }
 
-/// `git credential fill` started in `cwd`.
-fn credential_fill_in(g: &Ground, cwd: &Path, input: &str) -> std::process::Output {
+/// `git credential ACTION` started in `cwd`, with keyway (and `helper_args` before its subcommand) as the only
+/// helper.
+fn git_credential(
+    g: &Ground,
+    cwd: &Path,
+    helper_args: &[&str],
+    action: &str,
+    input: &str,
+) -> std::process::Output {
     let helper = format!(
-        "!{} --config {} git-credential",
+        "!{} --config {} {} git-credential",
         env!("CARGO_BIN_EXE_keyway"),
-        g.config.display()
+        g.config.display(),
+        helper_args.join(" ")
     );
     let mut child = Command::new("git")
         // useHttpPath makes git pass the repository path, which path-scoped entries need.
@@ -25,12 +34,13 @@ fn credential_fill_in(g: &Ground, cwd: &Path, input: &str) -> std::process::Outp
             "-c",
             "credential.useHttpPath=true",
         ])
-        .args(["credential", "fill"])
+        .args(["credential", action])
         .current_dir(cwd)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("HOME", g.dir.path())
+        .env("KEYWAY_DAEMON", "never")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -114,9 +124,11 @@ fn a_local_store_relative_to_the_config_file_is_found_from_any_directory() {
     )
     .unwrap();
 
-    let out = credential_fill_in(
+    let out = git_credential(
         &g,
         elsewhere.path(),
+        &[],
+        "fill",
         "protocol=https\nhost=github.com\npath=org/repo.git\n\n",
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -125,4 +137,76 @@ fn a_local_store_relative_to_the_config_file_is_found_from_any_directory() {
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_token_the_server_refused_is_fetched_again_past_the_daemon_cache() {
+    let g = Ground::with_extra(
+        "[[git.credentials]]\nhost = \"github.com\"\npassword = \"aws-sm://ci/github#github_token\"\n",
+    );
+    g.moto
+        .create_secret("ci/github", r#"{"github_token":"ghp_old"}"#);
+    let served = Served::start(&g, &[]);
+    let socket = served.socket.display().to_string();
+    let helper = ["--daemon", "always", "--socket", &socket];
+    let fill = || {
+        let out = git_credential(
+            &g,
+            Path::new("."),
+            &helper,
+            "fill",
+            "protocol=https\nhost=github.com\npath=org/repo.git\n\n",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("password="))
+            .unwrap()
+            .to_owned()
+    };
+    let reject = |password: &str| {
+        let out = git_credential(
+            &g,
+            Path::new("."),
+            &helper,
+            "reject",
+            &format!(
+                "protocol=https\nhost=github.com\npath=org/repo.git\nusername=x-access-token\npassword={password}\n\n"
+            ),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    assert_eq!(fill(), "ghp_old");
+    // Rotated in the store: the daemon's cache still answers with the old token, which the server now refuses.
+    g.moto
+        .put_secret_value("ci/github", r#"{"github_token":"ghp_new"}"#);
+    assert_eq!(fill(), "ghp_old");
+    g.moto.start_recording();
+
+    // Another helper's credential refused: not keyway's business, no upstream call.
+    reject("ghp_someone_else");
+    assert_eq!(fill(), "ghp_old");
+    assert_eq!(g.moto.count("GetSecretValue"), 0);
+
+    // keyway's own refused: fetched again past the cache, once, and the next fill has the current token.
+    let said = reject("ghp_old");
+    assert!(!said.contains("ghp_"), "{said}");
+    assert_eq!(g.moto.count("GetSecretValue"), 1);
+    assert_eq!(fill(), "ghp_new");
+
+    // Refused although it is the store's current token: said, without the value.
+    let said = reject("ghp_new");
+    assert!(said.contains("the store still holds it"), "{said}");
+    assert!(!said.contains("ghp_new"), "{said}");
+    assert_eq!(fill(), "ghp_new");
 }
