@@ -282,6 +282,11 @@ pub struct ExecArgs {
     /// VAR=REF: set VAR to the value of REF (repeatable, each VAR once).
     #[arg(long = "env", short = 'e', value_name = "VAR=REF")]
     env: Vec<String>,
+    /// A dotenv file of VAR=VALUE lines (repeatable; quotes, comments, `export`, `${VAR}`): a value that is a
+    /// reference is resolved, any other is set as written. --env wins over a file, a later file or line over
+    /// an earlier one.
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
     /// Do not resolve environment variables whose value is a reference.
     #[arg(long)]
     no_env_refs: bool,
@@ -332,6 +337,7 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
         }
         vars.push((var.to_owned(), context.parse(reference)?));
     }
+    let plain = from_env_files(context, &args.env_file, &mut vars)?;
     if !args.no_env_refs {
         for (var, value) in std::env::vars_os() {
             let (Some(var), Some(value)) = (var.to_str(), value.to_str()) else {
@@ -339,6 +345,7 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             };
             if context.resolver.instances().looks_like_reference(value)
                 && !vars.iter().any(|(v, _)| v == var)
+                && !plain.iter().any(|(v, _)| v == var)
             {
                 vars.push((var.to_owned(), context.parse(value)?));
             }
@@ -361,23 +368,55 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             stop_signal: args.stop_signal,
             stop_timeout: args.stop_timeout,
         };
-        let code = crate::supervise::run(context, &args.command, &vars, values, &options).await?;
+        let code =
+            crate::supervise::run(context, &args.command, &plain, &vars, values, &options).await?;
         std::process::exit(code);
     }
-    let mut command = command_with(&args.command, &vars, &values)?;
+    let mut command = command_with(&args.command, &plain, &vars, &values)?;
     drop(values);
     let err = command.exec();
     std::process::exit(cannot_run(args.command[0].as_os_str(), &err));
 }
 
-/// `program` with each variable set to its value in its environment.
+/// The variables of `--env-file`s: those whose value is a reference join `vars` (unless `--env` set them
+/// already); the others are returned, to be set as written. A later file or line replaces an earlier one.
+fn from_env_files(
+    context: &Context,
+    files: &[PathBuf],
+    vars: &mut Vec<(String, SecretRef)>,
+) -> anyhow::Result<Vec<(String, OsString)>> {
+    let explicit = vars.len();
+    let mut plain: Vec<(String, OsString)> = Vec::new();
+    for file in files {
+        for (var, value) in crate::env_file::read(file)? {
+            if vars[..explicit].iter().any(|(v, _)| *v == var) {
+                continue;
+            }
+            vars.retain(|(v, _)| *v != var);
+            plain.retain(|(v, _)| *v != var);
+            if context.resolver.instances().looks_like_reference(&value) {
+                let reference = context
+                    .parse(&value)
+                    .with_context(|| format!("{var} in --env-file {}", file.display()))?;
+                vars.push((var, reference));
+            } else {
+                plain.push((var, OsString::from(value.as_str())));
+            }
+        }
+    }
+    Ok(plain)
+}
+
+/// `program` with the `plain` variables, and each of `vars` set to its value, in its environment.
 pub fn command_with(
     program: &[OsString],
+    plain: &[(String, OsString)],
     vars: &[(String, SecretRef)],
     values: &[Resolved],
 ) -> anyhow::Result<std::process::Command> {
     let mut command = std::process::Command::new(&program[0]);
     command.args(&program[1..]);
+    command.envs(plain.iter().map(|(var, value)| (var, value)));
     for ((var, reference), resolved) in vars.iter().zip(values) {
         let bytes = resolved.secret.value.expose();
         if bytes.contains(&0) {

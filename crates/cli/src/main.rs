@@ -3,6 +3,7 @@
 //! This crate is argument parsing and wiring only; the work happens in keyway-core and keyway-providers.
 
 mod commands;
+mod env_file;
 mod exit;
 mod git_credential;
 mod iam;

@@ -189,6 +189,7 @@ pub struct Options {
 pub async fn run(
     context: &Context,
     program: &[OsString],
+    plain: &[(String, OsString)],
     vars: &[(String, SecretRef)],
     mut values: Vec<Resolved>,
     options: &Options,
@@ -237,7 +238,7 @@ pub async fn run(
     }
     let references: Vec<SecretRef> = vars.iter().map(|(_, r)| r.clone()).collect();
     let code = loop {
-        let command = crate::commands::command_with(program, vars, &values)?;
+        let command = crate::commands::command_with(program, plain, vars, &values)?;
         match once(context, &references, command, &values, options, &child).await? {
             Run::Exited(code) => break code,
             Run::Restart(code, _)

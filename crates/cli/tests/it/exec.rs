@@ -23,6 +23,88 @@ fn exec_sets_env_from_flags_and_from_reference_valued_variables() {
     assert_eq!(stdout(&out), "ghp_exec|gcp-pw|https://example.com");
 }
 
+#[test]
+fn env_files_hold_references_and_plain_values() {
+    let g = Ground::start();
+    g.moto
+        .create_secret("ci/github", r#"{"github_token":"ghp_envfile"}"#);
+    g.gcp.add_version("proj", "db", b"gcp-envfile");
+    std::fs::write(g.dir.path().join("local/api"), "local-envfile").unwrap();
+    let base = g.dir.path().join("base.env");
+    std::fs::write(
+        &base,
+        "# shared\n\
+         GITHUB_TOKEN=aws-sm://ci/github#github_token\n\
+         export DB_PASSWORD='gcp-sm://proj/db'\n\
+         DATABASE_URL=postgres://db.internal:5432/app   # not an instance: plain\n\
+         LOG_LEVEL=info\n\
+         API_KEY=local://api\n",
+    )
+    .unwrap();
+    let over = g.dir.path().join("override.env");
+    std::fs::write(&over, "LOG_LEVEL=debug\nAPI_KEY=\"set here\"\n").unwrap();
+    let print = "printf '%s|%s|%s|%s|%s' \"$GITHUB_TOKEN\" \"$DB_PASSWORD\" \"$DATABASE_URL\" \"$LOG_LEVEL\" \"$API_KEY\"";
+    let out = run(g
+        .keyway()
+        .env("LOG_LEVEL", "inherited")
+        .arg("exec")
+        .arg("--env-file")
+        .arg(&base)
+        .arg("--env-file")
+        .arg(&over)
+        .args(["--env", "GITHUB_TOKEN=local://api", "--", "sh", "-c", print]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // --env wins over the files, the later file over the earlier, a file over the inherited environment.
+    assert_eq!(
+        stdout(&out),
+        "local-envfile|gcp-envfile|postgres://db.internal:5432/app|debug|set here"
+    );
+
+    // Supervised, the resolved values are masked; plain values are not secrets and stay.
+    let out = run(g
+        .keyway()
+        .args(["exec", "--mask", "--env-file"])
+        .arg(&base)
+        .args(["--", "sh", "-c", print]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "<concealed by keyway>|<concealed by keyway>|postgres://db.internal:5432/app|info|<concealed by keyway>"
+    );
+
+    // Nothing runs when a reference in a file is not delivered, or a file is not dotenv; the message names
+    // the variable or the line, never a value.
+    let marker = g.dir.path().join("ran");
+    let bad = g.dir.path().join("bad.env");
+    for (text, code, said) in [
+        ("TOKEN=aws-sm://missing\n", 3, "aws-sm://missing"),
+        (
+            "A=1\nTOKEN=s3cr3t with spaces\n",
+            2,
+            "line 2 is not VAR=VALUE",
+        ),
+        ("TOKEN=aws-sm://x?bogus=1\n", 2, "TOKEN in --env-file"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = run(g
+            .keyway()
+            .args(["exec", "--env-file"])
+            .arg(&bad)
+            .arg("--")
+            .arg("touch")
+            .arg(&marker));
+        assert_eq!(out.status.code(), Some(code), "{text}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{text}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("s3cr3t"), "{}", stderr(&out));
+        assert!(!marker.exists(), "{text}: the command ran");
+    }
+    let out = run(g
+        .keyway()
+        .args(["exec", "--env-file", "/nonexistent.env", "--", "true"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot read --env-file /nonexistent.env"));
+}
+
 /// `keyway exec --env E ... -- touch MARKER`: whether the command ran shows in the marker.
 fn exec_touch(g: &Ground, envs: &[&str], marker: &std::path::Path) -> std::process::Output {
     let mut command = g.keyway();
