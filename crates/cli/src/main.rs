@@ -89,6 +89,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Whether the node's daemon is ready (exit 0) or not (exit 5); --wait for init scripts, --live for probes.
     Status(commands::StatusArgs),
+    /// Print the shell completion script: `source <(keyway completion bash)`, or into the shell's completion
+    /// directory (zsh: a file `_keyway` on $fpath; fish: ~/.config/fish/completions/keyway.fish).
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +103,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Selector(args) => return selector::run(args).unwrap_or_else(|e| exit::report(&e)),
         Command::Iam(args) => return iam::run(args).unwrap_or_else(|e| exit::report(&e)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyway", &mut script);
+            let mut out = std::io::stdout().lock();
+            return match out.write_all(&script).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => exit::report(&anyhow::Error::new(e).context("cannot write to stdout")),
+            };
+        }
         _ => {}
     }
     // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
@@ -133,7 +151,11 @@ fn main() -> ExitCode {
             Command::Render(args) => render::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
             Command::Status(args) => commands::status(&context, args).await,
-            Command::Serve(_) | Command::Webhook(_) | Command::Selector(_) | Command::Iam(_) => {
+            Command::Serve(_)
+            | Command::Webhook(_)
+            | Command::Selector(_)
+            | Command::Iam(_)
+            | Command::Completion { .. } => {
                 unreachable!("handled above")
             }
         }

@@ -6,6 +6,7 @@
 )]
 
 mod canary;
+mod completion;
 mod deploy;
 mod exec;
 mod faults;
