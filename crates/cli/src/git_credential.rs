@@ -2,7 +2,8 @@
 //! without the token in a URL, a command line, `.git/config` or shell history.
 //!
 //! git runs `keyway git-credential get` with `key=value` lines (protocol, host, path, ...) and a blank line;
-//! the helper answers `username=` and `password=` for the first `[[git.credentials]]` entry that matches.
+//! the helper answers `username=` and `password=` for the first `[[git.credentials]]` entry that matches, or
+//! for the one entry `--host` and `--password` describe (no config file needed).
 //! `store` is accepted and ignored: the secret store is the source of truth. git runs `erase` with the
 //! credential the server just refused; when that is the one keyway gave from the daemon's cache (a token
 //! rotated in the store since it was cached), the daemon fetches it again past its cache, so the next `get`
@@ -22,6 +23,49 @@ pub struct GitCredentialArgs {
     /// get, store (ignored) or erase (a refused token from the daemon's cache is fetched again); git passes it.
     #[arg(default_value = "get")]
     action: String,
+    /// Answer for this host only (`github.com`, or `host:port`), with --password, instead of the config's
+    /// [[git.credentials]] entries: for an init script with no keyway.toml.
+    #[arg(long, requires = "password")]
+    host: Option<String>,
+    /// The reference that yields the token for --host, e.g. aws-sm://ci/github#github_token.
+    #[arg(long, requires = "host", value_name = "REF")]
+    password: Option<String>,
+    /// The username for --host (default x-access-token, which GitHub takes with any token).
+    #[arg(long, requires = "host")]
+    username: Option<String>,
+    /// Only for repository paths under this prefix on --host (needs `credential.useHttpPath`).
+    #[arg(long, requires = "host", value_name = "PREFIX")]
+    path: Option<String>,
+    /// The protocol git must be using for --host: https, or http for a server on a trusted network only
+    /// (the token then travels in clear).
+    #[arg(long, requires = "host", default_value = "https", value_parser = ["https", "http"])]
+    protocol: String,
+}
+
+impl GitCredentialArgs {
+    /// The entries to answer from: the one the flags describe, or the config's.
+    fn entries(&self, context: &Context) -> anyhow::Result<Vec<GitCredential>> {
+        let (Some(host), Some(password)) = (&self.host, &self.password) else {
+            return Ok(context.config.git.credentials.clone());
+        };
+        if host.is_empty() || host.contains(['/', '\n', ' ']) {
+            return Err(Usage(format!(
+                "--host `{host}` is not a host; give it as git reports it, e.g. github.com or git.example.com:8443"
+            ))
+            .into());
+        }
+        context.parse(password)?;
+        Ok(vec![GitCredential {
+            host: host.clone(),
+            path: self.path.clone(),
+            protocol: Some(self.protocol.clone()),
+            username: self
+                .username
+                .clone()
+                .unwrap_or_else(keyway_providers::config::default_git_user),
+            password: password.clone(),
+        }])
+    }
 }
 
 #[derive(Default)]
@@ -66,6 +110,7 @@ fn matches(entry: &GitCredential, request: &Request) -> bool {
 }
 
 pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<()> {
+    let entries = args.entries(context)?;
     match args.action.as_str() {
         "get" => {}
         "store" => {
@@ -73,7 +118,10 @@ pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<(
             read_request(std::io::stdin().lock())?;
             return Ok(());
         }
-        "erase" => return erase(context, &read_request(std::io::stdin().lock())?).await,
+        "erase" => {
+            let request = read_request(std::io::stdin().lock())?;
+            return erase(context, &entries, &request).await;
+        }
         other => {
             return Err(Usage(format!(
                 "unknown git credential action `{other}`; git passes get, store or erase"
@@ -82,13 +130,7 @@ pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<(
         }
     }
     let request = read_request(std::io::stdin().lock())?;
-    let Some(entry) = context
-        .config
-        .git
-        .credentials
-        .iter()
-        .find(|e| matches(e, &request))
-    else {
+    let Some(entry) = entries.iter().find(|e| matches(e, &request)) else {
         tracing::info!(host = %request.host, "no [[git.credentials]] entry matches; git will try its other helpers");
         return Ok(());
     };
@@ -125,17 +167,15 @@ pub async fn run(context: &Context, args: GitCredentialArgs) -> anyhow::Result<(
 
 /// The server refused `request`'s credential. When keyway gave it from the daemon's cache, fetch it again past
 /// the cache. Without the daemon every `get` already asks the store, so there is nothing to do.
-async fn erase(context: &Context, request: &Request) -> anyhow::Result<()> {
+async fn erase(
+    context: &Context,
+    entries: &[GitCredential],
+    request: &Request,
+) -> anyhow::Result<()> {
     let (Some(daemon), Some(refused)) = (&context.daemon, &request.password) else {
         return Ok(());
     };
-    let Some(entry) = context
-        .config
-        .git
-        .credentials
-        .iter()
-        .find(|e| matches(e, request))
-    else {
+    let Some(entry) = entries.iter().find(|e| matches(e, request)) else {
         return Ok(());
     };
     if request

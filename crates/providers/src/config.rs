@@ -270,7 +270,8 @@ pub struct GitCredential {
     pub password: String,
 }
 
-fn default_git_user() -> String {
+/// The username of a `[[git.credentials]]` entry that names none: GitHub takes any with a token.
+pub fn default_git_user() -> String {
     "x-access-token".to_owned()
 }
 

@@ -4,11 +4,14 @@
 //!   (`scripts/python-env.sh` creates it), on a free loopback port, killed on drop.
 //! - [`gcp_emulator`]: a GCP Secret Manager emulator speaking the v1 REST surface a reader needs, proven against
 //!   Google's own Python client (`tests/python/test_gcp_emulator.py`); [`GcpEmulator`] runs it in-process.
+//! - [`GitServer`]: git's own `git http-backend` behind HTTP Basic authentication with a token, for clones
+//!   through `keyway git-credential`.
 //!
 //! This crate is for tests and benchmarks only; nothing in the product depends on it.
 
 pub mod fault;
 pub mod gcp_emulator;
+pub mod git_server;
 pub mod raw;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 pub use gcp_emulator::GcpEmulator;
+pub use git_server::GitServer;
 
 /// A loopback server on its own thread and current-thread runtime: `serve` gets the bound listener and a
 /// future that resolves when the owner is dropped; the drop then waits for the thread.

@@ -210,3 +210,128 @@ fn a_token_the_server_refused_is_fetched_again_past_the_daemon_cache() {
     assert!(!said.contains("ghp_new"), "{said}");
     assert_eq!(fill(), "ghp_new");
 }
+
+/// `git` with `args`, in `cwd`, nothing of the user's configuration or terminal.
+fn git(cwd: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .args([
+            "-c",
+            "user.name=keyway",
+            "-c",
+            "user.email=keyway@example.com",
+        ])
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("KEYWAY_DAEMON", "never")
+        .stdin(Stdio::null())
+        .output()
+        .expect("git")
+}
+
+#[test]
+fn git_clones_a_private_repository_with_a_rotated_token_and_no_config_entry() {
+    let g = Ground::start();
+    let home = g.dir.path();
+    // A bare repository with one commit, served by git http-backend to x-access-token:ghp_one only.
+    let repos = home.join("repos");
+    std::fs::create_dir(&repos).unwrap();
+    assert!(git(&repos, home, &["init", "-q", "work"]).status.success());
+    std::fs::write(repos.join("work/README"), "private\n").unwrap();
+    assert!(
+        git(&repos.join("work"), home, &["add", "README"])
+            .status
+            .success()
+    );
+    assert!(
+        git(&repos.join("work"), home, &["commit", "-qm", "init"])
+            .status
+            .success()
+    );
+    assert!(
+        git(&repos, home, &["clone", "-q", "--bare", "work", "app.git"])
+            .status
+            .success()
+    );
+    let git_server = keyway_testkit::GitServer::start(&repos, "x-access-token", "ghp_one");
+    std::fs::write(home.join("local/gh"), "ghp_one").unwrap();
+
+    // The token comes from the daemon's cache; the helper needs no [[git.credentials]] entry.
+    let served = Served::start(&g, &[]);
+    let helper = format!(
+        "credential.helper=!{} --config {} --daemon always --socket {} git-credential --protocol http --host {} --password local://gh",
+        env!("CARGO_BIN_EXE_keyway"),
+        g.config.display(),
+        served.socket.display(),
+        git_server.addr,
+    );
+    let url = format!("{}/app.git", git_server.url);
+    let clone = |to: &str| {
+        git(
+            home,
+            home,
+            &[
+                "-c",
+                "credential.helper=",
+                "-c",
+                &helper,
+                "clone",
+                "-q",
+                &url,
+                to,
+            ],
+        )
+    };
+    let out = clone("one");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("one/README")).unwrap(),
+        "private\n"
+    );
+    let git_config = std::fs::read_to_string(home.join("one/.git/config")).unwrap();
+    assert!(!git_config.contains("ghp_"), "{git_config}");
+    assert_eq!(git_server.refused(), 0);
+
+    // Rotated in the store and on the server: the daemon still holds the old token for its TTL, so the next
+    // clone is refused; git tells the helper, the daemon fetches the token again, and the clone after works.
+    std::fs::write(home.join("local/gh"), "ghp_two").unwrap();
+    git_server.set_credential("x-access-token", "ghp_two");
+    let out = clone("two");
+    assert!(!out.status.success());
+    assert_eq!(git_server.refused(), 1);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("ghp_"), "{said}");
+    let out = clone("three");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(git_server.refused(), 1);
+
+    // Another host (the same server by another name) gets nothing from this helper: git has no credential to
+    // send, so the clone fails without the server ever seeing a token.
+    let other = url.replace("127.0.0.1", "localhost");
+    let out = git(
+        home,
+        home,
+        &[
+            "-c",
+            "credential.helper=",
+            "-c",
+            &helper,
+            "clone",
+            "-q",
+            &other,
+            "four",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(git_server.refused(), 1);
+}
