@@ -1,12 +1,15 @@
 """The `keyway` Python package: in-process against moto and the local store, and through a real daemon."""
 
+import asyncio
 import logging
 import os
 import pathlib
 import pickle
 import subprocess
 import sys
+import time
 import traceback
+import urllib.request
 
 import boto3
 import pytest
@@ -97,6 +100,59 @@ def test_templates_take_the_values_where_their_references_stand(direct):
         keyway.render_template("{{ local://team/db }} {{ aws-sm://ci/missing }}")
 
 
+def test_awaitables_leave_the_event_loop_running(tmp_path, gcp_emulator):
+    """aget_secret & co. resolve on the extension's runtime while asyncio goes on: with every GCP access taking
+    0.5 s, ten secrets come in about 0.5 s (concurrently), a ticker keeps ticking meanwhile, errors keep their
+    kinds, and a cancelled await leaves the package working."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
+    for i in range(10):
+        secret = client.create_secret(request={"parent": "projects/proj", "secret_id": f"s{i}",
+                                               "secret": {"replication": {"automatic": {}}}})
+        client.add_secret_version(request={"parent": secret.name, "payload": {"data": f"v{i}".encode()}})
+    config = tmp_path / "keyway.toml"
+    config.write_text(f'[providers.gcp-sm]\ntype = "gcp"\nendpoint = "{gcp_emulator}"\n'
+                      f'credentials = "anonymous"\nproject = "proj"\n')
+    assert keyway.configure(config=str(config), daemon="never") == "direct"
+    urllib.request.urlopen(urllib.request.Request(f"{gcp_emulator}/emulator/latency?ms=500", method="POST"))
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        one, rest = await asyncio.gather(keyway.aget_secret("gcp-sm://proj/s0"),
+                                         keyway.aget_secrets([f"gcp-sm://proj/s{i}" for i in range(1, 10)]))
+        elapsed = time.perf_counter() - started
+        during = ticks
+        with pytest.raises(keyway.NotFound):
+            await keyway.aget_secret("gcp-sm://proj/missing")
+        cancelled = asyncio.create_task(keyway.aget_secret("gcp-sm://proj/s0", ttl=0))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        again = await keyway.aget_secret("gcp-sm://proj/s1")
+        ticking.cancel()
+        return one, rest, elapsed, during, again
+
+    one, rest, elapsed, ticks, again = asyncio.run(main())
+    assert one.value == "v0" and [s.value.value() for s in rest] == [f"v{i}" for i in range(1, 10)]
+    assert again.value == "v1"
+    assert 0.5 <= elapsed < 2.0, f"ten secrets of 0.5 s each took {elapsed:.2f} s"
+    assert ticks >= 20, f"the event loop ticked {ticks} times in {elapsed:.2f} s: it was held up"
+
+
 def test_the_daemon_passes_the_backends_code_and_failure_along(direct, tmp_path):
     """Through a daemon, errors keep AWS's code and the transport failure as well as the kind."""
     closed = free_port()  # bound, then released: nothing listens
@@ -133,6 +189,8 @@ def test_through_the_node_daemon(tmp_path):
         secret = keyway.get_secret("local://token")
         assert secret.value.value() == "from-the-daemon"
         assert keyway.list_secrets("local") == ["token"]
+        assert asyncio.run(keyway.aget_secret("local://token")).value == "from-the-daemon"
+        assert asyncio.run(keyway.alist_secrets("local")) == ["token"]
         assert keyway.render_template("T={{ local://token }}").value() == "T=from-the-daemon"
         with pytest.raises(keyway.NotFound):
             keyway.get_secret("local://absent")

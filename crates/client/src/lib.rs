@@ -222,12 +222,15 @@ impl Client {
 
     /// Lists the secret names of a provider instance (those the caller may read).
     pub async fn list(&self, provider: &str, filter: Option<&str>) -> Result<Vec<String>, Error> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("provider", provider);
-        if let Some(filter) = filter {
-            query.append_pair("filter", filter);
-        }
-        let uri = format!("{}?{}", path::LIST, query.finish());
+        // The serializer is not Send: gone before the await, so this future can run on any thread.
+        let uri = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("provider", provider);
+            if let Some(filter) = filter {
+                query.append_pair("filter", filter);
+            }
+            format!("{}?{}", path::LIST, query.finish())
+        };
         let (status, body) = self.call(Method::GET, &uri, None).await?;
         if !status.is_success() {
             return Err(error_from(status, &body));

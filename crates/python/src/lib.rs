@@ -328,35 +328,125 @@ fn resolve_raw(
     lookup: Lookup,
 ) -> PyResult<Vec<(String, Resolved)>> {
     let state = state()?;
-    let results: Result<Vec<(String, Resolved)>, Error> = py.detach(|| {
-        state.runtime.block_on(async {
-            match &state.backend {
-                Backend::Daemon(client) => {
-                    let results = client.resolve_all(references, lookup).await?;
-                    references
-                        .iter()
-                        .cloned()
-                        .zip(results)
-                        .map(|(r, v)| v.map(|v| (r, v)))
-                        .collect()
-                }
-                Backend::Direct(resolver) => {
-                    let mut parsed = Vec::with_capacity(references.len());
-                    for text in references {
-                        parsed.push(resolver.parse(text)?);
-                    }
-                    let results = resolver.resolve_all(&parsed, lookup).await;
-                    parsed
-                        .iter()
-                        .map(ToString::to_string)
-                        .zip(results)
-                        .map(|(r, v)| v.map(|v| (r, v)))
-                        .collect()
-                }
+    py.detach(|| {
+        state
+            .runtime
+            .block_on(resolve_in(&state, references, lookup))
+    })
+    .map_err(|e| to_py(&e))
+}
+
+/// [`resolve_raw`] as a future on the extension's runtime, for the awaitable functions.
+async fn resolve_in(
+    state: &State,
+    references: &[String],
+    lookup: Lookup,
+) -> Result<Vec<(String, Resolved)>, Error> {
+    match &state.backend {
+        Backend::Daemon(client) => {
+            let results = client.resolve_all(references, lookup).await?;
+            references
+                .iter()
+                .cloned()
+                .zip(results)
+                .map(|(r, v)| v.map(|v| (r, v)))
+                .collect()
+        }
+        Backend::Direct(resolver) => {
+            let mut parsed = Vec::with_capacity(references.len());
+            for text in references {
+                parsed.push(resolver.parse(text)?);
             }
-        })
+            let results = resolver.resolve_all(&parsed, lookup).await;
+            parsed
+                .iter()
+                .map(ToString::to_string)
+                .zip(results)
+                .map(|(r, v)| v.map(|v| (r, v)))
+                .collect()
+        }
+    }
+}
+
+/// The state, with `pyo3_async_runtimes` told to run awaitables on the extension's runtime (once).
+fn async_state() -> PyResult<std::sync::Arc<State>> {
+    static BRIDGED: OnceLock<()> = OnceLock::new();
+    let state = state()?;
+    BRIDGED.get_or_init(|| {
+        // Err only when already set, which this OnceLock rules out for our own calls.
+        let _ = pyo3_async_runtimes::tokio::init_with_runtime(state.runtime);
     });
-    results.map_err(|e| to_py(&e))
+    Ok(state)
+}
+
+/// An awaitable of the secrets of `references`, resolved on the extension's runtime while the event loop runs.
+fn resolve_awaitable(
+    py: Python<'_>,
+    references: Vec<String>,
+    lookup: Lookup,
+) -> PyResult<Bound<'_, PyAny>> {
+    let state = async_state()?;
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let resolved = resolve_in(&state, &references, lookup)
+            .await
+            .map_err(|e| to_py(&e))?;
+        Python::attach(|py| {
+            resolved
+                .into_iter()
+                .map(|(reference, r)| to_secret(py, reference, r))
+                .collect::<PyResult<Vec<Secret>>>()
+        })
+    })
+}
+
+/// An asyncio future of [`get_secret`], for `keyway.aget_secret` (a coroutine around it, so that
+/// `asyncio.run` and `create_task` take it): the event loop keeps running while the secret is fetched.
+#[pyfunction]
+#[pyo3(signature = (reference, ttl=None, refresh=false))]
+fn aget_secret(
+    py: Python<'_>,
+    reference: String,
+    ttl: Option<f64>,
+    refresh: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    let state = async_state()?;
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let mut resolved = resolve_in(&state, &[reference], lookup(ttl, refresh))
+            .await
+            .map_err(|e| to_py(&e))?;
+        let (reference, r) = resolved
+            .pop()
+            .ok_or_else(|| KeywayError::new_err("no result"))?;
+        Python::attach(|py| to_secret(py, reference, r))
+    })
+}
+
+/// An asyncio future of [`get_secrets`], for `keyway.aget_secrets`.
+#[pyfunction]
+#[pyo3(signature = (references, ttl=None, refresh=false))]
+fn aget_secrets(
+    py: Python<'_>,
+    references: Vec<String>,
+    ttl: Option<f64>,
+    refresh: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    resolve_awaitable(py, references, lookup(ttl, refresh))
+}
+
+/// An asyncio future of [`list_secrets`], for `keyway.alist_secrets`.
+#[pyfunction]
+#[pyo3(signature = (provider, filter=None))]
+fn alist_secrets(
+    py: Python<'_>,
+    provider: String,
+    filter: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    let state = async_state()?;
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        list_in(&state, &provider, filter.as_deref())
+            .await
+            .map_err(|e| to_py(&e))
+    })
 }
 
 /// Resolves one reference (`aws-sm://NAME#field`, `gcp-sm://PROJECT/SECRET`, `local://NAME`). `ttl` in
@@ -435,15 +525,19 @@ fn render_template(
 #[pyo3(signature = (provider, filter=None))]
 fn list_secrets(py: Python<'_>, provider: &str, filter: Option<&str>) -> PyResult<Vec<String>> {
     let state = state()?;
-    let names: Result<Vec<String>, Error> = py.detach(|| {
-        state.runtime.block_on(async {
-            match &state.backend {
-                Backend::Daemon(client) => client.list(provider, filter).await,
-                Backend::Direct(resolver) => resolver.list(provider, filter).await,
-            }
-        })
-    });
-    names.map_err(|e| to_py(&e))
+    py.detach(|| state.runtime.block_on(list_in(&state, provider, filter)))
+        .map_err(|e| to_py(&e))
+}
+
+async fn list_in(
+    state: &State,
+    provider: &str,
+    filter: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    match &state.backend {
+        Backend::Daemon(client) => client.list(provider, filter).await,
+        Backend::Direct(resolver) => resolver.list(provider, filter).await,
+    }
 }
 
 #[pymodule]
@@ -456,6 +550,9 @@ fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_secret, m)?)?;
     m.add_function(wrap_pyfunction!(get_secrets, m)?)?;
     m.add_function(wrap_pyfunction!(list_secrets, m)?)?;
+    m.add_function(wrap_pyfunction!(aget_secret, m)?)?;
+    m.add_function(wrap_pyfunction!(aget_secrets, m)?)?;
+    m.add_function(wrap_pyfunction!(alist_secrets, m)?)?;
     m.add_function(wrap_pyfunction!(render_template, m)?)?;
     m.add_function(wrap_pyfunction!(template_references, m)?)?;
     m.add("KeywayError", py.get_type::<KeywayError>())?;

@@ -9,6 +9,9 @@ providers and cache (no boto3 or Google client needed)::
     token.value()         # the text, when you need it
     print(token)          # SecretValue([redacted 40 bytes])
 
+In asyncio code (Ray Serve, an async actor, FastAPI), ``await keyway.aget_secret(ref)``, ``aget_secrets`` and
+``alist_secrets`` do the same without holding up the event loop.
+
 ``keyway.render_template("DB_PASSWORD={{ aws-sm://prod/db#password }}")`` fills a template (an ``.env`` file, a
 ``.netrc``) and returns a ``SecretValue``.
 
@@ -16,6 +19,9 @@ Errors are ``keyway.NotFound``, ``keyway.PermissionDenied``, ``keyway.Throttled`
 ``keyway.InvalidReference``, all ``keyway.KeywayError``; their messages say what to do and never hold a value.
 """
 
+from collections.abc import Sequence
+
+from keyway import _keyway
 from keyway._keyway import (
     InvalidReference,
     KeywayError,
@@ -32,6 +38,24 @@ from keyway._keyway import (
     render_template,
 )
 
+
+
+async def aget_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> Secret:
+    """``get_secret`` for asyncio code: the event loop keeps running while the secret is fetched (on Keyway's own
+    threads). Same arguments, result and errors."""
+    return await _keyway.aget_secret(reference, ttl, refresh)
+
+
+async def aget_secrets(references: Sequence[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]:
+    """``get_secrets`` for asyncio code: concurrent, all or nothing."""
+    return await _keyway.aget_secrets(list(references), ttl, refresh)
+
+
+async def alist_secrets(provider: str, filter: str | None = None) -> list[str]:
+    """``list_secrets`` for asyncio code."""
+    return await _keyway.alist_secrets(provider, filter)
+
+
 __all__ = [
     "InvalidReference",
     "KeywayError",
@@ -41,6 +65,9 @@ __all__ = [
     "SecretValue",
     "Throttled",
     "Unavailable",
+    "aget_secret",
+    "aget_secrets",
+    "alist_secrets",
     "configure",
     "get_secret",
     "get_secrets",
