@@ -268,7 +268,7 @@ fn git_clones_a_private_repository_with_a_rotated_token_and_no_config_entry() {
         git_server.addr,
     );
     let url = format!("{}/app.git", git_server.url);
-    let clone = |to: &str| {
+    let clone = |url: &str, to: &str| {
         git(
             home,
             home,
@@ -279,12 +279,12 @@ fn git_clones_a_private_repository_with_a_rotated_token_and_no_config_entry() {
                 &helper,
                 "clone",
                 "-q",
-                &url,
+                url,
                 to,
             ],
         )
     };
-    let out = clone("one");
+    let out = clone(&url, "one");
     assert!(
         out.status.success(),
         "{}",
@@ -302,12 +302,12 @@ fn git_clones_a_private_repository_with_a_rotated_token_and_no_config_entry() {
     // clone is refused; git tells the helper, the daemon fetches the token again, and the clone after works.
     std::fs::write(home.join("local/gh"), "ghp_two").unwrap();
     git_server.set_credential("x-access-token", "ghp_two");
-    let out = clone("two");
+    let out = clone(&url, "two");
     assert!(!out.status.success());
     assert_eq!(git_server.refused(), 1);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("ghp_"), "{said}");
-    let out = clone("three");
+    let out = clone(&url, "three");
     assert!(
         out.status.success(),
         "{}",
@@ -318,20 +318,7 @@ fn git_clones_a_private_repository_with_a_rotated_token_and_no_config_entry() {
     // Another host (the same server by another name) gets nothing from this helper: git has no credential to
     // send, so the clone fails without the server ever seeing a token.
     let other = url.replace("127.0.0.1", "localhost");
-    let out = git(
-        home,
-        home,
-        &[
-            "-c",
-            "credential.helper=",
-            "-c",
-            &helper,
-            "clone",
-            "-q",
-            &other,
-            "four",
-        ],
-    );
+    let out = clone(&other, "four");
     assert!(!out.status.success());
     assert_eq!(git_server.refused(), 1);
 }
