@@ -172,7 +172,11 @@ async fn erase(
     entries: &[GitCredential],
     request: &Request,
 ) -> anyhow::Result<()> {
-    let (Some(daemon), Some(refused)) = (&context.daemon, &request.password) else {
+    let Some(daemon) = &context.daemon else {
+        tracing::debug!(host = %request.host, "git reports a refused credential; without the daemon nothing was cached, so every get asks the store already");
+        return Ok(());
+    };
+    let Some(refused) = &request.password else {
         return Ok(());
     };
     let Some(entry) = entries.iter().find(|e| matches(e, request)) else {

@@ -84,6 +84,18 @@ fn canary_never_reaches_logs_or_errors() {
             assert!(out.status.success(), "{}", stderr(&out));
             assert_clean("exec", &out);
 
+            let env_file = g.dir.path().join("canary.env");
+            std::fs::write(&env_file, format!("T={reference}\nPLAIN=1\n")).unwrap();
+            let out = run(keyway()
+                .args(["exec", "--env-file"])
+                .arg(&env_file)
+                .args(["--", "sh", "-c", "test \"$T\" = \"$EXPECT\""])
+                .env("EXPECT", CANARY));
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_clean("exec --env-file", &out);
+
+            git_credential_is_clean(&keyway, reference);
+
             // A command that prints its environment, under --mask and --watch (keyway stays its parent).
             let out = run(keyway().args([
                 "exec",
@@ -113,6 +125,44 @@ fn canary_never_reaches_logs_or_errors() {
             assert!(stderr(&out).contains("fields present: github_token, other"));
             assert_clean("missing field", &out);
         }
+    }
+}
+
+/// git's credential helper, answering with `reference` and then told the answer was refused.
+fn git_credential_is_clean(keyway: &dyn Fn() -> std::process::Command, reference: &str) {
+    for (action, input) in [
+        ("get", "protocol=https\nhost=example.com\n\n".to_owned()),
+        (
+            "erase",
+            format!(
+                "protocol=https\nhost=example.com\nusername=x-access-token\npassword={CANARY}\n\n"
+            ),
+        ),
+    ] {
+        let mut child = keyway()
+            .args([
+                "git-credential",
+                "--host",
+                "example.com",
+                "--password",
+                reference,
+                action,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stdout(&out).contains(&format!("password={CANARY}\n")),
+            action == "get",
+            "{}",
+            stdout(&out)
+        );
+        assert_clean(&format!("git-credential {action}"), &out);
     }
 }
 
