@@ -34,6 +34,12 @@ pub struct RenderArgs {
     /// webhook's refresh sidecar). A failed round keeps the files and is retried at the next interval.
     #[arg(long, value_name = "INTERVAL", value_parser = crate::commands::parse_interval)]
     watch: Option<std::time::Duration>,
+    /// With --watch: run CMD after a round replaced files, e.g. 'nginx -s reload' or 'pkill -HUP -F
+    /// /run/app.pid' (split into words as a shell would, run without one; no value is passed, KEYWAY_CHANGED
+    /// names the files). Not run at the first render. A failure, or a run past 60 s (then killed), is logged and
+    /// the watch goes on.
+    #[arg(long, value_name = "CMD", requires = "watch", value_parser = parse_hook)]
+    on_change: Option<Hook>,
     /// After rendering, copy this keyway binary to DIR/keyway (mode 0555), for app containers that wrap their
     /// command in `keyway exec` (the webhook's environment delivery).
     #[arg(long, value_name = "DIR")]
@@ -65,6 +71,63 @@ fn install_self(dir: &Path) -> anyhow::Result<()> {
     std::fs::rename(&temporary, dir.join("keyway"))
         .with_context(|| format!("cannot install keyway into {}", dir.display()))?;
     Ok(())
+}
+
+/// An `--on-change` command, split into its words.
+#[derive(Debug, Clone)]
+pub struct Hook(Vec<String>);
+
+fn parse_hook(text: &str) -> Result<Hook, String> {
+    let words = shell_words::split(text)
+        .map_err(|e| format!("`{text}` is not a command line ({e}); quote it as a shell would"))?;
+    if words.is_empty() {
+        return Err("the command is empty; give e.g. 'nginx -s reload'".to_owned());
+    }
+    Ok(Hook(words))
+}
+
+/// How long an `--on-change` command may run before it is killed.
+const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(1);
+
+impl Hook {
+    /// Runs the command for the files of `changed` (names under DIR) and logs how it ended; never fails the
+    /// watch.
+    async fn run(&self, changed: &[&Path]) {
+        let names = changed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let program = &self.0[0];
+        let spawned = tokio::process::Command::new(program)
+            .args(&self.0[1..])
+            .env("KEYWAY_CHANGED", &names)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::warn!(command = %program, error = %e, "cannot run the --on-change command");
+                return;
+            }
+        };
+        match tokio::time::timeout(HOOK_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {
+                tracing::info!(command = %program, files = %names, "--on-change command done");
+            }
+            Ok(Ok(status)) => {
+                tracing::warn!(command = %program, %status, "the --on-change command failed");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(command = %program, error = %e, "cannot wait for the --on-change command");
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                tracing::warn!(command = %program, timeout_secs = HOOK_TIMEOUT.as_secs(), "the --on-change command ran too long and was killed");
+            }
+        }
+    }
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -213,6 +276,7 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         else {
             continue;
         };
+        let mut changed = Vec::new();
         for (i, (name, bytes)) in plan.names.iter().zip(plan.render(&values)).enumerate() {
             if bool::from(bytes.as_slice().ct_eq(current[i].as_slice())) {
                 continue;
@@ -222,11 +286,15 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
                 Ok(()) => {
                     tracing::info!(file = %path.display(), "new value rendered");
                     current[i] = bytes;
+                    changed.push(name.as_path());
                 }
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "cannot replace the file");
                 }
             }
+        }
+        if let (Some(hook), false) = (&args.on_change, changed.is_empty()) {
+            hook.run(&changed).await;
         }
     }
 }

@@ -357,3 +357,71 @@ fn watch_rewrites_a_template_when_a_value_in_it_changes() {
     std::fs::write(&value, "v2").unwrap();
     wait_for("k=v2\n");
 }
+
+#[test]
+fn on_change_runs_a_command_after_files_were_replaced_and_not_before() {
+    let g = Ground::start();
+    let local = g.dir.path().join("local");
+    std::fs::write(local.join("tok"), "v1").unwrap();
+    std::fs::write(local.join("steady"), "s").unwrap();
+    let out_dir = g.dir.path().join("out");
+    let log = g.dir.path().join("hook.log");
+    // The hook sees the new file in place, and the names of the files that changed.
+    let hook = format!(
+        "sh -c 'printf \"%s:%s\\n\" \"$KEYWAY_CHANGED\" \"$(cat {}/tok)\" >> {}'",
+        out_dir.display(),
+        log.display()
+    );
+    let _watcher = Watcher(
+        g.keyway()
+            .args(["render", "--watch", "200ms", "--on-change", &hook, "--dir"])
+            .arg(&out_dir)
+            .args(["tok=local://tok", "steady=local://steady"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let eventually = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    eventually("first render", &|| out_dir.join("tok").exists());
+    // Rounds that change nothing, and the first render, run nothing.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(!log.exists(), "the hook ran without a change");
+    std::fs::write(local.join("tok"), "v2").unwrap();
+    eventually("the hook after the change", &|| {
+        std::fs::read_to_string(&log).ok().as_deref() == Some("tok:v2\n")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "tok:v2\n",
+        "ran again without a change"
+    );
+
+    for (args, said) in [
+        (vec!["--on-change", "true"], "--watch"),
+        (
+            vec!["--watch", "1s", "--on-change", "'unclosed"],
+            "not a command line",
+        ),
+        (
+            vec!["--watch", "1s", "--on-change", ""],
+            "the command is empty",
+        ),
+    ] {
+        let out = run(g
+            .keyway()
+            .arg("render")
+            .args(&args)
+            .arg("--dir")
+            .arg(&out_dir)
+            .arg("tok=local://tok"));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
+    }
+}
