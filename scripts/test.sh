@@ -11,6 +11,17 @@ cd "$root"
 venv=$("$root/scripts/python-env.sh")
 export KEYWAY_VENV=$venv
 
+# systemd-analyze checks deploy/systemd/keyway.service (Debian package systemd; nothing is started or enabled).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing systemd (for systemd-analyze)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  else
+    echo "error: systemd-analyze is missing; install the systemd package (apt-get install systemd)" >&2
+    exit 1
+  fi
+fi
+
 echo "==> cargo build --workspace --all-targets" >&2
 cargo build --workspace --all-targets --locked
 

@@ -168,6 +168,7 @@ async fn reload_on_change(
             tracing::info!("the config file changed: reloading the configuration");
         }
         tried = content;
+        keyway_daemon::notify::reloading();
         let outcome = match source.load() {
             Ok(new) => reloader
                 .reload(&new)
@@ -178,6 +179,7 @@ async fn reload_on_change(
                 Err(e)
             }
         };
+        let applied = outcome.is_ok();
         match outcome {
             Ok((done, new)) => {
                 config = new;
@@ -200,6 +202,17 @@ async fn reload_on_change(
                 error = %format!("{e:#}"),
                 "reload refused; still serving the previous configuration"
             ),
+        }
+        // The reload ends here; while the first prefetch runs, its own READY=1 ends it instead.
+        let status = if applied {
+            "ready; configuration reloaded"
+        } else {
+            "ready; reload refused, serving the previous configuration"
+        };
+        if reloader.is_ready() {
+            keyway_daemon::notify::ready(status);
+        } else {
+            keyway_daemon::notify::status("prefetching");
         }
     }
 }

@@ -14,6 +14,7 @@ mod auth;
 mod listen;
 mod memory;
 mod metrics;
+pub mod notify;
 mod reload;
 mod respond;
 mod routes;
@@ -224,6 +225,7 @@ impl Daemon {
         let state = current.load_full();
         state.shared.draining.store(true, Ordering::SeqCst);
         state.shared.ready.store(false, Ordering::SeqCst);
+        notify::stopping();
         drop(tcp);
         let socket = unix.close();
         tracing::info!("shutting down: draining in-flight requests");
@@ -256,10 +258,11 @@ impl Background {
         let prefetcher = {
             let state = current.load_full();
             tokio::spawn(async move {
-                prefetch_all(&state, prefetch).await;
+                let (ok, total) = prefetch_all(&state, prefetch).await;
                 if !state.shared.draining.load(Ordering::SeqCst) {
                     state.shared.ready.store(true, Ordering::SeqCst);
                     tracing::info!("ready");
+                    notify::ready(&format!("ready; prefetched {ok} of {total} secrets"));
                 }
             })
         };
@@ -289,8 +292,8 @@ impl Drop for Background {
 }
 
 /// Fetches every prefetch reference concurrently, each after a random delay of up to 250 ms so that many
-/// nodes starting together do not hit the upstream in one instant.
-async fn prefetch_all(state: &State, references: Vec<SecretRef>) {
+/// nodes starting together do not hit the upstream in one instant. Returns (fetched, asked).
+async fn prefetch_all(state: &State, references: Vec<SecretRef>) -> (usize, usize) {
     let total = references.len();
     let fetches = references.into_iter().map(|reference| async move {
         let jitter = Duration::from_millis(fastrand::u64(0..=250));
@@ -313,4 +316,5 @@ async fn prefetch_all(state: &State, references: Vec<SecretRef>) {
     if total > 0 {
         tracing::info!(ok, total, "prefetch finished");
     }
+    (ok, total)
 }

@@ -52,6 +52,15 @@ impl Reloader {
         self.current.load().shared.metrics.reloaded(false);
     }
 
+    /// Whether the daemon is ready (its prefetch done), as `/readyz` says.
+    pub fn is_ready(&self) -> bool {
+        self.current
+            .load()
+            .shared
+            .ready
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn apply(&self, config: &Config) -> Result<Reloaded, DaemonError> {
         let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         let running = self.current.load_full();

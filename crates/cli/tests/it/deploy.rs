@@ -112,3 +112,48 @@ fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
         ]
     );
 }
+
+/// `deploy/systemd/keyway.service` passes `systemd-analyze verify` (unit syntax, every key known, its commands
+/// executable) with this build's binary in place of `/usr/local/bin/keyway`, and the binary takes the arguments
+/// of its `ExecStart`.
+#[test]
+fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/keyway.service")).unwrap();
+    let exec_start = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let words: Vec<&str> = exec_start.split_whitespace().collect();
+    assert_eq!(words[0], "/usr/local/bin/keyway");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .args(&words[1..])
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{exec_start}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(unit.contains("\nType=notify\n"), "keyway sends READY=1");
+
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("keyway.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/keyway", env!("CARGO_BIN_EXE_keyway")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (Debian package systemd; scripts/test.sh installs it)");
+    let said = String::from_utf8_lossy(&out.stderr);
+    // Unknown keys are only warned about: any line about this unit fails the test.
+    assert!(
+        out.status.success() && !said.contains("keyway.service"),
+        "{said}"
+    );
+}

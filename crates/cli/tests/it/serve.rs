@@ -973,3 +973,68 @@ fn watch_config_without_a_config_file_is_a_usage_error() {
     );
     assert!(!dir.path().join("k.sock").exists());
 }
+
+#[test]
+fn tells_systemd_when_it_is_ready_reloading_and_stopping() {
+    let ground = Ground::with_extra("[server]\nprefetch = [\"gcp-sm://proj/warm\"]\n");
+    ground.gcp.add_version("proj", "warm", b"warm-value");
+    ground.gcp.set_latency(Duration::from_millis(800));
+    // The service manager's end: a datagram socket named by NOTIFY_SOCKET, as systemd gives a Type=notify unit.
+    let path = ground.dir.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = systemd.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let started = Instant::now();
+    let mut served =
+        Served::start_with_env(&ground, &[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let ready = next();
+    assert!(
+        ready.contains("READY=1\n") && ready.contains("STATUS=ready; prefetched 1 of 1 secrets\n"),
+        "{ready}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "READY=1 came before the prefetch was done"
+    );
+    assert_eq!(raw::get(&served.unix(), "/readyz", &[]).status, 200);
+
+    // systemctl reload (ExecReload=kill -HUP): RELOADING=1 with the monotonic time, then READY=1.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(served.pid().cast_signed()).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let reloading = next();
+    assert!(
+        reloading.contains("RELOADING=1\n") && reloading.contains("MONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let again = next();
+    assert!(
+        again.contains("READY=1\n") && again.contains("STATUS=ready; configuration reloaded\n"),
+        "{again}"
+    );
+
+    // A refused reload ends the reload too, and says so.
+    rewrite_config(&ground, |text| format!("{text}\n[server.bogus]\n"));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(served.pid().cast_signed()).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    assert!(next().contains("RELOADING=1\n"));
+    let refused = next();
+    assert!(
+        refused.contains("READY=1\n") && refused.contains("reload refused"),
+        "{refused}"
+    );
+
+    assert!(served.terminate().success());
+    assert!(next().contains("STOPPING=1\n"));
+}
