@@ -8,6 +8,7 @@
 mod canary;
 mod completion;
 mod deploy;
+mod docs;
 mod exec;
 mod faults;
 mod fuzz;
