@@ -80,10 +80,32 @@ pub struct Hook(Vec<String>);
 fn parse_hook(text: &str) -> Result<Hook, String> {
     let words = shell_words::split(text)
         .map_err(|e| format!("`{text}` is not a command line ({e}); quote it as a shell would"))?;
-    if words.is_empty() {
+    let Some(program) = words.first() else {
         return Err("the command is empty; give e.g. 'nginx -s reload'".to_owned());
+    };
+    if !runnable(program) {
+        return Err(format!(
+            "`{program}` is not an executable file{}; give its full path",
+            if program.contains('/') {
+                ""
+            } else {
+                " on PATH"
+            }
+        ));
     }
     Ok(Hook(words))
+}
+
+/// Whether `program` names an executable file, as `execvp` would find it: a path as given, or a name in PATH.
+fn runnable(program: &str) -> bool {
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 /// How long an `--on-change` command may run before it is killed.

@@ -413,6 +413,10 @@ fn on_change_runs_a_command_after_files_were_replaced_and_not_before() {
             vec!["--watch", "1s", "--on-change", ""],
             "the command is empty",
         ),
+        (
+            vec!["--watch", "1s", "--on-change", "no-such-program -s reload"],
+            "`no-such-program` is not an executable file on PATH",
+        ),
     ] {
         let out = run(g
             .keyway()
