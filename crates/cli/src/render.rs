@@ -80,18 +80,8 @@ pub struct Hook(Vec<String>);
 fn parse_hook(text: &str) -> Result<Hook, String> {
     let words = shell_words::split(text)
         .map_err(|e| format!("`{text}` is not a command line ({e}); quote it as a shell would"))?;
-    let Some(program) = words.first() else {
+    if words.is_empty() {
         return Err("the command is empty; give e.g. 'nginx -s reload'".to_owned());
-    };
-    if !runnable(program) {
-        return Err(format!(
-            "`{program}` is not an executable file{}; give its full path",
-            if program.contains('/') {
-                ""
-            } else {
-                " on PATH"
-            }
-        ));
     }
     Ok(Hook(words))
 }
@@ -112,6 +102,23 @@ fn runnable(program: &str) -> bool {
 const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(1);
 
 impl Hook {
+    /// Refuses a program that cannot be run, before anything is rendered (not while parsing the arguments, so
+    /// that `--help` works wherever it runs).
+    fn check(&self) -> Result<(), Usage> {
+        let program = &self.0[0];
+        if runnable(program) {
+            return Ok(());
+        }
+        let where_ = if program.contains('/') {
+            ""
+        } else {
+            " on PATH"
+        };
+        Err(Usage(format!(
+            "--on-change: `{program}` is not an executable file{where_}; give its full path"
+        )))
+    }
+
     /// Runs the command for the files of `changed` (names under DIR) and logs how it ended; never fails the
     /// watch.
     async fn run(&self, changed: &[&Path]) {
@@ -278,6 +285,9 @@ fn split_pair<'a>(pair: &'a str, what: &str, example: &str) -> Result<(&'a str, 
 
 pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
     let plan = Plan::new(context, &args)?;
+    if let Some(hook) = &args.on_change {
+        hook.check()?;
+    }
     if args.watch.is_some() {
         crate::commands::keep_memory_private();
     }
