@@ -143,6 +143,11 @@ def test_awaitables_leave_the_event_loop_running(tmp_path, gcp_emulator):
         with pytest.raises(asyncio.CancelledError):
             await cancelled
         again = await keyway.aget_secret("gcp-sm://proj/s1")
+        # A cached answer comes back without a trip through the runtime; ttl=0 always takes one.
+        from keyway import _keyway
+        assert _keyway.aget_secret("gcp-sm://proj/s1", None, False)[0] is True
+        done, pending = _keyway.aget_secret("gcp-sm://proj/s1", 0, False)
+        assert done is False and (await pending).value == "v1"
         ticking.cancel()
         return one, rest, elapsed, during, again
 

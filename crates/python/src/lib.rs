@@ -13,6 +13,7 @@ use keyway_core::template::Template;
 use keyway_core::{
     Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source, Upstream,
 };
+use pyo3::IntoPyObjectExt as _;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -379,28 +380,52 @@ fn async_state() -> PyResult<std::sync::Arc<State>> {
     Ok(state)
 }
 
-/// An awaitable of the secrets of `references`, resolved on the extension's runtime while the event loop runs.
-fn resolve_awaitable(
-    py: Python<'_>,
+/// Polls `future` once on the calling thread (the GIL released, inside the extension's runtime): an answer
+/// from memory (a cache hit) comes back at once as `(True, value)`, without the two thread hops of an asyncio
+/// bridge (measured: ~200 us a call against ~10 us); any other goes on on the runtime, `(False, awaitable)`,
+/// and the event loop runs meanwhile. Polling once with a no-op waker and then on the runtime is within the
+/// `Future` contract: the runtime's first poll registers its own waker.
+fn now_or_later<'py, F, T>(py: Python<'py>, state: &State, future: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let mut future = Box::pin(future);
+    let first = py.detach(|| {
+        let _entered = state.runtime.enter();
+        future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    });
+    match first {
+        std::task::Poll::Ready(result) => (true, result?).into_bound_py_any(py),
+        std::task::Poll::Pending => (
+            false,
+            pyo3_async_runtimes::tokio::future_into_py(py, future)?,
+        )
+            .into_bound_py_any(py),
+    }
+}
+
+/// Secrets of `references` as Python objects.
+async fn resolve_secrets(
+    state: std::sync::Arc<State>,
     references: Vec<String>,
     lookup: Lookup,
-) -> PyResult<Bound<'_, PyAny>> {
-    let state = async_state()?;
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        let resolved = resolve_in(&state, &references, lookup)
-            .await
-            .map_err(|e| to_py(&e))?;
-        Python::attach(|py| {
-            resolved
-                .into_iter()
-                .map(|(reference, r)| to_secret(py, reference, r))
-                .collect::<PyResult<Vec<Secret>>>()
-        })
+) -> PyResult<Vec<Secret>> {
+    let resolved = resolve_in(&state, &references, lookup)
+        .await
+        .map_err(|e| to_py(&e))?;
+    Python::attach(|py| {
+        resolved
+            .into_iter()
+            .map(|(reference, r)| to_secret(py, reference, r))
+            .collect()
     })
 }
 
-/// An asyncio future of [`get_secret`], for `keyway.aget_secret` (a coroutine around it, so that
-/// `asyncio.run` and `create_task` take it): the event loop keeps running while the secret is fetched.
+/// [`get_secret`] for `keyway.aget_secret`, a coroutine around it (so that `asyncio.run` and `create_task` take
+/// it): `(True, Secret)` when answered from memory, else `(False, awaitable)`; see [`now_or_later`].
 #[pyfunction]
 #[pyo3(signature = (reference, ttl=None, refresh=false))]
 fn aget_secret(
@@ -410,18 +435,16 @@ fn aget_secret(
     refresh: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
     let state = async_state()?;
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        let mut resolved = resolve_in(&state, &[reference], lookup(ttl, refresh))
-            .await
-            .map_err(|e| to_py(&e))?;
-        let (reference, r) = resolved
+    let future = resolve_secrets(state.clone(), vec![reference], lookup(ttl, refresh));
+    now_or_later(py, &state, async move {
+        future
+            .await?
             .pop()
-            .ok_or_else(|| KeywayError::new_err("no result"))?;
-        Python::attach(|py| to_secret(py, reference, r))
+            .ok_or_else(|| KeywayError::new_err("no result"))
     })
 }
 
-/// An asyncio future of [`get_secrets`], for `keyway.aget_secrets`.
+/// [`get_secrets`] for `keyway.aget_secrets`, as [`aget_secret`].
 #[pyfunction]
 #[pyo3(signature = (references, ttl=None, refresh=false))]
 fn aget_secrets(
@@ -430,10 +453,12 @@ fn aget_secrets(
     ttl: Option<f64>,
     refresh: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
-    resolve_awaitable(py, references, lookup(ttl, refresh))
+    let state = async_state()?;
+    let future = resolve_secrets(state.clone(), references, lookup(ttl, refresh));
+    now_or_later(py, &state, future)
 }
 
-/// An asyncio future of [`list_secrets`], for `keyway.alist_secrets`.
+/// [`list_secrets`] for `keyway.alist_secrets`, as [`aget_secret`].
 #[pyfunction]
 #[pyo3(signature = (provider, filter=None))]
 fn alist_secrets(
@@ -442,8 +467,9 @@ fn alist_secrets(
     filter: Option<String>,
 ) -> PyResult<Bound<'_, PyAny>> {
     let state = async_state()?;
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        list_in(&state, &provider, filter.as_deref())
+    let listing = state.clone();
+    now_or_later(py, &state, async move {
+        list_in(&listing, &provider, filter.as_deref())
             .await
             .map_err(|e| to_py(&e))
     })

@@ -43,17 +43,20 @@ from keyway._keyway import (
 async def aget_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> Secret:
     """``get_secret`` for asyncio code: the event loop keeps running while the secret is fetched (on Keyway's own
     threads). Same arguments, result and errors."""
-    return await _keyway.aget_secret(reference, ttl, refresh)
+    done, answer = _keyway.aget_secret(reference, ttl, refresh)
+    return answer if done else await answer
 
 
 async def aget_secrets(references: Sequence[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]:
     """``get_secrets`` for asyncio code: concurrent, all or nothing."""
-    return await _keyway.aget_secrets(list(references), ttl, refresh)
+    done, answer = _keyway.aget_secrets(list(references), ttl, refresh)
+    return answer if done else await answer
 
 
 async def alist_secrets(provider: str, filter: str | None = None) -> list[str]:
     """``list_secrets`` for asyncio code."""
-    return await _keyway.alist_secrets(provider, filter)
+    done, answer = _keyway.alist_secrets(provider, filter)
+    return answer if done else await answer
 
 
 __all__ = [
