@@ -49,16 +49,7 @@ fn binary_accepts_the_arguments(workload: &Value) {
         }
     }
     for args in invocations {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-            .args(&args)
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::assert_takes_arguments(&args, &format!("{args:?}"));
     }
 }
 
@@ -126,16 +117,7 @@ fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
         .expect("an ExecStart line");
     let words: Vec<&str> = exec_start.split_whitespace().collect();
     assert_eq!(words[0], "/usr/local/bin/keyway");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-        .args(&words[1..])
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{exec_start}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::assert_takes_arguments(&words[1..], exec_start);
     assert!(unit.contains("\nType=notify\n"), "keyway sends READY=1");
 
     let dir = tempfile::tempdir().unwrap();

@@ -31,20 +31,10 @@ fn the_readme_examples_are_commands_the_binary_takes() {
         .expect("the README's example block");
     let mut checked = 0;
     for line in block.lines() {
-        let Some(mut args) = keyway_args(line) else {
+        let Some(args) = keyway_args(line) else {
             continue;
         };
-        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
-        args.insert(at, "--help".to_owned());
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "README: `{line}`: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::assert_takes_arguments(&args, &format!("README: `{line}`"));
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} examples found");

@@ -120,6 +120,26 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// Asserts that the binary takes `args` (an invocation from a manifest, a unit file or the docs): with `--help`
+/// added before any `--`, it prints help and exits 0, where an unknown subcommand, flag or value exits 2.
+pub fn assert_takes_arguments<S: AsRef<std::ffi::OsStr>>(args: &[S], what: &str) {
+    let at = args
+        .iter()
+        .position(|a| a.as_ref() == "--")
+        .unwrap_or(args.len());
+    let out = Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .args(&args[..at])
+        .arg("--help")
+        .args(&args[at..])
+        .output()
+        .expect("run keyway");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run keyway")
 }
