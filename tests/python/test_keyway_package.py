@@ -158,6 +158,30 @@ def test_awaitables_leave_the_event_loop_running(tmp_path, gcp_emulator):
     assert ticks >= 20, f"the event loop ticked {ticks} times in {elapsed:.2f} s: it was held up"
 
 
+def _in_forked_child(_):
+    """Runs in a child forked from a parent that has used keyway: sync and async reads, upstream and cached."""
+    token = keyway.get_secret("aws-sm://ci/github#github_token").value == CANARY
+    batch = keyway.get_secret("aws-sm://batch/0").value.value()
+    local = asyncio.run(keyway.aget_secret("local://team/db", ttl=0)).value.value()
+    return token, batch, local, os.getpid()
+
+
+def test_a_forked_child_reads_with_the_parents_settings(direct):
+    """multiprocessing's fork (PyTorch's DataLoader workers): the child gets the parent's runtime without its
+    threads; it builds its own on first use, with what the parent passed to configure(), instead of waiting for
+    ever."""
+    import multiprocessing
+
+    assert keyway.get_secret("aws-sm://ci/github#github_token").value == CANARY
+    assert asyncio.run(keyway.aget_secret("local://team/db")).value == "local-db"
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map_async(_in_forked_child, range(2), chunksize=1).get(timeout=60)
+    assert [r[:3] for r in results] == [(True, "value-0", "local-db")] * 2
+    assert all(pid != os.getpid() for *_, pid in results)
+    # The parent goes on with its own.
+    assert keyway.get_secret("aws-sm://batch/1").value == "value-1"
+
+
 def test_the_daemon_passes_the_backends_code_and_failure_along(direct, tmp_path):
     """Through a daemon, errors keep AWS's code and the transport failure as well as the kind."""
     closed = free_port()  # bound, then released: nothing listens

@@ -4,15 +4,15 @@
 //! [`SecretValue`], which never prints itself and compares in constant time.
 
 mod backend;
+mod bridge;
+mod process;
 
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use process::{Backend, State, runtime, state};
+
 use std::time::UNIX_EPOCH;
 
 use keyway_core::template::Template;
-use keyway_core::{
-    Error, ErrorKind, Lookup, Resolved, Resolver, SecretValue as Value, Source, Upstream,
-};
+use keyway_core::{Error, ErrorKind, Lookup, Resolved, SecretValue as Value, Source, Upstream};
 use pyo3::IntoPyObjectExt as _;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -192,122 +192,6 @@ fn to_secret(py: Python<'_>, reference: String, r: Resolved) -> PyResult<Secret>
     })
 }
 
-static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-
-/// The extension's one runtime, shared by `get_secret` & co. and every `Backend`.
-pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| KeywayError::new_err(format!("cannot start the async runtime: {e}")))?;
-    Ok(RUNTIME.get_or_init(|| rt))
-}
-
-/// Where secrets come from.
-enum Backend {
-    Daemon(keyway_client::Client),
-    Direct(Resolver),
-}
-
-struct State {
-    runtime: &'static tokio::runtime::Runtime,
-    backend: Backend,
-}
-
-static STATE: OnceLock<Mutex<Option<std::sync::Arc<State>>>> = OnceLock::new();
-
-fn build(
-    config: Option<PathBuf>,
-    daemon: &str,
-    socket: Option<PathBuf>,
-    local_dir: Option<PathBuf>,
-) -> PyResult<State> {
-    let runtime = runtime()?;
-    let config = match config {
-        Some(path) => keyway_providers::Config::load(&path)
-            .map_err(|e| InvalidReference::new_err(e.to_string()))?,
-        None => keyway_providers::Config::default(),
-    };
-    let socket = socket
-        .or_else(|| config.server.socket.clone())
-        .unwrap_or_else(keyway_api::default_socket_path);
-    let client = keyway_client::Client::new(socket);
-    let use_daemon = match daemon {
-        "always" => true,
-        "never" => false,
-        "auto" => client.is_listening(),
-        other => {
-            return Err(InvalidReference::new_err(format!(
-                "daemon = {other:?}; use \"auto\", \"always\" or \"never\""
-            )));
-        }
-    };
-    let backend = if use_daemon {
-        Backend::Daemon(client)
-    } else {
-        let local = local_dir.unwrap_or_else(|| PathBuf::from("secrets"));
-        let _guard = runtime.enter();
-        Backend::Direct(
-            config
-                .resolver(local)
-                .map_err(|e| InvalidReference::new_err(e.to_string()))?,
-        )
-    };
-    Ok(State { runtime, backend })
-}
-
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-fn state() -> PyResult<std::sync::Arc<State>> {
-    let cell = STATE.get_or_init(|| Mutex::new(None));
-    let mut slot = cell
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(state) = slot.as_ref() {
-        return Ok(state.clone());
-    }
-    let daemon = std::env::var("KEYWAY_DAEMON").unwrap_or_else(|_| "auto".to_owned());
-    let state = std::sync::Arc::new(build(
-        env_path("KEYWAY_CONFIG"),
-        &daemon,
-        env_path("KEYWAY_SOCKET"),
-        env_path("KEYWAY_LOCAL_DIR"),
-    )?);
-    *slot = Some(state.clone());
-    Ok(state)
-}
-
-/// Sets where secrets come from (otherwise taken from KEYWAY_CONFIG, KEYWAY_DAEMON, KEYWAY_SOCKET and
-/// KEYWAY_LOCAL_DIR on first use). `daemon` is "auto" (the daemon when its socket accepts connections),
-/// "always" or "never". Returns "daemon" or "direct".
-#[pyfunction]
-#[pyo3(signature = (config=None, daemon="auto", socket=None, local_dir=None))]
-fn configure(
-    config: Option<PathBuf>,
-    daemon: &str,
-    socket: Option<PathBuf>,
-    local_dir: Option<PathBuf>,
-) -> PyResult<&'static str> {
-    let state = std::sync::Arc::new(build(config, daemon, socket, local_dir)?);
-    let mode = match state.backend {
-        Backend::Daemon(_) => "daemon",
-        Backend::Direct(_) => "direct",
-    };
-    let cell = STATE.get_or_init(|| Mutex::new(None));
-    *cell
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(state);
-    Ok(mode)
-}
-
 fn lookup(ttl: Option<f64>, refresh: bool) -> Lookup {
     Lookup {
         ttl: ttl.map(keyway_core::Ttl::from_secs_f64),
@@ -369,17 +253,6 @@ async fn resolve_in(
     }
 }
 
-/// The state, with `pyo3_async_runtimes` told to run awaitables on the extension's runtime (once).
-fn async_state() -> PyResult<std::sync::Arc<State>> {
-    static BRIDGED: OnceLock<()> = OnceLock::new();
-    let state = state()?;
-    BRIDGED.get_or_init(|| {
-        // Err only when already set, which this OnceLock rules out for our own calls.
-        let _ = pyo3_async_runtimes::tokio::init_with_runtime(state.runtime);
-    });
-    Ok(state)
-}
-
 /// Polls `future` once on the calling thread (the GIL released, inside the extension's runtime): an answer
 /// from memory (a cache hit) comes back at once as `(True, value)`, without the two thread hops of an asyncio
 /// bridge (measured: ~200 us a call against ~10 us); any other goes on on the runtime, `(False, awaitable)`,
@@ -399,11 +272,9 @@ where
     });
     match first {
         std::task::Poll::Ready(result) => (true, result?).into_bound_py_any(py),
-        std::task::Poll::Pending => (
-            false,
-            pyo3_async_runtimes::tokio::future_into_py(py, future)?,
-        )
-            .into_bound_py_any(py),
+        std::task::Poll::Pending => {
+            (false, bridge::future_into_py(py, future)?).into_bound_py_any(py)
+        }
     }
 }
 
@@ -434,7 +305,7 @@ fn aget_secret(
     ttl: Option<f64>,
     refresh: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
-    let state = async_state()?;
+    let state = state()?;
     let future = resolve_secrets(state.clone(), vec![reference], lookup(ttl, refresh));
     now_or_later(py, &state, async move {
         future
@@ -453,7 +324,7 @@ fn aget_secrets(
     ttl: Option<f64>,
     refresh: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
-    let state = async_state()?;
+    let state = state()?;
     let future = resolve_secrets(state.clone(), references, lookup(ttl, refresh));
     now_or_later(py, &state, future)
 }
@@ -466,7 +337,7 @@ fn alist_secrets(
     provider: String,
     filter: Option<String>,
 ) -> PyResult<Bound<'_, PyAny>> {
-    let state = async_state()?;
+    let state = state()?;
     let listing = state.clone();
     now_or_later(py, &state, async move {
         list_in(&listing, &provider, filter.as_deref())
@@ -572,7 +443,8 @@ fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SecretValue>()?;
     m.add_class::<Secret>()?;
     m.add_class::<backend::Backend>()?;
-    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(process::configure, m)?)?;
+    m.add_function(wrap_pyfunction!(process::after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(get_secret, m)?)?;
     m.add_function(wrap_pyfunction!(get_secrets, m)?)?;
     m.add_function(wrap_pyfunction!(list_secrets, m)?)?;

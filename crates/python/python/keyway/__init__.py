@@ -19,6 +19,7 @@ Errors are ``keyway.NotFound``, ``keyway.PermissionDenied``, ``keyway.Throttled`
 ``keyway.InvalidReference``, all ``keyway.KeywayError``; their messages say what to do and never hold a value.
 """
 
+import os
 from collections.abc import Sequence
 
 from keyway import _keyway
@@ -38,6 +39,10 @@ from keyway._keyway import (
     render_template,
 )
 
+
+# A process forked after first use (multiprocessing's "fork", PyTorch's DataLoader workers) has the parent's
+# runtime but not its threads: the child builds its own on its first call, with the same configure() settings.
+os.register_at_fork(after_in_child=_keyway._after_fork)
 
 
 async def aget_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> Secret:
