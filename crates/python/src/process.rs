@@ -5,7 +5,8 @@
 //! both, but not the runtime's threads: every call would wait for them for ever. The package registers
 //! [`after_fork`] with `os.register_at_fork`, so the child builds its own runtime and state on its first call,
 //! from the same `configure` settings. The parent's are forgotten in the child, never dropped (dropping a
-//! runtime waits for its threads).
+//! runtime waits for its threads). Reads take no lock (arc-swap); the locks below are held only while the
+//! runtime or the state is built, once per process, so a fork at that very instant is the one case left.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,15 +51,20 @@ impl Settings {
 static RUNTIME: ArcSwapOption<&'static tokio::runtime::Runtime> = ArcSwapOption::const_empty();
 static STATE: ArcSwapOption<State> = ArcSwapOption::const_empty();
 static SETTINGS: Mutex<Option<Settings>> = Mutex::new(None);
-/// Serializes building (the runtime, the state): two first calls at once build one.
-static BUILDING: Mutex<()> = Mutex::new(());
+/// Serializes building the runtime: two first calls at once build one.
+static BUILDING_RUNTIME: Mutex<()> = Mutex::new(());
+/// Serializes building and replacing the state, so that a first call's state from the environment cannot
+/// replace the one `configure` just stored.
+static BUILDING_STATE: Mutex<()> = Mutex::new(());
 
 /// This process's runtime, shared by `get_secret` & co. and every `Backend`; built on first use.
 pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     if let Some(rt) = RUNTIME.load().as_deref() {
         return Ok(rt);
     }
-    let _building = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+    let _building = BUILDING_RUNTIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     if let Some(rt) = RUNTIME.load().as_deref() {
         return Ok(rt);
     }
@@ -79,13 +85,18 @@ pub(crate) fn state() -> PyResult<Arc<State>> {
     if let Some(state) = STATE.load_full() {
         return Ok(state);
     }
+    let _building = BUILDING_STATE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(state) = STATE.load_full() {
+        return Ok(state);
+    }
     let settings = SETTINGS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
         .unwrap_or_else(Settings::from_env);
     let state = Arc::new(build(&settings)?);
-    // A concurrent first call may have stored one meanwhile: either serves.
     STATE.store(Some(state.clone()));
     Ok(state)
 }
@@ -153,6 +164,9 @@ pub(crate) fn configure(
         socket,
         local_dir,
     };
+    let _building = BUILDING_STATE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let state = Arc::new(build(&settings)?);
     let mode = match state.backend {
         Backend::Daemon(_) => "daemon",
