@@ -11,13 +11,14 @@ cd "$root"
 venv=$("$root/scripts/python-env.sh")
 export KEYWAY_VENV=$venv
 
-# systemd-analyze checks deploy/systemd/keyway.service (Debian package systemd; nothing is started or enabled).
-if ! command -v systemd-analyze >/dev/null 2>&1; then
+# systemd-analyze checks deploy/systemd/, systemd-socket-activate passes keyway a socket as a .socket unit would
+# (both from the Debian package systemd; nothing is started or enabled).
+if ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v systemd-socket-activate >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing systemd (for systemd-analyze)" >&2
+    echo "==> installing systemd (for systemd-analyze and systemd-socket-activate)" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
   else
-    echo "error: systemd-analyze is missing; install the systemd package (apt-get install systemd)" >&2
+    echo "error: systemd-analyze or systemd-socket-activate is missing; install the systemd package (apt-get install systemd)" >&2
     exit 1
   fi
 fi

@@ -117,6 +117,14 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    // Socket activation's variables are read, and removed, before the runtime starts threads.
+    let activated = match &cli.command {
+        Command::Serve(_) => match serve::activated_socket() {
+            Ok(socket) => socket,
+            Err(e) => return exit::report(&e),
+        },
+        _ => None,
+    };
     // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
     // worker serves ~90k cached reads/s on this class of machine with the least CPU per request
     // (docs/benchmarks.md), and upstream fetches are asynchronous, so they never hold it.
@@ -135,7 +143,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let command = match cli.command {
             Command::Serve(args) => {
-                return serve::run(cli.config.as_deref(), cli.local_dir, cli.socket, args).await;
+                return serve::run(
+                    cli.config.as_deref(),
+                    cli.local_dir,
+                    cli.socket,
+                    activated,
+                    args,
+                )
+                .await;
             }
             Command::Webhook(args) => {
                 return webhook::run(cli.config.as_deref(), cli.local_dir, args).await;

@@ -91,6 +91,7 @@ pub async fn run(
     config: Option<&Path>,
     local_dir: PathBuf,
     socket: Option<PathBuf>,
+    activated: Option<std::os::unix::net::UnixListener>,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
     let source = Source {
@@ -116,7 +117,7 @@ pub async fn run(
         println!("{file}: configuration OK");
         return Ok(());
     }
-    let daemon = keyway_daemon::Daemon::bind(&config, local_dir).await?;
+    let daemon = keyway_daemon::Daemon::bind(&config, local_dir, activated).await?;
     // Before the daemon says it listens: from then on a SIGHUP reloads instead of ending the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
@@ -215,6 +216,27 @@ async fn reload_on_change(
             keyway_daemon::notify::status("prefetching");
         }
     }
+}
+
+/// The unix socket systemd passed (socket activation: `LISTEN_FDS`, for this process by `LISTEN_PID`), if
+/// any. Call it before any thread starts: it removes those variables from the environment.
+pub fn activated_socket() -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    if passed.len() == 0 {
+        return Ok(None);
+    }
+    if passed.len() > 1 {
+        tracing::warn!(
+            count = passed.len(),
+            "the service manager passed several sockets; keyway serves the first"
+        );
+    }
+    passed.take_unix_listener(0).map_err(|e| {
+        Usage(format!(
+            "the socket the service manager passed (LISTEN_FDS) is not a unix stream socket ({e}); give the .socket unit a ListenStream=/run/keyway/keyway.sock"
+        ))
+        .into()
+    })
 }
 
 /// SIGTERM or SIGINT.

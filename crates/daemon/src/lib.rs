@@ -161,8 +161,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store.
-    pub async fn bind(config: &Config, local_dir: PathBuf) -> Result<Daemon, DaemonError> {
+    /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store;
+    /// `activated`, a unix socket the service manager passed (systemd socket activation), served instead of
+    /// binding `[server] socket`.
+    pub async fn bind(
+        config: &Config,
+        local_dir: PathBuf,
+        activated: Option<std::os::unix::net::UnixListener>,
+    ) -> Result<Daemon, DaemonError> {
         let settings = config.server.clone();
         memory::protect(settings.lock_memory)?;
         let shared = Shared::new(&settings);
@@ -174,7 +180,7 @@ impl Daemon {
             None => None,
         };
         let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
-        let unix = listen::bind_unix(&settings)?;
+        let unix = listen::bind_unix(&settings, activated)?;
         let reloader = Reloader {
             current: Arc::new(Current::from_pointee(state)),
             local_dir,
@@ -240,7 +246,8 @@ impl Daemon {
             );
         }
         drop(background);
-        if let Err(e) = std::fs::remove_file(&socket)
+        if let Some(socket) = socket
+            && let Err(e) = std::fs::remove_file(&socket)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(socket = %socket.display(), error = %e, "cannot remove the socket file");

@@ -38,6 +38,8 @@ pub(crate) enum Peer {
 pub(crate) struct UnixSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// Passed by the service manager (socket activation): its file is the manager's, not ours to remove.
+    activated: bool,
 }
 
 impl UnixSocket {
@@ -45,18 +47,42 @@ impl UnixSocket {
         &self.path
     }
 
-    /// Stops accepting and returns the path to remove once connections are drained.
-    pub fn close(self) -> PathBuf {
+    /// Stops accepting and returns the path to remove once connections are drained (none when the service
+    /// manager owns the socket: it keeps listening, and connections wait for the next start).
+    pub fn close(self) -> Option<PathBuf> {
         drop(self.listener);
-        self.path
+        (!self.activated).then_some(self.path)
     }
 }
 
-pub(crate) fn bind_unix(settings: &ServerSection) -> Result<UnixSocket, DaemonError> {
+/// The unix socket: `activated` when the service manager passed one (systemd socket activation, taken from
+/// `LISTEN_FDS` before any thread started), else bound at `socket` with `socket_mode` and `socket_group`.
+pub(crate) fn bind_unix(
+    settings: &ServerSection,
+    activated: Option<std::os::unix::net::UnixListener>,
+) -> Result<UnixSocket, DaemonError> {
     let path = settings
         .socket
         .clone()
         .unwrap_or_else(keyway_api::default_socket_path);
+    if let Some(listener) = activated {
+        let listen_err = |source| DaemonError::Listen {
+            address: "the socket passed by the service manager (LISTEN_FDS)".to_owned(),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(listen_err)?;
+        let passed = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or(path);
+        tracing::info!(socket = %passed.display(), "serving on the socket the service manager passed; its SocketMode and SocketGroup apply, not socket_mode and socket_group");
+        return Ok(UnixSocket {
+            listener: UnixListener::from_std(listener).map_err(listen_err)?,
+            path: passed,
+            activated: true,
+        });
+    }
     let listen_err = |source| DaemonError::Listen {
         address: format!("unix:{}", path.display()),
         source,
@@ -95,7 +121,11 @@ pub(crate) fn bind_unix(settings: &ServerSection) -> Result<UnixSocket, DaemonEr
         rustix::fs::chown(&path, None, Some(rustix::fs::Gid::from_raw(gid)))
             .map_err(|e| listen_err(e.into()))?;
     }
-    Ok(UnixSocket { listener, path })
+    Ok(UnixSocket {
+        listener,
+        path,
+        activated: false,
+    })
 }
 
 /// The socket file's mode and group, from `socket_mode` and `socket_group`.

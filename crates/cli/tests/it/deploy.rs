@@ -104,9 +104,9 @@ fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
     );
 }
 
-/// `deploy/systemd/keyway.service` passes `systemd-analyze verify` (unit syntax, every key known, its commands
-/// executable) with this build's binary in place of `/usr/local/bin/keyway`, and the binary takes the arguments
-/// of its `ExecStart`.
+/// `deploy/systemd/keyway.service` and `keyway.socket` pass `systemd-analyze verify` (unit syntax, every key
+/// known, the commands executable) with this build's binary in place of `/usr/local/bin/keyway`, and the binary
+/// takes the arguments of the service's `ExecStart`.
 #[test]
 fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -127,15 +127,19 @@ fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
         unit.replace("/usr/local/bin/keyway", env!("CARGO_BIN_EXE_keyway")),
     )
     .unwrap();
+    // The optional socket unit beside it, verified together (it activates keyway.service).
+    let socket = dir.path().join("keyway.socket");
+    std::fs::copy(root.join("deploy/systemd/keyway.socket"), &socket).unwrap();
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
         .arg(&copy)
+        .arg(&socket)
         .output()
         .expect("systemd-analyze (Debian package systemd; scripts/test.sh installs it)");
     let said = String::from_utf8_lossy(&out.stderr);
-    // Unknown keys are only warned about: any line about this unit fails the test.
+    // Unknown keys are only warned about: any line about these units fails the test.
     assert!(
-        out.status.success() && !said.contains("keyway.service"),
+        out.status.success() && !said.contains("keyway.service") && !said.contains("keyway.socket"),
         "{said}"
     );
 }

@@ -1038,3 +1038,53 @@ fn tells_systemd_when_it_is_ready_reloading_and_stopping() {
     assert!(served.terminate().success());
     assert!(next().contains("STOPPING=1\n"));
 }
+
+#[test]
+fn serves_the_socket_systemd_passes_and_leaves_it_in_place() {
+    let ground = Ground::start();
+    std::fs::write(ground.dir.path().join("local/tok"), "activated").unwrap();
+    let socket = ground.dir.path().join("activated.sock");
+    let unused = ground.dir.path().join("unused.sock");
+    let stderr_path = ground.dir.path().join("activate.stderr");
+    // systemd's own socket-activation tool: it listens, and on the first connection execs keyway with the
+    // listening socket as fd 3 (LISTEN_FDS, LISTEN_PID), as a .socket unit does.
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(&socket)
+        .args(["-E", "KEYWAY_LOG=info"])
+        .arg(env!("CARGO_BIN_EXE_keyway"))
+        .arg("--config")
+        .arg(&ground.config)
+        .arg("--socket")
+        .arg(&unused)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)");
+    eventually("the activation socket", || socket.exists());
+
+    // The first connection, made before keyway runs, starts it and is answered by it.
+    let reply = raw::get(
+        &Target::Unix(socket.clone()),
+        "/v1/secret?ref=local://tok",
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["value"], "activated");
+    assert!(!unused.exists(), "keyway bound its own socket as well");
+    let said = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        said.contains("serving on the socket the service manager passed"),
+        "{said}"
+    );
+
+    // Stopped, it leaves the socket to the manager, which keeps it for the next start.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(socket.exists(), "keyway removed the manager's socket");
+}
