@@ -11,6 +11,7 @@ mod render;
 mod selector;
 mod serve;
 mod supervise;
+mod watch;
 mod webhook;
 
 use std::io::IsTerminal as _;

@@ -145,30 +145,12 @@ async fn reload_on_change(
     source: Source,
     mut config: Config,
     reloader: keyway_daemon::Reloader,
-    mut hangup: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
     watch: bool,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut tried = source.content(&config);
-    let mut seen = tried.clone();
+    let mut trigger = crate::watch::Trigger::new(hangup, watch, source.content(&config));
     loop {
-        let signalled = tokio::select! {
-            _ = hangup.recv() => true,
-            _ = tick.tick(), if watch => false,
-        };
-        let content = source.content(&config);
-        if signalled {
-            tracing::info!("SIGHUP received: reloading the configuration");
-        } else {
-            let settled = content == seen;
-            seen.clone_from(&content);
-            if !settled || content == tried {
-                continue;
-            }
-            tracing::info!("the config file changed: reloading the configuration");
-        }
-        tried = content;
+        trigger.next(|| source.content(&config)).await;
         keyway_daemon::notify::reloading();
         let outcome = match source.load() {
             Ok(new) => reloader
@@ -184,8 +166,7 @@ async fn reload_on_change(
         match outcome {
             Ok((done, new)) => {
                 config = new;
-                tried = source.content(&config);
-                seen.clone_from(&tried);
+                trigger.applied(source.content(&config));
                 for setting in &done.needs_restart {
                     tracing::warn!(
                         setting = %format!("[server] {setting}"),
