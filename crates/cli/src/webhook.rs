@@ -113,19 +113,29 @@ pub struct WebhookArgs {
     /// Default mount path of the secrets volume in Pods.
     #[arg(long, default_value = "/keyway/secrets", value_name = "DIR")]
     dir: String,
+    /// Reload --config and --iam-spec when they change (checked every second, applied once a new content reads
+    /// the same twice; a file that does not load is refused and the previous configuration kept). SIGHUP
+    /// reloads them in any case.
+    #[arg(long)]
+    watch_config: bool,
 }
 
-pub async fn run(
+/// What Pods are mutated by, from the config file (the instances references may name), the IAM spec and the
+/// flags.
+fn inject_config(
     config: Option<&Path>,
-    local_dir: PathBuf,
-    args: WebhookArgs,
-) -> anyhow::Result<()> {
+    local_dir: &Path,
+    args: &WebhookArgs,
+) -> anyhow::Result<InjectConfig> {
     let config = match config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     // References in annotations may name the instances this config declares.
-    let instances = config.resolver(local_dir)?.instances().clone();
+    let instances = config
+        .resolver(local_dir.to_path_buf())?
+        .instances()
+        .clone();
     let flyte = args.flyte.as_deref().map(flyte_backend).transpose()?;
     let mapping = args.iam_spec.as_deref().map(k8s_mapping).transpose()?;
     let mut label_names = std::collections::BTreeMap::new();
@@ -135,25 +145,77 @@ pub async fn run(
         };
         label_names.insert(key.to_owned(), label.to_owned());
     }
-    let inject = InjectConfig {
-        image: args.image,
-        dir: args.dir,
+    Ok(InjectConfig {
+        image: args.image.clone(),
+        dir: args.dir.clone(),
         instances,
         flyte,
         mapping,
         label_names,
         ..InjectConfig::default()
-    };
-    if let Some(path) = args.review {
-        return review_once(&path, &inject);
+    })
+}
+
+/// The content of the files the configuration is read from, to see when they change.
+fn files_content(config: Option<&Path>, args: &WebhookArgs) -> Vec<u8> {
+    let read = |path: &Path| std::fs::read(path).unwrap_or_default();
+    let mut content = config.map(read).unwrap_or_default();
+    content.push(0);
+    content.extend(args.iam_spec.as_deref().map(read).unwrap_or_default());
+    content
+}
+
+pub async fn run(
+    config: Option<&Path>,
+    local_dir: PathBuf,
+    args: WebhookArgs,
+) -> anyhow::Result<()> {
+    if args.watch_config && config.is_none() && args.iam_spec.is_none() {
+        return Err(Usage(
+            "--watch-config watches --config and --iam-spec, and neither is given; add one".into(),
+        )
+        .into());
     }
-    let (Some(cert), Some(key)) = (args.cert, args.key) else {
+    let inject = inject_config(config, &local_dir, &args)?;
+    if let Some(path) = &args.review {
+        return review_once(path, &inject);
+    }
+    let (Some(cert), Some(key)) = (args.cert.clone(), args.key.clone()) else {
         return Err(Usage("--cert and --key are required to serve".into()).into());
     };
     let webhook = keyway_webhook::Webhook::bind(&args.listen, cert, key, inject).await?;
+    // Before the webhook says it listens: from then on a SIGHUP reloads instead of ending the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     if let Some(addr) = webhook.local_addr() {
         println!("listening on https://{addr}");
     }
+    let current = webhook.configuration();
+    let config = config.map(Path::to_path_buf);
+    let reloads = tokio::spawn(async move {
+        let mut trigger = crate::watch::Trigger::new(
+            hangup,
+            args.watch_config,
+            files_content(config.as_deref(), &args),
+        );
+        loop {
+            trigger
+                .next(|| files_content(config.as_deref(), &args))
+                .await;
+            match inject_config(config.as_deref(), &local_dir, &args) {
+                Ok(new) => {
+                    current.store(std::sync::Arc::new(new));
+                    trigger.applied(files_content(config.as_deref(), &args));
+                    tracing::info!("configuration reloaded");
+                }
+                Err(e) => tracing::error!(
+                    error = %format!("{e:#}"),
+                    "reload refused; still mutating Pods by the previous configuration"
+                ),
+            }
+        }
+    });
     webhook.run(crate::serve::shutdown_signal()).await;
+    reloads.abort();
     Ok(())
 }

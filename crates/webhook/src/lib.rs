@@ -146,7 +146,7 @@ pub struct Webhook {
     listener: tokio::net::TcpListener,
     tls: tokio_rustls::TlsAcceptor,
     certificate: Arc<Certificate>,
-    config: Arc<InjectConfig>,
+    config: Arc<arc_swap::ArcSwap<InjectConfig>>,
 }
 
 impl Webhook {
@@ -175,8 +175,13 @@ impl Webhook {
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             certificate,
-            config: Arc::new(config),
+            config: Arc::new(arc_swap::ArcSwap::from_pointee(config)),
         })
+    }
+
+    /// The configuration it mutates Pods by: storing a new one applies it from the next request on (a reload).
+    pub fn configuration(&self) -> Arc<arc_swap::ArcSwap<InjectConfig>> {
+        self.config.clone()
     }
 
     /// The bound address.
@@ -224,7 +229,8 @@ impl Webhook {
                         Err(_) => return,
                     };
                 let service = service_fn(move |request| {
-                    let config = config.clone();
+                    // Each request keeps the configuration it started with, across a reload.
+                    let config = config.load_full();
                     async move { Ok::<_, Infallible>(handle(&config, request).await) }
                 });
                 let served = http1::Builder::new()

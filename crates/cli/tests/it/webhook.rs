@@ -259,6 +259,92 @@ mod https {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// The service account the webhook gives a `workload-type: service` Pod.
+    async fn service_account(addr: SocketAddr, root: &[u8]) -> Value {
+        let review = serde_json::to_vec(&super::admission_review(
+            "u-iam",
+            &json!({
+                "metadata": {"name": "svc", "labels": {"workload-type": "service"}},
+                "spec": {"containers": [{"name": "main", "image": "ray"}]}
+            }),
+        ))
+        .unwrap();
+        let (status, body, _) = post(addr, root, "/mutate", review).await;
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        let patch: Value = serde_json::from_slice(&super::patch_bytes(&answer)).unwrap();
+        patch[0]["value"].clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_config_applies_a_changed_iam_spec_and_refuses_a_broken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = write_pair(dir.path());
+        let examples =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam");
+        let original = std::fs::read_to_string(examples.join("eks.yaml")).unwrap();
+        let spec = dir.path().join("cloud-config.yaml");
+        let replace = |text: &str| {
+            // As a ConfigMap update does: a new file renamed over the old one.
+            std::fs::write(dir.path().join("next.yaml"), text).unwrap();
+            std::fs::rename(dir.path().join("next.yaml"), &spec).unwrap();
+        };
+        replace(&original);
+        let stderr_path = dir.path().join("webhook.stderr");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args([
+                "webhook",
+                "--listen",
+                "127.0.0.1:0",
+                "--watch-config",
+                "--cert",
+            ])
+            .arg(dir.path().join("tls.crt"))
+            .arg("--key")
+            .arg(dir.path().join("tls.key"))
+            .arg("--iam-spec")
+            .arg(&spec)
+            .env("KEYWAY_DAEMON", "never")
+            .env("KEYWAY_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let line = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let pid = rustix::process::Pid::from_child(&child);
+        let _server = Server(child);
+        let addr: SocketAddr = line
+            .strip_prefix("listening on https://")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(service_account(addr, &root).await, "anyscale-services");
+
+        replace(&original.replace("anyscale-services", "anyscale-services-v2"));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while service_account(addr, &root).await != "anyscale-services-v2" {
+            assert!(
+                Instant::now() < deadline,
+                "the new mapping was never applied"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // A spec that does not load is refused, on a change and on SIGHUP; the last good one stays.
+        replace("compute_stack: [");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(service_account(addr, &root).await, "anyscale-services-v2");
+        let said = std::fs::read_to_string(&stderr_path).unwrap();
+        assert_eq!(said.matches("reload refused").count(), 2, "{said}");
+        assert!(said.contains("configuration reloaded"), "{said}");
+    }
 }
 
 #[test]
@@ -395,4 +481,26 @@ fn env_restart_restarts_the_wrapped_command_when_the_secret_rotates() {
     )
     .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn watch_config_without_a_file_to_watch_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .args([
+            "webhook",
+            "--watch-config",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ])
+        .env_remove("KEYWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither is given"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
