@@ -69,6 +69,7 @@ def test_values_reach_the_objects():
     assert "--image=registry.example.com/keyway:9.9.9" in args
     assert "--flyte=gcp:ml-prod" in args
     assert "--iam-spec=/etc/keyway/iam/cloud-config.yaml" in args
+    assert "--watch-config" in args  # a ConfigMap edit outside Helm applies without a rollout
     assert "--label-name=workload-type=anyscale.com/workload-type" in args
     assert rendered[("ConfigMap", "keyway-iam")]["data"]["cloud-config.yaml"] == spec
     assert {"name": "iam", "configMap": {"name": "keyway-iam"}} in deployment["spec"]["template"]["spec"]["volumes"]
