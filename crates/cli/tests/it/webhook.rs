@@ -123,6 +123,33 @@ mod https {
         generated.cert.der().to_vec()
     }
 
+    /// `keyway webhook` on a free loopback port with the pair in `dir` and `extra` arguments; its address.
+    fn start(dir: &Path, extra: &[&std::ffi::OsStr], stderr: Stdio) -> (Server, SocketAddr) {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args(["webhook", "--listen", "127.0.0.1:0", "--cert"])
+            .arg(dir.join("tls.crt"))
+            .arg("--key")
+            .arg(dir.join("tls.key"))
+            .args(extra)
+            .env("KEYWAY_DAEMON", "never")
+            .env("KEYWAY_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let line = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening on https://")
+            .unwrap()
+            .parse()
+            .unwrap();
+        (Server(child), addr)
+    }
+
     /// POSTs `body` to `path` over TLS trusting only `root`; returns (status, body, the server's certificate),
     /// or `None` when the server's certificate is not `root`.
     async fn try_post(
@@ -197,27 +224,7 @@ mod https {
     async fn serves_admission_reviews_over_tls_and_follows_certificate_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let first = write_pair(dir.path());
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-            .args(["webhook", "--listen", "127.0.0.1:0", "--cert"])
-            .arg(dir.path().join("tls.crt"))
-            .arg("--key")
-            .arg(dir.path().join("tls.key"))
-            .env("KEYWAY_DAEMON", "never")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let line = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .next()
-            .unwrap()
-            .unwrap();
-        let _server = Server(child);
-        let addr: SocketAddr = line
-            .strip_prefix("listening on https://")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (_server, addr) = start(dir.path(), &[], Stdio::null());
 
         let (status, body, served) = post(addr, &first, "/mutate", review()).await;
         assert_eq!(status, 200);
@@ -292,37 +299,17 @@ mod https {
         };
         replace(&original);
         let stderr_path = dir.path().join("webhook.stderr");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-            .args([
-                "webhook",
-                "--listen",
-                "127.0.0.1:0",
-                "--watch-config",
-                "--cert",
-            ])
-            .arg(dir.path().join("tls.crt"))
-            .arg("--key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--iam-spec")
-            .arg(&spec)
-            .env("KEYWAY_DAEMON", "never")
-            .env("KEYWAY_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        let line = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .next()
-            .unwrap()
-            .unwrap();
-        let pid = rustix::process::Pid::from_child(&child);
-        let _server = Server(child);
-        let addr: SocketAddr = line
-            .strip_prefix("listening on https://")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let watch = [
+            "--watch-config".as_ref(),
+            "--iam-spec".as_ref(),
+            spec.as_os_str(),
+        ];
+        let (server, addr) = start(
+            dir.path(),
+            &watch,
+            std::fs::File::create(&stderr_path).unwrap().into(),
+        );
+        let pid = rustix::process::Pid::from_child(&server.0);
         assert_eq!(service_account(addr, &root).await, "anyscale-services");
 
         replace(&original.replace("anyscale-services", "anyscale-services-v2"));
