@@ -57,16 +57,9 @@ impl Source {
         Ok(config)
     }
 
-    /// The bytes of the config file and of the IAM spec file `config` names, to notice a change; a file that
-    /// cannot be read counts as empty (loading it then says why).
+    /// The config file and the IAM spec file `config` names, as [`crate::watch::content`].
     fn content(&self, config: &Config) -> Vec<u8> {
-        let read = |path: &Path| std::fs::read(path).unwrap_or_default();
-        let mut content = self.path.as_deref().map(read).unwrap_or_default();
-        if let Some(spec) = &config.iam.spec {
-            content.push(0);
-            content.extend(read(spec));
-        }
-        content
+        crate::watch::content(&[self.path.as_deref(), config.iam.spec.as_deref()])
     }
 }
 

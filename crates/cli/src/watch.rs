@@ -3,7 +3,22 @@
 //! an editor's half-written file is not applied). A content that was tried and refused is not tried again until
 //! it changes.
 
+use std::path::Path;
+
 use tokio::signal::unix::Signal;
+
+/// The bytes of the files a configuration is read from (`None`: not given), to notice a change. A file that
+/// cannot be read counts as empty: loading it then says why.
+pub fn content(files: &[Option<&Path>]) -> Vec<u8> {
+    let mut content = Vec::new();
+    for file in files {
+        if let Some(path) = file {
+            content.extend(std::fs::read(path).unwrap_or_default());
+        }
+        content.push(0);
+    }
+    content
+}
 
 pub struct Trigger {
     hangup: Signal,

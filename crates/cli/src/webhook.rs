@@ -156,13 +156,9 @@ fn inject_config(
     })
 }
 
-/// The content of the files the configuration is read from, to see when they change.
+/// The config file and the IAM spec, as [`crate::watch::content`].
 fn files_content(config: Option<&Path>, args: &WebhookArgs) -> Vec<u8> {
-    let read = |path: &Path| std::fs::read(path).unwrap_or_default();
-    let mut content = config.map(read).unwrap_or_default();
-    content.push(0);
-    content.extend(args.iam_spec.as_deref().map(read).unwrap_or_default());
-    content
+    crate::watch::content(&[config, args.iam_spec.as_deref()])
 }
 
 pub async fn run(
