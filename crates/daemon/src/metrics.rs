@@ -3,13 +3,13 @@
 //! when `metrics_secret_names` is on; values never.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use keyway_core::reference::{BackendKind, Target};
-use keyway_core::{Provider, ProviderError, Resolver, Secret};
+use keyway_core::{CacheStats, Provider, ProviderError, Resolver, Secret};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -62,6 +62,8 @@ pub(crate) struct Metrics {
     last_reload_ok: Gauge,
     /// The resolver whose cache the cache metrics describe: the running configuration's.
     cache: Arc<ArcSwapOption<Resolver>>,
+    /// What the caches of resolvers replaced by reloads had counted, so the cache counters never go back.
+    retired: Arc<Mutex<CacheStats>>,
 }
 
 impl Metrics {
@@ -108,8 +110,10 @@ impl Metrics {
             last_reload_ok.clone(),
         );
         let cache = Arc::new(ArcSwapOption::empty());
+        let retired = Arc::new(Mutex::new(CacheStats::default()));
         registry.register_collector(Box::new(CacheCollector {
             resolver: cache.clone(),
+            retired: retired.clone(),
         }));
         Metrics {
             registry: Mutex::new(registry),
@@ -120,12 +124,19 @@ impl Metrics {
             reloads,
             last_reload_ok,
             cache,
+            retired,
         }
     }
 
-    /// From now on the cache metrics describe `resolver`'s cache (at start, and after a reload).
+    /// From now on the cache metrics describe `resolver`'s cache (at start, and after a reload). The counts of a
+    /// cache it replaces are kept and added to the new one's, so the counters stay monotonic across reloads (reads
+    /// still finishing on the replaced cache after this are not counted).
     pub fn observe_cache(&self, resolver: &Arc<Resolver>) {
-        self.cache.store(Some(resolver.clone()));
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaced = self.cache.swap(Some(resolver.clone()));
+        if let Some(replaced) = replaced.filter(|r| !Arc::ptr_eq(r, resolver)) {
+            *retired = add(*retired, replaced.cache().stats());
+        }
     }
 
     /// Counts a reload and its result.
@@ -183,15 +194,32 @@ impl Metrics {
 #[derive(Debug)]
 struct CacheCollector {
     resolver: Arc<ArcSwapOption<Resolver>>,
+    retired: Arc<Mutex<CacheStats>>,
+}
+
+fn add(a: CacheStats, b: CacheStats) -> CacheStats {
+    CacheStats {
+        hits: a.hits + b.hits,
+        misses: a.misses + b.misses,
+        stale_served: a.stale_served + b.stale_served,
+        negative_hits: a.negative_hits + b.negative_hits,
+        upstream_calls: a.upstream_calls + b.upstream_calls,
+        upstream_errors: a.upstream_errors + b.upstream_errors,
+    }
 }
 
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let Some(resolver) = self.resolver.load_full() else {
+        // Under the lock `observe_cache` swaps the resolver in, so a replaced cache is counted once.
+        let (resolver, retired) = {
+            let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            (self.resolver.load_full(), *retired)
+        };
+        let Some(resolver) = resolver else {
             return Ok(());
         };
         let cache = resolver.cache();
-        let stats = cache.stats();
+        let stats = add(retired, cache.stats());
         for (name, help, value) in [
             ("cache_hits", "Reads served fresh from memory", stats.hits),
             (

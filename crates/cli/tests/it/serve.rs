@@ -886,6 +886,16 @@ fn watch_config_applies_a_changed_file_and_refuses_a_broken_one() {
         read().json()["value"] == "two"
     });
     assert!(metric(&served, "keyway_config_last_reload_successful 1"));
+    // The emptied cache's counts were added to the new one's: one miss in each, the old cache's hits kept.
+    let metrics = raw::get(&served.unix(), "/metrics", &[]).text();
+    assert!(
+        metrics.lines().any(|l| l == "keyway_cache_misses_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.lines().any(|l| l == "keyway_cache_hits_total 0"),
+        "{metrics}"
+    );
     let log = served.stderr();
     assert!(log.contains("[server] max_connections"), "{log}");
     assert!(log.contains("emptied (the providers changed)"), "{log}");
