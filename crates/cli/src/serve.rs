@@ -102,7 +102,9 @@ pub async fn run(
     }
     let config = source.load()?;
     if args.check {
-        keyway_daemon::check(&config, local_dir)?;
+        for warning in keyway_daemon::check(&config, local_dir)? {
+            eprintln!("keyway: warning: {warning}");
+        }
         let file = source
             .path
             .as_deref()

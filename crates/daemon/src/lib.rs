@@ -77,8 +77,9 @@ impl Shared {
 
 /// Builds and checks everything [`Daemon::bind`] would from `config`, without binding a listener or locking
 /// memory (`keyway serve --check`, to test a configuration before a start or a reload). The audit log file is
-/// opened (created when missing), as it would be.
-pub fn check(config: &Config, local_dir: PathBuf) -> Result<(), DaemonError> {
+/// opened (created when missing), as it would be. Returns the warnings a start would log.
+pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonError> {
+    let warnings = config.check_files()?;
     let settings = config.server.clone();
     let tcp = match &settings.tcp {
         Some(address) => Some(listen::tcp_address(address, settings.allow_non_loopback)?),
@@ -88,6 +89,14 @@ pub fn check(config: &Config, local_dir: PathBuf) -> Result<(), DaemonError> {
     let shared = Shared::new(&settings);
     let resolver = Arc::new(config.resolver(local_dir)?);
     State::build(settings, resolver, shared, tcp.is_some())?;
+    Ok(warnings)
+}
+
+/// Logs [`Config::check_files`]'s warnings, or returns its error.
+fn check_files(config: &Config) -> Result<(), DaemonError> {
+    for warning in config.check_files()? {
+        tracing::warn!("{warning}");
+    }
     Ok(())
 }
 
@@ -169,6 +178,7 @@ impl Daemon {
         local_dir: PathBuf,
         activated: Option<std::os::unix::net::UnixListener>,
     ) -> Result<Daemon, DaemonError> {
+        check_files(config)?;
         let settings = config.server.clone();
         memory::protect(settings.lock_memory)?;
         let shared = Shared::new(&settings);

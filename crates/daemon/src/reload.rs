@@ -62,6 +62,7 @@ impl Reloader {
     }
 
     fn apply(&self, config: &Config) -> Result<Reloaded, DaemonError> {
+        crate::check_files(config)?;
         let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         let running = self.current.load_full();
         let cache_kept = applied.builds_the_same_resolver(config);

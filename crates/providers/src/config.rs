@@ -479,6 +479,27 @@ impl Config {
             && self.gcp_impersonate == other.gcp_impersonate
     }
 
+    /// Whether the files the configured local instances name are there (see [`LocalSettings::check`]), for a
+    /// daemon about to serve this configuration. Returns warnings, each naming its instance.
+    pub fn check_files(&self) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        for (name, p) in &self.providers {
+            if p.kind != KindName::Local {
+                continue;
+            }
+            let settings = LocalSettings {
+                dir: p.dir.clone(),
+                file: p.file.clone(),
+                age_identity: p.age_identity.clone(),
+            };
+            let found = settings
+                .check()
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}] {e}")))?;
+            warnings.extend(found.into_iter().map(|w| format!("[providers.{name}] {w}")));
+        }
+        Ok(warnings)
+    }
+
     /// Builds the resolver: the three default instances from the standard environment, then the configured ones.
     /// `local_dir` is the default local store (`$KEYWAY_LOCAL_DIR` or `./secrets`).
     pub fn resolver(&self, local_dir: PathBuf) -> Result<Resolver, ConfigError> {

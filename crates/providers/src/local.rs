@@ -20,6 +20,55 @@ pub struct LocalSettings {
     pub age_identity: Option<PathBuf>,
 }
 
+impl LocalSettings {
+    /// Whether the files these settings name are there, for a daemon about to serve them (`keyway serve`,
+    /// `--check`, a reload): `dir` a directory, `file` readable, `age_identity` readable and an age identity
+    /// file. The error says which and what to do; the warnings name an identity that other users may read. The
+    /// content of the store (the entries of `file`, the files under `dir`) is data, read at each request, and
+    /// not judged here.
+    pub fn check(&self) -> Result<Vec<String>, String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Some(dir) = &self.dir
+            && !std::fs::metadata(dir).is_ok_and(|m| m.is_dir())
+        {
+            return Err(format!(
+                "`dir` {} is not a directory; create it or fix the path",
+                dir.display()
+            ));
+        }
+        if let Some(file) = &self.file
+            && let Err(e) = std::fs::File::open(file)
+        {
+            return Err(format!(
+                "`file` {} cannot be read: {e}; create it, fix the path or its mode",
+                file.display()
+            ));
+        }
+        let Some(identity) = &self.age_identity else {
+            return Ok(Vec::new());
+        };
+        let shown = identity.display();
+        let text = std::fs::read(identity).map(Zeroizing::new).map_err(|e| {
+            format!("`age_identity` {shown} cannot be read: {e}; fix the path or its mode")
+        })?;
+        age::IdentityFile::from_buffer(&text[..])
+            .and_then(|f| f.into_identities().map_err(std::io::Error::other))
+            .map_err(|e| {
+                format!("`age_identity` {shown} is not an age identity file ({e}); create one with `age-keygen -o FILE`")
+            })?;
+        let mode = std::fs::metadata(identity).map_or(0, |m| m.permissions().mode());
+        let others = mode & 0o077;
+        Ok(if others > 0 {
+            vec![format!(
+                "`age_identity` {shown} may be read by other users (mode {:04o}); chmod 600 it",
+                mode & 0o7777
+            )]
+        } else {
+            Vec::new()
+        })
+    }
+}
+
 /// The local store provider.
 #[derive(Debug)]
 pub struct LocalProvider {

@@ -64,3 +64,57 @@ fn every_keyway_command_in_the_docs_is_one_the_binary_takes() {
         "only {checked} docs/migrating.md examples found"
     );
 }
+
+/// The docs' `keyway.toml` examples are files `keyway serve --check` accepts as they are written, once the files
+/// they name are there (`/etc/keyway/...`, here under a temporary directory, an age identity among them) and
+/// `socket_group` names a group this machine has.
+#[test]
+fn every_keyway_toml_in_the_docs_passes_serve_check() {
+    use secrecy::ExposeSecret as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let etc = tempfile::tempdir().unwrap();
+    let at = |name: &str| etc.path().join(name);
+    std::fs::create_dir(at("secrets")).unwrap();
+    std::fs::write(at("secrets.yaml"), "api: k\n").unwrap();
+    std::fs::write(at("app.token"), "a-token-of-32-characters-or-more\n").unwrap();
+    let identity = age::x25519::Identity::generate();
+    std::fs::write(at("age.key"), identity.to_string().expose_secret()).unwrap();
+    std::fs::set_permissions(at("age.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam/aws-vm.yaml"),
+        at("cloud-config.yaml"),
+    )
+    .unwrap();
+    let group = rustix::process::getgid().as_raw().to_string();
+
+    let mut checked = 0;
+    for doc in [
+        "README.md",
+        "docs/configuration.md",
+        "docs/daemon.md",
+        "docs/iam.md",
+    ] {
+        for block in read(doc)
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+        {
+            let text = block
+                .replace("/etc/keyway/", &format!("{}/", etc.path().display()))
+                .replace(
+                    "socket_group = \"keyway\"",
+                    &format!("socket_group = \"{group}\""),
+                );
+            let config = etc.path().join("keyway.toml");
+            std::fs::write(&config, text).unwrap();
+            let out = crate::run(crate::keyway(&config).args(["serve", "--check"]));
+            assert!(
+                out.status.success() && crate::stderr(&out).is_empty(),
+                "a keyway.toml of {doc} fails `keyway serve --check`: {}\n{block}",
+                crate::stderr(&out)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} keyway.toml examples found");
+}

@@ -863,6 +863,10 @@ fn watch_config_applies_a_changed_file_and_refuses_a_broken_one() {
     eventually("the bad rule is refused", || {
         metric(&served, r#"keyway_config_reloads_total{result="error"} 2"#)
     });
+    rewrite_config(&ground, |_| original.replace("/local\"", "/missing\""));
+    eventually("a store directory that is not there is refused", || {
+        metric(&served, r#"keyway_config_reloads_total{result="error"} 3"#)
+    });
     assert!(metric(&served, "keyway_config_last_reload_successful 0"));
     let kept = read();
     assert_eq!(
@@ -871,7 +875,9 @@ fn watch_config_applies_a_changed_file_and_refuses_a_broken_one() {
     );
     let log = served.stderr();
     assert!(
-        log.contains("reload refused") && log.contains("unclosed character class"),
+        log.contains("reload refused")
+            && log.contains("unclosed character class")
+            && log.contains("/missing is not a directory; create it"),
         "{log}"
     );
 

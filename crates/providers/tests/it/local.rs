@@ -164,3 +164,65 @@ async fn age_encrypted_files_are_decrypted_with_the_identity() {
     let err = without_key.fetch(&target("token")).await.unwrap_err();
     assert!(err.to_string().contains("no `age_identity`"), "{err}");
 }
+
+#[test]
+fn check_names_a_missing_store_or_a_bad_identity_and_warns_of_a_readable_one() {
+    use secrecy::ExposeSecret as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let settings = |dir: &str, file: Option<&str>, key: Option<&str>| LocalSettings {
+        dir: Some(at(dir)),
+        file: file.map(at),
+        age_identity: key.map(at),
+    };
+    let err = settings("store", None, None).check().unwrap_err();
+    assert!(
+        err.contains("`dir`") && err.contains("is not a directory; create it"),
+        "{err}"
+    );
+    std::fs::create_dir(at("store")).unwrap();
+    assert_eq!(settings("store", None, None).check(), Ok(Vec::new()));
+
+    let err = settings("store", Some("entries.yaml"), None)
+        .check()
+        .unwrap_err();
+    assert!(
+        err.contains("`file`") && err.contains("No such file"),
+        "{err}"
+    );
+    std::fs::write(at("entries.yaml"), "a: b\n").unwrap();
+
+    let err = settings("store", Some("entries.yaml"), Some("key.txt"))
+        .check()
+        .unwrap_err();
+    assert!(
+        err.contains("`age_identity`") && err.contains("cannot be read"),
+        "{err}"
+    );
+    std::fs::write(at("key.txt"), "not-a-key s3cret\n").unwrap();
+    let err = settings("store", Some("entries.yaml"), Some("key.txt"))
+        .check()
+        .unwrap_err();
+    assert!(
+        err.contains("is not an age identity file") && !err.contains("s3cret"),
+        "{err}"
+    );
+
+    let identity = age::x25519::Identity::generate();
+    std::fs::write(at("key.txt"), identity.to_string().expose_secret()).unwrap();
+    std::fs::set_permissions(at("key.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = settings("store", Some("entries.yaml"), Some("key.txt"))
+        .check()
+        .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("mode 0644") && warnings[0].contains("chmod 600"),
+        "{warnings:?}"
+    );
+    std::fs::set_permissions(at("key.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        settings("store", Some("entries.yaml"), Some("key.txt")).check(),
+        Ok(Vec::new())
+    );
+}
