@@ -215,6 +215,28 @@ impl Provider for GcpProvider {
     }
 }
 
+/// Whether Application Default Credentials come from the metadata server: the Google client falls back to it
+/// when `GOOGLE_APPLICATION_CREDENTIALS` is unset and gcloud's file (`~/.config/gcloud/application_default_credentials.json`)
+/// is missing (AIP-4110). Off GCE and GKE that ends in a timeout whose own message does not say what to do.
+fn from_metadata_server() -> bool {
+    std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none()
+        && std::env::var_os("HOME").is_none_or(|home| {
+            !std::path::Path::new(&home)
+                .join(".config/gcloud/application_default_credentials.json")
+                .exists()
+        })
+}
+
+/// The innermost error of a chain: for the metadata server, the refused connection or the HTTP status under the
+/// client's "transient errors".
+fn root_cause<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    std::iter::successors(Some(err), |e| e.source())
+        .last()
+        .unwrap_or(err)
+}
+
 fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
     let (kind, message) = match err.status().map(|s| s.code) {
         Some(Code::NotFound) => (ErrorKind::NotFound, format!("{name} was not found; check the project, secret id and version")),
@@ -242,6 +264,10 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
         None if err.is_authentication() => (
             ErrorKind::PermissionDenied,
             match std::error::Error::source(&err) {
+                Some(cause) if from_metadata_server() => format!(
+                    "could not obtain Google credentials from the metadata server ({}), and there is no Application Default Credentials file; run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or on GCE/GKE check the instance's service account",
+                    root_cause(cause)
+                ),
                 Some(cause) => format!("could not obtain Google credentials: {cause}"),
                 None => "could not obtain Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS".to_owned(),
             },

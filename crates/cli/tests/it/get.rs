@@ -135,3 +135,29 @@ fn list_prints_every_name() {
     // AWS's Name filter matches prefixes: app/s100 to app/s104.
     assert_eq!(stdout(&out).lines().count(), 5);
 }
+
+/// Off GCE and GKE, with no Application Default Credentials, the Google client falls back to a metadata server
+/// that is not there: the error says so and what to do (exit 4), not only the client's "transient errors".
+#[test]
+fn gcp_without_credentials_says_how_to_get_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyway.toml");
+    std::fs::write(
+        &config,
+        "[providers.gcp-sm]\ntype = \"gcp\"\nendpoint = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let out = run(crate::keyway(&config)
+        .args(["get", "gcp-sm://proj/db"])
+        .env("HOME", dir.path())
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env("GCE_METADATA_HOST", "127.0.0.1:9"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("from the metadata server")
+            && err.contains("no Application Default Credentials file; run `gcloud auth application-default login`"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
