@@ -627,3 +627,30 @@ fn refresh_adds_a_native_sidecar_after_the_first_render() {
         );
     }
 }
+
+/// docs/webhook.md's example Pod is admitted as the page says: one init container renders both files into
+/// `/keyway/secrets`, which the app container mounts read-only (its comment: "reads /keyway/secrets/github-token").
+#[test]
+fn the_docs_example_pod_is_admitted_with_its_files_where_the_docs_say() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/webhook.md")).unwrap();
+    let example = page
+        .split("## Example\n\n```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/webhook.md's example Pod");
+    let original: Value = serde_norway::from_str(example).unwrap();
+    let response = mutate(&review(&original), &InjectConfig::default());
+    assert!(response.allowed, "{:?}", response.result);
+    let patched: Pod = serde_json::from_value(apply(&original, &response)).unwrap();
+    let spec = patched.spec.unwrap();
+    let command = spec.init_containers.unwrap()[0].command.clone().unwrap();
+    let dir = command.iter().position(|a| a == "--dir").map(|i| command[i + 1].as_str());
+    assert_eq!(dir, Some("/keyway/secrets"), "{command:?}");
+    assert!(command.iter().any(|a| a.starts_with("github-token=aws-sm://ci/github")), "{command:?}");
+    assert!(command.iter().any(|a| a.starts_with("db-password=gcp-sm://my-project/db-password")), "{command:?}");
+    let mount = spec.containers[0].volume_mounts.clone().unwrap();
+    assert!(
+        mount.iter().any(|m| m.mount_path == "/keyway/secrets" && m.read_only == Some(true)),
+        "{mount:?}"
+    );
+}
