@@ -632,7 +632,11 @@ fn refresh_adds_a_native_sidecar_after_the_first_render() {
 /// `/keyway/secrets`, which the app container mounts read-only (its comment: "reads /keyway/secrets/github-token").
 #[test]
 fn the_docs_example_pod_is_admitted_with_its_files_where_the_docs_say() {
-    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/webhook.md")).unwrap();
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/webhook.md"
+    ))
+    .unwrap();
     let example = page
         .split("## Example\n\n```yaml\n")
         .nth(1)
@@ -644,13 +648,28 @@ fn the_docs_example_pod_is_admitted_with_its_files_where_the_docs_say() {
     let patched: Pod = serde_json::from_value(apply(&original, &response)).unwrap();
     let spec = patched.spec.unwrap();
     let command = spec.init_containers.unwrap()[0].command.clone().unwrap();
-    let dir = command.iter().position(|a| a == "--dir").map(|i| command[i + 1].as_str());
+    let dir = command
+        .iter()
+        .position(|a| a == "--dir")
+        .map(|i| command[i + 1].as_str());
     assert_eq!(dir, Some("/keyway/secrets"), "{command:?}");
-    assert!(command.iter().any(|a| a.starts_with("github-token=aws-sm://ci/github")), "{command:?}");
-    assert!(command.iter().any(|a| a.starts_with("db-password=gcp-sm://my-project/db-password")), "{command:?}");
+    assert!(
+        command
+            .iter()
+            .any(|a| a.starts_with("github-token=aws-sm://ci/github")),
+        "{command:?}"
+    );
+    assert!(
+        command
+            .iter()
+            .any(|a| a.starts_with("db-password=gcp-sm://my-project/db-password")),
+        "{command:?}"
+    );
     let mount = spec.containers[0].volume_mounts.clone().unwrap();
     assert!(
-        mount.iter().any(|m| m.mount_path == "/keyway/secrets" && m.read_only == Some(true)),
+        mount
+            .iter()
+            .any(|m| m.mount_path == "/keyway/secrets" && m.read_only == Some(true)),
         "{mount:?}"
     );
 }
