@@ -182,6 +182,51 @@ def test_a_forked_child_reads_with_the_parents_settings(direct):
     assert keyway.get_secret("aws-sm://batch/1").value == "value-1"
 
 
+_FORKED_BACKEND = []
+
+
+def _backend_in_forked_child(_):
+    """Runs in a forked child with the Backend the parent built and used: a cached read, then upstream ones."""
+    backend, prefix = _FORKED_BACKEND
+    started = time.monotonic()
+    cached = backend.get(f"{prefix}0")[0]
+    fetched = backend.get(f"{prefix}1")[0], backend.get(f"{prefix}2", ttl=0)[0]
+    return cached, fetched, time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", ["aws", "gcp"])
+def test_a_backend_built_before_a_fork_serves_the_child(kind, direct, moto_endpoint, gcp_emulator):
+    """A keyway.ray operator's Backend (its SDK client with pooled connections whose tasks ran on the parent's
+    runtime) used in a forked child: answered at once from the child's own client, not after a stall."""
+    import multiprocessing
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    from keyway._keyway import Backend
+
+    if kind == "aws":
+        backend = Backend("aws", region="us-east-1", endpoint=moto_endpoint, access_key="testing",
+                          secret_key="testing")
+    else:
+        client = secretmanager.SecretManagerServiceClient(
+            credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
+        for i in range(3):
+            secret = client.create_secret(request={"parent": "projects/proj", "secret_id": f"batch-{i}",
+                                                   "secret": {"replication": {"automatic": {}}}})
+            client.add_secret_version(request={"parent": secret.name, "payload": {"data": f"value-{i}".encode()}})
+        backend = Backend("gcp", project="proj", endpoint=gcp_emulator, anonymous=True)
+    prefix = "batch/" if kind == "aws" else "batch-"
+    assert backend.get(f"{prefix}0")[0] == b"value-0"
+    _FORKED_BACKEND[:] = [backend, prefix]  # inherited by the fork, not pickled (a Backend does not pickle)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        cached, fetched, took = pool.apply_async(_backend_in_forked_child, (0,)).get(timeout=60)
+    assert cached == b"value-0" and fetched == (b"value-1", b"value-2")
+    assert took < 2.0, f"the child's reads took {took:.1f} s"
+    assert backend.get(f"{prefix}1")[0] == b"value-1"
+
+
 def test_the_daemon_passes_the_backends_code_and_failure_along(direct, tmp_path):
     """Through a daemon, errors keep AWS's code and the transport failure as well as the kind."""
     closed = free_port()  # bound, then released: nothing listens

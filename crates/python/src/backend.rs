@@ -2,9 +2,11 @@
 //! (`keyway.ray`): fetch by secret name with the original's TTL semantics, fetch many concurrently, list every
 //! page, purge, and report what is cached.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use keyway_core::cache::Key;
 use keyway_core::reference::Target;
 use keyway_core::{Cache, CacheConfig, CachePolicy, Lookup, Provider, Resolver, Ttl};
@@ -14,17 +16,49 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use secrecy::SecretString;
 
-use crate::{InvalidReference, runtime, to_py};
+use crate::{InvalidReference, process, runtime, to_py};
 
 const INSTANCE: &str = "backend";
+/// Held while a backend used in a forked child builds its own resolver, so concurrent first calls build one.
+static REBUILDING: Mutex<()> = Mutex::new(());
 
 /// One AWS or GCP secret manager with its own cache.
+///
+/// In a process forked after it was built (`multiprocessing` with `fork`), its SDK client's connections belong to
+/// the parent's runtime, whose threads the child does not have: a fetch there would wait for its timeout. So it
+/// remembers the process generation it was built in ([`process::generation`]) and, used in a child, builds its
+/// provider and cache again from its settings (the child starts with an empty cache); the parent's are forgotten,
+/// never dropped, as the module state is (`process.rs`).
 #[pyclass(frozen, module = "keyway")]
 pub struct Backend {
-    resolver: Resolver,
+    settings: Settings,
+    resolver: ArcSwap<Resolver>,
+    /// The process generation `resolver` was built in.
+    built_in: AtomicU64,
     policy: CachePolicy,
     kind: String,
     project: Option<String>,
+}
+
+/// What a [`Backend`]'s provider is built from (static keys included, zeroized when dropped).
+#[derive(Clone)]
+enum Settings {
+    Aws(AwsSettings),
+    Gcp(GcpSettings),
+}
+
+impl Settings {
+    fn resolver(&self, policy: CachePolicy) -> PyResult<Resolver> {
+        let provider: Arc<dyn Provider> = match self {
+            Settings::Aws(s) => Arc::new(AwsProvider::new(s.clone())),
+            Settings::Gcp(s) => Arc::new(GcpProvider::new(s.clone())),
+        };
+        let _guard = runtime()?.enter();
+        Resolver::builder()
+            .provider(INSTANCE, provider, policy)
+            .build(Cache::new(CacheConfig::default()))
+            .map_err(InvalidReference::new_err)
+    }
 }
 
 /// Runs `future` to its end, holding the GIL for its first poll: a fresh cache hit is answered there.
@@ -71,6 +105,21 @@ fn secret_name(target: &Target) -> String {
 }
 
 impl Backend {
+    /// The resolver of this process: the one built with the backend or, in a process forked since, its own.
+    fn resolver(&self) -> PyResult<Arc<Resolver>> {
+        let now = process::generation();
+        if self.built_in.load(Ordering::SeqCst) == now {
+            return Ok(self.resolver.load_full());
+        }
+        let _building = REBUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.built_in.load(Ordering::SeqCst) != now {
+            let fresh = self.settings.resolver(self.policy)?;
+            std::mem::forget(self.resolver.swap(Arc::new(fresh)));
+            self.built_in.store(now, Ordering::SeqCst);
+        }
+        Ok(self.resolver.load_full())
+    }
+
     fn reference(
         &self,
         name: &str,
@@ -100,7 +149,8 @@ impl Backend {
                 format!("{base}?version={}", version.unwrap_or("latest"))
             }
         };
-        self.resolver.parse(&text).map_err(|e| to_py(&e))
+        // Parsing reads the instance names only: any process's resolver does.
+        self.resolver.load().parse(&text).map_err(|e| to_py(&e))
     }
 }
 
@@ -145,8 +195,8 @@ impl Backend {
         default_ttl: f64,
     ) -> PyResult<Backend> {
         let timeout = Duration::from_secs(10);
-        let provider: Arc<dyn Provider> = match kind {
-            "aws" => Arc::new(AwsProvider::new(AwsSettings {
+        let settings = match kind {
+            "aws" => Settings::Aws(AwsSettings {
                 region,
                 profile,
                 endpoint,
@@ -157,14 +207,14 @@ impl Backend {
                     ..StaticKeys::new(key, secret)
                 }),
                 assume: None,
-            })),
-            "gcp" => Arc::new(GcpProvider::new(GcpSettings {
+            }),
+            "gcp" => Settings::Gcp(GcpSettings {
                 project: project.clone(),
                 endpoint,
                 anonymous,
                 timeout,
                 ..GcpSettings::default()
-            })),
+            }),
             other => {
                 return Err(InvalidReference::new_err(format!(
                     "backend kind `{other}`; use \"aws\" or \"gcp\""
@@ -183,13 +233,11 @@ impl Backend {
             },
             ..defaults
         };
-        let _guard = runtime()?.enter();
-        let resolver = Resolver::builder()
-            .provider(INSTANCE, provider, policy)
-            .build(Cache::new(CacheConfig::default()))
-            .map_err(InvalidReference::new_err)?;
+        let resolver = settings.resolver(policy)?;
         Ok(Backend {
-            resolver,
+            settings,
+            resolver: ArcSwap::from_pointee(resolver),
+            built_in: AtomicU64::new(process::generation()),
             policy,
             kind: kind.to_owned(),
             project,
@@ -217,9 +265,9 @@ impl Backend {
             refresh_now: refresh,
         };
         let rt = runtime()?;
-        let resolved =
-            resolve_holding_gil_for_hits(py, rt, self.resolver.resolve(&reference, lookup))
-                .map_err(|e| to_py(&e))?;
+        let here = self.resolver()?;
+        let resolved = resolve_holding_gil_for_hits(py, rt, here.resolve(&reference, lookup))
+            .map_err(|e| to_py(&e))?;
         let reusable = if refresh {
             Some(Duration::ZERO)
         } else {
@@ -253,7 +301,8 @@ impl Backend {
             refresh_now: false,
         };
         let rt = runtime()?;
-        let results = py.detach(|| rt.block_on(self.resolver.resolve_all(&references, lookup)));
+        let resolver = self.resolver()?;
+        let results = py.detach(|| rt.block_on(resolver.resolve_all(&references, lookup)));
         Ok(names
             .into_iter()
             .zip(results)
@@ -265,7 +314,8 @@ impl Backend {
     #[pyo3(signature = (filter=None))]
     fn list(&self, py: Python<'_>, filter: Option<&str>) -> PyResult<Vec<String>> {
         let rt = runtime()?;
-        py.detach(|| rt.block_on(self.resolver.list(INSTANCE, filter)))
+        let resolver = self.resolver()?;
+        py.detach(|| rt.block_on(resolver.list(INSTANCE, filter)))
             .map_err(|e| to_py(&e))
     }
 
@@ -278,9 +328,9 @@ impl Backend {
     }
 
     /// Names of the cached secrets, as `secret_name` gives them.
-    fn cached(&self) -> Vec<String> {
+    fn cached(&self) -> PyResult<Vec<String>> {
         let mut names: Vec<String> = self
-            .resolver
+            .resolver()?
             .cache()
             .keys()
             .iter()
@@ -288,13 +338,14 @@ impl Backend {
             .collect();
         names.sort();
         names.dedup();
-        names
+        Ok(names)
     }
 
     /// Drops one secret (every version of it, however its name was spelled) or, without a name, everything.
     #[pyo3(signature = (name=None))]
     fn purge(&self, py: Python<'_>, name: Option<&str>) -> PyResult<()> {
-        let cache = self.resolver.cache();
+        let resolver = self.resolver()?;
+        let cache = resolver.cache();
         let Some(name) = name else {
             cache.invalidate_all();
             return Ok(());

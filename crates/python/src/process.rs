@@ -9,6 +9,7 @@
 //! runtime or the state is built, once per process, so a fork at that very instant is the one case left.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
@@ -49,6 +50,9 @@ impl Settings {
 }
 
 static RUNTIME: ArcSwapOption<&'static tokio::runtime::Runtime> = ArcSwapOption::const_empty();
+/// How many forks this process is from the one that loaded the extension: what a [`crate::backend::Backend`]
+/// compares to learn that it was built in a parent.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 static STATE: ArcSwapOption<State> = ArcSwapOption::const_empty();
 static SETTINGS: Mutex<Option<Settings>> = Mutex::new(None);
 /// Serializes building the runtime: two first calls at once build one.
@@ -186,4 +190,10 @@ pub(crate) fn after_fork() {
     // are not in this process.
     std::mem::forget(STATE.swap(None));
     std::mem::forget(RUNTIME.swap(None));
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// This process's place in its line of forks; changes in a child just forked.
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::SeqCst)
 }
