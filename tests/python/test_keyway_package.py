@@ -58,7 +58,7 @@ def test_values_stay_hidden_until_asked_for(direct):
     assert keyway.get_secret("local://team/db").value.value() == "local-db"
 
 
-def test_errors_are_typed_picklable_and_clean(direct, caplog):
+def test_errors_are_typed_picklable_and_clean(direct, caplog, tmp_path):
     with pytest.raises(keyway.NotFound) as err:
         keyway.get_secret("aws-sm://ci/missing")
     assert isinstance(err.value, keyway.KeywayError)
@@ -73,6 +73,11 @@ def test_errors_are_typed_picklable_and_clean(direct, caplog):
     assert "github_token" in str(err.value) and CANARY not in str(err.value)
     with pytest.raises(keyway.InvalidReference):
         keyway.get_secret("nope://x")
+    # Encrypted, and no age identity configured: Keyway's configuration is what to fix, not the reference.
+    (tmp_path / "local" / "enc.age").write_bytes(b"age")
+    with pytest.raises(keyway.ConfigurationError, match="no `age_identity` is configured") as misconfigured:
+        keyway.get_secret("local://enc")
+    assert type(pickle.loads(pickle.dumps(misconfigured.value))) is keyway.ConfigurationError
     # A traceback of a failure and logged secrets show no value.
     secret = keyway.get_secret("aws-sm://ci/github#github_token")
     logging.getLogger("app").warning("token is %s", secret.value)

@@ -20,7 +20,7 @@ pub struct Many {
 
 pub fn code_for(kind: ErrorKind) -> u8 {
     match kind {
-        ErrorKind::Invalid => 2,
+        ErrorKind::Invalid | ErrorKind::Misconfigured => 2,
         ErrorKind::NotFound => 3,
         ErrorKind::PermissionDenied => 4,
         ErrorKind::Throttled | ErrorKind::Unavailable => 5,

@@ -24,7 +24,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  other failure (I/O, a file that could not be written)
-  2  usage error: bad arguments, reference, config or file name
+  2  usage or configuration error: bad arguments, reference, config or file name, or a provider set up so that
+     it cannot answer (no AWS region, no age identity for an encrypted file)
   3  not found: secret, version or field
   4  permission denied: the identity may not read the secret, or has no credentials
   5  upstream unavailable or throttled (and nothing servable was cached)

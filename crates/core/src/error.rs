@@ -17,6 +17,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The request itself is malformed (bad reference, unknown instance, wrong version syntax).
     Invalid,
+    /// The provider instance is set up so that it cannot serve any request (no AWS region, an encrypted local
+    /// file and no age identity, a local store file that does not parse): fixed where keyway is configured, not
+    /// in the request, so the daemon answers it as its own failure (500), not the caller's (400).
+    Misconfigured,
 }
 
 impl ErrorKind {
@@ -33,6 +37,7 @@ impl ErrorKind {
             "throttled" => ErrorKind::Throttled,
             "unavailable" => ErrorKind::Unavailable,
             "invalid" => ErrorKind::Invalid,
+            "misconfigured" => ErrorKind::Misconfigured,
             _ => return None,
         })
     }
@@ -45,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Throttled => "throttled",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Invalid => "invalid",
+            ErrorKind::Misconfigured => "misconfigured",
         }
     }
 }

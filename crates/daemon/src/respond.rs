@@ -106,6 +106,9 @@ impl Failure {
                     }
                     ErrorKind::Throttled => (StatusCode::BAD_REQUEST, "ThrottlingException"),
                     ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
+                    ErrorKind::Misconfigured => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceError")
+                    }
                     _ => (StatusCode::SERVICE_UNAVAILABLE, "InternalServiceError"),
                 };
                 match e.upstream() {
@@ -139,6 +142,7 @@ pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -138,7 +138,7 @@ async fn instance_profile_role(
         .map(|r| r.arn().to_owned())
         .ok_or_else(|| {
             ProviderError::new(
-                ErrorKind::Invalid,
+                ErrorKind::Misconfigured,
                 format!("IAM instance profile `{name}` has no role; add one to it"),
             )
         })
@@ -221,7 +221,7 @@ impl AwsProvider {
                 }
                 if config.region().is_none() {
                     return Err(ProviderError::new(
-                        ErrorKind::Invalid,
+                        ErrorKind::Misconfigured,
                         "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml",
                     ));
                 }
@@ -433,7 +433,7 @@ where
             }
         }
         (SdkError::ConstructionFailure(_), _) => (
-            ErrorKind::Invalid,
+            ErrorKind::Misconfigured,
             format!(
                 "could not build the AWS {action} request; check region and credentials settings"
             ),

@@ -185,13 +185,13 @@ impl LocalProvider {
     ) -> Result<Vec<u8>, ProviderError> {
         let identity_file = self.settings.age_identity.as_ref().ok_or_else(|| {
             ProviderError::new(
-                ErrorKind::Invalid,
+                ErrorKind::Misconfigured,
                 format!("{} is age-encrypted but no `age_identity` is configured for the local provider", path.display()),
             )
         })?;
         let identities = Zeroizing::new(tokio::fs::read(identity_file).await.map_err(|e| {
             ProviderError::new(
-                ErrorKind::PermissionDenied,
+                ErrorKind::Misconfigured,
                 format!("cannot read age identity {}: {e}", identity_file.display()),
             )
         })?);
@@ -202,7 +202,7 @@ impl LocalProvider {
             let bad = |what: String| ProviderError::new(ErrorKind::PermissionDenied, what);
             let identities = age::IdentityFile::from_buffer(&identities[..])
                 .and_then(|f| f.into_identities().map_err(std::io::Error::other))
-                .map_err(|e| bad(format!("{identity_name} is not an age identity file: {e}")))?;
+                .map_err(|e| ProviderError::new(ErrorKind::Misconfigured, format!("{identity_name} is not an age identity file: {e}")))?;
             let reader = age::armor::ArmoredReader::new(&ciphertext[..]);
             let decryptor = age::Decryptor::new(reader)
                 .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{} is not an age file: {e}", path.display())))?;
@@ -299,13 +299,13 @@ async fn read_entries(
         Ok(mut other) => {
             scrub(&mut other);
             Err(ProviderError::new(
-                ErrorKind::Invalid,
+                ErrorKind::Misconfigured,
                 format!("{} must hold a map of NAME: VALUE entries", file.display()),
             ))
         }
         // The parser's own message can quote the file's content, so only the position is reported.
         Err(position) => Err(ProviderError::new(
-            ErrorKind::Invalid,
+            ErrorKind::Misconfigured,
             format!(
                 "{} is not valid {} (at {position}); fix the syntax",
                 file.display(),

@@ -55,6 +55,12 @@ create_exception!(
     KeywayError,
     "The reference or request is malformed."
 );
+create_exception!(
+    keyway,
+    ConfigurationError,
+    KeywayError,
+    "Keyway's configuration cannot serve the request (a config file that does not load, no AWS region, no age identity for an encrypted file)."
+);
 
 /// The Python exception of `e`'s kind, with `upstream_code` (the backend's error code) and `failure` (a
 /// transport failure: `unreachable`, `connect_timeout`, `read_timeout`, `no_credentials`) set on the instance,
@@ -68,6 +74,7 @@ pub(crate) fn to_py(e: &Error) -> PyErr {
         ErrorKind::Throttled => Throttled::new_err(message),
         ErrorKind::Unavailable => Unavailable::new_err(message),
         ErrorKind::Invalid => InvalidReference::new_err(message),
+        ErrorKind::Misconfigured => ConfigurationError::new_err(message),
         _ => KeywayError::new_err(message),
     };
     let (code, failure) = Upstream::to_parts(e.upstream());
@@ -460,5 +467,6 @@ fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Throttled", py.get_type::<Throttled>())?;
     m.add("Unavailable", py.get_type::<Unavailable>())?;
     m.add("InvalidReference", py.get_type::<InvalidReference>())?;
+    m.add("ConfigurationError", py.get_type::<ConfigurationError>())?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use keyway_core::Resolver;
 use pyo3::prelude::*;
 
-use crate::{InvalidReference, KeywayError};
+use crate::{ConfigurationError, KeywayError};
 
 /// Where secrets come from.
 pub(crate) enum Backend {
@@ -109,7 +109,7 @@ fn build(settings: &Settings) -> PyResult<State> {
     let runtime = runtime()?;
     let config = match &settings.config {
         Some(path) => keyway_providers::Config::load(path)
-            .map_err(|e| InvalidReference::new_err(e.to_string()))?,
+            .map_err(|e| ConfigurationError::new_err(e.to_string()))?,
         None => keyway_providers::Config::default(),
     };
     let socket = settings
@@ -123,7 +123,7 @@ fn build(settings: &Settings) -> PyResult<State> {
         "never" => false,
         "auto" => client.is_listening(),
         other => {
-            return Err(InvalidReference::new_err(format!(
+            return Err(ConfigurationError::new_err(format!(
                 "daemon = {other:?}; use \"auto\", \"always\" or \"never\""
             )));
         }
@@ -139,7 +139,7 @@ fn build(settings: &Settings) -> PyResult<State> {
         Backend::Direct(
             config
                 .resolver(local)
-                .map_err(|e| InvalidReference::new_err(e.to_string()))?,
+                .map_err(|e| ConfigurationError::new_err(e.to_string()))?,
         )
     };
     Ok(State { runtime, backend })

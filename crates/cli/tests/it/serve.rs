@@ -189,8 +189,11 @@ fn batch_returns_one_result_per_reference_in_order() {
     let ground = Ground::start();
     ground.moto.create_secret("batch/a", r#"{"k":"A"}"#);
     std::fs::write(ground.dir.path().join("local/b"), "B").unwrap();
+    // Encrypted, and the instance has no age identity: the daemon's configuration is at fault, not the request.
+    std::fs::write(ground.dir.path().join("local/enc.age"), "age").unwrap();
     let served = Served::start(&ground, &[]);
-    let body = br#"{"refs":["aws-sm://batch/a#k","local://b","local://nope","bad ref"]}"#;
+    let body =
+        br#"{"refs":["aws-sm://batch/a#k","local://b","local://nope","bad ref","local://enc"]}"#;
     let reply = raw::post(&served.unix(), "/v1/secrets", &[], body);
     assert_eq!(reply.status, 200, "{}", reply.text());
     let results = reply.json()["results"].clone();
@@ -198,6 +201,25 @@ fn batch_returns_one_result_per_reference_in_order() {
     assert_eq!(results[1]["value"], "B");
     assert_eq!(results[2]["error"]["kind"], "not_found");
     assert_eq!(results[3]["error"]["kind"], "invalid");
+    assert_eq!(results[4]["error"]["kind"], "misconfigured");
+    let one = raw::get(&served.unix(), "/v1/secret?ref=local://enc", &[]);
+    assert_eq!(
+        (one.status, one.json()["error"]["kind"].clone()),
+        (500, "misconfigured".into()),
+        "{}",
+        one.text()
+    );
+    let out = run(ground
+        .keyway()
+        .args(["--daemon", "always", "--socket"])
+        .arg(&served.socket)
+        .args(["get", "local://enc"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no `age_identity` is configured"),
+        "{}",
+        stderr(&out)
+    );
 
     let reply = raw::post(&served.unix(), "/v1/secrets", &[], b"{\"refs\": 3}");
     assert_eq!(reply.status, 400);

@@ -112,7 +112,7 @@ async fn json_and_yaml_files() {
         ..LocalSettings::default()
     });
     let err = broken.fetch(&target("db_password")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(err.kind(), ErrorKind::Misconfigured);
     assert!(
         !err.to_string().contains("s3cret"),
         "the parse error leaked content: {err}"

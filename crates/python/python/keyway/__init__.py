@@ -15,8 +15,9 @@ In asyncio code (Ray Serve, an async actor, FastAPI), ``await keyway.aget_secret
 ``keyway.render_template("DB_PASSWORD={{ aws-sm://prod/db#password }}")`` fills a template (an ``.env`` file, a
 ``.netrc``) and returns a ``SecretValue``.
 
-Errors are ``keyway.NotFound``, ``keyway.PermissionDenied``, ``keyway.Throttled``, ``keyway.Unavailable`` and
-``keyway.InvalidReference``, all ``keyway.KeywayError``; their messages say what to do and never hold a value.
+Errors are ``keyway.NotFound``, ``keyway.PermissionDenied``, ``keyway.Throttled``, ``keyway.Unavailable``,
+``keyway.InvalidReference`` and ``keyway.ConfigurationError`` (Keyway's configuration, not the request, is what to
+fix), all ``keyway.KeywayError``; their messages say what to do and never hold a value.
 """
 
 import os
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 
 from keyway import _keyway
 from keyway._keyway import (
+    ConfigurationError,
     InvalidReference,
     KeywayError,
     NotFound,
@@ -65,6 +67,7 @@ async def alist_secrets(provider: str, filter: str | None = None) -> list[str]:
 
 
 __all__ = [
+    "ConfigurationError",
     "InvalidReference",
     "KeywayError",
     "NotFound",

@@ -44,7 +44,8 @@ def _fail(message: str, code: int) -> "NoReturn":  # noqa: F821
 
 def _exit_code(error: BaseException) -> int:
     for kind, code in ((keyway.NotFound, 3), (keyway.PermissionDenied, 4), (keyway.Throttled, 5),
-                       (keyway.Unavailable, 5), (keyway.InvalidReference, 2)):
+                       (keyway.Unavailable, 5), (keyway.InvalidReference, 2),
+                       (keyway.ConfigurationError, 2)):
         if isinstance(error, kind):
             return code
     return 1
