@@ -78,6 +78,10 @@ def test_errors_are_typed_picklable_and_clean(direct, caplog, tmp_path):
     with pytest.raises(keyway.ConfigurationError, match="no `age_identity` is configured") as misconfigured:
         keyway.get_secret("local://enc")
     assert type(pickle.loads(pickle.dumps(misconfigured.value))) is keyway.ConfigurationError
+    (tmp_path / "bad.toml").write_text("[providers.x]\ntype = \"aws\"\nregoin = \"us-east-1\"\n")
+    with pytest.raises(keyway.ConfigurationError, match="unknown field `regoin`"):
+        keyway.configure(config=str(tmp_path / "bad.toml"), daemon="never")
+    assert keyway.get_secret("local://team/db").value == "local-db", "a refused configure() keeps the running one"
     # A traceback of a failure and logged secrets show no value.
     secret = keyway.get_secret("aws-sm://ci/github#github_token")
     logging.getLogger("app").warning("token is %s", secret.value)
