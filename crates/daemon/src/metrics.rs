@@ -36,6 +36,11 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
 }
@@ -108,6 +113,25 @@ impl Metrics {
             "config_last_reload_successful",
             "1 when the last reload (or the start) took effect, 0 when it was refused",
             last_reload_ok.clone(),
+        );
+        // As Prometheus' own exporters do: which build runs, and since when (a restart shows as a new value).
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "1, labelled with the keyway version", build);
+        let started = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        started.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        registry.register(
+            "start_time_seconds",
+            "When the daemon started, in seconds since the Unix epoch",
+            started,
         );
         let cache = Arc::new(ArcSwapOption::empty());
         let retired = Arc::new(Mutex::new(CacheStats::default()));

@@ -163,6 +163,21 @@ fn native_api_over_the_unix_socket_with_metadata_and_raw_bytes() {
     // Metrics count, and name no secret unless metrics_secret_names is on.
     let metrics = raw::get(&unix, "/metrics", &[]).text();
     assert!(metrics.contains("keyway_cache_hits_total 1"), "{metrics}");
+    let build = format!(
+        "keyway_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.lines().any(|l| l == build), "{metrics}");
+    let started: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keyway_start_time_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(started > now - 300.0 && started <= now, "{metrics}");
     assert!(
         metrics.contains("keyway_upstream_calls_total{provider=\"local\",outcome=\"ok\"} 1"),
         "{metrics}"
