@@ -1,5 +1,5 @@
 //! `keyway webhook`: an HTTPS server (rustls) answering `admission.k8s.io/v1` AdmissionReview for Pods on
-//! `POST /mutate` with [`keyway_inject::mutate`], and `GET /healthz`. The certificate and key are read from
+//! `POST /mutate` with [`keyway_inject::mutate`], `GET /healthz` and `GET /metrics`. The certificate and key are read from
 //! files and re-read within a second of a change (cert-manager rotates them in place), without a restart.
 
 use std::convert::Infallible;
@@ -23,6 +23,10 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+mod metrics;
+
+use metrics::{Metrics, Outcome};
 
 /// Bound on an AdmissionReview body (a Pod with a large spec stays well under it).
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -147,6 +151,7 @@ pub struct Webhook {
     tls: tokio_rustls::TlsAcceptor,
     certificate: Arc<Certificate>,
     config: Arc<arc_swap::ArcSwap<InjectConfig>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Webhook {
@@ -176,6 +181,7 @@ impl Webhook {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             certificate,
             config: Arc::new(arc_swap::ArcSwap::from_pointee(config)),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -218,6 +224,7 @@ impl Webhook {
             };
             let tls = self.tls.clone();
             let config = self.config.clone();
+            let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 let stream =
                     match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
@@ -231,7 +238,8 @@ impl Webhook {
                 let service = service_fn(move |request| {
                     // Each request keeps the configuration it started with, across a reload.
                     let config = config.load_full();
-                    async move { Ok::<_, Infallible>(handle(&config, request).await) }
+                    let metrics = metrics.clone();
+                    async move { Ok::<_, Infallible>(handle(&config, &metrics, request).await) }
                 });
                 let served = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -255,52 +263,27 @@ fn reply(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Respo
     response
 }
 
-async fn handle(config: &InjectConfig, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    config: &InjectConfig,
+    metrics: &Metrics,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, b"ok\n".to_vec(), "text/plain"),
+        (&Method::GET, "/metrics") => reply(
+            StatusCode::OK,
+            metrics.encode().into_bytes(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
         (&Method::POST, "/mutate") => {
-            let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => {
-                    return reply(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        b"AdmissionReview too large\n".to_vec(),
-                        "text/plain",
-                    );
-                }
-            };
-            let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
-                Ok(review) => review,
-                Err(e) => {
-                    return reply(
-                        StatusCode::BAD_REQUEST,
-                        format!("not an AdmissionReview for a Pod: {e}\n").into_bytes(),
-                        "text/plain",
-                    );
-                }
-            };
-            let request: Result<AdmissionRequest<Pod>, _> = review.try_into();
-            let response = match request {
-                Ok(request) => {
-                    let response = keyway_inject::mutate(&request, config);
-                    tracing::info!(
-                        uid = %request.uid,
-                        namespace = request.namespace.as_deref().unwrap_or(""),
-                        name = %request.name,
-                        allowed = response.allowed,
-                        "admission"
-                    );
-                    response
-                }
-                Err(e) => AdmissionResponse::invalid(format!("keyway: {e}")),
-            };
-            let body =
-                serde_json::to_vec(&keyway_inject::review_json(response)).unwrap_or_default();
-            reply(StatusCode::OK, body, "application/json")
+            let started = std::time::Instant::now();
+            let (outcome, response) = admit(config, request).await;
+            metrics.review(outcome, started.elapsed().as_secs_f64());
+            response
         }
-        (_, "/mutate" | "/healthz") => reply(
+        (_, "/mutate" | "/healthz" | "/metrics") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
-            b"use POST /mutate or GET /healthz\n".to_vec(),
+            b"use POST /mutate, GET /healthz or GET /metrics\n".to_vec(),
             "text/plain",
         ),
         _ => reply(
@@ -309,4 +292,54 @@ async fn handle(config: &InjectConfig, request: Request<Incoming>) -> Response<F
             "text/plain",
         ),
     }
+}
+
+/// Answers one `POST /mutate`, and what it ended as.
+async fn admit(
+    config: &InjectConfig,
+    request: Request<Incoming>,
+) -> (Outcome, Response<Full<Bytes>>) {
+    let Ok(collected) = Limited::new(request.into_body(), MAX_BODY).collect().await else {
+        let text = b"AdmissionReview too large\n".to_vec();
+        return (
+            Outcome::Invalid,
+            reply(StatusCode::PAYLOAD_TOO_LARGE, text, "text/plain"),
+        );
+    };
+    let body = collected.to_bytes();
+    let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(e) => {
+            let text = format!("not an AdmissionReview for a Pod: {e}\n").into_bytes();
+            return (
+                Outcome::Invalid,
+                reply(StatusCode::BAD_REQUEST, text, "text/plain"),
+            );
+        }
+    };
+    let request: Result<AdmissionRequest<Pod>, _> = review.try_into();
+    let (outcome, response) = match request {
+        Ok(request) => {
+            let response = keyway_inject::mutate(&request, config);
+            tracing::info!(
+                uid = %request.uid,
+                namespace = request.namespace.as_deref().unwrap_or(""),
+                name = %request.name,
+                allowed = response.allowed,
+                "admission"
+            );
+            let outcome = match (&response.allowed, &response.patch) {
+                (false, _) => Outcome::Denied,
+                (true, Some(patch)) if patch.as_slice() != b"[]" => Outcome::Mutated,
+                (true, _) => Outcome::Unchanged,
+            };
+            (outcome, response)
+        }
+        Err(e) => (
+            Outcome::Invalid,
+            AdmissionResponse::invalid(format!("keyway: {e}")),
+        ),
+    };
+    let body = serde_json::to_vec(&keyway_inject::review_json(response)).unwrap_or_default();
+    (outcome, reply(StatusCode::OK, body, "application/json"))
 }

@@ -158,6 +158,25 @@ mod https {
         path: &str,
         body: Vec<u8>,
     ) -> Option<(u16, Vec<u8>, Vec<u8>)> {
+        try_send(addr, root, hyper::Method::POST, path, body).await
+    }
+
+    /// The body of a GET of `path`.
+    async fn get(addr: SocketAddr, root: &[u8], path: &str) -> String {
+        let (status, body, _) = try_send(addr, root, hyper::Method::GET, path, Vec::new())
+            .await
+            .expect("TLS with the expected certificate");
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    }
+
+    async fn try_send(
+        addr: SocketAddr,
+        root: &[u8],
+        method: hyper::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Option<(u16, Vec<u8>, Vec<u8>)> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(root.to_vec())).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -178,7 +197,9 @@ mod https {
                 .await
                 .unwrap();
         tokio::spawn(connection);
-        let request = hyper::Request::post(path)
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", "localhost")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
@@ -249,6 +270,37 @@ mod https {
 
         let (status, _, _) = post(addr, &first, "/mutate", b"{not json".to_vec()).await;
         assert_eq!(status, 400);
+        for (annotations, allowed) in [
+            (json!({}), true),
+            (
+                json!({"keyway.dev/inject": "true", "keyway.dev/secret.t": "github"}),
+                false,
+            ),
+        ] {
+            let pod = json!({"metadata": {"name": "q", "annotations": annotations},
+                             "spec": {"containers": [{"name": "main", "image": "python"}]}});
+            let review = serde_json::to_vec(&super::admission_review("u-2", &pod)).unwrap();
+            let (status, body, _) = post(addr, &first, "/mutate", review).await;
+            let answer: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                (status, answer["response"]["allowed"].clone()),
+                (200, allowed.into())
+            );
+        }
+        let metrics = get(addr, &first, "/metrics").await;
+        for line in [
+            r#"keyway_webhook_admissions_total{result="mutated"} 1"#,
+            r#"keyway_webhook_admissions_total{result="invalid"} 1"#,
+            r#"keyway_webhook_admissions_total{result="unchanged"} 1"#,
+            r#"keyway_webhook_admissions_total{result="denied"} 1"#,
+            "keyway_webhook_admission_duration_seconds_count 4",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+        }
+        assert!(
+            !metrics.contains("github"),
+            "no reference or Pod name: {metrics}"
+        );
 
         // Rotate the pair in place: new connections get the new certificate without a restart.
         std::thread::sleep(Duration::from_millis(1100));
