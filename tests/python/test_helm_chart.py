@@ -43,7 +43,8 @@ def test_default_values_render_the_plain_manifests():
     rendered = render()
     daemon = rendered[("DaemonSet", "keyway-node")]["spec"]["template"]["metadata"]
     # A config change is reloaded in place (serve --watch-config), so nothing rolls the DaemonSet: no checksum.
-    assert "annotations" not in daemon
+    assert [a for a in daemon["annotations"] if "checksum" in a] == []
+    assert daemon["annotations"]["prometheus.io/port"] == "9102"
     assert sorted(rendered) == sorted(plain)
     for key, doc in plain.items():
         assert rendered[key] == doc, key
@@ -80,6 +81,19 @@ def test_values_reach_the_objects():
     node_sa = rendered[("ServiceAccount", "keyway-node")]
     assert node_sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/keyway"}
     assert node_sa["automountServiceAccountToken"] is False
+
+
+def test_the_daemons_metrics_port_is_announced_or_left_out():
+    for port, scraped in [(9200, True), (0, False)]:
+        template = render({"node": {"metricsPort": port}})[("DaemonSet", "keyway-node")]["spec"]["template"]
+        [container] = template["spec"]["containers"]
+        if scraped:
+            assert container["args"][-2:] == ["--metrics", "0.0.0.0:9200"]
+            assert container["ports"] == [{"name": "metrics", "containerPort": 9200}]
+            assert template["metadata"]["annotations"]["prometheus.io/port"] == "9200"
+        else:
+            assert "--metrics" not in container["args"] and "ports" not in container
+            assert "annotations" not in template["metadata"]
 
 
 def test_cert_manager_issues_the_certificate_and_injects_the_ca():

@@ -14,6 +14,10 @@ pub struct ServeArgs {
     /// Loopback TCP address to listen on as well (overrides [server] tcp), e.g. 127.0.0.1:2773.
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
+    /// Plain-HTTP address for Prometheus and probes (overrides [server] metrics), e.g. 0.0.0.0:9102: /metrics,
+    /// /healthz and /readyz only, never a secret.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// A label of this workload (workload-type, project, user) for the identity mapping; repeat. Overrides
     /// KEYWAY_WORKLOAD_LABELS (KEY=VALUE,KEY=VALUE) and [workload] labels.
     #[arg(long = "label", value_name = "KEY=VALUE")]
@@ -35,6 +39,7 @@ struct Source {
     path: Option<PathBuf>,
     socket: Option<PathBuf>,
     tcp: Option<String>,
+    metrics: Option<String>,
     labels: Vec<String>,
 }
 
@@ -49,6 +54,9 @@ impl Source {
         }
         if let Some(tcp) = &self.tcp {
             config.server.tcp = Some(tcp.clone());
+        }
+        if let Some(metrics) = &self.metrics {
+            config.server.metrics = Some(metrics.clone());
         }
         let labels = workload_labels(&config, &self.labels)?;
         if let Some((decision, _)) = keyway_providers::iam::apply_mapping(&mut config, &labels)? {
@@ -91,6 +99,7 @@ pub async fn run(
         path: config.map(Path::to_path_buf),
         socket,
         tcp: args.tcp,
+        metrics: args.metrics,
         labels: args.labels,
     };
     if args.watch_config && source.path.is_none() {
@@ -120,6 +129,9 @@ pub async fn run(
     println!("listening on unix:{}", daemon.socket_path().display());
     if let Some(addr) = daemon.tcp_addr() {
         println!("listening on tcp:{addr}");
+    }
+    if let Some(addr) = daemon.metrics_addr() {
+        println!("listening on metrics:{addr}");
     }
     let reloads = tokio::spawn(reload_on_change(
         source,

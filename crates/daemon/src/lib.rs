@@ -85,6 +85,9 @@ pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonE
         Some(address) => Some(listen::tcp_address(address, settings.allow_non_loopback)?),
         None => None,
     };
+    if let Some(address) = &settings.metrics {
+        listen::metrics_address(address)?;
+    }
     listen::socket_owner(&settings)?;
     let shared = Shared::new(&settings);
     let resolver = Arc::new(config.resolver(local_dir)?);
@@ -165,6 +168,7 @@ impl State {
 pub struct Daemon {
     unix: listen::UnixSocket,
     tcp: Option<tokio::net::TcpListener>,
+    metrics: Option<tokio::net::TcpListener>,
     prefetch: Vec<SecretRef>,
     reloader: Reloader,
 }
@@ -189,6 +193,10 @@ impl Daemon {
             Some(address) => Some(listen::bind_tcp(address, settings.allow_non_loopback).await?),
             None => None,
         };
+        let metrics = match &settings.metrics {
+            Some(address) => Some(listen::bind_metrics(address).await?),
+            None => None,
+        };
         let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
         let unix = listen::bind_unix(&settings, activated)?;
         let reloader = Reloader {
@@ -200,6 +208,7 @@ impl Daemon {
         Ok(Daemon {
             unix,
             tcp,
+            metrics,
             prefetch,
             reloader,
         })
@@ -215,6 +224,11 @@ impl Daemon {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The metrics listener's address, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// A handle that replaces the configuration the daemon serves (`SIGHUP`, `--watch-config`).
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
@@ -226,6 +240,7 @@ impl Daemon {
         let Daemon {
             unix,
             tcp,
+            metrics,
             prefetch,
             reloader,
         } = self;
@@ -236,6 +251,7 @@ impl Daemon {
         tokio::select! {
             () = server.accept_unix(&unix, &graceful) => {}
             () = server.accept_tcp(tcp.as_ref(), &graceful) => {}
+            () = server.accept_metrics(metrics.as_ref(), &graceful) => {}
             () = shutdown => {}
         }
         let state = current.load_full();
@@ -243,6 +259,7 @@ impl Daemon {
         state.shared.ready.store(false, Ordering::SeqCst);
         notify::stopping();
         drop(tcp);
+        drop(metrics);
         let socket = unix.close();
         tracing::info!("shutting down: draining in-flight requests");
         let grace = state.settings.grace_period;

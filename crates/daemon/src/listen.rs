@@ -32,6 +32,8 @@ pub(crate) enum Peer {
     },
     /// A TCP peer; its identity comes from the token of each request.
     Tcp(SocketAddr),
+    /// A peer of the metrics listener: it gets metrics and probes, never a secret.
+    Metrics(SocketAddr),
 }
 
 /// The bound unix socket; remembers its path for removal at shutdown.
@@ -182,6 +184,25 @@ pub(crate) async fn bind_tcp(
         })
 }
 
+/// `metrics` as an address: IP:PORT, any interface (it serves no secret).
+pub(crate) fn metrics_address(address: &str) -> Result<SocketAddr, DaemonError> {
+    address.parse().map_err(|_| {
+        DaemonError::Config(format!(
+            "metrics = \"{address}\" is not an IP:PORT address; write e.g. \"0.0.0.0:9102\""
+        ))
+    })
+}
+
+pub(crate) async fn bind_metrics(address: &str) -> Result<TcpListener, DaemonError> {
+    let addr = metrics_address(address)?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            address: format!("metrics:{address}"),
+            source,
+        })
+}
+
 /// `tcp` as an address: IP:PORT, loopback unless `allow_non_loopback`.
 pub(crate) fn tcp_address(
     address: &str,
@@ -206,6 +227,7 @@ pub(crate) struct Server {
     current: Arc<Current>,
     unix_slots: Arc<Semaphore>,
     tcp_slots: Arc<Semaphore>,
+    metrics_slots: Arc<Semaphore>,
 }
 
 impl Server {
@@ -215,6 +237,8 @@ impl Server {
             current,
             unix_slots: Arc::new(Semaphore::new(n)),
             tcp_slots: Arc::new(Semaphore::new(n)),
+            // Scrapers and probes: a few at a time.
+            metrics_slots: Arc::new(Semaphore::new(n.min(64))),
         }
     }
 
@@ -246,11 +270,37 @@ impl Server {
     }
 
     pub async fn accept_tcp(&self, listener: Option<&TcpListener>, graceful: &GracefulShutdown) {
+        self.accept_on(listener, &self.tcp_slots, graceful, |addr, stream| {
+            // One hop at most: a packet to us cannot be routed on (the AWS agent does the same).
+            let _ = stream.set_ttl(1);
+            Peer::Tcp(addr)
+        })
+        .await;
+    }
+
+    pub async fn accept_metrics(
+        &self,
+        listener: Option<&TcpListener>,
+        graceful: &GracefulShutdown,
+    ) {
+        self.accept_on(listener, &self.metrics_slots, graceful, |addr, _| {
+            Peer::Metrics(addr)
+        })
+        .await;
+    }
+
+    async fn accept_on(
+        &self,
+        listener: Option<&TcpListener>,
+        slots: &Arc<Semaphore>,
+        graceful: &GracefulShutdown,
+        peer: impl Fn(SocketAddr, &tokio::net::TcpStream) -> Peer,
+    ) {
         let Some(listener) = listener else {
             return std::future::pending().await;
         };
         loop {
-            let Ok(permit) = self.tcp_slots.clone().acquire_owned().await else {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
             let (stream, addr) = match listener.accept().await {
@@ -260,10 +310,9 @@ impl Server {
                     continue;
                 }
             };
-            // One hop at most: a packet to us cannot be routed on (the AWS agent does the same).
-            let _ = stream.set_ttl(1);
             let _ = stream.set_nodelay(true);
-            self.serve(stream, Peer::Tcp(addr), permit, graceful);
+            let peer = peer(addr, &stream);
+            self.serve(stream, peer, permit, graceful);
         }
     }
 
@@ -295,7 +344,7 @@ impl Server {
         let connection = graceful.watch(connection);
         let span = match peer {
             Peer::Unix { uid, gid, pid } => tracing::debug_span!("connection", uid, gid, pid),
-            Peer::Tcp(addr) => tracing::debug_span!("connection", %addr),
+            Peer::Tcp(addr) | Peer::Metrics(addr) => tracing::debug_span!("connection", %addr),
         };
         tokio::spawn(
             async move {

@@ -123,6 +123,12 @@ impl Reloader {
         );
         keep("tcp", &mut settings.tcp, &bound.tcp, &mut changed);
         keep(
+            "metrics",
+            &mut settings.metrics,
+            &bound.metrics,
+            &mut changed,
+        );
+        keep(
             "allow_non_loopback",
             &mut settings.allow_non_loopback,
             &bound.allow_non_loopback,

@@ -45,6 +45,22 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         }
         _ => {}
     }
+    if let Peer::Metrics(_) = peer {
+        return match (uri_path.as_str(), &method) {
+            (path::METRICS, &Method::GET) => ("metrics", metrics(state)),
+            (path::METRICS, _) => ("method", Failure::Method("GET").native()),
+            _ => (
+                "unknown",
+                Failure::NoRoute(format!(
+                    "no such endpoint {uri_path} on the metrics listener: it serves {}, {} and {} only",
+                    path::METRICS,
+                    path::HEALTHZ,
+                    path::READYZ
+                ))
+                .native(),
+            ),
+        };
+    }
     let aws_route = uri_path == path::AWS_GET
         || (uri_path.starts_with(path::AWS_PATH_PREFIX)
             && ![path::SECRET, path::SECRETS, path::LIST].contains(&uri_path.as_str()));
@@ -67,14 +83,7 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         ),
         (path::SECRETS, &Method::POST) => ("secrets", batch(state, &identity, request).await),
         (path::LIST, &Method::GET) => ("list", list(state, &identity, &query).await),
-        (path::METRICS, &Method::GET) => (
-            "metrics",
-            respond::with_type(
-                StatusCode::OK,
-                state.shared.metrics.encode().into(),
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
-        ),
+        (path::METRICS, &Method::GET) => ("metrics", metrics(state)),
         (path::SECRET | path::LIST | path::METRICS, _) => {
             ("method", Failure::Method("GET").native())
         }
@@ -95,11 +104,19 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
     }
 }
 
+fn metrics(state: &State) -> Reply {
+    respond::with_type(
+        StatusCode::OK,
+        state.shared.metrics.encode().into(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+}
+
 /// Unix socket callers are who the kernel says; TCP callers must present a token, and never a forwarded
 /// request.
 fn authenticate(state: &State, peer: Peer, headers: &HeaderMap) -> Result<Identity, Failure> {
     let addr = match peer {
-        Peer::Tcp(addr) => addr,
+        Peer::Tcp(addr) | Peer::Metrics(addr) => addr,
         Peer::Unix { uid, gid, pid } => return Ok(Identity::Unix { uid, gid, pid }),
     };
     if headers.contains_key(header::FORWARDED_FOR) {

@@ -15,6 +15,7 @@ pub struct Served {
     child: Child,
     pub socket: PathBuf,
     pub tcp: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     pub stderr_path: PathBuf,
 }
 
@@ -46,16 +47,26 @@ impl Served {
             "serve did not start: {first} / {}",
             std::fs::read_to_string(&stderr_path).unwrap_or_default()
         );
-        if extra_args.contains(&"--tcp") || ground_has_tcp(ground) {
+        if extra_args.contains(&"--tcp") || ground_has(ground, "tcp =") {
             let line = lines.next().and_then(Result::ok).unwrap_or_default();
             tcp = line
                 .strip_prefix("listening on tcp:")
                 .map(|a| a.parse().unwrap());
         }
+        let metrics =
+            (extra_args.contains(&"--metrics") || ground_has(ground, "metrics =")).then(|| {
+                let line = lines.next().and_then(Result::ok).unwrap_or_default();
+                let address = line.strip_prefix("listening on metrics:");
+                address
+                    .unwrap_or_else(|| panic!("no metrics listener: {line}"))
+                    .parse()
+                    .unwrap()
+            });
         Served {
             child,
             socket,
             tcp,
+            metrics,
             stderr_path,
         }
     }
@@ -99,11 +110,11 @@ pub fn wait_until_fresh(target: &raw::Target, path: &str, deadline: Instant) {
     }
 }
 
-fn ground_has_tcp(ground: &Ground) -> bool {
+fn ground_has(ground: &Ground, setting: &str) -> bool {
     std::fs::read_to_string(&ground.config)
         .unwrap()
         .lines()
-        .any(|l| l.trim_start().starts_with("tcp ="))
+        .any(|l| l.trim_start().starts_with(setting))
 }
 
 impl Drop for Served {
@@ -1140,4 +1151,45 @@ fn serves_the_socket_systemd_passes_and_leaves_it_in_place() {
     .unwrap();
     assert!(child.wait().unwrap().success());
     assert!(socket.exists(), "keyway removed the manager's socket");
+}
+
+#[test]
+fn the_metrics_listener_serves_metrics_and_probes_and_never_a_secret() {
+    let ground = Ground::with_extra("[server]\nmetrics = \"127.0.0.1:0\"\n");
+    std::fs::write(ground.dir.path().join("local/db"), "db-pw-on-metrics").unwrap();
+    let served = Served::start(&ground, &[]);
+    assert_eq!(
+        raw::get(&served.unix(), "/v1/secret?ref=local://db", &[]).json()["value"],
+        "db-pw-on-metrics"
+    );
+    let scrape = Target::Tcp(served.metrics.unwrap());
+    let metrics = raw::get(&scrape, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .text()
+            .lines()
+            .any(|l| l == "keyway_cache_misses_total 1"),
+        "{}",
+        metrics.text()
+    );
+    assert_eq!(raw::get(&scrape, "/healthz", &[]).status, 200);
+    eventually("ready", || raw::get(&scrape, "/readyz", &[]).status == 200);
+    for path in [
+        "/v1/secret?ref=local://db",
+        "/secretsmanager/get?secretId=db",
+        "/v1/list?provider=local",
+    ] {
+        let reply = raw::get(&scrape, path, &[]);
+        assert_eq!(reply.status, 404, "{path}: {}", reply.text());
+        assert!(
+            reply
+                .text()
+                .contains("serves /metrics, /healthz and /readyz only"),
+            "{}",
+            reply.text()
+        );
+        assert!(!reply.text().contains("db-pw"), "{}", reply.text());
+    }
+    assert_eq!(raw::post(&scrape, "/metrics", &[], b"").status, 405);
 }
