@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,11 +34,6 @@ struct UpstreamLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,13 +111,11 @@ impl Metrics {
             last_reload_ok.clone(),
         );
         // As Prometheus' own exporters do: which build runs, and since when (a restart shows as a new value).
-        let build = Family::<BuildLabels, Gauge>::default();
-        build
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-            })
-            .set(1);
-        registry.register("build_info", "1, labelled with the keyway version", build);
+        registry.register(
+            "build",
+            "The keyway version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         let started = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         started.set(
             std::time::SystemTime::now()

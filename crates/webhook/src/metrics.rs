@@ -5,18 +5,13 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
 }
 
 /// What a review ended as.
@@ -54,13 +49,11 @@ impl Metrics {
             "Time to answer an admission review, body read included",
             seconds.clone(),
         );
-        let build = Family::<BuildLabels, Gauge>::default();
-        build
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-            })
-            .set(1);
-        registry.register("build_info", "1, labelled with the keyway version", build);
+        registry.register(
+            "build",
+            "The keyway version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         Metrics {
             registry,
             reviews,

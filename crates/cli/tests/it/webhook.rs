@@ -294,6 +294,10 @@ mod https {
             r#"keyway_webhook_admissions_total{result="unchanged"} 1"#,
             r#"keyway_webhook_admissions_total{result="denied"} 1"#,
             "keyway_webhook_admission_duration_seconds_count 4",
+            &format!(
+                "keyway_webhook_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
         }
