@@ -20,6 +20,20 @@ def binary(name: str) -> pathlib.Path:
     return path
 
 
+def seed_gcp(endpoint: str, secrets: dict, project: str = "proj") -> None:
+    """Creates each secret of ``secrets`` (id -> bytes) with one version, through Google's own client."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=endpoint))
+    for secret_id, data in secrets.items():
+        secret = client.create_secret(request={"parent": f"projects/{project}", "secret_id": secret_id,
+                                               "secret": {"replication": {"automatic": {}}}})
+        client.add_secret_version(request={"parent": secret.name, "payload": {"data": data}})
+
+
 @pytest.fixture()
 def gcp_emulator():
     """Starts keyway-gcp-emulator and yields its endpoint (host:port, as google clients take it)."""

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 import keyway
-from conftest import ROOT, binary, free_port
+from conftest import ROOT, binary, free_port, seed_gcp
 
 CANARY = "py-pkg-canary-5521"
 
@@ -113,16 +113,7 @@ def test_awaitables_leave_the_event_loop_running(tmp_path, gcp_emulator):
     """aget_secret & co. resolve on the extension's runtime while asyncio goes on: with every GCP access taking
     0.5 s, ten secrets come in about 0.5 s (concurrently), a ticker keeps ticking meanwhile, errors keep their
     kinds, and a cancelled await leaves the package working."""
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import secretmanager
-
-    client = secretmanager.SecretManagerServiceClient(
-        credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
-    for i in range(10):
-        secret = client.create_secret(request={"parent": "projects/proj", "secret_id": f"s{i}",
-                                               "secret": {"replication": {"automatic": {}}}})
-        client.add_secret_version(request={"parent": secret.name, "payload": {"data": f"v{i}".encode()}})
+    seed_gcp(gcp_emulator, {f"s{i}": f"v{i}".encode() for i in range(10)})
     config = tmp_path / "keyway.toml"
     config.write_text(f'[providers.gcp-sm]\ntype = "gcp"\nendpoint = "{gcp_emulator}"\n'
                       f'credentials = "anonymous"\nproject = "proj"\n')
@@ -209,22 +200,13 @@ def test_a_backend_built_before_a_fork_serves_the_child(kind, direct, moto_endpo
     runtime) used in a forked child: answered at once from the child's own client, not after a stall."""
     import multiprocessing
 
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import secretmanager
-
     from keyway._keyway import Backend
 
     if kind == "aws":
         backend = Backend("aws", region="us-east-1", endpoint=moto_endpoint, access_key="testing",
                           secret_key="testing")
     else:
-        client = secretmanager.SecretManagerServiceClient(
-            credentials=AnonymousCredentials(), transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
-        for i in range(3):
-            secret = client.create_secret(request={"parent": "projects/proj", "secret_id": f"batch-{i}",
-                                                   "secret": {"replication": {"automatic": {}}}})
-            client.add_secret_version(request={"parent": secret.name, "payload": {"data": f"value-{i}".encode()}})
+        seed_gcp(gcp_emulator, {f"batch-{i}": f"value-{i}".encode() for i in range(3)})
         backend = Backend("gcp", project="proj", endpoint=gcp_emulator, anonymous=True)
     prefix = "batch/" if kind == "aws" else "batch-"
     assert backend.get(f"{prefix}0")[0] == b"value-0"
