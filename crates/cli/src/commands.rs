@@ -329,12 +329,6 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
         if var.is_empty() || var.contains('\0') {
             return Err(Usage(format!("--env `{pair}` has no variable name; write VAR=REF, e.g. GITHUB_TOKEN=aws-sm://ci/github")).into());
         }
-        if !keyway_inject::is_env_name(var) {
-            return Err(Usage(format!(
-                "--env `{var}=...`: `{var}` is not an environment variable name (letters, digits and `_`, not starting with a digit), which a shell would drop; rename it"
-            ))
-            .into());
-        }
         if vars.iter().any(|(v, _)| v == var) {
             return Err(Usage(format!(
                 "variable `{var}` is given twice in --env; give each variable one reference"

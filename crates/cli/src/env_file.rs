@@ -31,17 +31,7 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<(String, Zeroizing<String>)>> {
     let mut pairs = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
         match item {
-            Ok((var, value)) => {
-                let value = Zeroizing::new(value);
-                if !keyway_inject::is_env_name(&var) {
-                    return Err(Usage(format!(
-                        "{}: `{var}` is not an environment variable name (letters, digits and `_`, not starting with a digit), which a shell would drop; rename it",
-                        path.display()
-                    ))
-                    .into());
-                }
-                pairs.push((var, value));
-            }
+            Ok((var, value)) => pairs.push((var, Zeroizing::new(value))),
             Err(dotenvy::Error::LineParse(bad, _)) => {
                 let bad = Zeroizing::new(bad);
                 return Err(Usage(format!(
@@ -123,15 +113,5 @@ mod tests {
         let err = parse("A=1\nB=\"unclosed s3cr3t\n").unwrap_err().to_string();
         assert!(!err.contains("s3cr3t"), "{err}");
         assert!(err.contains("is not VAR=VALUE"), "{err}");
-    }
-
-    #[test]
-    fn a_name_a_shell_would_drop_is_refused_without_its_value() {
-        let err = parse("A=1\napp.token=s3cr3t\n").unwrap_err().to_string();
-        assert!(
-            err.contains("`app.token` is not an environment variable name"),
-            "{err}"
-        );
-        assert!(!err.contains("s3cr3t"), "{err}");
     }
 }

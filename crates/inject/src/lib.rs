@@ -147,7 +147,9 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
             check_template(key, value, &config.instances)?;
             ask.templates.insert(file.to_owned(), value.clone());
         } else if let Some(var) = name.strip_prefix("env.") {
-            if !is_env_name(var) {
+            let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
                 return Err(Denial(format!(
                     "annotation {key}: `{var}` is not an environment variable name (letters, digits, `_`)"
                 )));
@@ -178,14 +180,6 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         )));
     }
     Ok(Some(ask))
-}
-
-/// Whether `name` is a portable environment variable name (POSIX: letters, digits and `_`, not starting with a
-/// digit). Shells drop other names from the environment they pass on (dash does), so a secret given under one
-/// would silently not reach a command started through `sh -c`.
-pub fn is_env_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One `keyway.dev/<name>` setting annotation (not `secret.*` or `env.*`).
