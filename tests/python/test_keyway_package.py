@@ -214,7 +214,7 @@ def test_a_backend_built_before_a_fork_serves_the_child(kind, direct, moto_endpo
     with multiprocessing.get_context("fork").Pool(1) as pool:
         cached, fetched, took = pool.apply_async(_backend_in_forked_child, (0,)).get(timeout=60)
     assert cached == b"value-0" and fetched == (b"value-1", b"value-2")
-    assert took < 2.0, f"the child's reads took {took:.1f} s"
+    assert took < 5.0, f"the child's reads took {took:.1f} s (a connection of the parent's runtime waits 10 s)"
     assert backend.get(f"{prefix}1")[0] == b"value-1"
 
 
