@@ -63,6 +63,9 @@ def test_values_reach_the_objects():
     deployment = rendered[("Deployment", "keyway-webhook")]
     assert deployment["metadata"]["namespace"] == "secrets"
     assert deployment["spec"]["replicas"] == 3
+    pod_annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert len(pod_annotations["keyway.dev/iam-spec-sha256"]) == 64  # a new spec rolls the webhook
+    assert (pod_annotations["prometheus.io/scheme"], pod_annotations["prometheus.io/port"]) == ("https", "8443")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "registry.example.com/keyway:9.9.9"
     assert container["imagePullPolicy"] == "Always"
