@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use keyway_core::cache::Key;
 use keyway_core::reference::Target;
-use keyway_core::{Cache, CacheConfig, CachePolicy, Lookup, Provider, Resolver, Ttl};
+use keyway_core::{Cache, CacheConfig, CachePolicy, Provider, Resolver, Ttl};
 use keyway_providers::aws::{AwsProvider, AwsSettings, StaticKeys};
 use keyway_providers::gcp::{GcpProvider, GcpSettings};
 use pyo3::prelude::*;
@@ -77,18 +77,10 @@ where
     F::Output: Send,
 {
     let mut future = std::pin::pin!(future);
-    {
-        let _context = rt.enter();
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
+    if let std::task::Poll::Ready(output) = process::poll_once(rt, future.as_mut()) {
+        return output;
     }
     py.detach(|| rt.block_on(future))
-}
-
-fn ttl(seconds: Option<f64>) -> Option<Ttl> {
-    seconds.map(Ttl::from_secs_f64)
 }
 
 /// The secret a cache entry is for, whatever version: its identity, with a GCP secret named as GCP names it
@@ -260,10 +252,7 @@ impl Backend {
         version: Option<&str>,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>, Option<f64>)> {
         let reference = self.reference(name, version_stage, version_id, version)?;
-        let lookup = Lookup {
-            ttl: self::ttl(ttl),
-            refresh_now: refresh,
-        };
+        let lookup = crate::lookup(ttl, refresh);
         let rt = runtime()?;
         let here = self.resolver()?;
         let resolved = resolve_holding_gil_for_hits(py, rt, here.resolve(&reference, lookup))
@@ -296,10 +285,7 @@ impl Backend {
             .iter()
             .map(|n| self.reference(n, None, None, None))
             .collect::<PyResult<Vec<_>>>()?;
-        let lookup = Lookup {
-            ttl: self::ttl(ttl),
-            refresh_now: false,
-        };
+        let lookup = crate::lookup(ttl, false);
         let rt = runtime()?;
         let resolver = self.resolver()?;
         let results = py.detach(|| rt.block_on(resolver.resolve_all(&references, lookup)));

@@ -199,7 +199,8 @@ fn to_secret(py: Python<'_>, reference: String, r: Resolved) -> PyResult<Secret>
     })
 }
 
-fn lookup(ttl: Option<f64>, refresh: bool) -> Lookup {
+/// The lookup a Python call asks for: `ttl` in seconds (0 bypasses the cache, negative never expires).
+pub(crate) fn lookup(ttl: Option<f64>, refresh: bool) -> Lookup {
     Lookup {
         ttl: ttl.map(keyway_core::Ttl::from_secs_f64),
         refresh_now: refresh,
@@ -265,24 +266,18 @@ async fn resolve_in(
     }
 }
 
-/// Polls `future` once on the calling thread (the GIL released, inside the extension's runtime): an answer
-/// from memory (a cache hit) comes back at once as `(True, value)`, without the two thread hops of an asyncio
-/// bridge (a cached `aget_secret` runs at 0.73x `get_secret`'s rate, against 0.04x through the bridge:
-/// docs/benchmarks.md); any other goes on on the runtime, `(False, awaitable)`,
-/// and the event loop runs meanwhile. Polling once with a no-op waker and then on the runtime is within the
-/// `Future` contract: the runtime's first poll registers its own waker.
+/// Polls `future` once on the calling thread (the GIL released; [`process::poll_once`]): an answer from memory
+/// (a cache hit) comes back at once as `(True, value)`, without the two thread hops of an asyncio bridge (a
+/// cached `aget_secret` runs at 0.73x `get_secret`'s rate, against 0.04x through the bridge:
+/// docs/benchmarks.md); any other goes on on the runtime, `(False, awaitable)`, and the event loop runs
+/// meanwhile.
 fn now_or_later<'py, F, T>(py: Python<'py>, state: &State, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     let mut future = Box::pin(future);
-    let first = py.detach(|| {
-        let _entered = state.runtime.enter();
-        future
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    });
+    let first = py.detach(|| process::poll_once(state.runtime, future.as_mut()));
     match first {
         std::task::Poll::Ready(result) => (true, result?).into_bound_py_any(py),
         std::task::Poll::Pending => {

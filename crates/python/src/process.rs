@@ -83,6 +83,18 @@ pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     Ok(rt)
 }
 
+/// Polls `future` once on the calling thread, inside `rt` (so it can reach the runtime's timers and sockets),
+/// with a no-op waker: an answer from memory (a cache hit) comes back at once. A future left `Pending` may still
+/// be run to its end on the runtime: that first poll there registers its own waker, as the `Future` contract
+/// allows.
+pub(crate) fn poll_once<F: Future + ?Sized>(
+    rt: &tokio::runtime::Runtime,
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    let _entered = rt.enter();
+    future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
 /// Where secrets come from in this process; built on first use from the `configure` settings, or the
 /// environment (KEYWAY_CONFIG, KEYWAY_DAEMON, KEYWAY_SOCKET, KEYWAY_LOCAL_DIR).
 pub(crate) fn state() -> PyResult<Arc<State>> {
