@@ -331,6 +331,61 @@ def test_no_aws_credentials_raise_botocores_no_credentials_error(moto, impl, mon
         assert "AWS_PROFILE" in str(again), "Keyway's message: what to set"
 
 
+def test_no_aws_region_raises_botocores_no_region_error(moto, impl, monkeypatch, tmp_path):
+    """With no region anywhere, boto3 raises NoRegionError (building the client); so does keyway.ray (at the first
+    fetch), which is also keyway.ConfigurationError with `failure` "no_region", and survives pickling."""
+    import pickle
+
+    from botocore.exceptions import NoRegionError
+
+    import keyway
+
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    operator = impl[1](endpoint_url=moto, aws_access_key_id="testing", aws_secret_access_key="testing")
+    with pytest.raises(NoRegionError) as missing:
+        operator.initialize()
+        operator._fetch("app/token")
+    if impl[1].__module__.startswith("keyway"):
+        again = pickle.loads(pickle.dumps(missing.value))
+        assert type(again) is type(missing.value) and str(again) == str(missing.value)
+        assert isinstance(again, keyway.ConfigurationError) and again.failure == "no_region"
+        assert "set AWS_REGION" in str(again), "Keyway's message: what to set"
+
+
+@pytest.mark.parametrize("module", ["raysecretsproxy.gcp_secret_operator", "keyway.ray"])
+def test_no_google_credentials_raise_google_auths_default_credentials_error(gcp_emulator, module, monkeypatch,
+                                                                             tmp_path):
+    """With no credentials file and no metadata server, google-auth raises DefaultCredentialsError (building the
+    client); so does keyway.ray (at the first fetch), which is also keyway.PermissionDenied with `failure`
+    "no_credentials". A metadata server that refuses connections stands for "not on Google Cloud"."""
+    import pickle
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.exceptions import DefaultCredentialsError
+
+    import keyway
+
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    port = free_port()  # bound, then released: nothing listens
+    monkeypatch.setenv("GCE_METADATA_HOST", f"127.0.0.1:{port}")
+    monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{port}")
+    operator = importlib.import_module(module).GCPRaySecretOperator(
+        project_name="proj", transport="rest", client_options=ClientOptions(api_endpoint=gcp_emulator))
+    with pytest.raises(DefaultCredentialsError) as missing:
+        operator.initialize()
+        operator._fetch("db")
+    if module == "keyway.ray":
+        again = pickle.loads(pickle.dumps(missing.value))
+        assert type(again) is type(missing.value) and str(again) == str(missing.value)
+        assert isinstance(again, keyway.PermissionDenied) and again.failure == "no_credentials"
+        assert "gcloud auth application-default login" in str(again), "Keyway's message: what to do"
+
+
 @pytest.mark.parametrize("failure, botocore_class", [("unreachable", "EndpointConnectionError"),
                                                       ("connect_timeout", "ConnectTimeoutError"),
                                                       ("read_timeout", "ReadTimeoutError")])

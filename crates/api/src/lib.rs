@@ -119,7 +119,7 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_code: Option<String>,
     /// What failed before the backend answered (`unreachable`, `connect_timeout`, `read_timeout`,
-    /// `no_credentials`), if that is what happened.
+    /// `no_credentials`, `no_region`), if that is what happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
 }

@@ -15,7 +15,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
     /// Plain-HTTP address for Prometheus and probes (overrides [server] metrics), e.g. 0.0.0.0:9102: /metrics,
-    /// /healthz and /readyz only, never a secret.
+    /// /healthz, /readyz and /ping only, never a secret.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
     /// A label of this workload (workload-type, project, user) for the identity mapping; repeat. Overrides

@@ -77,18 +77,21 @@ pub enum Upstream {
     ReadTimeout,
     /// No credentials were found to sign the request with.
     NoCredentials,
+    /// No region was configured to send the request to (AWS).
+    NoRegion,
 }
 
 impl Upstream {
-    const FAILURES: [(Upstream, &'static str); 4] = [
+    const FAILURES: [(Upstream, &'static str); 5] = [
         (Upstream::Unreachable, "unreachable"),
         (Upstream::ConnectTimeout, "connect_timeout"),
         (Upstream::ReadTimeout, "read_timeout"),
         (Upstream::NoCredentials, "no_credentials"),
+        (Upstream::NoRegion, "no_region"),
     ];
 
     /// A short stable name of a transport failure (`unreachable`, `connect_timeout`, `read_timeout`,
-    /// `no_credentials`); `None` for a backend's code.
+    /// `no_credentials`, `no_region`); `None` for a backend's code.
     pub fn failure_name(&self) -> Option<&'static str> {
         Self::FAILURES
             .iter()

@@ -52,10 +52,11 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
             _ => (
                 "unknown",
                 Failure::NoRoute(format!(
-                    "no such endpoint {uri_path} on the metrics listener: it serves {}, {} and {} only",
+                    "no such endpoint {uri_path} on the metrics listener: it serves {}, {}, {} and {} only",
                     path::METRICS,
                     path::HEALTHZ,
-                    path::READYZ
+                    path::READYZ,
+                    path::PING
                 ))
                 .native(),
             ),

@@ -223,7 +223,8 @@ impl AwsProvider {
                     return Err(ProviderError::new(
                         ErrorKind::Misconfigured,
                         "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml",
-                    ));
+                    )
+                    .with_upstream(Some(Upstream::NoRegion)));
                 }
                 let config = aws_sdk_secretsmanager::config::Builder::from(&config)
                     .retry_classifier(NoThrottlingRetry)

@@ -70,6 +70,7 @@ impl GcpProvider {
                         ErrorKind::PermissionDenied,
                         "could not set up Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
                     )
+                    .with_upstream(Some(Upstream::NoCredentials))
                     .with_source(e)
                 })
             })
@@ -88,6 +89,7 @@ impl GcpProvider {
                     ErrorKind::PermissionDenied,
                     format!("could not set up the Google credentials that impersonate {account}; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"),
                 )
+                .with_upstream(Some(Upstream::NoCredentials))
                 .with_source(e)
             })?;
         let impersonated = impersonate::Impersonated::new(
@@ -237,6 +239,13 @@ fn root_cause<'a>(
         .unwrap_or(err)
 }
 
+/// Whether the credentials failed because nothing answered at the metadata server's address: the innermost
+/// error is the socket's (connection refused, address lookup failed), not an HTTP answer.
+fn no_metadata_server(err: &google_cloud_gax::error::Error) -> bool {
+    std::error::Error::source(err)
+        .is_some_and(|cause| root_cause(cause).downcast_ref::<std::io::Error>().is_some())
+}
+
 fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
     let (kind, message) = match err.status().map(|s| s.code) {
         Some(Code::NotFound) => (ErrorKind::NotFound, format!("{name} was not found; check the project, secret id and version")),
@@ -277,6 +286,11 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
     };
     let upstream = match err.status() {
         Some(status) => Some(Upstream::Code(status.code.name().to_owned())),
+        // No credentials file and no metadata server to ask (refused, no such host): where Google's Python
+        // client raises `DefaultCredentialsError`. A metadata server that answered with an error is not that.
+        None if err.is_authentication() && from_metadata_server() && no_metadata_server(&err) => {
+            Some(Upstream::NoCredentials)
+        }
         None if err.is_authentication() => None,
         None if err.is_timeout() => Some(Upstream::ReadTimeout),
         None if err.is_connect() => Some(Upstream::Unreachable),

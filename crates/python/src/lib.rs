@@ -63,9 +63,10 @@ create_exception!(
 );
 
 /// The Python exception of `e`'s kind, with `upstream_code` (the backend's error code) and `failure` (a
-/// transport failure: `unreachable`, `connect_timeout`, `read_timeout`, `no_credentials`) set on the instance,
-/// `None` where the backend classified neither. Instance attributes, not class defaults: they pickle with the
-/// error, and Ray's `RayTaskError` wrapper finds them on the cause only when its class has no such attribute.
+/// transport failure: `unreachable`, `connect_timeout`, `read_timeout`, `no_credentials`, `no_region`) set on
+/// the instance, `None` where the backend classified neither. Instance attributes, not class defaults: they
+/// pickle with the error, and Ray's `RayTaskError` wrapper finds them on the cause only when its class has no
+/// such attribute.
 pub(crate) fn to_py(e: &Error) -> PyErr {
     let message = e.to_string().replace('\n', " ");
     let err = match e.kind() {

@@ -1174,6 +1174,7 @@ fn the_metrics_listener_serves_metrics_and_probes_and_never_a_secret() {
         metrics.text()
     );
     assert_eq!(raw::get(&scrape, "/healthz", &[]).status, 200);
+    assert_eq!(raw::get(&scrape, "/ping", &[]).status, 200);
     eventually("ready", || raw::get(&scrape, "/readyz", &[]).status == 200);
     for path in [
         "/v1/secret?ref=local://db",
@@ -1185,7 +1186,7 @@ fn the_metrics_listener_serves_metrics_and_probes_and_never_a_secret() {
         assert!(
             reply
                 .text()
-                .contains("serves /metrics, /healthz and /readyz only"),
+                .contains("serves /metrics, /healthz, /readyz and /ping only"),
             "{}",
             reply.text()
         );

@@ -2,11 +2,12 @@
 
 raysecretsproxy's AWS operator lets boto3's errors through for everything but a missing secret: ``ClientError``
 when AWS answered (code in ``e.response["Error"]["Code"]``), ``EndpointConnectionError``, ``ConnectTimeoutError``
-or ``ReadTimeoutError`` when it did not, ``NoCredentialsError`` when nothing could sign the request; code written
-against it catches those. Keyway's code catches ``keyway.PermissionDenied`` and the rest. Where botocore is
-installed (it is, wherever raysecretsproxy was), each class here is both, chosen by the error's ``failure`` and
-``upstream_code`` (AWS's own code, as boto3 would report it), so either ``except`` works; without botocore the
-operator raises Keyway's own. Imported only when an error is raised. Messages are Keyway's (they hold no value).
+or ``ReadTimeoutError`` when it did not, ``NoCredentialsError`` when nothing could sign the request,
+``NoRegionError`` when no region was set; code written against it catches those. Keyway's code catches
+``keyway.PermissionDenied`` and the rest. Where botocore is installed (it is, wherever raysecretsproxy was), each
+class here is both, chosen by the error's ``failure`` and ``upstream_code`` (AWS's own code, as boto3 would
+report it), so either ``except`` works; without botocore the operator raises Keyway's own. Imported only when an
+error is raised. Messages are Keyway's (they hold no value).
 """
 
 from typing import Optional
@@ -57,6 +58,10 @@ class NoCredentialsError(_Transport, keyway.PermissionDenied, _bc.NoCredentialsE
     kind_of_failure = "no_credentials"
 
 
+class NoRegionError(_Transport, keyway.ConfigurationError, _bc.NoRegionError):
+    kind_of_failure = "no_region"
+
+
 class EndpointConnectionError(_Transport, keyway.Unavailable, _bc.EndpointConnectionError):
     kind_of_failure = "unreachable"
 
@@ -70,7 +75,8 @@ class ReadTimeoutError(_Transport, keyway.Unavailable, _bc.ReadTimeoutError):
 
 
 _BY_FAILURE = {c.kind_of_failure: c
-               for c in (NoCredentialsError, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)}
+               for c in (NoCredentialsError, NoRegionError, EndpointConnectionError, ConnectTimeoutError,
+                         ReadTimeoutError)}
 _BY_KIND = [(keyway.PermissionDenied, PermissionDeniedClientError), (keyway.Throttled, ThrottledClientError),
             (keyway.Unavailable, UnavailableClientError)]
 
@@ -80,7 +86,7 @@ def translate(error: keyway.KeywayError, operation: str, endpoint_url: Optional[
     against ``endpoint_url``."""
     transport = _BY_FAILURE.get(getattr(error, "failure", None))
     if transport is not None:
-        if transport is NoCredentialsError:
+        if transport in (NoCredentialsError, NoRegionError):
             return transport(message=str(error))
         return transport(message=str(error), endpoint_url=endpoint_url or "")
     for kind, both in _BY_KIND:

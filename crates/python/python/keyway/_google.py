@@ -1,18 +1,25 @@
 """Errors of the drop-in GCP operator that are Keyway's and ``google.api_core``'s at once.
 
 raysecretsproxy's GCP operator turns every 4xx into ``google.api_core.exceptions``' class of the HTTP status
-(``NotFound``, ``Forbidden``, ``BadRequest``, ...) and lets 5xx classes through, and code written against it
-catches those; Keyway's code catches ``keyway.NotFound`` and the rest. Where the Google client is installed (it
-is, wherever raysecretsproxy was), each class here is both: the class of the gRPC code Secret Manager answered
-with (the error's ``upstream_code``: ``PermissionDenied``, ``FailedPrecondition``, ..., each a subclass of its
-HTTP status's class, so caught where the original's were), or else the kind's, so either ``except`` works;
-without it the operator raises Keyway's own. Imported only when an error is raised. Messages are Keyway's
-(they hold no value).
+(``NotFound``, ``Forbidden``, ``BadRequest``, ...), lets 5xx classes through, and raises ``google.auth``'s
+``DefaultCredentialsError`` when there are no credentials; code written against it catches those. Keyway's code
+catches ``keyway.NotFound`` and the rest. Where the Google client is installed (it is, wherever raysecretsproxy
+was), each class here is both: the class of the gRPC code Secret Manager answered with (the error's
+``upstream_code``: ``PermissionDenied``, ``FailedPrecondition``, ..., each a subclass of its HTTP status's
+class, so caught where the original's were), or of the failure before it answered (``failure``), or else the
+kind's, so either ``except`` works; without it the operator raises Keyway's own. Imported only when an error is
+raised. Messages are Keyway's (they hold no value).
 """
 
 from google.api_core import exceptions as _g
+from google.auth import exceptions as _auth
 
 import keyway
+
+
+class DefaultCredentialsError(keyway.PermissionDenied, _auth.DefaultCredentialsError):
+    """No credentials file and no metadata server: google-auth's error, raised where the original built its
+    client."""
 
 
 class NotFound(keyway.NotFound, _g.NotFound):
@@ -69,7 +76,7 @@ _BY_CODE = {"NOT_FOUND": NotFound, "FAILED_PRECONDITION": FailedPrecondition, "P
             "INTERNAL": InternalServerError, "UNAVAILABLE": ServiceUnavailable, "UNKNOWN": Unknown,
             "ABORTED": Aborted}
 _BY_FAILURE = {"read_timeout": DeadlineExceeded, "connect_timeout": DeadlineExceeded,
-               "unreachable": ServiceUnavailable}
+               "unreachable": ServiceUnavailable, "no_credentials": DefaultCredentialsError}
 _BY_KIND = [(keyway.NotFound, NotFound), (keyway.PermissionDenied, PermissionDenied),
             (keyway.InvalidReference, InvalidArgument), (keyway.Throttled, ResourceExhausted),
             (keyway.Unavailable, ServiceUnavailable)]

@@ -9,8 +9,8 @@ class KeywayError(Exception):
     upstream_code: str | None
     """The backend's own error code behind it (AWS ``ThrottlingException``, gRPC ``PERMISSION_DENIED``), if any."""
     failure: str | None
-    """A failure before the backend answered: ``unreachable``, ``connect_timeout``, ``read_timeout`` or
-    ``no_credentials``; ``None`` otherwise. Both are set on every error Keyway raises, through a daemon too (not
+    """A failure before the backend answered: ``unreachable``, ``connect_timeout``, ``read_timeout``,
+    ``no_credentials`` or ``no_region``; ``None`` otherwise. Both are set on every error Keyway raises, through a daemon too (not
     on one constructed in Python)."""
 
 class NotFound(KeywayError): ...
