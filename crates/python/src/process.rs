@@ -5,8 +5,9 @@
 //! both, but not the runtime's threads: every call would wait for them for ever. The package registers
 //! [`after_fork`] with `os.register_at_fork`, so the child builds its own runtime and state on its first call,
 //! from the same `configure` settings. The parent's are forgotten in the child, never dropped (dropping a
-//! runtime waits for its threads). Reads take no lock (arc-swap); the locks below are held only while the
-//! runtime or the state is built, once per process, so a fork at that very instant is the one case left.
+//! runtime waits for its threads). Reads take no lock (arc-swap); the locks below (and `Backend`'s) are held only
+//! while the runtime or the state is built, once per process, and only by a thread that holds the GIL, never
+//! across a `detach`: `os.fork` runs holding the GIL too, so no fork from Python lands while one is held.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
