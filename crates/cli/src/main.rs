@@ -121,11 +121,11 @@ fn main() -> ExitCode {
     }
     // Socket activation's variables are read, and removed, before the runtime starts threads.
     let activated = match &cli.command {
-        Command::Serve(_) => match serve::activated_socket() {
-            Ok(socket) => socket,
+        Command::Serve(_) => match serve::activated_sockets() {
+            Ok(sockets) => sockets,
             Err(e) => return exit::report(&e),
         },
-        _ => None,
+        _ => keyway_daemon::Activated::default(),
     };
     // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
     // worker serves ~90k cached reads/s on this class of machine with the least CPU per request

@@ -92,7 +92,7 @@ pub async fn run(
     config: Option<&Path>,
     local_dir: PathBuf,
     socket: Option<PathBuf>,
-    activated: Option<std::os::unix::net::UnixListener>,
+    activated: keyway_daemon::Activated,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
     let source = Source {
@@ -206,25 +206,46 @@ async fn reload_on_change(
     }
 }
 
-/// The unix socket systemd passed (socket activation: `LISTEN_FDS`, for this process by `LISTEN_PID`), if
-/// any. Call it before any thread starts: it removes those variables from the environment.
-pub fn activated_socket() -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
+/// The sockets systemd passed (socket activation: `LISTEN_FDS`, for this process by `LISTEN_PID`): a unix
+/// stream socket is the daemon's socket; a TCP socket named `metrics` (`FileDescriptorName=metrics`, in
+/// `LISTEN_FDNAMES`) the metrics listener; another TCP socket the token-guarded TCP listener. Call it before any
+/// thread starts: it removes `LISTEN_FDS` and `LISTEN_PID` from the environment.
+pub fn activated_sockets() -> anyhow::Result<keyway_daemon::Activated> {
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|v| v.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
     let mut passed = listenfd::ListenFd::from_env();
-    if passed.len() == 0 {
-        return Ok(None);
-    }
-    if passed.len() > 1 {
-        tracing::warn!(
-            count = passed.len(),
-            "the service manager passed several sockets; keyway serves the first"
-        );
-    }
-    passed.take_unix_listener(0).map_err(|e| {
+    let mut activated = keyway_daemon::Activated::default();
+    let taken = |what: &str| {
         Usage(format!(
-            "the socket the service manager passed (LISTEN_FDS) is not a unix stream socket ({e}); give the .socket unit a ListenStream=/run/keyway/keyway.sock"
+            "the service manager passed more than one {what}; keyway takes one unix stream socket, one TCP socket for `tcp` and one TCP socket named `metrics` (FileDescriptorName=metrics)"
         ))
-        .into()
-    })
+    };
+    for index in 0..passed.len() {
+        let name = names.get(index).map_or("", String::as_str);
+        if let Ok(Some(unix)) = passed.take_unix_listener(index) {
+            if activated.unix.replace(unix).is_some() {
+                return Err(taken("unix stream socket").into());
+            }
+        } else if let Ok(Some(tcp)) = passed.take_tcp_listener(index) {
+            let (slot, what) = if name == "metrics" {
+                (&mut activated.metrics, "TCP socket named `metrics`")
+            } else {
+                (&mut activated.tcp, "TCP socket for `tcp`")
+            };
+            if slot.replace(tcp).is_some() {
+                return Err(taken(what).into());
+            }
+        } else {
+            return Err(Usage(format!(
+                "socket {} the service manager passed{} is neither a unix stream nor a TCP listening socket; give the .socket unit ListenStream= lines only",
+                index + 1,
+                if name.is_empty() { String::new() } else { format!(" (`{name}`)") }
+            ))
+            .into());
+        }
+    }
+    Ok(activated)
 }
 
 /// SIGTERM or SIGINT.

@@ -19,6 +19,7 @@ mod reload;
 mod respond;
 mod routes;
 
+pub use listen::Activated;
 pub use reload::{Reloaded, Reloader};
 
 use std::net::SocketAddr;
@@ -175,12 +176,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store;
-    /// `activated`, a unix socket the service manager passed (systemd socket activation), served instead of
-    /// binding `[server] socket`.
+    /// `activated`, the sockets the service manager passed (systemd socket activation), each served instead of
+    /// binding its configured address.
     pub async fn bind(
         config: &Config,
         local_dir: PathBuf,
-        activated: Option<std::os::unix::net::UnixListener>,
+        activated: Activated,
     ) -> Result<Daemon, DaemonError> {
         check_files(config)?;
         let settings = config.server.clone();
@@ -189,19 +190,34 @@ impl Daemon {
         let observe = shared.metrics.upstream_observer();
         let resolver = Arc::new(config.resolver_with(local_dir.clone(), &*observe)?);
         shared.metrics.observe_cache(&resolver);
-        let tcp = match &settings.tcp {
-            Some(address) => Some(listen::bind_tcp(address, settings.allow_non_loopback).await?),
-            None => None,
+        let tcp = match (activated.tcp, &settings.tcp) {
+            (Some(passed), configured) => Some(listen::adopt_tcp(
+                passed,
+                "tcp",
+                configured.as_ref(),
+                |a| listen::tcp_address(a, settings.allow_non_loopback),
+            )?),
+            (None, Some(address)) => {
+                Some(listen::bind_tcp(address, settings.allow_non_loopback).await?)
+            }
+            (None, None) => None,
         };
-        let metrics = match &settings.metrics {
-            Some(address) => Some(listen::bind_metrics(address).await?),
-            None => None,
+        let metrics = match (activated.metrics, &settings.metrics) {
+            (Some(passed), configured) => Some(listen::adopt_tcp(
+                passed,
+                "metrics",
+                configured.as_ref(),
+                listen::metrics_address,
+            )?),
+            (None, Some(address)) => Some(listen::bind_metrics(address).await?),
+            (None, None) => None,
         };
         let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
-        let unix = listen::bind_unix(&settings, activated)?;
+        let unix = listen::bind_unix(&settings, activated.unix)?;
         let reloader = Reloader {
             current: Arc::new(Current::from_pointee(state)),
             local_dir,
+            serves_tcp: tcp.is_some(),
             bound: settings,
             applied: Arc::new(std::sync::Mutex::new(config.clone())),
         };

@@ -57,6 +57,39 @@ impl UnixSocket {
     }
 }
 
+/// Listening sockets the service manager passed (systemd socket activation, `LISTEN_FDS`), taken before any
+/// thread started; each is served instead of binding the configured address.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Activated {
+    /// The daemon's unix socket, instead of `[server] socket`.
+    pub unix: Option<std::os::unix::net::UnixListener>,
+    /// The token-guarded TCP listener, instead of `[server] tcp` (loopback unless `allow_non_loopback`).
+    pub tcp: Option<std::net::TcpListener>,
+    /// The metrics listener, instead of `[server] metrics`.
+    pub metrics: Option<std::net::TcpListener>,
+}
+
+/// A TCP socket the service manager passed, as `what` (`tcp` or `metrics`); `check` tests its address as
+/// the configured one's would be.
+pub(crate) fn adopt_tcp(
+    listener: std::net::TcpListener,
+    what: &str,
+    configured: Option<&String>,
+    check: impl FnOnce(&str) -> Result<SocketAddr, DaemonError>,
+) -> Result<TcpListener, DaemonError> {
+    let listen_err = |source| DaemonError::Listen {
+        address: format!("the {what} socket passed by the service manager (LISTEN_FDS)"),
+        source,
+    };
+    let addr = listener.local_addr().map_err(listen_err)?;
+    check(&addr.to_string())?;
+    listener.set_nonblocking(true).map_err(listen_err)?;
+    let instead = configured.map_or_else(String::new, |a| format!(", not {what} = \"{a}\""));
+    tracing::info!(%addr, "serving {what} on the socket the service manager passed{instead}");
+    TcpListener::from_std(listener).map_err(listen_err)
+}
+
 /// The unix socket: `activated` when the service manager passed one (systemd socket activation, taken from
 /// `LISTEN_FDS` before any thread started), else bound at `socket` with `socket_mode` and `socket_group`.
 pub(crate) fn bind_unix(

@@ -17,6 +17,8 @@ pub struct Reloader {
     pub(crate) local_dir: PathBuf,
     /// `[server]` as the listeners were bound.
     pub(crate) bound: ServerSection,
+    /// Whether a TCP listener is served (configured or passed by the service manager), which needs a token.
+    pub(crate) serves_tcp: bool,
     /// The configuration applied last.
     pub(crate) applied: Arc<Mutex<Config>>,
 }
@@ -77,7 +79,7 @@ impl Reloader {
             settings,
             resolver.clone(),
             running.shared.clone(),
-            self.bound.tcp.is_some(),
+            self.serves_tcp,
         )?;
         let state = Arc::new(state);
         running.shared.metrics.observe_cache(&resolver);

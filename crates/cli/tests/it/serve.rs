@@ -1154,6 +1154,114 @@ fn serves_the_socket_systemd_passes_and_leaves_it_in_place() {
 }
 
 #[test]
+fn serves_every_socket_systemd_passes_by_kind_and_name() {
+    // A .socket unit with ListenStream= for the unix socket, the AWS agent's TCP port and the metrics port
+    // (FileDescriptorName=metrics); the config's own `tcp` and `metrics` addresses are not bound.
+    let ground = Ground::with_extra(
+        "[server]\ntcp = \"127.0.0.1:1\"\nmetrics = \"127.0.0.1:1\"\n[[server.tokens]]\nname = \"app\"\nenv = \"APP_TOKEN\"\n",
+    );
+    std::fs::write(ground.dir.path().join("local/tok"), "passed-value").unwrap();
+    let socket = ground.dir.path().join("activated.sock");
+    let (tcp, metrics) = (keyway_testkit::lease_port(), keyway_testkit::lease_port());
+    let tcp_addr: SocketAddr = ([127, 0, 0, 1], tcp.port).into();
+    let metrics_addr: SocketAddr = ([127, 0, 0, 1], metrics.port).into();
+    let stderr_path = ground.dir.path().join("activate.stderr");
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(&socket)
+        .arg(format!("--listen={tcp_addr}"))
+        .arg(format!("--listen={metrics_addr}"))
+        .arg("--fdname=keyway.socket:keyway.socket:metrics")
+        .args(["-E", "KEYWAY_LOG=info", "-E", "APP_TOKEN=tok-passed"])
+        .arg(env!("CARGO_BIN_EXE_keyway"))
+        .arg("--config")
+        .arg(&ground.config)
+        .arg("--socket")
+        .arg(ground.dir.path().join("unused.sock"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)");
+    eventually("the activation sockets", || socket.exists());
+
+    // The first connection, on the TCP socket, starts keyway; the token still rules there.
+    let uri = "/v1/secret?ref=local://tok";
+    let on_tcp = raw::get(
+        &Target::Tcp(tcp_addr),
+        uri,
+        &["X-Aws-Parameters-Secrets-Token: tok-passed"],
+    );
+    assert_eq!(on_tcp.status, 200, "{}", on_tcp.text());
+    assert_eq!(on_tcp.json()["value"], "passed-value");
+    assert_eq!(raw::get(&Target::Tcp(tcp_addr), uri, &[]).status, 401);
+    assert_eq!(
+        raw::get(&Target::Unix(socket.clone()), uri, &[]).json()["value"],
+        "passed-value"
+    );
+    let scrape = raw::get(&Target::Tcp(metrics_addr), "/metrics", &[]);
+    assert_eq!(scrape.status, 200, "{}", scrape.text());
+    assert!(
+        scrape.text().contains("keyway_requests_total"),
+        "{}",
+        scrape.text()
+    );
+    assert_eq!(raw::get(&Target::Tcp(metrics_addr), uri, &[]).status, 404);
+    let said = std::fs::read_to_string(&stderr_path).unwrap();
+    for line in [
+        "serving tcp on the socket the service manager passed, not tcp = \"127.0.0.1:1\"",
+        "serving metrics on the socket the service manager passed, not metrics = \"127.0.0.1:1\"",
+        "serving on the socket the service manager passed",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn refuses_two_passed_sockets_of_one_kind() {
+    let ground = Ground::start();
+    let dir = ground.dir.path();
+    let stderr_path = dir.join("activate.stderr");
+    let (first, second) = (dir.join("one.sock"), dir.join("two.sock"));
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(&first)
+        .arg("--listen")
+        .arg(&second)
+        .arg(env!("CARGO_BIN_EXE_keyway"))
+        .arg("--config")
+        .arg(&ground.config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)");
+    eventually("the activation sockets", || second.exists());
+    // A connection starts keyway, which refuses the pair and exits 2.
+    let _ = std::os::unix::net::UnixStream::connect(&first);
+    let status = child.wait().unwrap();
+    let said = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the service manager passed more than one unix stream socket; keyway takes one unix stream socket, one TCP socket for `tcp` and one TCP socket named `metrics`"),
+        "{said}"
+    );
+    assert_eq!(
+        said.lines()
+            .filter(|l| l.starts_with("keyway: error"))
+            .count(),
+        1,
+        "{said}"
+    );
+}
+
+#[test]
 fn the_metrics_listener_serves_metrics_and_probes_and_never_a_secret() {
     let ground = Ground::with_extra("[server]\nmetrics = \"127.0.0.1:0\"\n");
     std::fs::write(ground.dir.path().join("local/db"), "db-pw-on-metrics").unwrap();
