@@ -1103,6 +1103,31 @@ fn tells_systemd_when_it_is_ready_reloading_and_stopping() {
     assert!(next().contains("STOPPING=1\n"));
 }
 
+/// systemd's own socket-activation tool, with its `options` (`--listen=`, `--fdname=`, `-E VAR=VALUE`): it
+/// listens, and on the first connection execs `keyway serve` with the listening sockets from fd 3 on
+/// (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`), as a .socket unit does. `socket` is the one keyway would
+/// bind itself; its stderr (logged at info) goes to `stderr`.
+fn socket_activate(
+    ground: &Ground,
+    options: &[String],
+    socket: &std::path::Path,
+    stderr: &std::path::Path,
+) -> Child {
+    std::process::Command::new("systemd-socket-activate")
+        .args(options)
+        .args(["-E", "KEYWAY_LOG=info"])
+        .arg(env!("CARGO_BIN_EXE_keyway"))
+        .arg("--config")
+        .arg(&ground.config)
+        .arg("--socket")
+        .arg(socket)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)")
+}
+
 #[test]
 fn serves_the_socket_systemd_passes_and_leaves_it_in_place() {
     let ground = Ground::start();
@@ -1110,22 +1135,12 @@ fn serves_the_socket_systemd_passes_and_leaves_it_in_place() {
     let socket = ground.dir.path().join("activated.sock");
     let unused = ground.dir.path().join("unused.sock");
     let stderr_path = ground.dir.path().join("activate.stderr");
-    // systemd's own socket-activation tool: it listens, and on the first connection execs keyway with the
-    // listening socket as fd 3 (LISTEN_FDS, LISTEN_PID), as a .socket unit does.
-    let mut child = std::process::Command::new("systemd-socket-activate")
-        .arg("--listen")
-        .arg(&socket)
-        .args(["-E", "KEYWAY_LOG=info"])
-        .arg(env!("CARGO_BIN_EXE_keyway"))
-        .arg("--config")
-        .arg(&ground.config)
-        .arg("--socket")
-        .arg(&unused)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)");
+    let mut child = socket_activate(
+        &ground,
+        &[format!("--listen={}", socket.display())],
+        &unused,
+        &stderr_path,
+    );
     eventually("the activation socket", || socket.exists());
 
     // The first connection, made before keyway runs, starts it and is answered by it.
@@ -1166,23 +1181,19 @@ fn serves_every_socket_systemd_passes_by_kind_and_name() {
     let tcp_addr: SocketAddr = ([127, 0, 0, 1], tcp.port).into();
     let metrics_addr: SocketAddr = ([127, 0, 0, 1], metrics.port).into();
     let stderr_path = ground.dir.path().join("activate.stderr");
-    let mut child = std::process::Command::new("systemd-socket-activate")
-        .arg("--listen")
-        .arg(&socket)
-        .arg(format!("--listen={tcp_addr}"))
-        .arg(format!("--listen={metrics_addr}"))
-        .arg("--fdname=keyway.socket:keyway.socket:metrics")
-        .args(["-E", "KEYWAY_LOG=info", "-E", "APP_TOKEN=tok-passed"])
-        .arg(env!("CARGO_BIN_EXE_keyway"))
-        .arg("--config")
-        .arg(&ground.config)
-        .arg("--socket")
-        .arg(ground.dir.path().join("unused.sock"))
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)");
+    let mut child = socket_activate(
+        &ground,
+        &[
+            format!("--listen={}", socket.display()),
+            format!("--listen={tcp_addr}"),
+            format!("--listen={metrics_addr}"),
+            "--fdname=keyway.socket:keyway.socket:metrics".to_owned(),
+            "-E".to_owned(),
+            "APP_TOKEN=tok-passed".to_owned(),
+        ],
+        &ground.dir.path().join("unused.sock"),
+        &stderr_path,
+    );
     eventually("the activation sockets", || socket.exists());
 
     // The first connection, on the TCP socket, starts keyway; the token still rules there.
@@ -1229,19 +1240,15 @@ fn refuses_two_passed_sockets_of_one_kind() {
     let dir = ground.dir.path();
     let stderr_path = dir.join("activate.stderr");
     let (first, second) = (dir.join("one.sock"), dir.join("two.sock"));
-    let mut child = std::process::Command::new("systemd-socket-activate")
-        .arg("--listen")
-        .arg(&first)
-        .arg("--listen")
-        .arg(&second)
-        .arg(env!("CARGO_BIN_EXE_keyway"))
-        .arg("--config")
-        .arg(&ground.config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("systemd-socket-activate (Debian package systemd; scripts/test.sh installs it)");
+    let mut child = socket_activate(
+        &ground,
+        &[
+            format!("--listen={}", first.display()),
+            format!("--listen={}", second.display()),
+        ],
+        &dir.join("unused.sock"),
+        &stderr_path,
+    );
     eventually("the activation sockets", || second.exists());
     // A connection starts keyway, which refuses the pair and exits 2.
     let _ = std::os::unix::net::UnixStream::connect(&first);
