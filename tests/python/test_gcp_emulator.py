@@ -136,3 +136,44 @@ def test_bad_checksum_is_rejected(client):
     with pytest.raises(exceptions.BadRequest) as err:
         client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"x", "data_crc32c": 1}})
     assert rpc_status(err) == "INVALID_ARGUMENT"
+
+
+def test_regional_secrets_live_apart_under_their_location(client, gcp_emulator, tmp_path):
+    """A regional secret (`projects/P/locations/L/secrets/S`, no replication policy) as Google's client creates,
+    reads and lists it; it is not the global secret of the same id. The keyway binary then reads it by its
+    resource name and by `?location=`, and an instance with `location` reads it by its short name."""
+    import subprocess
+
+    from conftest import binary
+
+    parent = f"projects/{PROJECT}/locations/europe-west1"
+    regional = client.create_secret(request={"parent": parent, "secret_id": "db", "secret": {}})
+    assert regional.name == f"{parent}/secrets/db"
+    client.add_secret_version(request={"parent": regional.name, "payload": {"data": b"eu-pw"}})
+    create(client, "db", b"global-pw")
+    latest = client.access_secret_version(request={"name": f"{regional.name}/versions/latest"})
+    assert (latest.name, latest.payload.data) == (f"{regional.name}/versions/1", b"eu-pw")
+    assert [s.name for s in client.list_secrets(request={"parent": parent})] == [regional.name]
+    assert [s.name for s in client.list_secrets(request={"parent": f"projects/{PROJECT}"})] == [
+        f"projects/{PROJECT}/secrets/db"]
+    with pytest.raises(exceptions.NotFound):
+        client.access_secret_version(request={"name": f"{parent}/secrets/missing/versions/latest"})
+
+    config = tmp_path / "keyway.toml"
+    config.write_text(
+        f'[providers.gcp-sm]\ntype = "gcp"\nendpoint = "{gcp_emulator}"\ncredentials = "anonymous"\n'
+        f'[providers.eu-gcp]\ntype = "gcp"\nendpoint = "{gcp_emulator}"\ncredentials = "anonymous"\n'
+        f'project = "{PROJECT}"\nlocation = "europe-west1"\n')
+
+    def keyway(*args):
+        return subprocess.run([str(binary("keyway")), "--config", str(config), "--daemon", "never", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    for ref, value in [(f"gcp-sm://{regional.name}", "eu-pw"),
+                       (f"gcp-sm://{PROJECT}/db?location=europe-west1", "eu-pw"),
+                       ("eu-gcp://db", "eu-pw"),
+                       (f"gcp-sm://{PROJECT}/db", "global-pw")]:
+        out = keyway("get", ref)
+        assert (out.returncode, out.stdout) == (0, value), (ref, out.stderr)
+    listed = keyway("list", "eu-gcp")
+    assert (listed.returncode, listed.stdout) == (0, "db\n"), listed.stderr

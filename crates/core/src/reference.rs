@@ -134,10 +134,13 @@ pub enum Target {
         /// Version selector.
         version: AwsVersion,
     },
-    /// A GCP secret; `project` is `None` when the reference relies on the instance's configured project.
+    /// A GCP secret; `project` is `None` when the reference relies on the instance's configured project,
+    /// `location` when it relies on the instance's (global, unless the instance sets one).
     Gcp {
         /// Project id or number.
         project: Option<String>,
+        /// The location of a regional secret (`europe-west1`).
+        location: Option<String>,
         /// Secret id.
         secret: String,
         /// Version selector.
@@ -152,18 +155,33 @@ pub enum Target {
 
 impl Target {
     /// The secret without its version selector: an AWS name or ARN, `PROJECT/SECRET` (or `SECRET` when the
-    /// instance's project applies), a local entry's name. Borrowed except for a GCP secret with its project.
+    /// instance's project applies; a regional one `projects/PROJECT/locations/LOCATION/secrets/SECRET`, or
+    /// `locations/LOCATION/secrets/SECRET`), a local entry's name. Borrowed for an AWS or local name and a GCP
+    /// secret alone.
     #[must_use]
     pub fn identity(&self) -> Cow<'_, str> {
         match self {
             Target::Aws { secret_id, .. } => Cow::Borrowed(secret_id),
             Target::Gcp {
+                project,
+                location: Some(location),
+                secret,
+                ..
+            } => Cow::Owned(match project {
+                Some(project) => {
+                    format!("projects/{project}/locations/{location}/secrets/{secret}")
+                }
+                None => format!("locations/{location}/secrets/{secret}"),
+            }),
+            Target::Gcp {
                 project: Some(project),
+                location: None,
                 secret,
                 ..
             } => Cow::Owned(format!("{project}/{secret}")),
             Target::Gcp {
                 project: None,
+                location: None,
                 secret,
                 ..
             }
@@ -193,15 +211,20 @@ impl fmt::Display for Target {
             ),
             Target::Gcp {
                 project,
+                location,
                 secret,
                 version,
             } => {
                 if let Some(project) = project {
                     write!(f, "{project}/")?;
                 }
+                write!(f, "{secret}?")?;
+                if let Some(location) = location {
+                    write!(f, "location={location}&")?;
+                }
                 match version {
-                    GcpVersion::Latest => write!(f, "{secret}?version=latest"),
-                    GcpVersion::Number(n) => write!(f, "{secret}?version={n}"),
+                    GcpVersion::Latest => write!(f, "version=latest"),
+                    GcpVersion::Number(n) => write!(f, "version={n}"),
                 }
             }
             Target::Local { name } => f.write_str(name),
@@ -433,26 +456,48 @@ fn parse_aws(path: &str, query: &[(String, String)]) -> Result<Target, String> {
 }
 
 fn parse_gcp(path: &str, query: &[(String, String)]) -> Result<Target, String> {
-    let mut version = None;
+    let (mut version, mut query_location) = (None, None);
     for (key, value) in query {
-        if key != "version" {
-            return Err(format!(
-                "unknown parameter `{key}` for GCP; use version=N or version=latest"
-            ));
+        match key.as_str() {
+            "version" => version = Some(parse_gcp_version(value)?),
+            "location" => query_location = Some(value.as_str()),
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{key}` for GCP; use version=N or version=latest, and location=LOCATION for a regional secret"
+                ));
+            }
         }
-        version = Some(parse_gcp_version(value)?);
     }
     let segments: Vec<&str> = path.split('/').collect();
-    let (project, secret, path_version) = match segments.as_slice() {
-        ["projects", p, "secrets", s] | [p, s] => (Some(*p), *s, None),
-        ["projects", p, "secrets", s, "versions", v] => (Some(*p), *s, Some(parse_gcp_version(v)?)),
-        [s] => (None, *s, None),
+    let (project, location, secret, path_version) = match segments.as_slice() {
+        ["projects", p, "secrets", s] | [p, s] => (Some(*p), None, *s, None),
+        ["projects", p, "secrets", s, "versions", v] => {
+            (Some(*p), None, *s, Some(parse_gcp_version(v)?))
+        }
+        ["projects", p, "locations", l, "secrets", s] => (Some(*p), Some(*l), *s, None),
+        ["projects", p, "locations", l, "secrets", s, "versions", v] => {
+            (Some(*p), Some(*l), *s, Some(parse_gcp_version(v)?))
+        }
+        [s] => (None, None, *s, None),
         _ => {
-            return Err("expected PROJECT/SECRET, SECRET (with the instance's project) or projects/P/secrets/S[/versions/V]".into());
+            return Err("expected PROJECT/SECRET, SECRET (with the instance's project), projects/P/secrets/S[/versions/V] or projects/P/locations/L/secrets/S[/versions/V]".into());
         }
     };
     if path_version.is_some() && version.is_some() {
         return Err("the version is given both in the path and as ?version=; give it once".into());
+    }
+    if location.is_some() && query_location.is_some() {
+        return Err(
+            "the location is given both in the path and as ?location=; give it once".into(),
+        );
+    }
+    let location = location.or(query_location);
+    if let Some(l) = location
+        && !is_gcp_location(l)
+    {
+        return Err(format!(
+            "`{l}` is not a GCP location (lowercase letters, digits and `-`, e.g. europe-west1)"
+        ));
     }
     if let Some(p) = project
         && (p.is_empty()
@@ -476,9 +521,21 @@ fn parse_gcp(path: &str, query: &[(String, String)]) -> Result<Target, String> {
     }
     Ok(Target::Gcp {
         project: project.map(str::to_owned),
+        location: location.map(str::to_owned),
         secret: secret.to_owned(),
         version: path_version.or(version).unwrap_or(GcpVersion::Latest),
     })
+}
+
+/// A GCP location id as Secret Manager's regional endpoints take it: `europe-west1`, `us-central1`.
+#[must_use]
+pub fn is_gcp_location(location: &str) -> bool {
+    !location.is_empty()
+        && location.len() <= 63
+        && location.starts_with(|c: char| c.is_ascii_lowercase())
+        && location
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn parse_gcp_version(value: &str) -> Result<GcpVersion, String> {
@@ -609,6 +666,55 @@ mod tests {
         check(
             "gcp-sm://projects/p/secrets/s/versions/latest",
             "gcp-sm://p/s?version=latest",
+        );
+    }
+
+    #[test]
+    fn gcp_regional_forms() {
+        check(
+            "gcp-sm://projects/p/locations/europe-west1/secrets/s/versions/4#k",
+            "gcp-sm://p/s?location=europe-west1&version=4#k",
+        );
+        check(
+            "gcp-sm://projects/p/locations/us-east4/secrets/s",
+            "gcp-sm://p/s?location=us-east4&version=latest",
+        );
+        check(
+            "gcp-sm://s?version=2&location=me-central2",
+            "gcp-sm://s?location=me-central2&version=2",
+        );
+        let r = ok("gcp-sm://p/s?location=europe-west1");
+        assert_eq!(
+            r.target(),
+            &Target::Gcp {
+                project: Some("p".into()),
+                location: Some("europe-west1".into()),
+                secret: "s".into(),
+                version: GcpVersion::Latest,
+            }
+        );
+        assert_eq!(
+            r.secret_path(),
+            "gcp-sm://projects/p/locations/europe-west1/secrets/s"
+        );
+        assert_ne!(
+            r.target(),
+            ok("gcp-sm://p/s").target(),
+            "a regional secret is not the global one of the same name"
+        );
+        assert_eq!(
+            ok("gcp-sm://s?location=europe-west1").secret_path(),
+            "gcp-sm://locations/europe-west1/secrets/s"
+        );
+        err(
+            "gcp-sm://projects/p/locations/europe-west1/secrets/s?location=us-east1",
+            "given both in the path and as ?location=",
+        );
+        err("gcp-sm://p/s?location=Europe", "not a GCP location");
+        err("gcp-sm://p/s?location=eu_west", "not a GCP location");
+        err(
+            "gcp-sm://projects/p/locations/secrets/s",
+            "expected PROJECT/SECRET",
         );
     }
 

@@ -153,6 +153,8 @@ pub struct ProviderConfig {
     pub credentials: Option<String>,
     /// GCP project for references that name only a secret.
     pub project: Option<String>,
+    /// GCP location of regional secrets, for references that name none (`europe-west1`).
+    pub location: Option<String>,
     /// Local store directory.
     pub dir: Option<PathBuf>,
     /// Local store JSON/YAML file.
@@ -594,6 +596,7 @@ impl ProviderConfig {
         match self.kind {
             KindName::Aws => {
                 not_for("project", self.project.is_some())?;
+                not_for("location", self.location.is_some())?;
                 not_for("iam_endpoint", self.iam_endpoint.is_some())?;
                 not_for("dir", self.dir.is_some())?;
                 not_for("file", self.file.is_some())?;
@@ -614,6 +617,7 @@ impl ProviderConfig {
                     ("iam_endpoint", self.iam_endpoint.is_some()),
                     ("credentials", self.credentials.is_some()),
                     ("project", self.project.is_some()),
+                    ("location", self.location.is_some()),
                 ] {
                     not_for(key, set)?;
                 }
@@ -623,6 +627,13 @@ impl ProviderConfig {
                     )));
                 }
             }
+        }
+        if let Some(location) = &self.location
+            && !keyway_core::reference::is_gcp_location(location)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[providers.{name}] location = \"{location}\" is not a GCP location; write e.g. \"europe-west1\""
+            )));
         }
         match self.credentials.as_deref() {
             None | Some("default" | "anonymous") => {}
@@ -666,6 +677,7 @@ impl ProviderConfig {
             })),
             KindName::Gcp => Arc::new(GcpProvider::new(GcpSettings {
                 project: self.project.clone(),
+                location: self.location.clone(),
                 endpoint: self.endpoint.clone(),
                 anonymous,
                 timeout,
@@ -742,6 +754,14 @@ mod tests {
             "`project` does not apply",
         );
         invalid("[providers.x]\ntype = \"local\"", "needs `dir` or `file`");
+        invalid(
+            "[providers.x]\ntype = \"aws\"\nlocation = \"europe-west1\"",
+            "`location` does not apply to [providers.x]",
+        );
+        invalid(
+            "[providers.x]\ntype = \"gcp\"\nlocation = \"Europe West\"",
+            "is not a GCP location; write e.g. \"europe-west1\"",
+        );
         invalid(
             "[providers.x]\ntype = \"aws\"\ncredentials = \"static\"",
             "write \"default\" or \"anonymous\"",

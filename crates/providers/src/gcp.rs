@@ -3,6 +3,8 @@
 
 pub mod impersonate;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +23,10 @@ use tokio::sync::OnceCell;
 pub struct GcpSettings {
     /// Project used by references that name only a secret.
     pub project: Option<String>,
-    /// Endpoint override (`https://secretmanager.googleapis.com` by default).
+    /// Location of regional secrets for references that name none (global when `None`).
+    pub location: Option<String>,
+    /// Endpoint override for every location (`https://secretmanager.googleapis.com` by default, and
+    /// `https://secretmanager.LOCATION.rep.googleapis.com` for a regional secret).
     pub endpoint: Option<String>,
     /// Anonymous credentials (for an emulator) instead of Application Default Credentials.
     pub anonymous: bool,
@@ -34,11 +39,25 @@ pub struct GcpSettings {
     pub iam_endpoint: Option<String>,
 }
 
-/// The GCP Secret Manager provider. The client (and ADC lookup) is built on first use.
+/// The GCP Secret Manager provider. Each location's client (and the ADC lookup) is built on first use.
 #[derive(Debug)]
 pub struct GcpProvider {
     settings: GcpSettings,
-    client: OnceCell<SecretManagerService>,
+    /// By location (`None`: global): regional secrets are served by their region's endpoint only.
+    clients: Mutex<HashMap<Option<String>, Arc<OnceCell<SecretManagerService>>>>,
+}
+
+/// Where the secrets of `project` in `location` (`None`: global ones) live: `projects/P[/locations/L]`.
+fn parent(project: &str, location: Option<&str>) -> String {
+    match location {
+        Some(location) => format!("projects/{project}/locations/{location}"),
+        None => format!("projects/{project}"),
+    }
+}
+
+/// The endpoint that serves secrets of `location` (`None`: global ones).
+fn regional_endpoint(location: Option<&str>) -> Option<String> {
+    location.map(|l| format!("https://secretmanager.{l}.rep.googleapis.com"))
 }
 
 impl GcpProvider {
@@ -46,18 +65,24 @@ impl GcpProvider {
     pub fn new(settings: GcpSettings) -> Self {
         GcpProvider {
             settings,
-            client: OnceCell::new(),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn client(&self) -> Result<&SecretManagerService, ProviderError> {
-        self.client
-            .get_or_try_init(|| async {
+    async fn client(&self, location: Option<&str>) -> Result<SecretManagerService, ProviderError> {
+        let cell = Arc::clone(
+            self.clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(location.map(str::to_owned))
+                .or_default(),
+        );
+        cell.get_or_try_init(|| async {
                 let s = &self.settings;
                 let mut builder = SecretManagerService::builder()
                     .with_retry_policy(Aip194Strict.with_attempt_limit(3))
                     .with_attempt_timeout(s.timeout);
-                if let Some(endpoint) = &s.endpoint {
+                if let Some(endpoint) = s.endpoint.clone().or_else(|| regional_endpoint(location)) {
                     builder = builder.with_endpoint(endpoint);
                 }
                 if s.anonymous {
@@ -75,6 +100,7 @@ impl GcpProvider {
                 })
             })
             .await
+            .cloned()
     }
 
     /// Application Default Credentials acting as `account`.
@@ -127,6 +153,7 @@ impl Provider for GcpProvider {
     async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
         let Target::Gcp {
             project,
+            location,
             secret,
             version,
         } = target
@@ -141,9 +168,11 @@ impl Provider for GcpProvider {
             GcpVersion::Latest => "latest".to_owned(),
             GcpVersion::Number(n) => n.to_string(),
         };
-        let name = format!("projects/{project}/secrets/{secret}/versions/{version}");
+        let location = location.as_deref().or(self.settings.location.as_deref());
+        let parent = parent(project, location);
+        let name = format!("{parent}/secrets/{secret}/versions/{version}");
         let response = self
-            .client()
+            .client(location)
             .await?
             .access_secret_version()
             .set_name(name.clone())
@@ -178,7 +207,7 @@ impl Provider for GcpProvider {
             value: SecretValue::new(Vec::from(payload.data)),
             encoding,
             meta: SecretMeta {
-                name: format!("projects/{project}/secrets/{secret}"),
+                name: format!("{parent}/secrets/{secret}"),
                 version_id,
                 // AccessSecretVersion returns neither aliases nor the creation time, and fetching them needs
                 // secretmanager.versions.get, which roles/secretmanager.secretAccessor does not grant.
@@ -190,9 +219,10 @@ impl Provider for GcpProvider {
 
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
         let project = self.project(None)?;
-        let parent = format!("projects/{project}");
+        let location = self.settings.location.as_deref();
+        let parent = parent(project, location);
         let mut request = self
-            .client()
+            .client(location)
             .await?
             .list_secrets()
             .set_parent(parent.clone())
@@ -299,4 +329,28 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
     ProviderError::new(kind, message)
         .with_upstream(upstream)
         .with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parent, regional_endpoint};
+
+    #[test]
+    fn regional_secrets_go_to_their_locations_endpoint() {
+        // Google's regional endpoint form (cloud.google.com/secret-manager/docs/locations).
+        assert_eq!(
+            regional_endpoint(Some("me-central2")).as_deref(),
+            Some("https://secretmanager.me-central2.rep.googleapis.com")
+        );
+        assert_eq!(
+            regional_endpoint(None),
+            None,
+            "global: the client's default"
+        );
+        assert_eq!(
+            parent("p", Some("europe-west1")),
+            "projects/p/locations/europe-west1"
+        );
+        assert_eq!(parent("p", None), "projects/p");
+    }
 }

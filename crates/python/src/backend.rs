@@ -84,11 +84,12 @@ where
 }
 
 /// The secret a cache entry is for, whatever version: its identity, with a GCP secret named as GCP names it
-/// (`projects/P/secrets/S`, however it was spelled).
+/// (`projects/P/secrets/S`, however it was spelled; a regional one's identity is already its resource name).
 fn secret_name(target: &Target) -> String {
     match target {
         Target::Gcp {
             project: Some(project),
+            location: None,
             secret,
             ..
         } => format!("projects/{project}/secrets/{secret}"),

@@ -305,7 +305,18 @@ async fn api(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let segments: Vec<&str> = resource.split('/').collect();
+    // A regional resource (`projects/P/locations/L/...`) is served as a global one is; its full name keeps it
+    // apart from the global secret of the same id.
+    let mut segments: Vec<&str> = resource.split('/').collect();
+    let parent = match segments.as_slice() {
+        ["projects", p, "locations", l, ..] => {
+            let parent = format!("projects/{p}/locations/{l}");
+            segments.drain(2..4);
+            parent
+        }
+        ["projects", p, ..] => format!("projects/{p}"),
+        _ => String::new(),
+    };
     let mut store = lock(&state);
     let Some(caller) = principal(&store, &headers) else {
         return status(
@@ -372,8 +383,8 @@ async fn api(
             }
             Json(out).into_response()
         }
-        (_, ["projects", p, "secrets", s, "versions", v], verb) => {
-            let secret_name = format!("projects/{p}/secrets/{s}");
+        (_, ["projects", _, "secrets", s, "versions", v], verb) => {
+            let secret_name = format!("{parent}/secrets/{s}");
             version_call(
                 &mut store,
                 &caller,
@@ -706,7 +717,26 @@ impl GcpEmulator {
 
     /// Creates a secret (if missing) and adds a version with `data`; returns the version number.
     pub fn add_version(&self, project: &str, secret: &str, data: &[u8]) -> u64 {
-        let parent = format!("{}/v1/projects/{project}/secrets", self.endpoint);
+        self.add_version_under(&format!("projects/{project}"), secret, data)
+    }
+
+    /// The same for a regional secret of `project` in `location`.
+    pub fn add_regional_version(
+        &self,
+        project: &str,
+        location: &str,
+        secret: &str,
+        data: &[u8],
+    ) -> u64 {
+        self.add_version_under(
+            &format!("projects/{project}/locations/{location}"),
+            secret,
+            data,
+        )
+    }
+
+    fn add_version_under(&self, parent: &str, secret: &str, data: &[u8]) -> u64 {
+        let parent = format!("{}/v1/{parent}/secrets", self.endpoint);
         crate::http(
             "POST",
             &format!("{parent}?secretId={secret}"),

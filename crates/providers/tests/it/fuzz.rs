@@ -22,6 +22,7 @@ fn toml_line() -> impl Strategy<Value = String> {
         "iam_endpoint",
         "credentials",
         "project",
+        "location",
         "dir",
         "file",
         "ttl",

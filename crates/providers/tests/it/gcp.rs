@@ -8,22 +8,71 @@ use keyway_testkit::GcpEmulator;
 
 use super::{get, resolver, text};
 
-fn provider(emulator: &GcpEmulator) -> GcpProvider {
-    GcpProvider::new(GcpSettings {
+fn provider_settings(emulator: &GcpEmulator) -> GcpSettings {
+    GcpSettings {
         project: Some("proj".into()),
         endpoint: Some(emulator.endpoint.clone()),
         anonymous: true,
         timeout: Duration::from_secs(5),
         ..GcpSettings::default()
-    })
+    }
+}
+
+fn provider(emulator: &GcpEmulator) -> GcpProvider {
+    GcpProvider::new(provider_settings(emulator))
 }
 
 fn target(secret: &str, version: GcpVersion) -> Target {
     Target::Gcp {
         project: None,
+        location: None,
         secret: secret.into(),
         version,
     }
+}
+
+#[tokio::test]
+async fn regional_secrets_are_apart_from_global_ones_and_listed_by_the_instances_location() {
+    let emu = GcpEmulator::start();
+    emu.add_version("proj", "db", b"global-pw");
+    emu.add_regional_version("proj", "europe-west1", "db", b"eu-pw");
+    emu.add_regional_version("proj", "europe-west1", "eu-only", b"x");
+    let r = resolver("gcp-sm", Arc::new(provider(&emu)), CachePolicy::default());
+    assert_eq!(
+        text(&get(&r, "gcp-sm://proj/db").await.unwrap()),
+        "global-pw"
+    );
+    let regional = get(&r, "gcp-sm://proj/db?location=europe-west1")
+        .await
+        .unwrap();
+    assert_eq!(text(&regional), "eu-pw");
+    assert_eq!(
+        regional.secret.meta.name,
+        "projects/proj/locations/europe-west1/secrets/db"
+    );
+    assert_eq!(
+        text(
+            &get(
+                &r,
+                "gcp-sm://projects/proj/locations/europe-west1/secrets/db/versions/1"
+            )
+            .await
+            .unwrap()
+        ),
+        "eu-pw"
+    );
+    let missing = get(&r, "gcp-sm://proj/eu-only").await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+
+    // An instance with `location` reads and lists that location's secrets.
+    let eu = GcpProvider::new(GcpSettings {
+        location: Some("europe-west1".into()),
+        ..provider_settings(&emu)
+    });
+    assert_eq!(eu.list(None).await.unwrap(), ["db", "eu-only"]);
+    let r = resolver("eu-gcp", Arc::new(eu), CachePolicy::default());
+    assert_eq!(text(&get(&r, "eu-gcp://proj/db").await.unwrap()), "eu-pw");
+    assert_eq!(provider(&emu).list(None).await.unwrap(), ["db"]);
 }
 
 #[tokio::test]
