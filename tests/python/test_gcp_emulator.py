@@ -177,3 +177,41 @@ def test_regional_secrets_live_apart_under_their_location(client, gcp_emulator, 
         assert (out.returncode, out.stdout) == (0, value), (ref, out.stderr)
     listed = keyway("list", "eu-gcp")
     assert (listed.returncode, listed.stdout) == (0, "db\n"), listed.stderr
+
+
+def test_version_aliases_are_set_read_and_followed(client, gcp_emulator, tmp_path):
+    """Version aliases as Google's client sets them (update_secret, mask `version_aliases`) and reads a version
+    by; the keyway binary reads `?version=ALIAS` (and the resource name with it), and follows the alias when it
+    moves."""
+    import subprocess
+
+    from conftest import binary
+
+    secret, _ = create(client, "api-key", b"key-one", b"key-two")
+
+    def point(alias, version):
+        return client.update_secret(request={"secret": {"name": secret.name, "version_aliases": {alias: version}},
+                                             "update_mask": {"paths": ["version_aliases"]}})
+
+    assert dict(point("prod", 1).version_aliases) == {"prod": 1}
+    assert dict(client.get_secret(name=secret.name).version_aliases) == {"prod": 1}
+    by_alias = client.access_secret_version(name=f"{secret.name}/versions/prod")
+    assert (by_alias.name, by_alias.payload.data) == (f"{secret.name}/versions/1", b"key-one")
+    with pytest.raises(exceptions.NotFound):
+        client.access_secret_version(name=f"{secret.name}/versions/staging")
+    with pytest.raises(exceptions.BadRequest):
+        point("prod", 9)
+
+    config = tmp_path / "keyway.toml"
+    config.write_text(f'[providers.gcp-sm]\ntype = "gcp"\nendpoint = "{gcp_emulator}"\ncredentials = "anonymous"\n')
+
+    def keyway_get(ref):
+        out = subprocess.run([str(binary("keyway")), "--config", str(config), "--daemon", "never", "get", ref],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (ref, out.stderr)
+        return out.stdout
+
+    assert keyway_get(f"gcp-sm://{PROJECT}/api-key?version=prod") == "key-one"
+    assert keyway_get(f"gcp-sm://{secret.name}/versions/prod") == "key-one"
+    point("prod", 2)
+    assert keyway_get(f"gcp-sm://{PROJECT}/api-key?version=prod") == "key-two"

@@ -470,6 +470,9 @@ def test_gcp_operator_with_google_client_arguments(ray_local, gcp_emulator, modu
     actor = RaySecretProxy.remote(operator)
     assert ray.get(actor.get_secret.remote("db")).value() == "two"
     assert ray.get(actor.get_secret.remote("db", ttl=0, version="1")).value() == "one"
+    client.update_secret(request={"secret": {"name": secret.name, "version_aliases": {"prod": 1}},
+                                  "update_mask": {"paths": ["version_aliases"]}})
+    assert ray.get(actor.get_secret.remote("db", ttl=0, version="prod")).value() == "one", "a version alias"
     assert ray.get(actor.list_secrets.remote()) == ["projects/proj/secrets/db"]
 
 

@@ -116,12 +116,25 @@ pub enum AwsVersion {
 }
 
 /// Which version of a GCP secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GcpVersion {
     /// The `latest` alias.
     Latest,
     /// A numbered version.
     Number(u64),
+    /// A version alias the secret defines (`prod`): like `latest`, it may point at another version later.
+    Alias(String),
+}
+
+impl fmt::Display for GcpVersion {
+    /// As Secret Manager names it in `.../versions/V`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GcpVersion::Latest => f.write_str("latest"),
+            GcpVersion::Number(n) => write!(f, "{n}"),
+            GcpVersion::Alias(alias) => f.write_str(alias),
+        }
+    }
 }
 
 /// What a reference points at inside its backend, without the field.
@@ -222,10 +235,7 @@ impl fmt::Display for Target {
                 if let Some(location) = location {
                     write!(f, "location={location}&")?;
                 }
-                match version {
-                    GcpVersion::Latest => write!(f, "version=latest"),
-                    GcpVersion::Number(n) => write!(f, "version={n}"),
-                }
+                write!(f, "version={version}")
             }
             Target::Local { name } => f.write_str(name),
         }
@@ -538,15 +548,33 @@ pub fn is_gcp_location(location: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A version as Secret Manager takes it: `latest`, a positive number, or an alias (a letter, then up to 62
+/// letters, digits, `-` and `_`; never `latest` or `new` in another case).
 fn parse_gcp_version(value: &str) -> Result<GcpVersion, String> {
     if value == "latest" {
         return Ok(GcpVersion::Latest);
     }
-    match value.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(GcpVersion::Number(n)),
-        _ => Err(format!(
-            "GCP version `{value}` must be a positive number or `latest`"
-        )),
+    if value.starts_with(|c: char| c.is_ascii_digit()) {
+        return match value.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(GcpVersion::Number(n)),
+            _ => Err(format!(
+                "GCP version `{value}` must be a positive number, `latest` or a version alias"
+            )),
+        };
+    }
+    let alias = value.len() <= 63
+        && value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !value.eq_ignore_ascii_case("latest")
+        && !value.eq_ignore_ascii_case("new");
+    if alias {
+        Ok(GcpVersion::Alias(value.to_owned()))
+    } else {
+        Err(format!(
+            "GCP version `{value}` must be a positive number, `latest` or a version alias (a letter, then letters, digits, `-`, `_`)"
+        ))
     }
 }
 
@@ -670,6 +698,24 @@ mod tests {
     }
 
     #[test]
+    fn gcp_version_aliases() {
+        check("gcp-sm://p/s?version=prod", "gcp-sm://p/s?version=prod");
+        check(
+            "gcp-sm://projects/p/secrets/s/versions/blue_green-2#k",
+            "gcp-sm://p/s?version=blue_green-2#k",
+        );
+        assert_eq!(
+            ok("gcp-sm://p/s?version=prod").target(),
+            &Target::Gcp {
+                project: Some("p".into()),
+                location: None,
+                secret: "s".into(),
+                version: GcpVersion::Alias("prod".into()),
+            }
+        );
+    }
+
+    #[test]
     fn gcp_regional_forms() {
         check(
             "gcp-sm://projects/p/locations/europe-west1/secrets/s/versions/4#k",
@@ -722,6 +768,10 @@ mod tests {
     fn gcp_rejections() {
         err("gcp-sm://p/s?version=0", "positive number");
         err("gcp-sm://p/s?version=-1", "positive number");
+        err("gcp-sm://p/s?version=3x", "positive number");
+        err("gcp-sm://p/s?version=Latest", "version alias (a letter");
+        err("gcp-sm://p/s?version=new", "version alias (a letter");
+        err("gcp-sm://p/s?version=_x", "version alias (a letter");
         err("gcp-sm://p/s?ver=1", "unknown parameter");
         err(
             "gcp-sm://projects/p/secrets/s/versions/2?version=3",

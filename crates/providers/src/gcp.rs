@@ -12,7 +12,7 @@ use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
-use keyway_core::reference::{BackendKind, GcpVersion, Target};
+use keyway_core::reference::{BackendKind, Target};
 use keyway_core::{
     Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue, Upstream,
 };
@@ -164,10 +164,6 @@ impl Provider for GcpProvider {
             ));
         };
         let project = self.project(project.as_ref())?;
-        let version = match version {
-            GcpVersion::Latest => "latest".to_owned(),
-            GcpVersion::Number(n) => n.to_string(),
-        };
         let location = location.as_deref().or(self.settings.location.as_deref());
         let parent = parent(project, location);
         let name = format!("{parent}/secrets/{secret}/versions/{version}");

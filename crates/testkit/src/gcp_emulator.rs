@@ -2,8 +2,9 @@
 //!
 //! Google publishes no usable Secret Manager emulator (the one on PyPI answers every access with a stub), so
 //! this one is Keyway's. It implements, with the real JSON shapes and `google.rpc.Status` errors:
-//! create/get/list/delete secrets, addVersion, get/list versions, access (numbered or `latest`, with
-//! `payload.dataCrc32c`), and disable/enable/destroy. `tests/python/test_gcp_emulator.py` proves the shapes
+//! create/get/list/delete secrets (global, and regional under `projects/P/locations/L`), their labels and
+//! version aliases (PATCH with `updateMask`), addVersion, get/list versions, access (numbered, `latest` or an
+//! alias, with `payload.dataCrc32c`), and disable/enable/destroy. `tests/python/test_gcp_emulator.py` proves the shapes
 //! with Google's own Python client (`transport="rest"`).
 //!
 //! Test controls live under `/emulator/`: `GET stats` (access counts), `POST reset`,
@@ -63,6 +64,8 @@ struct SecretEntry {
     created: SystemTime,
     labels: Value,
     versions: Vec<Version>,
+    /// Version aliases (`prod` -> 2).
+    aliases: BTreeMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -130,13 +133,26 @@ fn time(t: SystemTime) -> String {
 }
 
 fn secret_json(name: &str, s: &SecretEntry) -> Value {
-    json!({
+    let mut out = json!({
         "name": name,
-        "replication": {"automatic": {}},
         "createTime": time(s.created),
         "labels": s.labels,
         "etag": format!("\"{}\"", s.versions.len()),
-    })
+    });
+    // A regional secret lives in its location: it has no replication policy.
+    if !name.contains("/locations/") {
+        out["replication"] = json!({"automatic": {}});
+    }
+    if !s.aliases.is_empty() {
+        // int64 values, as JSON strings.
+        let aliases: serde_json::Map<String, Value> = s
+            .aliases
+            .iter()
+            .map(|(alias, n)| (alias.clone(), json!(n.to_string())))
+            .collect();
+        out["versionAliases"] = Value::Object(aliases);
+    }
+    out
 }
 
 fn version_json(secret: &str, n: usize, v: &Version) -> Value {
@@ -354,6 +370,9 @@ async fn api(
             Some(s) => Json(secret_json(&resource, s)).into_response(),
             None => not_found(&format!("Secret [{resource}]")),
         },
+        (Method::PATCH, ["projects", _, "secrets", _], None) => {
+            update_secret(&mut store, &resource, &params, &body)
+        }
         (Method::DELETE, ["projects", _, "secrets", _], None) => {
             match store.secrets.remove(&resource) {
                 Some(_) => Json(json!({})).into_response(),
@@ -428,10 +447,60 @@ fn create_secret(
         created: SystemTime::now(),
         labels: request["labels"].clone(),
         versions: Vec::new(),
+        aliases: BTreeMap::new(),
     };
     let out = secret_json(&name, &entry);
     store.secrets.insert(name, entry);
     Json(out).into_response()
+}
+
+/// `PATCH projects/P/secrets/S?updateMask=...`: labels and version aliases.
+fn update_secret(
+    store: &mut Store,
+    resource: &str,
+    params: &HashMap<String, String>,
+    body: &[u8],
+) -> Response {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(secret) = store.secrets.get_mut(resource) else {
+        return not_found(&format!("Secret [{resource}]"));
+    };
+    let mask = params.get("updateMask").map_or("", String::as_str);
+    for field in mask.split(',').filter(|f| !f.is_empty()) {
+        match field {
+            "labels" => secret.labels = request["labels"].clone(),
+            "versionAliases" | "version_aliases" => {
+                let mut aliases = BTreeMap::new();
+                for (alias, n) in request["versionAliases"].as_object().into_iter().flatten() {
+                    let n = n
+                        .as_str()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .or_else(|| n.as_u64().and_then(|n| usize::try_from(n).ok()));
+                    match n {
+                        Some(n) if (1..=secret.versions.len()).contains(&n) => {
+                            aliases.insert(alias.clone(), n);
+                        }
+                        _ => {
+                            return status(
+                                StatusCode::BAD_REQUEST,
+                                "INVALID_ARGUMENT",
+                                format!("Alias [{alias}] points to no version of [{resource}]."),
+                            );
+                        }
+                    }
+                }
+                secret.aliases = aliases;
+            }
+            other => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    format!("The emulator cannot update field [{other}]."),
+                );
+            }
+        }
+    }
+    Json(secret_json(resource, secret)).into_response()
 }
 
 /// `POST projects/P/secrets/S:addVersion`.
@@ -502,6 +571,8 @@ fn version_call(
     };
     let n = if v == "latest" {
         secret.versions.len()
+    } else if let Some(&n) = secret.aliases.get(v) {
+        n
     } else {
         v.parse::<usize>().unwrap_or(0)
     };
