@@ -1,5 +1,7 @@
 //! AWS Secrets Manager through the official SDK.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -171,6 +173,17 @@ async fn assume(
 pub struct AwsProvider {
     settings: AwsSettings,
     client: OnceCell<Client>,
+    /// Clients for the other regions ARNs name: Secrets Manager serves a secret in its own region only.
+    regional: Mutex<HashMap<String, Client>>,
+}
+
+/// The region an ARN names (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME`), when `secret_id` is one.
+fn arn_region(secret_id: &str) -> Option<&str> {
+    secret_id
+        .strip_prefix("arn:")?
+        .split(':')
+        .nth(2)
+        .filter(|region| !region.is_empty())
 }
 
 impl AwsProvider {
@@ -179,7 +192,31 @@ impl AwsProvider {
         AwsProvider {
             settings,
             client: OnceCell::new(),
+            regional: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The client for `secret_id`: the instance's, or for an ARN of another region, the same client in that
+    /// region (same credentials, endpoint and timeouts), as a cross-region read needs.
+    async fn client_for(&self, secret_id: &str) -> Result<Client, ProviderError> {
+        let base = self.client().await?;
+        let Some(region) = arn_region(secret_id) else {
+            return Ok(base.clone());
+        };
+        if base.config().region().is_some_and(|r| r.as_ref() == region) {
+            return Ok(base.clone());
+        }
+        let mut regional = self.regional.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = regional.entry(region.to_owned()).or_insert_with(|| {
+            tracing::debug!(region, "a client for the region an ARN names");
+            Client::from_conf(
+                base.config()
+                    .to_builder()
+                    .region(Region::new(region.to_owned()))
+                    .build(),
+            )
+        });
+        Ok(client.clone())
     }
 
     async fn client(&self) -> Result<&Client, ProviderError> {
@@ -289,7 +326,11 @@ impl Provider for AwsProvider {
                 "not an AWS reference",
             ));
         };
-        let request = self.client().await?.get_secret_value().secret_id(secret_id);
+        let request = self
+            .client_for(secret_id)
+            .await?
+            .get_secret_value()
+            .secret_id(secret_id);
         let request = match version {
             AwsVersion::Stage(stage) => request.version_stage(stage),
             AwsVersion::Id(id) => request.version_id(id),

@@ -253,6 +253,11 @@ impl Moto {
 
     /// Calls a Secrets Manager action with a JSON body (moto does not check signatures).
     pub fn call(&self, action: &str, body: &serde_json::Value) -> Reply {
+        self.call_in("us-east-1", action, body)
+    }
+
+    /// The same in `region` (moto keeps each region's secrets apart, by the signature's region).
+    pub fn call_in(&self, region: &str, action: &str, body: &serde_json::Value) -> Reply {
         http(
             "POST",
             &format!("{}/", self.endpoint),
@@ -261,7 +266,9 @@ impl Moto {
                 ("Content-Type", "application/x-amz-json-1.1"),
                 (
                     "Authorization",
-                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+                    &format!(
+                        "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/secretsmanager/aws4_request, SignedHeaders=host, Signature=0"
+                    ),
                 ),
             ],
             &body.to_string(),
@@ -270,7 +277,13 @@ impl Moto {
 
     /// Creates a string secret; returns its ARN.
     pub fn create_secret(&self, name: &str, value: &str) -> String {
-        let reply = self.call(
+        self.create_secret_in("us-east-1", name, value)
+    }
+
+    /// Creates a string secret in `region`; returns its ARN.
+    pub fn create_secret_in(&self, region: &str, name: &str, value: &str) -> String {
+        let reply = self.call_in(
+            region,
             "CreateSecret",
             &serde_json::json!({"Name": name, "SecretString": value}),
         );

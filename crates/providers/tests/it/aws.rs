@@ -27,6 +27,31 @@ fn target(id: &str, version: AwsVersion) -> Target {
 }
 
 #[tokio::test]
+async fn an_arn_of_another_region_is_read_in_that_region() {
+    let moto = Moto::start();
+    let home = moto.create_secret("db", "home-pw");
+    let eu = moto.create_secret_in("eu-west-1", "db", "eu-pw");
+    assert!(eu.contains(":eu-west-1:"), "{eu}");
+    let r = resolver(
+        "aws-sm",
+        Arc::new(provider(&moto.endpoint)),
+        CachePolicy::default(),
+    );
+    assert_eq!(text(&get(&r, "aws-sm://db").await.unwrap()), "home-pw");
+    assert_eq!(
+        text(&get(&r, &format!("aws-sm://{home}")).await.unwrap()),
+        "home-pw"
+    );
+    let read = get(&r, &format!("aws-sm://{eu}")).await.unwrap();
+    assert_eq!(text(&read), "eu-pw");
+    assert_eq!(read.secret.meta.name, eu);
+    // The name alone stays in the instance's region, where no such ARN exists.
+    let elsewhere = eu.replace(":eu-west-1:", ":ap-south-1:");
+    let missing = get(&r, &format!("aws-sm://{elsewhere}")).await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+}
+
+#[tokio::test]
 async fn fetches_by_name_arn_version_id_and_stage() {
     let moto = Moto::start();
     let arn = moto.create_secret("ci/github", r#"{"github_token":"ghp_v1"}"#);
