@@ -449,6 +449,19 @@ fn parse_aws(path: &str, query: &[(String, String)]) -> Result<Target, String> {
                 "an ARN must look like arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME".into(),
             );
         }
+        // The region picks the endpoint a cross-region read goes to: a host label, nothing else.
+        let region = parts[3];
+        if region.is_empty()
+            || region.len() > 32
+            || !region.starts_with(|c: char| c.is_ascii_lowercase())
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "`{region}` in the ARN is not an AWS region (lowercase letters, digits and `-`, e.g. us-east-1)"
+            ));
+        }
     } else if path.len() > 512 {
         return Err("an AWS secret name is at most 512 characters".into());
     } else if let Some(c) = path
@@ -666,6 +679,14 @@ mod tests {
         err("aws-sm://x?version-id", "no `=VALUE`");
         err("aws-sm://x?version-id=", "is empty");
         err("aws-sm://arn:aws:s3:::bucket", "ARN must look like");
+        err(
+            "aws-sm://arn:aws:secretsmanager:evil.example.com/x:1:secret:s",
+            "is not an AWS region",
+        );
+        err(
+            "aws-sm://arn:aws:secretsmanager::123456789012:secret:s",
+            "is not an AWS region",
+        );
         err("aws-sm://a b", "no spaces");
         err("aws-sm://a%b", "letters, digits");
         err("aws-sm://x#", "field after `#` is empty");

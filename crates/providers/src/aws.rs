@@ -177,13 +177,20 @@ pub struct AwsProvider {
     regional: Mutex<HashMap<String, Client>>,
 }
 
-/// The region an ARN names (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME`), when `secret_id` is one.
+/// The region an ARN names (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME`), when `secret_id` is one and
+/// the region is a plain host label (the reference parser refuses others; this keeps a request from being
+/// signed for a host an odd region would name).
 fn arn_region(secret_id: &str) -> Option<&str> {
     secret_id
         .strip_prefix("arn:")?
         .split(':')
         .nth(2)
-        .filter(|region| !region.is_empty())
+        .filter(|region| {
+            !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }
 
 impl AwsProvider {
