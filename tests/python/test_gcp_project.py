@@ -85,6 +85,13 @@ def test_the_environment_variable_comes_first(home):
     assert both(env) == ("env-proj", "env-proj")
 
 
+def test_an_empty_variable_names_nothing_and_the_search_goes_on(home):
+    tmp, env = home
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(service_account_key(tmp / "sa.json", "sa-proj"))
+    env["GOOGLE_CLOUD_PROJECT"], env["GCLOUD_PROJECT"] = "", "legacy-proj"
+    assert both(env) == ("sa-proj", "sa-proj")
+
+
 def test_a_service_account_key_names_its_project(home):
     tmp, env = home
     env["GOOGLE_APPLICATION_CREDENTIALS"] = str(service_account_key(tmp / "sa.json", "sa-proj"))
@@ -142,3 +149,29 @@ def test_the_operator_uses_the_found_project(gcp_emulator, monkeypatch):
     monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{free_port()}")
     with pytest.raises(RuntimeError, match="project ID"):
         GCPRaySecretOperator(credentials=AnonymousCredentials())
+
+
+def test_the_binary_reads_a_secret_alone_from_the_found_project(home, metadata_server, gcp_emulator):
+    """`keyway get gcp-sm://SECRET` with no project in the reference or the config: on Compute Engine or GKE
+    the metadata server's project, with a service account key the key's, as gcloud and Google's libraries do;
+    nothing: a one-line error that says where to set one (exit 2)."""
+    from conftest import binary, seed_gcp
+
+    seed_gcp(gcp_emulator, {"db": b"meta-pw"}, project="meta-proj")
+    seed_gcp(gcp_emulator, {"db": b"sa-pw"}, project="sa-proj")
+    tmp, env = home
+    config = tmp / "keyway.toml"
+    config.write_text(f'[providers.gcp-sm]\ntype = "gcp"\nendpoint = "{gcp_emulator}"\ncredentials = "anonymous"\n')
+
+    def get(env):
+        return subprocess.run([str(binary("keyway")), "--config", str(config), "--daemon", "never", "get",
+                               "gcp-sm://db"], env=env, capture_output=True, text=True, timeout=60)
+
+    on_gce = dict(env, GCE_METADATA_IP=metadata_server, GCE_METADATA_HOST=metadata_server)
+    assert (get(on_gce).returncode, get(on_gce).stdout) == (0, "meta-pw")
+    with_key = dict(on_gce, GOOGLE_APPLICATION_CREDENTIALS=str(service_account_key(tmp / "sa.json", "sa-proj")))
+    assert get(with_key).stdout == "sa-pw", "the key file comes before the metadata server"
+    nothing = get(env)
+    assert nothing.returncode == 2
+    assert nothing.stderr.strip().endswith("no GCP project: write gcp-sm://PROJECT/SECRET, set `project` in the "
+                                           "provider's table of keyway.toml, or set GOOGLE_CLOUD_PROJECT"), nothing.stderr

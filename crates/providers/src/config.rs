@@ -533,8 +533,8 @@ impl Config {
             ),
             (
                 "gcp-sm",
+                // No project: the provider looks it up as Google's libraries do (`gcp::project`).
                 Arc::new(GcpProvider::new(GcpSettings {
-                    project: std::env::var("GOOGLE_CLOUD_PROJECT").ok(),
                     timeout,
                     impersonate: self.gcp_impersonate.clone(),
                     ..GcpSettings::default()

@@ -2,6 +2,7 @@
 //! account ([`impersonate`]).
 
 pub mod impersonate;
+pub mod project;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,6 +46,9 @@ pub struct GcpProvider {
     settings: GcpSettings,
     /// By location (`None`: global): regional secrets are served by their region's endpoint only.
     clients: Mutex<HashMap<Option<String>, Arc<OnceCell<SecretManagerService>>>>,
+    /// The project Google's libraries would name ([`project::default_project`]), looked up once, when a
+    /// reference and the settings name none.
+    found_project: OnceCell<Option<String>>,
 }
 
 /// Where the secrets of `project` in `location` (`None`: global ones) live: `projects/P[/locations/L]`.
@@ -66,6 +70,7 @@ impl GcpProvider {
         GcpProvider {
             settings,
             clients: Mutex::new(HashMap::new()),
+            found_project: OnceCell::new(),
         }
     }
 
@@ -134,13 +139,21 @@ impl GcpProvider {
         Ok(impersonated.into())
     }
 
-    fn project<'a>(&'a self, project: Option<&'a String>) -> Result<&'a str, ProviderError> {
-        project.or(self.settings.project.as_ref()).map(String::as_str).ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::Invalid,
-                "no GCP project: write gcp-sm://PROJECT/SECRET or set `project` in the provider's table of keyway.toml",
-            )
-        })
+    /// The reference's project, else the instance's, else the one Google's libraries would name.
+    async fn project<'a>(&'a self, project: Option<&'a String>) -> Result<&'a str, ProviderError> {
+        if let Some(project) = project.or(self.settings.project.as_ref()) {
+            return Ok(project);
+        }
+        self.found_project
+            .get_or_init(project::default_project)
+            .await
+            .as_deref()
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorKind::Invalid,
+                    "no GCP project: write gcp-sm://PROJECT/SECRET, set `project` in the provider's table of keyway.toml, or set GOOGLE_CLOUD_PROJECT",
+                )
+            })
     }
 }
 
@@ -163,7 +176,7 @@ impl Provider for GcpProvider {
                 "not a GCP reference",
             ));
         };
-        let project = self.project(project.as_ref())?;
+        let project = self.project(project.as_ref()).await?;
         let location = location.as_deref().or(self.settings.location.as_deref());
         let parent = parent(project, location);
         let name = format!("{parent}/secrets/{secret}/versions/{version}");
@@ -214,7 +227,7 @@ impl Provider for GcpProvider {
     }
 
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
-        let project = self.project(None)?;
+        let project = self.project(None).await?;
         let location = self.settings.location.as_deref();
         let parent = parent(project, location);
         let mut request = self

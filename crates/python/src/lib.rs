@@ -441,6 +441,14 @@ async fn list_in(
     }
 }
 
+/// The GCP project Google's client libraries would name (`keyway._gcp`): the Rust providers' own lookup
+/// (`keyway_providers::gcp::project`), so the two can never disagree. `None` when no source names one.
+#[pyfunction]
+fn _default_gcp_project(py: Python<'_>) -> PyResult<Option<String>> {
+    let rt = process::runtime()?;
+    Ok(py.detach(|| rt.block_on(keyway_providers::gcp::project::default_project())))
+}
+
 #[pymodule]
 fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -457,6 +465,7 @@ fn _keyway(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(alist_secrets, m)?)?;
     m.add_function(wrap_pyfunction!(render_template, m)?)?;
     m.add_function(wrap_pyfunction!(template_references, m)?)?;
+    m.add_function(wrap_pyfunction!(_default_gcp_project, m)?)?;
     m.add("KeywayError", py.get_type::<KeywayError>())?;
     m.add("NotFound", py.get_type::<NotFound>())?;
     m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;

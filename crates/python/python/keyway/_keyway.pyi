@@ -68,6 +68,9 @@ def template_references(template: str) -> list[str]:
     """The references of a template's placeholders, each once, in order; ``InvalidReference`` names an unclosed
     one's line."""
     ...
+def _default_gcp_project() -> str | None:
+    """The GCP project Google's client libraries would name (``keyway._gcp``); None when no source names one."""
+    ...
 
 class Backend:
     """One AWS or GCP secret manager with its own Rust cache (used by keyway.ray's operators)."""
