@@ -434,3 +434,19 @@ def test_the_launcher_writes_templates_with_the_files_all_or_nothing(tmp_path):
     assert unclosed.returncode == 2
     assert unclosed.stderr.strip() == "keyway: error: template, line 2: `{{ local://db` is not closed; write " \
                                       "`{{ local://db }}`"
+
+
+def test_the_launcher_writes_a_file_whose_name_is_as_long_as_the_file_system_allows(tmp_path):
+    """The temporary file beside each target cuts the name short: a 255-byte name still fits."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "k").write_text("v")
+    shared = tmp_path / "shared"
+    name = "n" * 255
+    env = dict(os.environ, KEYWAY_DAEMON="never", KEYWAY_LOCAL_DIR=str(store))
+    env.pop("KEYWAY_CONFIG", None)
+    ran = subprocess.run([sys.executable, "-m", "keyway._launch", "--dir", str(shared), "--file", f"{name}=local://k",
+                          "--", "true"], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert (shared / name).read_text() == "v"
+    assert sorted(p.name for p in shared.iterdir()) == [name], "a temporary file was left behind"

@@ -1,6 +1,7 @@
 //! `keyway render`: fetch every reference first, then write each file (a value, or a template with values in
 //! it) atomically (temporary file, fsync, rename, fsync of the directory) with the requested mode and owner.
-//! All or nothing: if any reference fails, no file is written.
+//! All or nothing: if any reference fails, no file is written; every file is written beside its target before
+//! any target is replaced, so a file that cannot be written leaves all targets as they were.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -338,7 +339,7 @@ fn owner(args: &RenderArgs) -> Owner {
     }
 }
 
-/// Writes every file: targets checked first, then each written atomically.
+/// Writes every file: targets checked first, then all staged, then all renamed into place.
 fn write_all(
     args: &RenderArgs,
     names: &[PathBuf],
@@ -358,13 +359,27 @@ fn write_all(
     for name in names {
         refuse_symlinks(&args.dir, name)?;
     }
-    for (name, bytes) in names.iter().zip(contents) {
+    // Every file is written beside its target first; only when all are written do they replace the targets,
+    // so a failure (a full disk, a path that cannot be a directory) leaves every target as it was.
+    let mut staged = Vec::with_capacity(names.len());
+    let written = names.iter().zip(contents).try_for_each(|(name, bytes)| {
         let path = args.dir.join(name);
         if let Some(parent) = path.parent() {
             create_parents(&args.dir, parent, owner)?;
         }
-        write_atomically(&path, bytes, args.mode, owner)
+        let temp = stage(&path, bytes, args.mode, owner)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        staged.push((temp, path));
+        anyhow::Ok(())
+    });
+    if let Err(e) = written {
+        for (temp, _) in &staged {
+            let _ = std::fs::remove_file(temp);
+        }
+        return Err(e.context("nothing was replaced"));
+    }
+    for (temp, path) in &staged {
+        commit(temp, path).with_context(|| format!("cannot replace {}", path.display()))?;
         tracing::info!(file = %path.display(), "rendered");
     }
     Ok(())
@@ -427,11 +442,20 @@ fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Replaces `path` with a file holding `bytes`, at once: readers see the old file or the new one.
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<()> {
+    let temp = stage(path, bytes, mode, owner)?;
+    commit(&temp, path)
+}
+
+/// Writes `bytes` to a new file beside `path`, with its final mode and owner, synced; returns its path. On an
+/// error nothing is left behind.
+fn stage(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
+    // The target's name, cut short: a name near the file system's limit (255 bytes) must still leave room.
+    let file_name: String = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.to_string_lossy().chars().take(64).collect())
         .unwrap_or_default();
     let temp = dir.join(format!(
         ".{file_name}.keyway-{}-{}",
@@ -449,14 +473,25 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::
         file.write_all(bytes)?;
         owner.apply(&file)?;
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
+        file.sync_all()
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Renames a [`stage`]d file over `path` and syncs the directory, so the rename survives a crash.
+fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
+    let result = std::fs::rename(temp, path);
+    if result.is_err() {
+        let _ = std::fs::remove_file(temp);
+    }
+    result?;
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn unique() -> u64 {

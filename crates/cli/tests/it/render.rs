@@ -108,6 +108,74 @@ fn one_failure_writes_nothing() {
 }
 
 #[test]
+fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
+    // Every value arrives, but `locked/y` cannot be written: `locked` belongs to another user and keyway runs
+    // without the capability to override file permissions (setpriv drops it, as a non-root user lacks it).
+    // `x`, written first, must not be replaced either, and no temporary file may stay behind.
+    if !rustix_is_root() {
+        return;
+    }
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/a"), "new-a").unwrap();
+    std::fs::write(g.dir.path().join("local/b"), "new-b").unwrap();
+    let out_dir = g.dir.path().join("out");
+    let locked = out_dir.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::os::unix::fs::chown(&locked, Some(65534), Some(65534)).unwrap();
+    std::fs::write(out_dir.join("x"), "old-x").unwrap();
+    let keyway = g.keyway();
+    let mut unprivileged = std::process::Command::new("setpriv");
+    unprivileged
+        .arg("--bounding-set=-dac_override,-dac_read_search")
+        .arg("--")
+        .arg(keyway.get_program())
+        .args(keyway.get_args());
+    for (var, value) in keyway.get_envs() {
+        match value {
+            Some(value) => unprivileged.env(var, value),
+            None => unprivileged.env_remove(var),
+        };
+    }
+    let out = run(unprivileged.args([
+        "render",
+        "--dir",
+        out_dir.to_str().unwrap(),
+        "x=local://a",
+        "locked/y=local://b",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was replaced: cannot write")
+            && stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(out_dir.join("x")).unwrap(), "old-x");
+    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["locked", "x"], "a temporary file was left behind");
+}
+
+#[test]
+fn a_name_as_long_as_the_file_system_allows_is_written() {
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
+    let out_dir = g.dir.path().join("out");
+    let name = "n".repeat(255);
+    let out = run(g.keyway().args([
+        "render",
+        "--dir",
+        out_dir.to_str().unwrap(),
+        &format!("{name}=local://k"),
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(out_dir.join(&name)).unwrap(), "v");
+}
+
+#[test]
 fn names_that_escape_and_symlinks_are_refused() {
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "v").unwrap();

@@ -165,22 +165,35 @@ def sweep(root: str) -> List[str]:
     return removed
 
 
-def write_file(directory: str, name: str, data: bytes) -> None:
-    """All-or-nothing per file: a private temporary file, fsync, then rename over the old one, so a reader
-    never sees a partial value; mode 0400."""
-    path = os.path.join(directory, name)
-    temp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+def stage_file(directory: str, name: str, data: bytes) -> str:
+    """A private temporary file beside ``name`` holding ``data``, fsynced, mode 0400; returns its path. On an
+    error nothing is left behind. The name is cut short in it, so a name near the 255-byte limit still fits."""
+    temp = os.path.join(directory, f".{name[:64]}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, path)
     except BaseException:
-        if os.path.exists(temp):
+        os.unlink(temp)
+        raise
+    return temp
+
+
+def write_files(directory: str, files: List[Tuple[str, bytes]]) -> None:
+    """All or nothing: every file is staged first, and only when all are written do they replace the old ones
+    (each by a rename, so a reader never sees a partial value)."""
+    staged: List[Tuple[str, str]] = []
+    try:
+        for name, data in files:
+            staged.append((stage_file(directory, name, data), os.path.join(directory, name)))
+    except BaseException:
+        for temp, _ in staged:
             os.unlink(temp)
         raise
+    for temp, path in staged:
+        os.replace(temp, path)
 
 
 def main(argv: List[str]) -> None:
@@ -212,8 +225,7 @@ def main(argv: List[str]) -> None:
     if written:
         # Written first, so the command starts only once every file exists.
         try:
-            for (name, _), value in zip(written, values[len(env):]):
-                write_file(directory, name, value.raw_value())
+            write_files(directory, [(name, value.raw_value()) for (name, _), value in zip(written, values[len(env):])])
         except OSError as e:
             _discard(where, directory)
             _fail(f"cannot write the secret files in {directory}: {e.strerror}", 1)
