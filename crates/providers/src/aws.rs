@@ -177,6 +177,9 @@ pub struct AwsProvider {
     regional: Mutex<HashMap<String, Client>>,
 }
 
+/// How many other regions' clients a provider keeps (AWS has fewer regions than this).
+const MAX_REGIONAL_CLIENTS: usize = 48;
+
 /// The region an ARN names (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME`), when `secret_id` is one and
 /// the region is a plain host label (the reference parser refuses others; this keeps a request from being
 /// signed for a host an odd region would name).
@@ -213,8 +216,7 @@ impl AwsProvider {
         if base.config().region().is_some_and(|r| r.as_ref() == region) {
             return Ok(base.clone());
         }
-        let mut regional = self.regional.lock().unwrap_or_else(PoisonError::into_inner);
-        let client = regional.entry(region.to_owned()).or_insert_with(|| {
+        let build = || {
             tracing::debug!(region, "a client for the region an ARN names");
             Client::from_conf(
                 base.config()
@@ -222,8 +224,20 @@ impl AwsProvider {
                     .region(Region::new(region.to_owned()))
                     .build(),
             )
-        });
-        Ok(client.clone())
+        };
+        let mut regional = self.regional.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = regional.get(region) {
+            return Ok(client.clone());
+        }
+        // Regions come from references, which a daemon's callers choose: past the bound, a client serves its
+        // one request and is not kept, so memory stays bounded.
+        if regional.len() >= MAX_REGIONAL_CLIENTS {
+            return Ok(build());
+        }
+        Ok(regional
+            .entry(region.to_owned())
+            .or_insert_with(build)
+            .clone())
     }
 
     async fn client(&self) -> Result<&Client, ProviderError> {
@@ -516,6 +530,30 @@ fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn clients_kept_for_other_regions_are_bounded() {
+        let provider = AwsProvider::new(AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            static_keys: Some(StaticKeys::new("testing", "testing")),
+            timeout: Duration::from_secs(1),
+            ..AwsSettings::default()
+        });
+        let arn = |region: &str| format!("arn:aws:secretsmanager:{region}:123456789012:secret:s");
+        for i in 0..MAX_REGIONAL_CLIENTS + 20 {
+            let client = provider.client_for(&arn(&format!("r{i}"))).await.unwrap();
+            assert_eq!(
+                client.config().region().map(AsRef::as_ref),
+                Some(format!("r{i}").as_str())
+            );
+        }
+        provider.client_for(&arn("us-east-1")).await.unwrap();
+        assert_eq!(
+            provider.regional.lock().unwrap().len(),
+            MAX_REGIONAL_CLIENTS
+        );
+    }
 
     #[test]
     fn static_keys_debug_shows_only_the_key_id() {

@@ -51,6 +51,9 @@ pub struct GcpProvider {
     found_project: OnceCell<Option<String>>,
 }
 
+/// How many locations' clients a provider keeps (Secret Manager has fewer locations than this).
+const MAX_CLIENTS: usize = 48;
+
 /// Where the secrets of `project` in `location` (`None`: global ones) live: `projects/P[/locations/L]`.
 fn parent(project: &str, location: Option<&str>) -> String {
     match location {
@@ -75,13 +78,17 @@ impl GcpProvider {
     }
 
     async fn client(&self, location: Option<&str>) -> Result<SecretManagerService, ProviderError> {
-        let cell = Arc::clone(
-            self.clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(location.map(str::to_owned))
-                .or_default(),
-        );
+        let cell = {
+            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = location.map(str::to_owned);
+            match clients.get(&key) {
+                Some(cell) => Arc::clone(cell),
+                // Locations come from references, which a daemon's callers choose: past the bound, a client
+                // serves its one request and is not kept, so memory stays bounded.
+                None if clients.len() >= MAX_CLIENTS => Arc::new(OnceCell::new()),
+                None => Arc::clone(clients.entry(key).or_default()),
+            }
+        };
         cell.get_or_try_init(|| async {
                 let s = &self.settings;
                 let mut builder = SecretManagerService::builder()
@@ -342,7 +349,28 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
 
 #[cfg(test)]
 mod tests {
-    use super::{parent, regional_endpoint};
+    use super::{GcpProvider, GcpSettings, MAX_CLIENTS, parent, regional_endpoint};
+
+    #[tokio::test]
+    async fn clients_kept_for_locations_are_bounded() {
+        let provider = GcpProvider::new(GcpSettings {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            anonymous: true,
+            ..GcpSettings::default()
+        });
+        for i in 0..MAX_CLIENTS + 20 {
+            provider.client(Some(&format!("l{i}"))).await.unwrap();
+        }
+        provider.client(None).await.unwrap();
+        assert_eq!(provider.clients.lock().unwrap().len(), MAX_CLIENTS);
+        assert!(
+            provider
+                .clients
+                .lock()
+                .unwrap()
+                .contains_key(&Some("l0".to_owned()))
+        );
+    }
 
     #[test]
     fn regional_secrets_go_to_their_locations_endpoint() {
