@@ -55,18 +55,26 @@ fn gcloud_config_dir() -> Option<PathBuf> {
     }
 }
 
+/// The fields of a credentials file this module reads; the rest (a private key, a refresh token) is skipped
+/// by the parser, never copied out of the zeroized buffer the file is read into.
+#[derive(serde::Deserialize)]
+struct KeyFile {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    project_id: Option<String>,
+    project: Option<String>,
+}
+
 /// A service account key's `project_id` (a GDCH one's `project`); `None` for any other file.
 fn project_of_key_file(path: &Path) -> Option<String> {
-    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    let field = match info.get("type")?.as_str()? {
-        "service_account" => "project_id",
-        "gdch_service_account" => "project",
-        _ => return None,
-    };
-    info.get(field)?
-        .as_str()
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
+    let key: KeyFile = serde_json::from_slice(&bytes).ok()?;
+    match key.kind.as_deref()? {
+        "service_account" => key.project_id,
+        "gdch_service_account" => key.project,
+        _ => None,
+    }
+    .filter(|p| !p.is_empty())
 }
 
 async fn gcloud_project() -> Option<String> {
