@@ -887,6 +887,13 @@ mod tests {
                     "(#[a-z0-9/~._-]{0,12})?",
                 )
                     .prop_map(|(s, n, q, f)| format!("{s}://{n}{q}{f}")),
+                // GCP's forms: regional paths, `location=`, aliases, in either order.
+                (
+                    "(projects/[a-z0-9-]{0,8}/(locations/[a-zA-Z0-9_-]{0,10}/)?secrets/)?[a-z0-9_-]{0,10}",
+                    "(/versions/[a-zA-Z0-9_-]{0,8})?",
+                    "(\\?(location|version)=[a-zA-Z0-9_-]{0,10}(&(location|version)=[a-zA-Z0-9_-]{0,10})?)?",
+                )
+                    .prop_map(|(p, v, q)| format!("gcp-sm://{p}{v}{q}")),
             ]
         }
 
