@@ -450,3 +450,22 @@ def test_the_launcher_writes_a_file_whose_name_is_as_long_as_the_file_system_all
     assert ran.returncode == 0, ran.stderr
     assert (shared / name).read_text() == "v"
     assert sorted(p.name for p in shared.iterdir()) == [name], "a temporary file was left behind"
+
+
+def test_the_launcher_leaves_no_temporary_file_when_a_target_cannot_be_replaced(tmp_path):
+    """`b` is a directory, so renaming its file over it fails after `a` was replaced: neither `b`'s staged file
+    nor `c`'s, which hold values, may stay behind, and the command does not run."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "k").write_text("v")
+    shared = tmp_path / "shared"
+    (shared / "b" / "inside").mkdir(parents=True)
+    shared.chmod(0o700)
+    env = dict(os.environ, KEYWAY_DAEMON="never", KEYWAY_LOCAL_DIR=str(store))
+    env.pop("KEYWAY_CONFIG", None)
+    ran = subprocess.run([sys.executable, "-m", "keyway._launch", "--dir", str(shared), "--file", "a=local://k",
+                          "--file", "b=local://k", "--file", "c=local://k", "--", "echo", "ran"],
+                         env=env, capture_output=True, text=True)
+    assert ran.returncode == 1 and ran.stdout == "", ran.stderr
+    assert "cannot write the secret files" in ran.stderr
+    assert sorted(p.name for p in shared.iterdir()) == ["a", "b"], "a temporary file was left behind"

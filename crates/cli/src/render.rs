@@ -378,8 +378,14 @@ fn write_all(
         }
         return Err(e.context("nothing was replaced"));
     }
-    for (temp, path) in &staged {
-        commit(temp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    for (i, (temp, path)) in staged.iter().enumerate() {
+        if let Err(e) = commit(temp, path) {
+            // The files not yet renamed hold values too: none may stay behind.
+            for (later, _) in &staged[i + 1..] {
+                let _ = std::fs::remove_file(later);
+            }
+            return Err(e).with_context(|| format!("cannot replace {}", path.display()));
+        }
         tracing::info!(file = %path.display(), "rendered");
     }
     Ok(())

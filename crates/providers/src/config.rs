@@ -293,7 +293,8 @@ pub struct ServerSection {
     /// Permit a non-loopback `tcp` address (logged as a warning at start-up).
     pub allow_non_loopback: bool,
     /// A plain-HTTP listener for Prometheus and probes, e.g. `"0.0.0.0:9102"`: `/metrics`, `/healthz`,
-    /// `/readyz` and nothing else (no secret is served there, so any address may be used); off by default.
+    /// `/readyz`, `/ping` and nothing else (no secret is served there, so any address may be used); off by
+    /// default.
     pub metrics: Option<String>,
     /// Named tokens accepted on TCP. When none is configured, the AWS agent's variables are used:
     /// `AWS_TOKEN`, `AWS_SESSION_TOKEN` or `AWS_CONTAINER_AUTHORIZATION_TOKEN` (a value or `file://PATH`).

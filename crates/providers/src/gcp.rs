@@ -89,30 +89,38 @@ impl GcpProvider {
                 None => Arc::clone(clients.entry(key).or_default()),
             }
         };
-        cell.get_or_try_init(|| async {
-                let s = &self.settings;
-                let mut builder = SecretManagerService::builder()
-                    .with_retry_policy(Aip194Strict.with_attempt_limit(3))
-                    .with_attempt_timeout(s.timeout);
-                if let Some(endpoint) = s.endpoint.clone().or_else(|| regional_endpoint(location)) {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if s.anonymous {
-                    builder = builder.with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
-                } else if let Some(account) = &s.impersonate {
-                    builder = builder.with_credentials(self.impersonated(account)?);
-                }
-                builder.build().await.map_err(|e| {
-                    ProviderError::new(
-                        ErrorKind::PermissionDenied,
-                        "could not set up Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
-                    )
-                    .with_upstream(Some(Upstream::NoCredentials))
-                    .with_source(e)
-                })
-            })
+        cell.get_or_try_init(|| self.new_client(location))
             .await
             .cloned()
+    }
+
+    /// A client for `location` (global when `None`): its endpoint, retries, timeout and credentials.
+    async fn new_client(
+        &self,
+        location: Option<&str>,
+    ) -> Result<SecretManagerService, ProviderError> {
+        let s = &self.settings;
+        let mut builder = SecretManagerService::builder()
+            .with_retry_policy(Aip194Strict.with_attempt_limit(3))
+            .with_attempt_timeout(s.timeout);
+        if let Some(endpoint) = s.endpoint.clone().or_else(|| regional_endpoint(location)) {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if s.anonymous {
+            builder = builder.with_credentials(
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            );
+        } else if let Some(account) = &s.impersonate {
+            builder = builder.with_credentials(self.impersonated(account)?);
+        }
+        builder.build().await.map_err(|e| {
+            ProviderError::new(
+                ErrorKind::PermissionDenied,
+                "could not set up Google credentials; run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
+            )
+            .with_upstream(Some(Upstream::NoCredentials))
+            .with_source(e)
+        })
     }
 
     /// Application Default Credentials acting as `account`.

@@ -51,9 +51,7 @@ impl LocalSettings {
         let text = std::fs::read(identity).map(Zeroizing::new).map_err(|e| {
             format!("`age_identity` {shown} cannot be read: {e}; fix the path or its mode")
         })?;
-        age::IdentityFile::from_buffer(&text[..])
-            .and_then(|f| f.into_identities().map_err(std::io::Error::other))
-            .map_err(|e| {
+        identities(&text).map_err(|e| {
                 format!("`age_identity` {shown} is not an age identity file ({e}); create one with `age-keygen -o FILE`")
             })?;
         let mode = std::fs::metadata(identity).map_or(0, |m| m.permissions().mode());
@@ -200,9 +198,7 @@ impl LocalProvider {
         tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
             let bad = |what: String| ProviderError::new(ErrorKind::PermissionDenied, what);
-            let identities = age::IdentityFile::from_buffer(&identities[..])
-                .and_then(|f| f.into_identities().map_err(std::io::Error::other))
-                .map_err(|e| ProviderError::new(ErrorKind::Misconfigured, format!("{identity_name} is not an age identity file: {e}")))?;
+            let identities = self::identities(&identities).map_err(|e| ProviderError::new(ErrorKind::Misconfigured, format!("{identity_name} is not an age identity file: {e}")))?;
             let reader = age::armor::ArmoredReader::new(&ciphertext[..]);
             let decryptor = age::Decryptor::new(reader)
                 .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{} is not an age file: {e}", path.display())))?;
@@ -270,6 +266,12 @@ impl Provider for LocalProvider {
         names.retain(|n| filter.is_none_or(|f| n.contains(f)));
         Ok(names)
     }
+}
+
+/// The identities of an age identity file's content (`age-keygen`'s format).
+fn identities(text: &[u8]) -> std::io::Result<Vec<Box<dyn age::Identity>>> {
+    age::IdentityFile::from_buffer(text)
+        .and_then(|f| f.into_identities().map_err(std::io::Error::other))
 }
 
 async fn read_entries(

@@ -36,8 +36,6 @@ pub struct Backend {
     /// The process generation `resolver` was built in.
     built_in: AtomicU64,
     policy: CachePolicy,
-    kind: String,
-    project: Option<String>,
 }
 
 /// What a [`Backend`]'s provider is built from (static keys included, zeroized when dropped).
@@ -125,21 +123,22 @@ impl Backend {
                 "secret name `{name}` holds `#` or `?`"
             )));
         }
-        let text = if self.kind == "aws" {
-            match (version_id, version_stage) {
+        let text = match &self.settings {
+            Settings::Aws(_) => match (version_id, version_stage) {
                 (Some(id), _) => format!("{INSTANCE}://{name}?version-id={id}"),
                 (None, Some(stage)) => format!("{INSTANCE}://{name}?version-stage={stage}"),
                 (None, None) => format!("{INSTANCE}://{name}"),
-            }
-        } else {
-            let base = match (&self.project, name.starts_with("projects/")) {
-                (Some(project), false) => format!("{INSTANCE}://{project}/{name}"),
-                _ => format!("{INSTANCE}://{name}"),
-            };
-            if name.contains("/versions/") {
-                base
-            } else {
-                format!("{base}?version={}", version.unwrap_or("latest"))
+            },
+            Settings::Gcp(gcp) => {
+                let base = match (&gcp.project, name.starts_with("projects/")) {
+                    (Some(project), false) => format!("{INSTANCE}://{project}/{name}"),
+                    _ => format!("{INSTANCE}://{name}"),
+                };
+                if name.contains("/versions/") {
+                    base
+                } else {
+                    format!("{base}?version={}", version.unwrap_or("latest"))
+                }
             }
         };
         // Parsing reads the instance names only: any process's resolver does.
@@ -202,7 +201,7 @@ impl Backend {
                 assume: None,
             }),
             "gcp" => Settings::Gcp(GcpSettings {
-                project: project.clone(),
+                project,
                 endpoint,
                 anonymous,
                 timeout,
@@ -232,8 +231,6 @@ impl Backend {
             resolver: ArcSwap::from_pointee(resolver),
             built_in: AtomicU64::new(process::generation()),
             policy,
-            kind: kind.to_owned(),
-            project,
         })
     }
 

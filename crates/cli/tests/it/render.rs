@@ -160,6 +160,32 @@ fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
 }
 
 #[test]
+fn a_target_that_cannot_be_replaced_leaves_no_temporary_file() {
+    // `y` is a directory, so renaming its file over it fails after `x` was replaced: the staged file of `z`,
+    // which holds a value, must not stay behind.
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/k"), "value").unwrap();
+    let out_dir = g.dir.path().join("out");
+    std::fs::create_dir_all(out_dir.join("y/inside")).unwrap();
+    let out = run(g.keyway().args([
+        "render",
+        "--dir",
+        out_dir.to_str().unwrap(),
+        "x=local://k",
+        "y=local://k",
+        "z=local://k",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot replace"), "{}", stderr(&out));
+    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["x", "y"], "a temporary file was left behind");
+}
+
+#[test]
 fn a_name_as_long_as_the_file_system_allows_is_written() {
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "v").unwrap();

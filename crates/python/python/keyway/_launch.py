@@ -192,8 +192,14 @@ def write_files(directory: str, files: List[Tuple[str, bytes]]) -> None:
         for temp, _ in staged:
             os.unlink(temp)
         raise
-    for temp, path in staged:
-        os.replace(temp, path)
+    for i, (temp, path) in enumerate(staged):
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            # The files not yet renamed hold values too: none may stay behind.
+            for later, _ in staged[i:]:
+                os.unlink(later)
+            raise
 
 
 def main(argv: List[str]) -> None:
