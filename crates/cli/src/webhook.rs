@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::InjectConfig;
 use keyway_inject::flyte::FlyteBackend;
 use keyway_providers::Config;
-use kube_core::admission::{AdmissionRequest, AdmissionReview};
+use kube_core::admission::AdmissionRequest;
 
 use crate::exit::Usage;
 
@@ -66,8 +66,7 @@ fn review_once(path: &Path, inject: &InjectConfig) -> anyhow::Result<()> {
         text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
-    let review: AdmissionReview<Pod> = serde_json::from_str(&text)
-        .map_err(|e| Usage(format!("not an AdmissionReview for a Pod: {e}")))?;
+    let review = keyway_inject::read_review(text.as_bytes()).map_err(Usage)?;
     let request: AdmissionRequest<Pod> = review
         .try_into()
         .map_err(|e| Usage(format!("the AdmissionReview has no request: {e}")))?;

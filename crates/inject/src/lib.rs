@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{
 use keyway_core::mapping::{Decision, Mapping};
 use keyway_core::template::{Placeholder, Template};
 use keyway_core::{Instances, SecretRef};
-use kube_core::admission::{AdmissionRequest, AdmissionResponse};
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 
 /// Annotation prefix of every Keyway annotation.
 pub const PREFIX: &str = "keyway.dev/";
@@ -597,6 +597,42 @@ pub fn service_account(pod: &Pod, config: &InjectConfig) -> Result<Option<String
             }
         }
     }
+}
+
+/// Reads an AdmissionReview for a Pod. The error names where the body went wrong (a JSON path, line and column)
+/// and how, never what it held there: serde's own messages quote the value they met, and a Pod's `env` values
+/// are often secrets (an unquoted `value: 1234` in a manifest is an integer where a string belongs).
+pub fn read_review(body: &[u8]) -> Result<AdmissionReview<Pod>, String> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        let what = match inner.classify() {
+            serde_json::error::Category::Syntax => "not JSON".to_owned(),
+            serde_json::error::Category::Eof => "it ends early".to_owned(),
+            serde_json::error::Category::Io => "it cannot be read".to_owned(),
+            serde_json::error::Category::Data => {
+                let text = inner.to_string();
+                // Only serde's messages that name schema fields, never the document's values.
+                match text.split_once(" at line ") {
+                    Some((missing, _)) if missing.starts_with("missing field `") => {
+                        missing.to_owned()
+                    }
+                    _ => "a value of the wrong type or form".to_owned(),
+                }
+            }
+        };
+        let place = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        format!(
+            "not an AdmissionReview for a Pod: {what}{place} (line {}, column {})",
+            inner.line(),
+            inner.column()
+        )
+    })
 }
 
 /// The AdmissionReview that carries `response`, as JSON, with the patch base64-encoded: the API's JSON form of

@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::InjectConfig;
-use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube_core::admission::{AdmissionRequest, AdmissionResponse};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -307,10 +307,10 @@ async fn admit(
         );
     };
     let body = collected.to_bytes();
-    let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
+    let review = match keyway_inject::read_review(&body) {
         Ok(review) => review,
         Err(e) => {
-            let text = format!("not an AdmissionReview for a Pod: {e}\n").into_bytes();
+            let text = format!("{e}\n").into_bytes();
             return (
                 Outcome::Invalid,
                 reply(StatusCode::BAD_REQUEST, text, "text/plain"),

@@ -270,6 +270,20 @@ mod https {
 
         let (status, _, _) = post(addr, &first, "/mutate", b"{not json".to_vec()).await;
         assert_eq!(status, 400);
+        // A manifest's unquoted `value: 918273645` is an integer where a string belongs: the answer says where,
+        // never the value (serde's own message quotes it).
+        let pod = json!({"metadata": {"name": "p"},
+                         "spec": {"containers": [{"name": "main", "image": "python",
+                                                  "env": [{"name": "PIN", "value": 918_273_645}]}]}});
+        let bad = serde_json::to_vec(&super::admission_review("u-3", &pod)).unwrap();
+        let (status, body, _) = post(addr, &first, "/mutate", bad).await;
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("at `request.object.spec.containers[0].env[0].value`")
+                && !body.contains("918273645"),
+            "{body}"
+        );
         for (annotations, allowed) in [
             (json!({}), true),
             (
@@ -290,10 +304,10 @@ mod https {
         let metrics = get(addr, &first, "/metrics").await;
         for line in [
             r#"keyway_webhook_admissions_total{result="mutated"} 1"#,
-            r#"keyway_webhook_admissions_total{result="invalid"} 1"#,
+            r#"keyway_webhook_admissions_total{result="invalid"} 2"#,
             r#"keyway_webhook_admissions_total{result="unchanged"} 1"#,
             r#"keyway_webhook_admissions_total{result="denied"} 1"#,
-            "keyway_webhook_admission_duration_seconds_count 4",
+            "keyway_webhook_admission_duration_seconds_count 5",
             &format!(
                 "keyway_webhook_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")

@@ -11,7 +11,12 @@ use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview}
 use serde_json::{Value, json};
 
 fn review(pod: &Value) -> AdmissionRequest<Pod> {
-    let review: AdmissionReview<Pod> = serde_json::from_value(json!({
+    let review: AdmissionReview<Pod> = serde_json::from_value(review_json(pod)).unwrap();
+    review.try_into().unwrap()
+}
+
+fn review_json(pod: &Value) -> Value {
+    json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
@@ -26,9 +31,7 @@ fn review(pod: &Value) -> AdmissionRequest<Pod> {
             "object": pod,
             "dryRun": false
         }
-    }))
-    .unwrap();
-    review.try_into().unwrap()
+    })
 }
 
 fn pod(annotations: &Value) -> Value {
@@ -671,5 +674,51 @@ fn the_docs_example_pod_is_admitted_with_its_files_where_the_docs_say() {
             .iter()
             .any(|m| m.mount_path == "/keyway/secrets" && m.read_only == Some(true)),
         "{mount:?}"
+    );
+}
+
+#[test]
+fn a_body_that_is_not_a_review_is_named_by_place_never_by_value() {
+    let mut review = review_json(&json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "main", "image": "python",
+                                 "env": [{"name": "PIN", "value": "s3cret-pin"}]}]}
+    }));
+    assert!(keyway_inject::read_review(&serde_json::to_vec(&review).unwrap()).is_ok());
+
+    let env = "/request/object/spec/containers/0/env/0/value";
+    for (value, what) in [
+        (json!(918_273_645), "a value of the wrong type or form"),
+        (json!(["s3cret-pin"]), "a value of the wrong type or form"),
+        (
+            json!({"s3cret-pin": 1}),
+            "a value of the wrong type or form",
+        ),
+    ] {
+        *review.pointer_mut(env).unwrap() = value;
+        let error = keyway_inject::read_review(&serde_json::to_vec(&review).unwrap()).unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "not an AdmissionReview for a Pod: {what} at `request.object.spec.containers[0].env[0].value` (line 1, column"
+            )) && !error.contains("918273645")
+                && !error.contains("s3cret"),
+            "{error}"
+        );
+    }
+    let error = keyway_inject::read_review(b"{\"request\": {\"uid\": \"s3cret\"").unwrap_err();
+    assert!(
+        error.contains("it ends early") && !error.contains("s3cret"),
+        "{error}"
+    );
+    let error = keyway_inject::read_review(b"{\"request\": s3cret}").unwrap_err();
+    assert!(
+        error
+            .starts_with("not an AdmissionReview for a Pod: not JSON at `request` (line 1, column"),
+        "{error}"
+    );
+    let error = keyway_inject::read_review(br#"{"request": {"uid": "x"}}"#).unwrap_err();
+    assert!(
+        error.contains("missing field `kind` at `request`"),
+        "{error}"
     );
 }
