@@ -72,6 +72,14 @@ impl Context {
         Ok(self.resolver.parse(reference)?)
     }
 
+    /// As [`Context::parse`], the error led by where the reference was given (`--env TOKEN`, `file token`):
+    /// text that is not a reference is not shown (it may be a value), so the place is what finds it.
+    pub fn parse_at(&self, place: &str, reference: &str) -> anyhow::Result<SecretRef> {
+        self.resolver
+            .parse(reference)
+            .map_err(|e| Usage(format!("{place}: {e}")).into())
+    }
+
     /// Resolves one reference, through the daemon or directly.
     pub async fn resolve(&self, reference: &SecretRef, lookup: Lookup) -> anyhow::Result<Resolved> {
         Ok(match &self.daemon {
@@ -325,9 +333,9 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
     for pair in &args.env {
         let (var, reference) = pair
             .split_once('=')
-            .ok_or_else(|| Usage(format!("--env `{pair}` is not VAR=REF; write e.g. --env GITHUB_TOKEN=aws-sm://ci/github#github_token")))?;
+            .ok_or_else(|| Usage("an --env is not VAR=REF (not shown: it may be a value); write e.g. --env GITHUB_TOKEN=aws-sm://ci/github#github_token".into()))?;
         if var.is_empty() || var.contains('\0') {
-            return Err(Usage(format!("--env `{pair}` has no variable name; write VAR=REF, e.g. GITHUB_TOKEN=aws-sm://ci/github")).into());
+            return Err(Usage("an --env has no variable name; write VAR=REF, e.g. GITHUB_TOKEN=aws-sm://ci/github".into()).into());
         }
         if vars.iter().any(|(v, _)| v == var) {
             return Err(Usage(format!(
@@ -335,7 +343,10 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             ))
             .into());
         }
-        vars.push((var.to_owned(), context.parse(reference)?));
+        vars.push((
+            var.to_owned(),
+            context.parse_at(&format!("--env {var}"), reference)?,
+        ));
     }
     let plain = from_env_files(context, &args.env_file, &mut vars)?;
     if !args.no_env_refs {
@@ -347,7 +358,10 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
                 && !vars.iter().any(|(v, _)| v == var)
                 && !plain.iter().any(|(v, _)| v == var)
             {
-                vars.push((var.to_owned(), context.parse(value)?));
+                vars.push((
+                    var.to_owned(),
+                    context.parse_at(&format!("environment variable {var}"), value)?,
+                ));
             }
         }
     }

@@ -54,7 +54,7 @@ impl GitCredentialArgs {
             ))
             .into());
         }
-        context.parse(password)?;
+        context.parse_at("--password", password)?;
         Ok(vec![GitCredential {
             host: host.clone(),
             path: self.path.clone(),

@@ -208,7 +208,7 @@ impl Plan {
         for pair in &args.files {
             let (name, reference) =
                 split_pair(pair, "REF", "github-token=aws-sm://ci/github#github_token")?;
-            let value = plan.reference(context.parse(reference)?);
+            let value = plan.reference(context.parse_at(&format!("file {name}"), reference)?);
             plan.add(name, Content::Value(value))?;
         }
         for pair in &args.templates {
@@ -280,8 +280,11 @@ impl Plan {
 }
 
 fn split_pair<'a>(pair: &'a str, what: &str, example: &str) -> Result<(&'a str, &'a str), Usage> {
-    pair.split_once('=')
-        .ok_or_else(|| Usage(format!("`{pair}` is not NAME={what}; write e.g. {example}")))
+    pair.split_once('=').ok_or_else(|| {
+        Usage(format!(
+            "an argument is not NAME={what} (not shown: it may be a value); write e.g. {example}"
+        ))
+    })
 }
 
 pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {

@@ -183,6 +183,15 @@ pub enum Error {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// The text is not of the form `INSTANCE://PATH`. It is not kept: a value pasted where a reference belongs
+    /// (`password = "ghp_..."`, `--env TOKEN=...`) would otherwise be printed.
+    #[error(
+        "not a secret reference ({chars} characters, not shown: it may be a value): expected INSTANCE://PATH, for example aws-sm://NAME or local://NAME"
+    )]
+    NotARef {
+        /// How long the text was, to help find it.
+        chars: usize,
+    },
     /// The reference names a provider instance that is not configured.
     #[error(
         "no provider instance named `{instance}`; configured instances: {known}. Add a [providers.{instance}] table to keyway.toml"
@@ -253,7 +262,9 @@ impl Error {
     /// The failure's kind, for exit codes and HTTP statuses.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidRef { .. } | Error::UnknownInstance { .. } => ErrorKind::Invalid,
+            Error::InvalidRef { .. } | Error::NotARef { .. } | Error::UnknownInstance { .. } => {
+                ErrorKind::Invalid
+            }
             Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.kind(),
             Error::NotJson { .. } | Error::FieldNotFound { .. } => ErrorKind::NotFound,
             Error::Remote { kind, .. } => *kind,

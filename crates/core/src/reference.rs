@@ -281,8 +281,8 @@ impl SecretRef {
             input: input.to_owned(),
             reason,
         };
-        let (scheme, rest) = input.split_once("://").ok_or_else(|| {
-            bad("expected INSTANCE://PATH, for example aws-sm://NAME or local://NAME".into())
+        let (scheme, rest) = input.split_once("://").ok_or(Error::NotARef {
+            chars: input.chars().count(),
         })?;
         let kind = instances
             .kind(scheme)
@@ -816,6 +816,13 @@ mod tests {
     #[test]
     fn schemes_and_instances() {
         err("github", "expected INSTANCE://PATH");
+        // Text that is not a reference may be a value pasted in its place: not echoed.
+        let e = SecretRef::parse("ghp_s3cretToken").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not a secret reference (15 characters, not shown: it may be a value): expected INSTANCE://PATH, for example aws-sm://NAME or local://NAME"
+        );
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid);
         err("s3://bucket/key", "no provider instance named `s3`");
         let mut instances = Instances::default();
         instances.insert("prod-aws", BackendKind::Aws).unwrap();

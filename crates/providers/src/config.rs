@@ -466,13 +466,30 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
-            message: e.to_string().replace('\n', " "),
+            message: toml_message(&e, text),
         })?;
+        let mut instances = keyway_core::Instances::default();
         for (name, provider) in &config.providers {
-            keyway_core::Instances::default()
-                .insert(name, keyway_core::BackendKind::Local)
+            let kind = match provider.kind {
+                KindName::Aws => keyway_core::BackendKind::Aws,
+                KindName::Gcp => keyway_core::BackendKind::Gcp,
+                KindName::Local => keyway_core::BackendKind::Local,
+            };
+            instances
+                .insert(name, kind)
                 .map_err(|e| ConfigError::Invalid(format!("[providers.{name}]: {e}")))?;
             provider.validate(name)?;
+        }
+        // Checked here, so that `serve --check` finds a token pasted in place of its reference, and no error
+        // later prints it (a reference error quotes the reference; this one never quotes a value).
+        for (i, entry) in config.git.credentials.iter().enumerate() {
+            keyway_core::SecretRef::parse_with(&entry.password, &instances).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "[[git.credentials]] entry {} (host {}): password must be a reference to the token: {e}",
+                    i + 1,
+                    entry.host
+                ))
+            })?;
         }
         Ok(config)
     }
@@ -580,6 +597,29 @@ impl Config {
         });
         builder.build(cache).map_err(ConfigError::Invalid)
     }
+}
+
+/// The TOML parser's complaint with its line and column, without what it quotes: toml prints the offending line
+/// and serde the offending value, and a token pasted in place of its reference is a value
+/// (`password = ghp_...`).
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let mut message = e.message().trim_end().replace('\n', " ");
+    for prefix in ["invalid type: ", "invalid value: "] {
+        // serde's form: "invalid type: integer `1234`, expected a string" (strings in double quotes).
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            let kind = found.split(['`', '"']).next().unwrap_or("").trim_end();
+            message = format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 impl ProviderConfig {
@@ -702,6 +742,39 @@ mod tests {
     fn invalid(text: &str, needle: &str) {
         let err = Config::from_toml(text).unwrap_err().to_string();
         assert!(err.contains(needle), "`{err}` lacks `{needle}`");
+    }
+
+    #[test]
+    fn errors_name_the_place_never_the_value() {
+        for (text, expected) in [
+            (
+                "[[git.credentials]]\nhost = \"github.com\"\npassword = ghp_s3cret\n",
+                "line 3, column 12: string values must be quoted, expected literal string",
+            ),
+            (
+                "[[git.credentials]]\nhost = \"github.com\"\npassword = 918273645\n",
+                "line 3, column 12: invalid type: integer, expected a string",
+            ),
+            (
+                "[cache]\nmax_bytes = \"s3cret\"\n",
+                "line 2, column 13: invalid type: string, expected u64",
+            ),
+            (
+                "[[git.credentials]]\nhost = \"github.com\"\npassword = \"ghp_s3cret\"\n",
+                "[[git.credentials]] entry 1 (host github.com): password must be a reference to the token: not a secret reference (10 characters, not shown",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+            assert!(
+                !err.contains("s3cret") && !err.contains("918273645"),
+                "{err}"
+            );
+        }
+        invalid(
+            "[[git.credentials]]\nhost = \"h\"\npassword = \"vault://x\"\n",
+            "no provider instance named `vault`",
+        );
     }
 
     #[test]

@@ -310,3 +310,85 @@ fn init_command(value: &serde_json::Value) -> Option<Vec<String>> {
         _ => None,
     }
 }
+
+/// A value pasted where a reference belongs (the commonest slip: the token itself instead of where it lives)
+/// is refused with exit 2 by every entry point, and no error repeats it; each names the place instead.
+#[test]
+fn a_value_given_in_place_of_a_reference_is_never_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("keyway.toml");
+    std::fs::write(&plain, "").unwrap();
+    let out_dir = dir.path().join("out");
+    let out_dir = out_dir.to_str().unwrap();
+    let env = format!("TOKEN={CANARY}");
+    let file = format!("token={CANARY}");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["get", CANARY],
+            "not a secret reference (24 characters, not shown",
+        ),
+        (
+            &["render", "--dir", out_dir, &file],
+            "file token: not a secret reference",
+        ),
+        (
+            &["render", "--dir", out_dir, CANARY],
+            "an argument is not NAME=REF",
+        ),
+        (
+            &["exec", "--env", &env, "--", "true"],
+            "--env TOKEN: not a secret reference",
+        ),
+        (
+            &["exec", "--env", CANARY, "--", "true"],
+            "an --env is not VAR=REF",
+        ),
+        (
+            &["exec", "--env", &format!("={CANARY}"), "--", "true"],
+            "an --env has no variable name",
+        ),
+        (
+            &[
+                "git-credential",
+                "--host",
+                "github.com",
+                "--password",
+                CANARY,
+                "get",
+            ],
+            "--password: not a secret reference",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(super::keyway(&plain)
+            .args(args)
+            .stdin(std::process::Stdio::null()));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle) && !err.contains(CANARY),
+            "{args:?}: {err}"
+        );
+    }
+    for config in [
+        format!("[[git.credentials]]\nhost = \"github.com\"\npassword = \"{CANARY}\"\n"),
+        format!("[[git.credentials]]\nhost = \"github.com\"\npassword = {CANARY}\n"),
+        "[[git.credentials]]\nhost = \"github.com\"\npassword = 918273645\n".to_owned(),
+    ] {
+        std::fs::write(&plain, &config).unwrap();
+        for args in [&["serve", "--check"][..], &["get", "local://x"]] {
+            let out = run(super::keyway(&plain).args(args));
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{config}: {err}");
+            assert!(
+                err.contains("line 3")
+                    || err.contains("[[git.credentials]] entry 1 (host github.com)"),
+                "{config}: {err}"
+            );
+            assert!(
+                !err.contains(CANARY) && !err.contains("918273645"),
+                "{config}: {err}"
+            );
+        }
+    }
+}
