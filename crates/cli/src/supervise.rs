@@ -3,8 +3,10 @@
 //! `--mask`: its stdout and stderr come through pipes, and every resolved value in them is replaced by
 //! [`CONCEALED`] before it reaches keyway's own stdout and stderr, as `op run` and CI log masking do. For
 //! commands that print what they were given (`set -x`, `env`, a client that logs its request URL) and would
-//! otherwise put a token into a log. Values are searched with `memchr::memmem` finders that borrow the values
-//! (the masker copies none); the command's output passes through pre-sized zeroizing buffers.
+//! otherwise put a token into a log. The forms commands print values in are hidden too ([`encoded_forms`]:
+//! base64, percent-encoding, JSON escapes, as GitHub Actions' masking does). Values are searched with
+//! `memchr::memmem` finders that borrow the values and their forms (those computed into zeroizing buffers);
+//! the command's output passes through pre-sized zeroizing buffers.
 //!
 //! `--watch INTERVAL`: the references are fetched again every INTERVAL, past the cache (as `render --watch`
 //! does), and when a value changed the command is stopped (`--stop-signal`, then SIGKILL after
@@ -37,6 +39,65 @@ pub const CONCEALED: &[u8] = b"<concealed by keyway>";
 pub const MIN_LEN: usize = 4;
 
 const READ: usize = 16 * 1024;
+
+/// Values shorter than this get no base64 forms: a fragment of a few base64 letters turns up by chance.
+pub const MIN_BASE64_LEN: usize = 8;
+
+/// The forms a command commonly prints a value in besides the value itself, as GitHub Actions' log masking
+/// also hides them: base64 (standard and URL-safe alphabets, at each of the three byte offsets the value can
+/// start at inside a longer encoded text, so `Authorization: Basic base64(user:token)` is covered; only the
+/// letters that the value alone decides), percent-encoding (a query string, `curl --data-urlencode`) and a
+/// JSON string's escapes. Only forms that differ from the value, each in a zeroizing buffer; `value` is
+/// trimmed as [`Masker::new`] trims it.
+pub fn encoded_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    use base64::Engine as _;
+    let value = value.trim_ascii();
+    let mut forms: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    if value.len() < MIN_LEN {
+        return forms;
+    }
+    let mut add = |form: Zeroizing<Vec<u8>>| {
+        if form.as_slice() != value && form.len() >= MIN_LEN && !forms.contains(&form) {
+            forms.push(form);
+        }
+    };
+    if value.len() >= MIN_BASE64_LEN {
+        for engine in [
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            for shift in 0..3 {
+                let mut shifted = Zeroizing::new(vec![0; shift]);
+                shifted.extend_from_slice(value);
+                let encoded = Zeroizing::new(engine.encode(&shifted[..]).into_bytes());
+                // Letters holding bits of the zero bytes in front, or of whatever follows the value, are not
+                // the value's alone.
+                let (start, end) = ((8 * shift).div_ceil(6), 8 * shifted.len() / 6);
+                add(Zeroizing::new(encoded[start..end].to_vec()));
+            }
+        }
+    }
+    let mut percent = Zeroizing::new(Vec::with_capacity(value.len() * 3));
+    for &byte in value {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            percent.push(byte);
+        } else {
+            let hex = b"0123456789ABCDEF";
+            percent.extend_from_slice(&[
+                b'%',
+                hex[usize::from(byte >> 4)],
+                hex[usize::from(byte & 15)],
+            ]);
+        }
+    }
+    add(percent);
+    if let Ok(text) = std::str::from_utf8(value)
+        && let Ok(json) = serde_json::to_string(text).map(|json| Zeroizing::new(json.into_bytes()))
+    {
+        add(Zeroizing::new(json[1..json.len() - 1].to_vec()));
+    }
+    forms
+}
 
 /// The values to hide, longest first, so that of two values starting at one place the longer is replaced.
 pub struct Masker<'v> {
@@ -350,11 +411,17 @@ async fn once(
     options: &Options,
     current: &Mutex<Current>,
 ) -> anyhow::Result<Run> {
+    let forms: Vec<Zeroizing<Vec<u8>>> = values
+        .iter()
+        .filter(|_| options.mask)
+        .flat_map(|r| encoded_forms(r.secret.value.expose()))
+        .collect();
     let masker = Masker::new(
         values
             .iter()
             .filter(|_| options.mask)
-            .map(|r| r.secret.value.expose()),
+            .map(|r| r.secret.value.expose())
+            .chain(forms.iter().map(|form| form.as_slice())),
     );
     if options.mask {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -535,6 +602,52 @@ mod tests {
             let want = text.replace(&value, "<concealed by keyway>");
             proptest::prop_assert_eq!(mask_in_pieces(&[&value], &pieces), want);
         }
+    }
+
+    #[test]
+    fn encoded_forms_of_a_value_are_concealed_too() {
+        use base64::Engine as _;
+        let value = "ghp_a+b/c?d=e&f\"g\\h\u{e9}";
+        let forms = encoded_forms(format!("{value}\n").as_bytes());
+        let masker = Masker::new(
+            std::iter::once(value.as_bytes()).chain(forms.iter().map(|f| f.as_slice())),
+        );
+        let mask = |text: &str| {
+            let mut pending = Zeroizing::new(text.as_bytes().to_vec());
+            let mut out = Zeroizing::new(Vec::new());
+            masker.pass(&mut pending, &mut out, true);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        let concealed = |text: &str| {
+            let out = mask(text);
+            out.contains("<concealed by keyway>") && !out.contains(text)
+        };
+        for engine in [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE,
+        ] {
+            for prefix in ["", "u", "us", "user:", "x-access-token:"] {
+                for suffix in ["", "!", "!!", "!!!"] {
+                    let encoded = engine.encode(format!("{prefix}{value}{suffix}"));
+                    assert!(
+                        concealed(&encoded),
+                        "{prefix}…{suffix}: {encoded} -> {}",
+                        mask(&encoded)
+                    );
+                }
+            }
+        }
+        let percent = "ghp_a%2Bb%2Fc%3Fd%3De%26f%22g%5Ch%C3%A9";
+        assert!(
+            mask(&format!("GET /?token={percent} HTTP/1.1"))
+                .starts_with("GET /?token=<concealed by keyway> HTTP")
+        );
+        let json = serde_json::to_string(&serde_json::json!({"token": value})).unwrap();
+        assert_eq!(mask(&json), r#"{"token":"<concealed by keyway>"}"#);
+        // Short values get no base64 forms; forms equal to the value are not repeated.
+        assert!(encoded_forms(b"abcdefg").is_empty());
+        assert_eq!(encoded_forms(b"abcdefgh").len(), 3);
+        assert!(mask("dGVzd").contains("dGVzd"));
     }
 
     #[test]

@@ -160,8 +160,9 @@ fn mask_conceals_values_in_the_commands_output_and_keeps_its_exit_code() {
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "ghp_masked_value\n").unwrap();
     std::fs::write(g.dir.path().join("local/short"), "ab").unwrap();
-    // The URL form, stderr, and the value written in two pieces 200 ms apart (two reads for keyway).
-    let script = r#"echo "clone https://x:$K@host/o/r"; echo "token $K" >&2
+    // The URL form, stderr, the value base64-encoded after `x:` (HTTP basic auth), and the value written in two
+    // pieces 200 ms apart (two reads for keyway).
+    let script = r#"echo "clone https://x:$K@host/o/r"; echo "token $K" >&2; printf 'x:%s' "$K" | base64 >&2
         printf 'split %s' "${K%?????}"; sleep 0.2; printf '%s and %s\n' "${K#${K%?????}}" "$S"; exit 4"#;
     let out = run(g.keyway().args([
         "exec",
@@ -183,6 +184,8 @@ fn mask_conceals_values_in_the_commands_output_and_keeps_its_exit_code() {
     );
     let err = stderr(&out);
     assert!(err.contains("token <concealed by keyway>\n"), "{err}");
+    // base64("x:ghp_masked_value\n") is eDpnaHBfbWFza2VkX3ZhbHVlCg==: the letters the value alone decides go.
+    assert!(err.contains("\neDp<concealed by keyway>Cg==\n"), "{err}");
     assert!(
         err.contains("warning: the value of S is shorter than 4 characters and is not masked"),
         "{err}"
