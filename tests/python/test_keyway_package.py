@@ -73,6 +73,11 @@ def test_errors_are_typed_picklable_and_clean(direct, caplog, tmp_path):
     assert "github_token" in str(err.value) and CANARY not in str(err.value)
     with pytest.raises(keyway.InvalidReference):
         keyway.get_secret("nope://x")
+    # The value itself passed where its reference belongs: refused, never repeated (nor in get_secrets').
+    for call in (keyway.get_secret, lambda text: keyway.get_secrets(["local://x", text])):
+        with pytest.raises(keyway.InvalidReference, match="not a secret reference") as pasted:
+            call(CANARY)
+        assert CANARY not in str(pasted.value) and CANARY not in repr(pasted.value)
     # Encrypted, and no age identity configured: Keyway's configuration is what to fix, not the reference.
     (tmp_path / "local" / "enc.age").write_bytes(b"age")
     with pytest.raises(keyway.ConfigurationError, match="no `age_identity` is configured") as misconfigured:
