@@ -283,3 +283,55 @@ impl Error {
         }
     }
 }
+
+/// What is wrong with a JSON document and where, never what it held there: serde's own messages quote the value
+/// they met (`invalid type: integer `1234`, expected a string`), and a document sent to Keyway may hold a secret
+/// where a name belongs. Only the messages that name keys (`missing field`, `unknown field`) are kept. Shown as
+/// `WHAT (line L, column C)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonProblem {
+    /// What is wrong, without the document's text.
+    pub what: String,
+    /// Where, from 1.
+    pub line: usize,
+    /// Where on the line, from 1.
+    pub column: usize,
+}
+
+impl From<&serde_json::Error> for JsonProblem {
+    fn from(e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let what = match e.classify() {
+            Category::Syntax => "not JSON".to_owned(),
+            Category::Eof => "it ends early".to_owned(),
+            Category::Io => "it cannot be read".to_owned(),
+            Category::Data => {
+                let text = e.to_string();
+                match text.split_once(" at line ") {
+                    Some((keys, _))
+                        if keys.starts_with("missing field `")
+                            || keys.starts_with("unknown field `") =>
+                    {
+                        keys.to_owned()
+                    }
+                    _ => "a value of the wrong type or form".to_owned(),
+                }
+            }
+        };
+        JsonProblem {
+            what,
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+impl std::fmt::Display for JsonProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (line {}, column {})",
+            self.what, self.line, self.column
+        )
+    }
+}

@@ -358,7 +358,8 @@ async fn batch(state: &State, identity: &Identity, request: Request<Incoming>) -
         Ok(parsed) => parsed,
         Err(e) => {
             return Failure::BadRequest(format!(
-                "body is not a batch request ({e}); send {{\"refs\": [\"aws-sm://NAME\", ...]}}"
+                "body is not a batch request ({}); send {{\"refs\": [\"aws-sm://NAME\", ...]}}",
+                keyway_core::JsonProblem::from(&e)
             ))
             .native();
         }

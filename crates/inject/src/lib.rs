@@ -605,32 +605,14 @@ pub fn service_account(pod: &Pod, config: &InjectConfig) -> Result<Option<String
 pub fn read_review(body: &[u8]) -> Result<AdmissionReview<Pod>, String> {
     let mut reader = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.inner();
-        let what = match inner.classify() {
-            serde_json::error::Category::Syntax => "not JSON".to_owned(),
-            serde_json::error::Category::Eof => "it ends early".to_owned(),
-            serde_json::error::Category::Io => "it cannot be read".to_owned(),
-            serde_json::error::Category::Data => {
-                let text = inner.to_string();
-                // Only serde's messages that name schema fields, never the document's values.
-                match text.split_once(" at line ") {
-                    Some((missing, _)) if missing.starts_with("missing field `") => {
-                        missing.to_owned()
-                    }
-                    _ => "a value of the wrong type or form".to_owned(),
-                }
-            }
+        let place = match e.path().to_string() {
+            path if path == "." => String::new(),
+            path => format!(" at `{path}`"),
         };
-        let place = if path == "." {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
+        let problem = keyway_core::JsonProblem::from(e.inner());
         format!(
-            "not an AdmissionReview for a Pod: {what}{place} (line {}, column {})",
-            inner.line(),
-            inner.column()
+            "not an AdmissionReview for a Pod: {}{place} (line {}, column {})",
+            problem.what, problem.line, problem.column
         )
     })
 }

@@ -249,6 +249,20 @@ fn batch_returns_one_result_per_reference_in_order() {
 
     let reply = raw::post(&served.unix(), "/v1/secrets", &[], b"{\"refs\": 3}");
     assert_eq!(reply.status, 400);
+    // A value sent where a reference belongs is refused without being repeated.
+    let reply = raw::post(
+        &served.unix(),
+        "/v1/secrets",
+        &[],
+        b"{\"refs\": [918273645]}",
+    );
+    let body = String::from_utf8_lossy(&reply.body);
+    assert_eq!(reply.status, 400, "{body}");
+    assert!(
+        body.contains("a value of the wrong type or form (line 1, column 19)")
+            && !body.contains("918273645"),
+        "{body}"
+    );
 }
 
 #[test]
