@@ -1,6 +1,7 @@
 //! Hostile input (`docs/security.md`): Flyte's base32 text-proto annotations and whole AdmissionReviews built
 //! from the webhook's own vocabulary and junk. The mutation never panics; an allowed Pod's patch applies and
-//! parses back as a Pod, and mutating that Pod again changes nothing. `KEYWAY_FUZZ_CASES` cases per strategy
+//! parses back as a Pod, and mutating that Pod again changes nothing. A review with a value of any type put
+//! anywhere, or cut short, is refused without the value in the error. `KEYWAY_FUZZ_CASES` cases per strategy
 //! (default 2,000).
 
 use k8s_openapi::api::core::v1::Pod;
@@ -141,21 +142,97 @@ fn pod() -> impl Strategy<Value = Value> {
     )
 }
 
-fn review(pod: &Value) -> kube_core::admission::AdmissionRequest<Pod> {
-    let review: kube_core::admission::AdmissionReview<Pod> = serde_json::from_value(json!({
+fn review_json(pod: &Value) -> Value {
+    json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
             "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
             "resource": {"group": "", "version": "v1", "resource": "pods"},
             "operation": "CREATE", "userInfo": {}, "object": pod
         }
-    }))
-    .unwrap();
+    })
+}
+
+fn review(pod: &Value) -> kube_core::admission::AdmissionRequest<Pod> {
+    let review: kube_core::admission::AdmissionReview<Pod> =
+        serde_json::from_value(review_json(pod)).unwrap();
     review.try_into().unwrap()
+}
+
+/// Every JSON pointer in `value`, the root's included.
+fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                pointers(
+                    child,
+                    format!("{at}/{}", key.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                pointers(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// A value that holds `canary` (in values only: keys are named in errors by design).
+fn planted(canary: &str, shape: u8) -> Value {
+    let number: u64 = canary
+        .bytes()
+        .fold(7, |n, b| n.wrapping_mul(31).wrapping_add(u64::from(b)));
+    match shape % 6 {
+        0 => json!(canary),
+        1 => json!(number % 1_000_000_000_000 + 1_000_000_000_000),
+        2 => json!([canary]),
+        3 => json!({"name": canary, "value": canary}),
+        4 => json!([{"name": "X", "value": number}]),
+        _ => json!(-(i64::try_from(number % 1_000_000_000).unwrap() + 1_000_000_000)),
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// `read_review` (the webhook and `--review`) names where a body is wrong, never what it held there.
+    #[test]
+    fn review_errors_never_hold_the_value_that_broke_them(
+        pod in pod(),
+        canary in "CANARY[a-z]{8}",
+        place in any::<prop::sample::Index>(),
+        shape in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut review = review_json(&pod);
+        let mut all = Vec::new();
+        pointers(&review, String::new(), &mut all);
+        let target = place.get(&all).clone();
+        let value = planted(&canary, shape);
+        let shown: Vec<String> = match &value {
+            Value::Number(n) => vec![n.to_string()],
+            _ => vec![canary.clone()],
+        };
+        match review.pointer_mut(&target) {
+            Some(slot) => *slot = value,
+            None => prop_assume!(false),
+        }
+        let mut body = serde_json::to_vec(&review).unwrap();
+        if truncate {
+            body.truncate(cut.index(body.len()));
+        }
+        if let Err(error) = keyway_inject::read_review(&body) {
+            prop_assert!(error.starts_with("not an AdmissionReview for a Pod: "), "{}", error);
+            for text in &shown {
+                prop_assert!(!error.contains(text.as_str()), "{} at {}: {}", text, target, error);
+            }
+        }
+    }
 
     #[test]
     fn flyte_annotations_never_panic(text in text_proto(), raw in "[A-Z2-7=a-z!]{0,40}") {

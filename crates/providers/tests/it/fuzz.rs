@@ -1,6 +1,6 @@
 //! Hostile input (`docs/security.md`): the config file and the Anyscale mapping spec never panic on arbitrary
-//! or structure-shaped text, and every problem is an error value. `KEYWAY_FUZZ_CASES` cases per strategy
-//! (default 2,000).
+//! or structure-shaped text, and every problem is an error value; a config that does not parse is refused
+//! without quoting a value planted anywhere in it. `KEYWAY_FUZZ_CASES` cases per strategy (default 2,000).
 
 use keyway_providers::Config;
 use keyway_providers::iam::read_spec;
@@ -133,6 +133,43 @@ proptest! {
     #[test]
     fn config_files_never_panic(lines in prop::collection::vec(toml_line(), 0..16)) {
         let _ = Config::from_toml(&lines.join("\n"));
+    }
+
+    /// A token typed into keyway.toml, in any form and place: a parse error names line and column, never it.
+    #[test]
+    fn config_parse_errors_never_quote_a_planted_value(
+        lines in prop::collection::vec(toml_line(), 0..12),
+        at in any::<prop::sample::Index>(),
+        place in prop::sample::select(vec![
+            "[[git.credentials]]\nhost = \"h\"\npassword",
+            "[providers.p]\ntype = \"aws\"\nregion",
+            "[providers.q]\ntype = \"local\"\nttl",
+            "[cache]\nmax_bytes",
+            "[server]\nsocket_mode",
+            "x",
+        ]),
+        form in 0..7u8,
+        canary in "CANARY[a-z]{8}",
+        digits in 100_000_000u64..999_999_999,
+    ) {
+        let (value, shown) = match form {
+            0 => (canary.clone(), canary.clone()),
+            1 => (format!("\"{canary}\""), canary.clone()),
+            2 => (format!("\"{canary}"), canary.clone()),
+            3 => (format!("[\"{canary}\", 1]"), canary.clone()),
+            4 => (format!("{{ a = \"{canary}\" }}"), canary.clone()),
+            5 => (format!("'{canary}' x"), canary.clone()),
+            _ => (digits.to_string(), digits.to_string()),
+        };
+        let mut lines = lines;
+        let at = at.index(lines.len() + 1);
+        lines.insert(at, format!("{place} = {value}"));
+        if let Err(keyway_providers::config::ConfigError::Parse { message, .. }) =
+            Config::from_toml(&lines.join("\n"))
+        {
+            prop_assert!(message.starts_with("line "), "{}", message);
+            prop_assert!(!message.contains(shown.as_str()), "{}", message);
+        }
     }
 
     #[test]
