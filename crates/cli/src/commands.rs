@@ -298,10 +298,10 @@ pub struct ExecArgs {
     /// Do not resolve environment variables whose value is a reference.
     #[arg(long)]
     no_env_refs: bool,
-    /// Replace the values in the command's stdout and stderr, and their base64, percent-encoded and
-    /// JSON-escaped forms, with `<concealed by keyway>`: the command runs as keyway's child with its output
-    /// through pipes (not a terminal); SIGTERM, SIGHUP, SIGUSR1/2 are passed on; the exit code is the
-    /// command's (128 + N when signal N ended it).
+    /// Replace the values in the command's stdout and stderr, their base64, percent-encoded and JSON-escaped
+    /// forms, and the lines of values of several lines, with `<concealed by keyway>`: the command runs as
+    /// keyway's child with its output through pipes (not a terminal); SIGTERM, SIGHUP, SIGUSR1/2 are passed
+    /// on; the exit code is the command's (128 + N when signal N ended it).
     #[arg(long)]
     mask: bool,
     /// Keep running: fetch the references again every INTERVAL (e.g. 5m), past the cache, and when a value

@@ -40,15 +40,17 @@ pub const MIN_LEN: usize = 4;
 
 const READ: usize = 16 * 1024;
 
-/// Values shorter than this get no base64 forms: a fragment of a few base64 letters turns up by chance.
-pub const MIN_BASE64_LEN: usize = 8;
+/// Values shorter than this get no base64 forms, and lines shorter than this of a value of several lines are
+/// not hidden alone: a fragment of a few base64 letters, or a short line (`}`, `true`), turns up by chance.
+pub const MIN_PART_LEN: usize = 8;
 
 /// The forms a command commonly prints a value in besides the value itself, as GitHub Actions' log masking
 /// also hides them: base64 (standard and URL-safe alphabets, at each of the three byte offsets the value can
 /// start at inside a longer encoded text, so `Authorization: Basic base64(user:token)` is covered; only the
-/// letters that the value alone decides), percent-encoding (a query string, `curl --data-urlencode`) and a
-/// JSON string's escapes. Only forms that differ from the value, each in a zeroizing buffer; `value` is
-/// trimmed as [`Masker::new`] trims it.
+/// letters that the value alone decides), percent-encoding (a query string, `curl --data-urlencode`), a
+/// JSON string's escapes, and each line of a value of several lines (a PEM key printed line by line). Only
+/// forms that differ from the value, each in a zeroizing buffer; `value` is trimmed as [`Masker::new`] trims
+/// it.
 pub fn encoded_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
     use base64::Engine as _;
     let value = value.trim_ascii();
@@ -61,7 +63,7 @@ pub fn encoded_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
             forms.push(form);
         }
     };
-    if value.len() >= MIN_BASE64_LEN {
+    if value.len() >= MIN_PART_LEN {
         for engine in [
             &base64::engine::general_purpose::STANDARD_NO_PAD,
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -95,6 +97,13 @@ pub fn encoded_forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
         && let Ok(json) = serde_json::to_string(text).map(|json| Zeroizing::new(json.into_bytes()))
     {
         add(Zeroizing::new(json[1..json.len() - 1].to_vec()));
+    }
+    if value.contains(&b'\n') {
+        for line in value.split(|&b| b == b'\n').map(<[u8]>::trim_ascii) {
+            if line.len() >= MIN_PART_LEN {
+                add(Zeroizing::new(line.to_vec()));
+            }
+        }
     }
     forms
 }
@@ -644,6 +653,18 @@ mod tests {
         );
         let json = serde_json::to_string(&serde_json::json!({"token": value})).unwrap();
         assert_eq!(mask(&json), r#"{"token":"<concealed by keyway>"}"#);
+        // Each line of a value of several lines, when it is long enough to be told from chance.
+        let pem = "-----BEGIN KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\r\nq1w2e3r4\r\nabc\r\n-----END KEY-----\r\n";
+        let forms = encoded_forms(pem.as_bytes());
+        let masker = Masker::new(forms.iter().map(|f| f.as_slice()));
+        let mut pending =
+            Zeroizing::new(b"got MIIEvQIBADANBgkqhkiG9w0BAQEFAASC and q1w2e3r4, abc".to_vec());
+        let mut out = Zeroizing::new(Vec::new());
+        masker.pass(&mut pending, &mut out, true);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "got <concealed by keyway> and <concealed by keyway>, abc"
+        );
         // Short values get no base64 forms; forms equal to the value are not repeated.
         assert!(encoded_forms(b"abcdefg").is_empty());
         assert_eq!(encoded_forms(b"abcdefgh").len(), 3);
