@@ -611,6 +611,39 @@ mod tests {
             let want = text.replace(&value, "<concealed by keyway>");
             proptest::prop_assert_eq!(mask_in_pieces(&[&value], &pieces), want);
         }
+
+        // Several values, as a value and its forms are: overlapping, one inside another, one the start of
+        // another. Streamed, as the leftmost match (the longest of those starting there) replaced in turn.
+        #[test]
+        fn streaming_several_values_conceals_the_leftmost_longest_in_turn(
+            values in proptest::collection::vec("[ab]{4,9}", 1..5),
+            text in "[abc]{0,80}",
+            cuts in proptest::collection::vec(0usize..80, 0..6),
+        ) {
+            let mut want = String::new();
+            let mut pos = 0;
+            while pos < text.len() {
+                let found = values.iter().filter(|v| text[pos..].starts_with(v.as_str())).map(String::len).max();
+                if let Some(len) = found {
+                    want.push_str("<concealed by keyway>");
+                    pos += len;
+                } else {
+                    want.push_str(&text[pos..=pos]);
+                    pos += 1;
+                }
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                pieces.push(&text[at..cut]);
+                at = cut;
+            }
+            pieces.push(&text[at..]);
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(mask_in_pieces(&values, &pieces), want);
+        }
     }
 
     #[test]
