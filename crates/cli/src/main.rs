@@ -1,5 +1,6 @@
 //! `keyway`: resolve secret references from AWS Secrets Manager, GCP Secret Manager or the local store, and
-//! deliver them to a process (`exec`), to files (`render`), to stdout (`get`) or to git (`git-credential`).
+//! deliver them to a process (`exec`), to files (`render`), to stdout (`get`, `inject`) or to git
+//! (`git-credential`).
 //! This crate is argument parsing and wiring only; the work happens in keyway-core and keyway-providers.
 
 mod commands;
@@ -7,6 +8,7 @@ mod env_file;
 mod exit;
 mod git_credential;
 mod iam;
+mod inject;
 mod render;
 mod selector;
 mod serve;
@@ -79,6 +81,9 @@ enum Command {
     /// Fetch references concurrently and write each value, or each template with its values, atomically to a
     /// file under DIR.
     Render(render::RenderArgs),
+    /// Fill one template's `{{ REF }}` placeholders with their values, to stdout or --out-file (as `op inject`):
+    /// all references fetched first, nothing written if any fails.
+    Inject(inject::InjectArgs),
     /// A git credential helper: `git config credential.helper '!keyway git-credential'`.
     GitCredential(git_credential::GitCredentialArgs),
     /// Validate or evaluate an Anyscale cloud IAM mapping spec.
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
             Command::List(args) => commands::list(&context, args).await,
             Command::Exec(args) => commands::exec(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
+            Command::Inject(args) => inject::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
             Command::Status(args) => commands::status(&context, args).await,
             Command::Serve(_)

@@ -160,7 +160,7 @@ impl Hook {
     }
 }
 
-fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)
@@ -451,6 +451,20 @@ fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Replaces `path` with a file of `mode`, owned by the caller, holding `bytes`, at once (as [`write_all`]
+/// writes one file).
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomically(
+        path,
+        bytes,
+        mode,
+        Owner {
+            uid: None,
+            gid: None,
+        },
+    )
+}
+
 /// Replaces `path` with a file holding `bytes`, at once: readers see the old file or the new one.
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<()> {
     let temp = stage(path, bytes, mode, owner)?;
@@ -460,7 +474,7 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::
 /// Writes `bytes` to a new file beside `path`, with its final mode and owner, synced; returns its path. On an
 /// error nothing is left behind.
 fn stage(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent(path);
     // The target's name, cut short: a name near the file system's limit (255 bytes) must still leave room.
     let file_name: String = path
         .file_name()
@@ -500,7 +514,14 @@ fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(temp);
     }
     result?;
-    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    File::open(parent(path))?.sync_all()
+}
+
+/// The directory `path` is in (`.` for a bare file name, whose parent is the empty path).
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn unique() -> u64 {

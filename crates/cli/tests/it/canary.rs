@@ -57,6 +57,7 @@ fn canary_never_reaches_logs_or_errors() {
             assert!(out.status.success(), "{}", stderr(&out));
             assert_eq!(std::fs::read_to_string(out_dir.join("f")).unwrap(), CANARY);
             assert_clean("render", &out);
+            inject_is_clean(&keyway, reference, &out_dir.join("t.tpl"));
 
             let template = g.dir.path().join("canary.tpl");
             std::fs::write(&template, format!("token={{{{ {reference} }}}}\n")).unwrap();
@@ -126,6 +127,19 @@ fn canary_never_reaches_logs_or_errors() {
             assert_clean("missing field", &out);
         }
     }
+}
+
+/// `keyway inject` of a template holding `reference`, to stdout.
+fn inject_is_clean(
+    keyway: &dyn Fn() -> std::process::Command,
+    reference: &str,
+    template: &std::path::Path,
+) {
+    std::fs::write(template, format!("token={{{{ {reference} }}}}\n")).unwrap();
+    let out = run(keyway().args(["inject", "-i"]).arg(template));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("token={CANARY}\n"));
+    assert_clean("inject", &out);
 }
 
 /// git's credential helper, answering with `reference` and then told the answer was refused.

@@ -16,6 +16,7 @@ mod get;
 mod git;
 mod iam;
 mod identity;
+mod inject;
 mod memory;
 mod render;
 mod selector;
