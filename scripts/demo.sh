@@ -32,9 +32,13 @@ printf 'DB_USER=app\nDB_PASSWORD={{ local://team/db }}\n' > "$work/app.env.tpl"
 "$keyway" --socket "$socket" --daemon always render --dir "$work/out" --template app.env="$work/app.env.tpl"
 cat "$work/out/app.env"
 
+echo "--- keyway inject: the same template filled to stdout (for a pipe, e.g. into kubectl apply -f -):"
+"$keyway" --socket "$socket" --daemon always inject -i "$work/app.env.tpl"
+
 echo "--- keyway exec --mask: the command gets the value; its output shows none:"
 "$keyway" --socket "$socket" --daemon always exec --mask --env GITHUB_TOKEN=local://github#github_token -- \
-  sh -c 'echo "cloning https://x-access-token:$GITHUB_TOKEN@github.com/org/repo (token of ${#GITHUB_TOKEN} characters)"'
+  sh -c 'echo "cloning https://x-access-token:$GITHUB_TOKEN@github.com/org/repo (token of ${#GITHUB_TOKEN} characters)"
+          printf "Authorization: Basic %s\n" "$(printf "x-access-token:%s" "$GITHUB_TOKEN" | base64 -w0)"'
 
 echo "--- the audit log (caller uid, reference, decision; never a value):"
 sleep 0.1; grep '"ref"' "$work/audit.log" | tail -3
