@@ -168,6 +168,15 @@ async fn assume(
         .build())
 }
 
+/// No region in the settings, the environment or the AWS config file.
+fn no_region() -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Misconfigured,
+        "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml (or name the secret by its ARN, which holds its region)",
+    )
+    .with_upstream(Some(Upstream::NoRegion))
+}
+
 /// The AWS Secrets Manager provider. The SDK client is built on first use, so an unused instance costs nothing.
 #[derive(Debug)]
 pub struct AwsProvider {
@@ -211,7 +220,7 @@ impl AwsProvider {
     async fn client_for(&self, secret_id: &str) -> Result<Client, ProviderError> {
         let base = self.client().await?;
         let Some(region) = arn_region(secret_id) else {
-            return Ok(base.clone());
+            return Ok(self.home_client().await?.clone());
         };
         if base.config().region().is_some_and(|r| r.as_ref() == region) {
             return Ok(base.clone());
@@ -240,6 +249,17 @@ impl AwsProvider {
             .clone())
     }
 
+    /// The client of the instance's own region; none configured is an error naming where to set one (an ARN,
+    /// which names its region, needs none: [`AwsProvider::client_for`]).
+    async fn home_client(&self) -> Result<&Client, ProviderError> {
+        let client = self.client().await?;
+        if client.config().region().is_none() {
+            return Err(no_region());
+        }
+        Ok(client)
+    }
+
+    /// The instance's client, in its region if it has one.
     async fn client(&self) -> Result<&Client, ProviderError> {
         self.client
             .get_or_try_init(|| async {
@@ -265,24 +285,25 @@ impl AwsProvider {
                 if s.anonymous {
                     loader = loader.no_credentials();
                 } else if let Some(keys) = &s.static_keys {
-                    loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                        keys.access_key.clone(),
-                        keys.secret_key.expose_secret().to_owned(),
-                        keys.session_token.as_ref().map(|t| t.expose_secret().to_owned()),
-                        None,
-                        "keyway-static",
-                    ));
+                    loader = loader.credentials_provider(
+                        aws_sdk_secretsmanager::config::Credentials::new(
+                            keys.access_key.clone(),
+                            keys.secret_key.expose_secret().to_owned(),
+                            keys.session_token
+                                .as_ref()
+                                .map(|t| t.expose_secret().to_owned()),
+                            None,
+                            "keyway-static",
+                        ),
+                    );
                 }
                 let mut config = loader.load().await;
                 if let Some(role) = &s.assume {
+                    // STS is called in the configured region.
+                    if config.region().is_none() {
+                        return Err(no_region());
+                    }
                     config = assume(config, role).await?;
-                }
-                if config.region().is_none() {
-                    return Err(ProviderError::new(
-                        ErrorKind::Misconfigured,
-                        "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml",
-                    )
-                    .with_upstream(Some(Upstream::NoRegion)));
                 }
                 let config = aws_sdk_secretsmanager::config::Builder::from(&config)
                     .retry_classifier(NoThrottlingRetry)
@@ -386,7 +407,7 @@ impl Provider for AwsProvider {
     }
 
     async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
-        let mut request = self.client().await?.list_secrets().max_results(100);
+        let mut request = self.home_client().await?.list_secrets().max_results(100);
         if let Some(filter) = filter {
             request = request.filters(
                 Filter::builder()

@@ -161,3 +161,42 @@ fn gcp_without_credentials_says_how_to_get_them() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// With no region anywhere, a secret named by its ARN is read in the ARN's region (the ARN says where it lives);
+/// a name alone, and a listing, say where to set one (exit 2).
+#[test]
+fn an_arn_needs_no_configured_region() {
+    let g = Ground::start();
+    let arn = g
+        .moto
+        .create_secret_in("eu-west-1", "app/token", "eu-token");
+    let config = g.dir.path().join("no-region.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.aws-sm]\ntype = \"aws\"\nendpoint = \"{}\"\n",
+            g.moto.endpoint
+        ),
+    )
+    .unwrap();
+    let keyway = || {
+        let mut cmd = crate::keyway(&config);
+        cmd.env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env("AWS_CONFIG_FILE", g.dir.path().join("absent"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", g.dir.path().join("absent"));
+        cmd
+    };
+    let out = run(keyway().args(["get", &format!("aws-sm://{arn}")]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "eu-token");
+    for args in [&["get", "aws-sm://app/token"][..], &["list", "aws-sm"]] {
+        let out = run(keyway().args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no AWS region configured; set AWS_REGION"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
