@@ -1121,6 +1121,27 @@ fn tells_systemd_when_it_is_ready_reloading_and_stopping() {
 /// listens, and on the first connection execs `keyway serve` with the listening sockets from fd 3 on
 /// (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`), as a .socket unit does. `socket` is the one keyway would
 /// bind itself; its stderr (logged at info) goes to `stderr`.
+/// Whether a TCP socket listens on `addr` (IPv4), from `/proc/net/tcp`: `local_address` as hex `ADDR:PORT`
+/// (the address in the kernel's byte order), state `0A` (LISTEN).
+fn listening(addr: SocketAddr) -> bool {
+    let SocketAddr::V4(addr) = addr else {
+        return false;
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+        })
+}
+
 fn socket_activate(
     ground: &Ground,
     options: &[String],
@@ -1208,7 +1229,11 @@ fn serves_every_socket_systemd_passes_by_kind_and_name() {
         &ground.dir.path().join("unused.sock"),
         &stderr_path,
     );
-    eventually("the activation sockets", || socket.exists());
+    // systemd-socket-activate binds its sockets in turn: wait for the last, without connecting (a connection
+    // would start keyway).
+    eventually("the activation sockets", || {
+        socket.exists() && listening(tcp_addr) && listening(metrics_addr)
+    });
 
     // The first connection, on the TCP socket, starts keyway; the token still rules there.
     let uri = "/v1/secret?ref=local://tok";
