@@ -38,7 +38,9 @@ pub const CONCEALED: &[u8] = b"<concealed by keyway>";
 /// would garble ordinary output. `exec` names such variables in a warning.
 pub const MIN_LEN: usize = 4;
 
-const READ: usize = 16 * 1024;
+/// Bytes read from the command at a time: the size of a pipe's buffer, so a busy command's output moves in few
+/// reads (16 KiB reads ran at a third of the speed, docs/benchmarks.md); a read returns what is there at once.
+const READ: usize = 64 * 1024;
 
 /// Values shorter than this get no base64 forms, and lines shorter than this of a value of several lines are
 /// not hidden alone: a fragment of a few base64 letters, or a short line (`}`, `true`), turns up by chance.
@@ -210,7 +212,9 @@ impl<'v> Masker<'v> {
             self.pass(&mut pending, &mut out, n == 0);
             to.write_all(&out).await?;
             to.flush().await?;
-            out.zeroize();
+            // Only what was written holds anything: the rest of the buffer was zeroed before, or never used.
+            out.as_mut_slice().zeroize();
+            out.clear();
             if n == 0 {
                 return Ok(());
             }
