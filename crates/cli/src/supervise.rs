@@ -550,6 +550,20 @@ fn code(status: ExitStatus, program: &OsStr) -> i32 {
 mod tests {
     use super::*;
 
+    /// `text` cut at `cuts` (clamped to its length), in order.
+    fn cut_at(text: &str, cuts: Vec<usize>) -> Vec<&str> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for cut in cuts {
+            pieces.push(&text[at..cut]);
+            at = cut;
+        }
+        pieces.push(&text[at..]);
+        pieces
+    }
+
     fn mask_in_pieces(values: &[&str], pieces: &[&str]) -> String {
         let masker = Masker::new(values.iter().map(|v| v.as_bytes()));
         let mut pending = Zeroizing::new(Vec::new());
@@ -603,15 +617,7 @@ mod tests {
             text in "[abc]{0,80}",
             cuts in proptest::collection::vec(0usize..80, 0..6),
         ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut at = 0;
-            for cut in cuts {
-                pieces.push(&text[at..cut]);
-                at = cut;
-            }
-            pieces.push(&text[at..]);
+            let pieces = cut_at(&text, cuts);
             let want = text.replace(&value, "<concealed by keyway>");
             proptest::prop_assert_eq!(mask_in_pieces(&[&value], &pieces), want);
         }
@@ -636,15 +642,7 @@ mod tests {
                     pos += 1;
                 }
             }
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut at = 0;
-            for cut in cuts {
-                pieces.push(&text[at..cut]);
-                at = cut;
-            }
-            pieces.push(&text[at..]);
+            let pieces = cut_at(&text, cuts);
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
             proptest::prop_assert_eq!(mask_in_pieces(&values, &pieces), want);
         }
