@@ -26,6 +26,8 @@ pub(crate) enum Failure {
     Method(&'static str),
     /// Body too large: 413.
     TooLarge(String),
+    /// The body did not arrive in time: 408.
+    SlowBody(String),
     /// The resolver failed: status by kind.
     Resolve(keyway_core::Error),
 }
@@ -33,7 +35,10 @@ pub(crate) enum Failure {
 impl Failure {
     fn kind_name(&self) -> &'static str {
         match self {
-            Failure::BadRequest(_) | Failure::TooLarge(_) | Failure::Method(_) => "invalid",
+            Failure::BadRequest(_)
+            | Failure::TooLarge(_)
+            | Failure::SlowBody(_)
+            | Failure::Method(_) => "invalid",
             Failure::Unauthenticated(_) => "unauthenticated",
             Failure::Denied(_) => "access_denied",
             Failure::NoRoute(_) => "no_route",
@@ -49,6 +54,7 @@ impl Failure {
             Failure::NoRoute(_) => StatusCode::NOT_FOUND,
             Failure::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             Failure::Resolve(e) => status_for(e.kind()),
         }
     }
@@ -59,7 +65,8 @@ impl Failure {
             | Failure::Unauthenticated(m)
             | Failure::Denied(m)
             | Failure::NoRoute(m)
-            | Failure::TooLarge(m) => m.clone(),
+            | Failure::TooLarge(m)
+            | Failure::SlowBody(m) => m.clone(),
             Failure::Method(allowed) => format!("method not allowed; use {allowed}"),
             Failure::Resolve(e) => e.to_string().replace('\n', " "),
         }
@@ -120,7 +127,7 @@ impl Failure {
             Failure::Unauthenticated(_) => {
                 (StatusCode::UNAUTHORIZED, "UnrecognizedClientException")
             }
-            Failure::BadRequest(_) | Failure::TooLarge(_) => {
+            Failure::BadRequest(_) | Failure::TooLarge(_) | Failure::SlowBody(_) => {
                 (self.status(), "InvalidParameterException")
             }
             Failure::NoRoute(_) | Failure::Method(_) => (self.status(), "InvalidRequestException"),

@@ -342,14 +342,22 @@ fn secret_json(reference: &SecretRef, resolved: &Resolved) -> Vec<u8> {
 
 async fn batch(state: &State, identity: &Identity, request: Request<Incoming>) -> Reply {
     let limit = state.settings.max_request_bytes;
-    let body = match http_body_util::Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+    // The body has as long as the head had (hyper times the head only): a client that announces a body and
+    // never sends it must not hold a connection.
+    let wait = state.settings.header_timeout;
+    let collect = http_body_util::Limited::new(request.into_body(), limit).collect();
+    let body = match tokio::time::timeout(wait, collect).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
             return Failure::TooLarge(format!(
                 "request body over {limit} bytes (max_request_bytes); split the batch"
+            ))
+            .native();
+        }
+        Err(_) => {
+            return Failure::SlowBody(format!(
+                "the request body did not arrive within {} (header_timeout); send it with the request",
+                humantime::format_duration(wait)
             ))
             .native();
         }

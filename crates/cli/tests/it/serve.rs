@@ -683,6 +683,30 @@ fn hostile_requests_get_clear_4xx_answers() {
         started.elapsed()
     );
 
+    // So is one that announces a body and sends less of it: 408, within header_timeout too.
+    let started = Instant::now();
+    let mut slow = std::os::unix::net::UnixStream::connect(&served.socket).unwrap();
+    std::io::Write::write_all(
+        &mut slow,
+        b"POST /v1/secrets HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{\"refs\": [",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut slow, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408")
+            && answer.contains("did not arrive within 1s (header_timeout)"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
     // And the daemon still serves.
     assert_eq!(raw::get(&unix, "/healthz", &[]).status, 200);
 }
