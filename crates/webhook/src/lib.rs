@@ -31,6 +31,10 @@ use metrics::{Metrics, Outcome};
 /// Bound on an AdmissionReview body (a Pod with a large spec stays well under it).
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// How long a client has for its request head, and then for its body (the API server sends both at once and
+/// waits at most 30 s for the answer); past it, the head is dropped, the body answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -243,7 +247,7 @@ impl Webhook {
                 });
                 let served = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
+                    .header_read_timeout(REQUEST_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
                 if let Err(e) = served {
@@ -299,12 +303,24 @@ async fn admit(
     config: &InjectConfig,
     request: Request<Incoming>,
 ) -> (Outcome, Response<Full<Bytes>>) {
-    let Ok(collected) = Limited::new(request.into_body(), MAX_BODY).collect().await else {
-        let text = b"AdmissionReview too large\n".to_vec();
-        return (
-            Outcome::Invalid,
-            reply(StatusCode::PAYLOAD_TOO_LARGE, text, "text/plain"),
-        );
+    let collect = Limited::new(request.into_body(), MAX_BODY).collect();
+    let collected = match tokio::time::timeout(REQUEST_TIMEOUT, collect).await {
+        Ok(Ok(collected)) => collected,
+        Ok(Err(_)) => {
+            let text = b"AdmissionReview too large\n".to_vec();
+            return (
+                Outcome::Invalid,
+                reply(StatusCode::PAYLOAD_TOO_LARGE, text, "text/plain"),
+            );
+        }
+        Err(_) => {
+            let text = b"the AdmissionReview did not arrive within 10s; send it with the request\n"
+                .to_vec();
+            return (
+                Outcome::Invalid,
+                reply(StatusCode::REQUEST_TIMEOUT, text, "text/plain"),
+            );
+        }
     };
     let body = collected.to_bytes();
     let review = match keyway_inject::read_review(&body) {

@@ -170,13 +170,11 @@ mod https {
         String::from_utf8(body).unwrap()
     }
 
-    async fn try_send(
+    /// A TLS connection to the webhook, trusting `root`.
+    async fn connect(
         addr: SocketAddr,
         root: &[u8],
-        method: hyper::Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Option<(u16, Vec<u8>, Vec<u8>)> {
+    ) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(root.to_vec())).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -187,10 +185,20 @@ mod https {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
-            .ok()?;
+            .ok()
+    }
+
+    async fn try_send(
+        addr: SocketAddr,
+        root: &[u8],
+        method: hyper::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Option<(u16, Vec<u8>, Vec<u8>)> {
+        let tls = connect(addr, root).await?;
         let served_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
@@ -239,6 +247,34 @@ mod https {
             }),
         ))
         .unwrap()
+    }
+
+    /// A client that announces a body and sends part of it is answered 408 once the request timeout (10 s)
+    /// passes, not held forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_never_arrives_is_answered_408() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        let root = write_pair(dir.path());
+        let (_server, addr) = start(dir.path(), &[], Stdio::null());
+        let mut tls = connect(addr, &root).await.expect("TLS");
+        let started = Instant::now();
+        tls.write_all(
+            b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 500\r\n\r\n{\"kind\":",
+        )
+        .await
+        .unwrap();
+        tls.flush().await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(9)
+                && started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
