@@ -160,7 +160,7 @@ fn main() -> ExitCode {
                 .await;
             }
             Command::Webhook(args) => {
-                return webhook::run(cli.config.as_deref(), cli.local_dir, args).await;
+                return webhook::run(cli.config.as_deref(), args).await;
             }
             other => other,
         };

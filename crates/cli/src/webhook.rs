@@ -121,20 +121,13 @@ pub struct WebhookArgs {
 
 /// What Pods are mutated by, from the config file (the instances references may name), the IAM spec and the
 /// flags.
-fn inject_config(
-    config: Option<&Path>,
-    local_dir: &Path,
-    args: &WebhookArgs,
-) -> anyhow::Result<InjectConfig> {
+fn inject_config(config: Option<&Path>, args: &WebhookArgs) -> anyhow::Result<InjectConfig> {
     let config = match config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     // References in annotations may name the instances this config declares.
-    let instances = config
-        .resolver(local_dir.to_path_buf())?
-        .instances()
-        .clone();
+    let instances = config.instances()?;
     let flyte = args.flyte.as_deref().map(flyte_backend).transpose()?;
     let mapping = args.iam_spec.as_deref().map(k8s_mapping).transpose()?;
     let mut label_names = std::collections::BTreeMap::new();
@@ -160,18 +153,14 @@ fn files_content(config: Option<&Path>, args: &WebhookArgs) -> Vec<u8> {
     crate::watch::content(&[config, args.iam_spec.as_deref()])
 }
 
-pub async fn run(
-    config: Option<&Path>,
-    local_dir: PathBuf,
-    args: WebhookArgs,
-) -> anyhow::Result<()> {
+pub async fn run(config: Option<&Path>, args: WebhookArgs) -> anyhow::Result<()> {
     if args.watch_config && config.is_none() && args.iam_spec.is_none() {
         return Err(Usage(
             "--watch-config watches --config and --iam-spec, and neither is given; add one".into(),
         )
         .into());
     }
-    let inject = inject_config(config, &local_dir, &args)?;
+    let inject = inject_config(config, &args)?;
     if let Some(path) = &args.review {
         return review_once(path, &inject);
     }
@@ -197,7 +186,7 @@ pub async fn run(
             trigger
                 .next(|| files_content(config.as_deref(), &args))
                 .await;
-            match inject_config(config.as_deref(), &local_dir, &args) {
+            match inject_config(config.as_deref(), &args) {
                 Ok(new) => {
                     current.store(std::sync::Arc::new(new));
                     trigger.applied(files_content(config.as_deref(), &args));

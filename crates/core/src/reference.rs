@@ -451,13 +451,7 @@ fn parse_aws(path: &str, query: &[(String, String)]) -> Result<Target, String> {
         }
         // The region picks the endpoint a cross-region read goes to: a host label, nothing else.
         let region = parts[3];
-        if region.is_empty()
-            || region.len() > 32
-            || !region.starts_with(|c: char| c.is_ascii_lowercase())
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
+        if !is_aws_region(region) {
             return Err(format!(
                 "`{region}` in the ARN is not an AWS region (lowercase letters, digits and `-`, e.g. us-east-1)"
             ));
@@ -553,10 +547,22 @@ fn parse_gcp(path: &str, query: &[(String, String)]) -> Result<Target, String> {
 /// A GCP location id as Secret Manager's regional endpoints take it: `europe-west1`, `us-central1`.
 #[must_use]
 pub fn is_gcp_location(location: &str) -> bool {
-    !location.is_empty()
-        && location.len() <= 63
-        && location.starts_with(|c: char| c.is_ascii_lowercase())
-        && location
+    is_region_label(location, 63)
+}
+
+/// An AWS region as an ARN names it and an endpoint's host name takes it: `us-east-1`.
+#[must_use]
+pub fn is_aws_region(region: &str) -> bool {
+    is_region_label(region, 32)
+}
+
+/// A cloud region's id, which goes into a host name: a lowercase letter, then lowercase letters, digits and
+/// `-`, at most `max` characters; nothing that could name another host (`.`, `/`, `:`).
+fn is_region_label(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }

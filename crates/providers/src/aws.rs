@@ -197,12 +197,7 @@ fn arn_region(secret_id: &str) -> Option<&str> {
         .strip_prefix("arn:")?
         .split(':')
         .nth(2)
-        .filter(|region| {
-            !region.is_empty()
-                && region
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        })
+        .filter(|region| keyway_core::reference::is_aws_region(region))
 }
 
 impl AwsProvider {
@@ -218,10 +213,10 @@ impl AwsProvider {
     /// The client for `secret_id`: the instance's, or for an ARN of another region, the same client in that
     /// region (same credentials, endpoint and timeouts), as a cross-region read needs.
     async fn client_for(&self, secret_id: &str) -> Result<Client, ProviderError> {
-        let base = self.client().await?;
         let Some(region) = arn_region(secret_id) else {
-            return Ok(self.home_client().await?.clone());
+            return self.home_client().await.cloned();
         };
+        let base = self.client().await?;
         if base.config().region().is_some_and(|r| r.as_ref() == region) {
             return Ok(base.clone());
         }

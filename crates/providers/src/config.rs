@@ -468,16 +468,8 @@ impl Config {
             path: PathBuf::new(),
             message: toml_message(&e, text),
         })?;
-        let mut instances = keyway_core::Instances::default();
+        let instances = config.instances()?;
         for (name, provider) in &config.providers {
-            let kind = match provider.kind {
-                KindName::Aws => keyway_core::BackendKind::Aws,
-                KindName::Gcp => keyway_core::BackendKind::Gcp,
-                KindName::Local => keyway_core::BackendKind::Local,
-            };
-            instances
-                .insert(name, kind)
-                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}]: {e}")))?;
             provider.validate(name)?;
         }
         // Checked here, so that `serve --check` finds a token pasted in place of its reference, and no error
@@ -492,6 +484,23 @@ impl Config {
             })?;
         }
         Ok(config)
+    }
+
+    /// The instance names references may use and their kinds: the three defaults, then the configured ones (as
+    /// [`Config::resolver`] has them, without building a provider).
+    pub fn instances(&self) -> Result<keyway_core::Instances, ConfigError> {
+        let mut instances = keyway_core::Instances::default();
+        for (name, provider) in &self.providers {
+            let kind = match provider.kind {
+                KindName::Aws => keyway_core::BackendKind::Aws,
+                KindName::Gcp => keyway_core::BackendKind::Gcp,
+                KindName::Local => keyway_core::BackendKind::Local,
+            };
+            instances
+                .insert(name, kind)
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}]: {e}")))?;
+        }
+        Ok(instances)
     }
 
     /// Whether [`Config::resolver`] would build the same resolver from `other` (same provider instances, cache
