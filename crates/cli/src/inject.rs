@@ -7,8 +7,6 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use keyway_core::template::{Placeholder, Template};
-use zeroize::Zeroizing;
 
 use crate::commands::Context;
 use crate::exit::Usage;
@@ -29,12 +27,7 @@ pub struct InjectArgs {
 
 pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
     let (origin, text) = read_template(args.input.as_ref())?;
-    let template = Template::new(&text).map_err(|e| Usage(format!("{origin}, {e}")))?;
-    drop(text);
-    let mut references = Vec::with_capacity(template.references().len());
-    for Placeholder { reference, line } in template.references() {
-        references.push(context.parse_at(&format!("{origin}, line {line}"), reference)?);
-    }
+    let (template, references) = crate::render::parse_template(context, &origin, &text)?;
     let values = context
         .resolve_all(&references, keyway_core::Lookup::default())
         .await?;
@@ -67,29 +60,27 @@ pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The template's text and how errors name it.
-fn read_template(input: Option<&PathBuf>) -> anyhow::Result<(String, Zeroizing<String>)> {
-    let (origin, mut bytes) = match input {
-        Some(path) if path.as_os_str() != "-" => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| Usage(format!("cannot read template {}: {e}", path.display())))?;
-            (
-                format!("template {}", path.display()),
-                Zeroizing::new(bytes),
-            )
-        }
-        _ => {
-            let mut bytes = Zeroizing::new(Vec::new());
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read the template from stdin")?;
-            ("template on stdin".to_owned(), bytes)
-        }
+/// The template's text and how errors name it. A template holds references only (docs/references.md), so it
+/// is read as plain text.
+fn read_template(input: Option<&PathBuf>) -> anyhow::Result<(String, String)> {
+    let file = input.filter(|path| path.as_os_str() != "-");
+    let (origin, read) = if let Some(path) = file {
+        (
+            format!("template {}", path.display()),
+            std::fs::read_to_string(path),
+        )
+    } else {
+        let mut text = String::new();
+        let read = std::io::stdin().read_to_string(&mut text).map(|_| text);
+        ("template on stdin".to_owned(), read)
     };
-    if std::str::from_utf8(&bytes).is_err() {
-        return Err(Usage(format!("{origin} is not UTF-8 text")).into());
+    match read {
+        Ok(text) => Ok((origin, text)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(Usage(format!("{origin} is not UTF-8 text")).into())
+        }
+        // A file that cannot be read is the caller's to fix (exit 2); stdin failing is an I/O error (exit 1).
+        Err(e) if file.is_some() => Err(Usage(format!("cannot read {origin}: {e}")).into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot read the template from stdin")),
     }
-    // The buffer itself becomes the string: no copy of it is left behind unzeroized.
-    let text = String::from_utf8(std::mem::take(&mut *bytes)).unwrap_or_default();
-    Ok((origin, Zeroizing::new(text)))
 }

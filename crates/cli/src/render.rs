@@ -232,14 +232,8 @@ impl Plan {
         origin: &str,
         text: &str,
     ) -> anyhow::Result<()> {
-        let template = Template::new(text).map_err(|e| Usage(format!("{origin}, {e}")))?;
-        let mut at = Vec::with_capacity(template.references().len());
-        for Placeholder { reference, line } in template.references() {
-            let reference = context
-                .parse(reference)
-                .with_context(|| format!("{origin}, line {line}"))?;
-            at.push(self.reference(reference));
-        }
+        let (template, references) = parse_template(context, origin, text)?;
+        let at = references.into_iter().map(|r| self.reference(r)).collect();
         Ok(self.add(name, Content::Template(template, at))?)
     }
 
@@ -277,6 +271,23 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// A template and its distinct references, parsed; an error names `origin` and the line.
+pub fn parse_template(
+    context: &Context,
+    origin: &str,
+    text: &str,
+) -> anyhow::Result<(Template, Vec<SecretRef>)> {
+    let template = Template::new(text).map_err(|e| Usage(format!("{origin}, {e}")))?;
+    let references = template
+        .references()
+        .iter()
+        .map(|Placeholder { reference, line }| {
+            context.parse_at(&format!("{origin}, line {line}"), reference)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((template, references))
 }
 
 fn split_pair<'a>(pair: &'a str, what: &str, example: &str) -> Result<(&'a str, &'a str), Usage> {
@@ -394,7 +405,7 @@ fn write_all(
     Ok(())
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Owner {
     uid: Option<u32>,
     gid: Option<u32>,
@@ -454,15 +465,7 @@ fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()>
 /// Replaces `path` with a file of `mode`, owned by the caller, holding `bytes`, at once (as [`write_all`]
 /// writes one file).
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    write_atomically(
-        path,
-        bytes,
-        mode,
-        Owner {
-            uid: None,
-            gid: None,
-        },
-    )
+    write_atomically(path, bytes, mode, Owner::default())
 }
 
 /// Replaces `path` with a file holding `bytes`, at once: readers see the old file or the new one.

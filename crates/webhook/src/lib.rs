@@ -314,8 +314,11 @@ async fn admit(
             );
         }
         Err(_) => {
-            let text = b"the AdmissionReview did not arrive within 10s; send it with the request\n"
-                .to_vec();
+            let text = format!(
+                "the AdmissionReview did not arrive within {}s; send it with the request\n",
+                REQUEST_TIMEOUT.as_secs()
+            )
+            .into_bytes();
             return (
                 Outcome::Invalid,
                 reply(StatusCode::REQUEST_TIMEOUT, text, "text/plain"),
