@@ -153,22 +153,17 @@ fn git_credential_is_clean(keyway: &dyn Fn() -> std::process::Command, reference
             ),
         ),
     ] {
-        let mut child = keyway()
-            .args([
+        let out = crate::run_with_stdin(
+            keyway().args([
                 "git-credential",
                 "--host",
                 "example.com",
                 "--password",
                 reference,
                 action,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+            ]),
+            input.as_bytes(),
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(
             stdout(&out).contains(&format!("password={CANARY}\n")),

@@ -1,4 +1,3 @@
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -24,35 +23,26 @@ fn git_credential(
         g.config.display(),
         helper_args.join(" ")
     );
-    let mut child = Command::new("git")
-        // useHttpPath makes git pass the repository path, which path-scoped entries need.
-        .args([
-            "-c",
-            "credential.helper=",
-            "-c",
-            &format!("credential.helper={helper}"),
-            "-c",
-            "credential.useHttpPath=true",
-        ])
-        .args(["credential", action])
-        .current_dir(cwd)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("HOME", g.dir.path())
-        .env("KEYWAY_DAEMON", "never")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("git");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::run_with_stdin(
+        Command::new("git")
+            // useHttpPath makes git pass the repository path, which path-scoped entries need.
+            .args([
+                "-c",
+                "credential.helper=",
+                "-c",
+                &format!("credential.helper={helper}"),
+                "-c",
+                "credential.useHttpPath=true",
+            ])
+            .args(["credential", action])
+            .current_dir(cwd)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("HOME", g.dir.path())
+            .env("KEYWAY_DAEMON", "never"),
+        input.as_bytes(),
+    )
 }
 
 #[test]

@@ -1,22 +1,8 @@
 //! `keyway inject`: a template from stdin or a file, out on stdout or into one file, all or nothing.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Output, Stdio};
 
-use crate::{Ground, run, stderr, stdout};
-
-/// Runs `command` with `input` on its stdin.
-fn with_stdin(command: &mut Command, input: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
+use crate::{Ground, names_in, run, run_with_stdin, stderr, stdout};
 
 #[test]
 fn a_template_on_stdin_comes_out_on_stdout_with_every_value_in_it() {
@@ -31,7 +17,7 @@ fn a_template_on_stdin_comes_out_on_stdout_with_every_value_in_it() {
         token: \"{{ aws-sm://ci/github#github_token }}\"\n  db: {{gcp-sm://proj/db}}\n  \
         npmrc: //registry.npmjs.org/:_authToken={{ local://npm }}\n  \
         again: {{ aws-sm://ci/github#github_token }}\n  helm: {{ .Values.keep }}\n";
-    let out = with_stdin(g.keyway().arg("inject"), template.as_bytes());
+    let out = run_with_stdin(g.keyway().arg("inject"), template.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -77,22 +63,14 @@ fn a_failed_reference_or_a_bad_template_writes_nothing() {
         assert!(stderr(&out).contains(needle), "{}", stderr(&out));
         assert!(!stderr(&out).contains("v4lue"), "{}", stderr(&out));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "OLD=1\n");
-        let out = with_stdin(g.keyway().arg("inject"), text);
+        let out = run_with_stdin(g.keyway().arg("inject"), text);
         assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
         assert!(out.stdout.is_empty(), "{}", stdout(&out));
     }
-    assert_eq!(
-        std::fs::read_dir(g.dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".keyway-")
-            })
-            .count(),
-        0,
+    assert!(
+        !names_in(g.dir.path())
+            .iter()
+            .any(|n| n.contains(".keyway-")),
         "no temporary file is left"
     );
 }
@@ -150,8 +128,8 @@ fn the_out_file_is_replaced_at_once_with_its_mode_and_never_written_through_a_sy
         0o644
     );
     assert_eq!(
-        std::fs::read_dir(&work).unwrap().count(),
-        2,
+        names_in(&work),
+        [".npmrc", "t.tpl"],
         "no temporary file is left"
     );
 }

@@ -151,12 +151,11 @@ fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(out_dir.join("x")).unwrap(), "old-x");
-    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["locked", "x"], "a temporary file was left behind");
+    assert_eq!(
+        crate::names_in(&out_dir),
+        ["locked", "x"],
+        "a temporary file was left behind"
+    );
 }
 
 #[test]
@@ -177,12 +176,11 @@ fn a_target_that_cannot_be_replaced_leaves_no_temporary_file() {
     ]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot replace"), "{}", stderr(&out));
-    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["x", "y"], "a temporary file was left behind");
+    assert_eq!(
+        crate::names_in(&out_dir),
+        ["x", "y"],
+        "a temporary file was left behind"
+    );
 }
 
 #[test]

@@ -442,7 +442,6 @@ mod https {
 
 #[test]
 fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
-    use std::io::Write as _;
     let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam");
     let review = admission_review(
         "u1",
@@ -452,21 +451,12 @@ fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
         }),
     );
     let run_review = |spec: &str| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
-            .args(["webhook", "--review", "-", "--iam-spec"])
-            .arg(examples.join(spec))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(review.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        crate::run_with_stdin(
+            std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+                .args(["webhook", "--review", "-", "--iam-spec"])
+                .arg(examples.join(spec)),
+            review.to_string().as_bytes(),
+        )
     };
     let out = run_review("eks.yaml");
     assert!(
