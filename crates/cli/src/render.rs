@@ -254,6 +254,18 @@ impl Plan {
                 name.display()
             )));
         }
+        // `a` and `a/b` cannot both be files: one would have to be a directory.
+        if let Some(other) = self
+            .names
+            .iter()
+            .find(|other| other.starts_with(&name) || name.starts_with(other))
+        {
+            return Err(Usage(format!(
+                "file names `{}` and `{}` clash: one would be the other's directory; rename one",
+                other.display(),
+                name.display()
+            )));
+        }
         self.names.push(name);
         self.contents.push(content);
         Ok(())
@@ -371,7 +383,7 @@ fn write_all(
     let owner = owner(args);
     // Validate every target before writing any, so a bad path does not leave a half-rendered directory.
     for name in names {
-        refuse_symlinks(&args.dir, name)?;
+        check_target(&args.dir, name)?;
     }
     // Every file is written beside its target first; only when all are written do they replace the targets,
     // so a failure (a full disk, a path that cannot be a directory) leaves every target as it was.
@@ -420,8 +432,10 @@ impl Owner {
     }
 }
 
-/// Refuses a NAME whose existing parts (below DIR) or final file are symlinks.
-fn refuse_symlinks(dir: &Path, name: &Path) -> anyhow::Result<()> {
+/// Refuses a NAME whose existing parts (below DIR) or final file are symlinks, whose final part is a
+/// directory, or whose earlier parts are not directories: a rename over any of them would fail after other
+/// files were already replaced.
+fn check_target(dir: &Path, name: &Path) -> anyhow::Result<()> {
     let mut path = dir.to_owned();
     for part in name.components() {
         path.push(part);
@@ -430,6 +444,21 @@ fn refuse_symlinks(dir: &Path, name: &Path) -> anyhow::Result<()> {
                 return Err(Usage(format!(
                     "{} is a symlink; refusing to write through it (remove it first)",
                     path.display()
+                ))
+                .into());
+            }
+            Ok(meta) if meta.is_dir() && path == dir.join(name) => {
+                return Err(Usage(format!(
+                    "{} is a directory, which a secret file cannot replace; remove it or choose another file name",
+                    path.display()
+                ))
+                .into());
+            }
+            Ok(meta) if !meta.is_dir() && path != dir.join(name) => {
+                return Err(Usage(format!(
+                    "{} is a file, so {} cannot be written under it; remove it or choose another file name",
+                    path.display(),
+                    dir.join(name).display()
                 ))
                 .into());
             }

@@ -159,31 +159,6 @@ fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
 }
 
 #[test]
-fn a_target_that_cannot_be_replaced_leaves_no_temporary_file() {
-    // `y` is a directory, so renaming its file over it fails after `x` was replaced: the staged file of `z`,
-    // which holds a value, must not stay behind.
-    let g = Ground::start();
-    std::fs::write(g.dir.path().join("local/k"), "value").unwrap();
-    let out_dir = g.dir.path().join("out");
-    std::fs::create_dir_all(out_dir.join("y/inside")).unwrap();
-    let out = run(g.keyway().args([
-        "render",
-        "--dir",
-        out_dir.to_str().unwrap(),
-        "x=local://k",
-        "y=local://k",
-        "z=local://k",
-    ]));
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot replace"), "{}", stderr(&out));
-    assert_eq!(
-        crate::names_in(&out_dir),
-        ["x", "y"],
-        "a temporary file was left behind"
-    );
-}
-
-#[test]
 fn a_name_as_long_as_the_file_system_allows_is_written() {
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "v").unwrap();
@@ -197,6 +172,42 @@ fn a_name_as_long_as_the_file_system_allows_is_written() {
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(out_dir.join(&name)).unwrap(), "v");
+}
+
+#[test]
+fn a_target_that_could_not_be_replaced_is_refused_before_any_file_is() {
+    // A rename over a directory, or under a file, fails; found only at rename time, it failed after `a` was
+    // already replaced. Now each is refused first (exit 2): `a` keeps its old value, no temporary file stays.
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/k"), "new").unwrap();
+    let out_dir = g.dir.path().join("out");
+    std::fs::create_dir_all(out_dir.join("dir")).unwrap();
+    std::fs::write(out_dir.join("file"), "old").unwrap();
+    std::fs::write(out_dir.join("a"), "old").unwrap();
+    for (names, expected) in [
+        (
+            ["a", "dir"],
+            "is a directory, which a secret file cannot replace",
+        ),
+        (["a", "file/x"], "is a file, so"),
+        (["b/c", "b"], "clash: one would be the other's directory"),
+        (["b", "b/c"], "clash: one would be the other's directory"),
+    ] {
+        let out = run(g
+            .keyway()
+            .arg("render")
+            .arg("--dir")
+            .arg(&out_dir)
+            .args(names.map(|name| format!("{name}=local://k"))));
+        assert_eq!(out.status.code(), Some(2), "{names:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{names:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(std::fs::read_to_string(out_dir.join("a")).unwrap(), "old");
+        assert_eq!(crate::names_in(&out_dir), ["a", "dir", "file"], "{names:?}");
+    }
 }
 
 #[test]
