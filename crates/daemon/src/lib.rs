@@ -23,6 +23,7 @@ pub use listen::Activated;
 pub use reload::{Reloaded, Reloader};
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,11 +90,44 @@ pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonE
     if let Some(address) = &settings.metrics {
         listen::metrics_address(address)?;
     }
-    listen::socket_owner(&settings)?;
+    let (mode, _) = listen::socket_owner(&settings)?;
+    let socket = settings
+        .socket
+        .clone()
+        .unwrap_or_else(keyway_api::default_socket_path);
+    let warnings = warnings
+        .into_iter()
+        .chain(open_socket_warning(&settings, &socket, mode))
+        .collect();
     let shared = Shared::new(&settings);
     let resolver = Arc::new(config.resolver(local_dir)?);
     State::build(settings, resolver, shared, tcp.is_some())?;
     Ok(warnings)
+}
+
+/// The warning for a unix socket that every local user may connect to (`mode` lets others write to it, and
+/// they may search every directory above it) while no `[[server.access]]` rule limits what a caller reads: then
+/// any process on the machine reads every secret the daemon can. A directory not made yet (it will be, 0755)
+/// counts as searchable.
+pub(crate) fn open_socket_warning(
+    settings: &ServerSection,
+    socket: &Path,
+    mode: u32,
+) -> Option<String> {
+    let searchable =
+        |dir: &Path| std::fs::metadata(dir).map_or(true, |m| m.permissions().mode() & 0o001 != 0);
+    let reachable = socket
+        .ancestors()
+        .skip(1)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .all(searchable);
+    (settings.access.is_empty() && mode & 0o002 != 0 && reachable).then(|| {
+        format!(
+            "{} is open to every local user (mode {:04o}) and no [[server.access]] rule limits what a caller reads, so any process on this machine may read every secret this daemon can; add access rules, or narrow socket_mode and socket_group (docs/daemon.md)",
+            socket.display(),
+            mode & 0o7777
+        )
+    })
 }
 
 /// Logs [`Config::check_files`]'s warnings, or returns its error.
@@ -214,9 +248,15 @@ impl Daemon {
         };
         let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
         let unix = listen::bind_unix(&settings, activated.unix)?;
+        // The mode the socket file has (the service manager's SocketMode when it passed the socket).
+        let socket_mode = std::fs::metadata(unix.path()).map_or(0, |m| m.permissions().mode());
+        if let Some(warning) = open_socket_warning(&settings, unix.path(), socket_mode) {
+            tracing::warn!("{warning}");
+        }
         let reloader = Reloader {
             current: Arc::new(Current::from_pointee(state)),
             local_dir,
+            socket: (unix.path().to_owned(), socket_mode),
             serves_tcp: tcp.is_some(),
             bound: settings,
             applied: Arc::new(std::sync::Mutex::new(config.clone())),

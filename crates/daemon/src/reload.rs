@@ -15,6 +15,8 @@ use crate::{Current, DaemonError, State};
 pub struct Reloader {
     pub(crate) current: Arc<Current>,
     pub(crate) local_dir: PathBuf,
+    /// The unix socket's path and the mode of its file, as bound at start.
+    pub(crate) socket: (PathBuf, u32),
     /// `[server]` as the listeners were bound.
     pub(crate) bound: ServerSection,
     /// Whether a TCP listener is served (configured or passed by the service manager), which needs a token.
@@ -75,6 +77,7 @@ impl Reloader {
             Arc::new(config.resolver_with(self.local_dir.clone(), &*observe)?)
         };
         let (settings, needs_restart) = self.keep_fixed(config.server.clone());
+        let open = crate::open_socket_warning(&settings, &self.socket.0, self.socket.1);
         let (state, prefetch) = State::build(
             settings,
             resolver.clone(),
@@ -87,6 +90,9 @@ impl Reloader {
         *applied = config.clone();
         if !prefetch.is_empty() {
             tokio::spawn(async move { crate::prefetch_all(&state, prefetch).await });
+        }
+        if let Some(warning) = open {
+            tracing::warn!("{warning}");
         }
         Ok(Reloaded {
             cache_kept,

@@ -1060,6 +1060,66 @@ fn serve_check_passes_a_good_configuration_without_serving_it() {
 }
 
 #[test]
+fn a_socket_every_user_may_use_without_access_rules_is_warned_about() {
+    let says = "is open to every local user (mode 0666) and no [[server.access]] rule limits what a caller reads";
+    let open_dir = |ground: &Ground, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(ground.dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    for (server, dir_mode, warned) in [
+        ("", 0o755, true),
+        ("", 0o700, false), // others cannot reach the socket through its directory
+        ("socket_mode = \"0660\"", 0o755, false),
+        (
+            "[[server.access]]\nuids = [0]\nrefs = [\"local://**\"]",
+            0o755,
+            false,
+        ),
+    ] {
+        let ground = Ground::with_extra(&format!("[server]\n{server}\n"));
+        open_dir(&ground, dir_mode);
+        let out = run(ground
+            .keyway()
+            .arg("--socket")
+            .arg(ground.dir.path().join("k.sock"))
+            .args(["serve", "--check"]));
+        assert_eq!(out.status.code(), Some(0), "{server}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).contains(says),
+            warned,
+            "{server} {dir_mode:o}: {}",
+            stderr(&out)
+        );
+    }
+    // A running daemon says it in its log: at start, and after a reload that drops the last rule.
+    let ground = Ground::start();
+    open_dir(&ground, 0o755);
+    let served = Served::start(&ground, &[]);
+    assert!(served.stderr().contains(says), "{}", served.stderr());
+    let rule = "[server]\n[[server.access]]\nuids = [0]\nrefs = [\"local://**\"]\n";
+    let ground = Ground::with_extra(rule);
+    open_dir(&ground, 0o755);
+    let served = Served::start(&ground, &[]);
+    let config = std::fs::read_to_string(&ground.config).unwrap();
+    std::fs::write(&ground.config, config.replace(rule, "")).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(served.pid().cast_signed()).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served.stderr().contains("configuration reloaded") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        served.stderr().matches(says).count(),
+        1,
+        "{}",
+        served.stderr()
+    );
+}
+
+#[test]
 fn watch_config_without_a_config_file_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
