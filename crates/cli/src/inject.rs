@@ -4,7 +4,7 @@
 //! if any fails, nothing is written.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -28,6 +28,9 @@ pub struct InjectArgs {
 pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
     let (origin, text) = read_template(args.input.as_ref())?;
     let (template, references) = crate::render::parse_template(context, &origin, &text)?;
+    if let Some(path) = &args.output {
+        check_out_file(path)?;
+    }
     let values = context
         .resolve_all(&references, keyway_core::Lookup::default())
         .await?;
@@ -56,6 +59,26 @@ pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
             crate::render::write_file(path, &filled, args.mode)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
+    }
+    Ok(())
+}
+
+/// Refuses an `--out-file` that could never be written (a directory, or in a directory that does not exist)
+/// before any value is fetched.
+fn check_out_file(path: &Path) -> Result<(), Usage> {
+    if path.is_dir() {
+        return Err(Usage(format!(
+            "--out-file {} is a directory; give the path of a file",
+            path.display()
+        )));
+    }
+    let dir = crate::render::parent(path);
+    if !dir.is_dir() {
+        return Err(Usage(format!(
+            "--out-file {}: there is no directory {}; create it first",
+            path.display(),
+            dir.display()
+        )));
     }
     Ok(())
 }

@@ -312,6 +312,18 @@ fn split_pair<'a>(pair: &'a str, what: &str, example: &str) -> Result<(&'a str, 
 
 pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
     let plan = Plan::new(context, &args)?;
+    if args.dir.exists() && !args.dir.is_dir() {
+        return Err(Usage(format!(
+            "--dir {} exists and is not a directory; remove it or choose another directory",
+            args.dir.display()
+        ))
+        .into());
+    }
+    // Targets that could never be written are refused before anything is fetched (and checked again just
+    // before the writes).
+    for name in &plan.names {
+        check_target(&args.dir, name)?;
+    }
     if let Some(hook) = &args.on_change {
         hook.check()?;
     }
@@ -550,7 +562,7 @@ fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
 }
 
 /// The directory `path` is in (`.` for a bare file name, whose parent is the empty path).
-fn parent(path: &Path) -> &Path {
+pub(crate) fn parent(path: &Path) -> &Path {
     path.parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

@@ -76,6 +76,33 @@ fn a_failed_reference_or_a_bad_template_writes_nothing() {
 }
 
 #[test]
+fn an_out_file_that_could_never_be_written_is_refused_before_any_fetch() {
+    // The reference is missing: were it fetched first, the answer would be 3 (not found), not 2.
+    let g = Ground::start();
+    let template = g.dir.path().join("t.tpl");
+    std::fs::write(&template, "A={{ local://absent }}\n").unwrap();
+    for (out_file, says) in [
+        (
+            g.dir.path().join("local"),
+            "is a directory; give the path of a file",
+        ),
+        (
+            g.dir.path().join("nowhere/app.env"),
+            "there is no directory",
+        ),
+    ] {
+        let out = run(g
+            .keyway()
+            .args(["inject", "-i"])
+            .arg(&template)
+            .arg("-o")
+            .arg(&out_file));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn the_out_file_is_replaced_at_once_with_its_mode_and_never_written_through_a_symlink() {
     let g = Ground::start();
     std::fs::write(g.dir.path().join("local/k"), "v4lue").unwrap();

@@ -182,6 +182,7 @@ fn a_target_that_could_not_be_replaced_is_refused_before_any_file_is() {
     std::fs::write(g.dir.path().join("local/k"), "new").unwrap();
     let out_dir = g.dir.path().join("out");
     std::fs::create_dir_all(out_dir.join("dir")).unwrap();
+    // A missing reference too: were the targets checked after the fetches, the answer would be 3.
     std::fs::write(out_dir.join("file"), "old").unwrap();
     std::fs::write(out_dir.join("a"), "old").unwrap();
     for (names, expected) in [
@@ -198,7 +199,8 @@ fn a_target_that_could_not_be_replaced_is_refused_before_any_file_is() {
             .arg("render")
             .arg("--dir")
             .arg(&out_dir)
-            .args(names.map(|name| format!("{name}=local://k"))));
+            .args(names.map(|name| format!("{name}=local://k")))
+            .arg("absent=local://absent"));
         assert_eq!(out.status.code(), Some(2), "{names:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(expected),
@@ -208,6 +210,26 @@ fn a_target_that_could_not_be_replaced_is_refused_before_any_file_is() {
         assert_eq!(std::fs::read_to_string(out_dir.join("a")).unwrap(), "old");
         assert_eq!(crate::names_in(&out_dir), ["a", "dir", "file"], "{names:?}");
     }
+}
+
+#[test]
+fn a_dir_that_is_a_file_is_refused_before_any_fetch() {
+    // The reference is missing: were it fetched first, the answer would be 3 (not found), not 2.
+    let g = Ground::start();
+    let file = g.dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = run(g
+        .keyway()
+        .args(["render", "--dir"])
+        .arg(&file)
+        .arg("a=local://absent"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists and is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
 }
 
 #[test]
