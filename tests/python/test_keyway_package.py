@@ -100,6 +100,14 @@ def test_batches_and_listing(direct):
     with pytest.raises(keyway.NotFound):
         keyway.get_secrets(["aws-sm://batch/0", "aws-sm://batch/9"])
     assert sorted(keyway.list_secrets("aws-sm", "batch/")) == ["batch/0", "batch/1", "batch/2"]
+    # Any iterable of references; one string is refused, not taken character by character.
+    generated = keyway.get_secrets(f"aws-sm://batch/{i}" for i in range(2))
+    assert [s.value.value() for s in generated] == ["value-0", "value-1"]
+    for batch in (keyway.get_secrets, lambda refs: asyncio.run(keyway.aget_secrets(refs))):
+        with pytest.raises(TypeError, match="not one string; for one reference use get_secret"):
+            batch("aws-sm://batch/0")
+        with pytest.raises(TypeError, match="each a str"):
+            batch(["aws-sm://batch/0", 7])
 
 
 def test_templates_take_the_values_where_their_references_stand(direct):

@@ -322,12 +322,13 @@ fn aget_secret(
 /// [`get_secrets`] for `keyway.aget_secrets`, as [`aget_secret`].
 #[pyfunction]
 #[pyo3(signature = (references, ttl=None, refresh=false))]
-fn aget_secrets(
-    py: Python<'_>,
-    references: Vec<String>,
+fn aget_secrets<'py>(
+    py: Python<'py>,
+    references: &Bound<'py, PyAny>,
     ttl: Option<f64>,
     refresh: bool,
-) -> PyResult<Bound<'_, PyAny>> {
+) -> PyResult<Bound<'py, PyAny>> {
+    let references = reference_list(references)?;
     let state = state()?;
     let future = resolve_secrets(state.clone(), references, lookup(ttl, refresh));
     now_or_later(py, &state, future)
@@ -367,17 +368,31 @@ fn get_secret(
 /// Resolves many references concurrently; raises the first failure (all or nothing).
 #[pyfunction]
 #[pyo3(signature = (references, ttl=None, refresh=false))]
-#[allow(
-    clippy::needless_pass_by_value,
-    reason = "PyO3 extracts a Python list into an owned Vec"
-)]
 fn get_secrets(
     py: Python<'_>,
-    references: Vec<String>,
+    references: &Bound<'_, PyAny>,
     ttl: Option<f64>,
     refresh: bool,
 ) -> PyResult<Vec<Secret>> {
-    resolve_all(py, &references, lookup(ttl, refresh))
+    resolve_all(py, &reference_list(references)?, lookup(ttl, refresh))
+}
+
+/// The references given to `get_secrets`/`aget_secrets`: any iterable of `str`, but not one `str`, whose
+/// characters would otherwise each be taken for a reference.
+fn reference_list(references: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if references.is_instance_of::<pyo3::types::PyString>() {
+        return Err(PyTypeError::new_err(
+            "get_secrets takes a list of references, not one string; for one reference use get_secret",
+        ));
+    }
+    references
+        .try_iter()?
+        .map(|item| {
+            item?.extract::<String>().map_err(|_| {
+                PyTypeError::new_err("get_secrets takes a list of references, each a str")
+            })
+        })
+        .collect()
 }
 
 /// The references of a template's `{{ REF }}` placeholders, each once, in order (other `{{ ... }}` are text);

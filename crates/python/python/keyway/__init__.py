@@ -56,7 +56,7 @@ async def aget_secret(reference: str, ttl: float | None = None, refresh: bool = 
 
 async def aget_secrets(references: Sequence[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]:
     """``get_secrets`` for asyncio code: concurrent, all or nothing."""
-    done, answer = _keyway.aget_secrets(list(references), ttl, refresh)
+    done, answer = _keyway.aget_secrets(references, ttl, refresh)
     return answer if done else await answer
 
 
