@@ -203,6 +203,56 @@ def test_the_files_of_workers_alive_when_ray_stops_go_after_it(cluster, tmp_path
     assert not reapers(), "the reaper did not exit after its time"
 
 
+def test_the_runtime_env_helper_delivers_as_the_plain_field_does(cluster):
+    from keyway.ray_plugin import runtime_env
+
+    built = runtime_env(**SPEC["keyway"], env_vars={"OTHER": "kept"})
+    assert built["keyway"] == SPEC["keyway"] and built["env_vars"]["OTHER"] == "kept"
+    seen = ray.get(inspect.options(runtime_env=built).remote())
+    assert (seen["env"], seen["file"]) == (digest(CANARY), digest(FILE_CANARY))
+    with pytest.raises(ValueError, match="not a Keyway reference"):
+        runtime_env(env={"TOKEN": "ghp_pasted_value"})
+    with pytest.raises(ValueError, match="call keyway.ray_plugin.require_delivery"):
+        runtime_env(env={"TOKEN": "aws-sm://ci/github"}, worker_process_setup_hook="my.hook")
+
+
+# A Ray of its own on which the plugin is NOT registered: Ray ignores the keyway field.
+UNREGISTERED_RAY = """
+import os, ray
+from keyway.ray_plugin import runtime_env
+ray.init(address="local", num_cpus=1, include_dashboard=False)
+
+@ray.remote(max_retries=0)
+def token():
+    return os.environ.get("TOKEN")
+
+print("plain field:", ray.get(token.options(runtime_env={"keyway": {"env": {"TOKEN": "local://x"}}}).remote()))
+try:
+    ray.get(token.options(runtime_env=runtime_env(env={"TOKEN": "local://x"})).remote())
+    print("helper: delivered nothing, and said nothing")
+except ray.exceptions.RayError as e:
+    print("helper: the worker failed:", type(e).__name__, flush=True)
+# Why comes to the driver's stderr through Ray's log streaming, a moment later.
+import time
+time.sleep(5)
+ray.shutdown()
+"""
+
+
+def test_without_the_plugin_the_helpers_setup_hook_fails_the_worker_loudly(tmp_path):
+    env = local_store_env(tmp_path)
+    env.pop("RAY_RUNTIME_ENV_PLUGINS", None)
+    run = subprocess.run([sys.executable, "-c", UNREGISTERED_RAY], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # What the guard is for: the plain field reaches no worker, silently.
+    assert "plain field: None" in run.stdout, run.stdout
+    assert "helper: the worker failed: WorkerCrashedError" in run.stdout, run.stdout + run.stderr[-3000:]
+    said = run.stdout + run.stderr
+    assert "started without the keyway runtime_env plugin" in said, said[-3000:]
+    assert "RAY_RUNTIME_ENV_PLUGINS=" in said
+
+
 def test_the_files_root_can_be_moved_but_only_to_an_absolute_path(monkeypatch):
     from keyway.ray_plugin import files_root
 

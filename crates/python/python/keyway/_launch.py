@@ -32,6 +32,10 @@ USAGE = ("usage: python -m keyway._launch [--env VAR=REF]... [--file NAME=REF]..
          "[--dir DIR | --root ROOT] -- COMMAND [ARG]...")
 #: The command's environment variable naming the directory of its files.
 DIR_VARIABLE = "KEYWAY_SECRETS_DIR"
+#: The command's environment variable holding its own process ID (the exec keeps it): the launcher delivered
+#: this process's secrets. ``keyway.ray_plugin.require_delivery`` checks it; a value inherited from another
+#: process does not match.
+DELIVERED_VARIABLE = "KEYWAY_RAY_DELIVERED"
 _PROCESS_DIR = re.compile(r"^w-([0-9]+)-([0-9]+)$")
 #: The permission bits a ``--root`` must not have: writable by group or others.
 ROOT_MASK = 0o022
@@ -244,6 +248,7 @@ def main(argv: List[str]) -> None:
                   f"deliver it as a file", 2)
         child_env[var] = os.fsdecode(raw)
     del secrets, values
+    child_env[DELIVERED_VARIABLE] = str(os.getpid())
     try:
         os.execvpe(command[0], command, child_env)
     except OSError as e:

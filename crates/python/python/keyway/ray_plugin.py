@@ -15,6 +15,13 @@ Register it on every node before ``ray start`` (and in the driver's environment 
 
     export RAY_RUNTIME_ENV_PLUGINS='[{"class": "keyway.ray_plugin.KeywayPlugin"}]'
 
+Ray ignores a runtime_env field no plugin claims: on a node without the plugin registered, a worker would start
+without its secrets and without a word. ``runtime_env(env=..., files=..., templates=...)`` builds the same
+runtime_env with a worker setup hook, ``require_delivery``, that fails such a worker at start with a message
+saying how to register the plugin::
+
+    ray.init(runtime_env=keyway.ray_plugin.runtime_env(env={"GITHUB_TOKEN": "aws-sm://ci/github#github_token"}))
+
 Why it is built this way (``docs/python.md``): Ray's runtime-env agent logs the whole context, ``env_vars``
 included, at INFO in ``runtime_env_agent.log``, shows the runtime_env in the dashboard, caches the context per
 identical runtime_env (a rotated value would never be picked up) and runs ``os.path.expandvars`` on values. So the
@@ -43,10 +50,13 @@ from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
 from keyway._keyway import InvalidReference, template_references
-from keyway._launch import DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
+from keyway._launch import DELIVERED_VARIABLE, DIR_VARIABLE, ROOT_MASK, sweep, unsafe_dir
 from keyway._reap import SWEEP_SECONDS
 
-__all__ = ["DIR_VARIABLE", "KeywayPlugin", "launch_prefix", "files_root"]
+__all__ = ["DIR_VARIABLE", "KeywayPlugin", "launch_prefix", "files_root", "require_delivery", "runtime_env"]
+
+#: The registration line of the plugin, for messages.
+REGISTER = """RAY_RUNTIME_ENV_PLUGINS='[{"class": "keyway.ray_plugin.KeywayPlugin"}]'"""
 
 #: The Ray minor version the plugin is tested with (the pin of scripts/requirements-test.txt and of the
 #: ``ray`` extra in pyproject.toml; a test keeps the three equal).
@@ -150,6 +160,39 @@ def _check(spec: Dict[str, Any]) -> None:
     directory = spec.get("dir")
     if directory is not None and (not isinstance(directory, str) or not os.path.isabs(directory)):
         raise ValueError('runtime_env["keyway"]["dir"] must be an absolute path')
+
+
+def require_delivery() -> None:
+    """A Ray worker setup hook (``runtime_env`` sets it): fails the worker at start unless the plugin's launcher
+    started it, which is what happens on a node where the plugin is not registered (Ray then ignores the
+    ``keyway`` field and the worker would run without its secrets)."""
+    if os.environ.get(DELIVERED_VARIABLE) != str(os.getpid()):
+        raise RuntimeError(
+            "keyway: this worker started without the keyway runtime_env plugin, so none of its secrets was "
+            f"delivered; register the plugin on every node before `ray start`: {REGISTER} (docs/python.md)")
+
+
+def runtime_env(env: Optional[Dict[str, str]] = None, files: Optional[Dict[str, str]] = None,
+                templates: Optional[Dict[str, str]] = None, dir: Optional[str] = None,
+                **fields: Any) -> Dict[str, Any]:
+    """A runtime_env (for ``ray.init``, ``.options`` or ``@ray.remote``) whose ``keyway`` field delivers these
+    references, with ``require_delivery`` as the workers' setup hook, so that a worker on a node without the
+    plugin fails at start instead of running without its secrets. ``fields`` are the runtime_env's other fields
+    (``pip``, ``env_vars``, ...). Raises ``ValueError`` as the plugin would, at once, and when the runtime_env has
+    a setup hook of its own (call ``require_delivery()`` from it instead)."""
+    spec = {key: value for key, value in (("env", env), ("files", files), ("templates", templates), ("dir", dir))
+            if value is not None}
+    _check(spec)
+    from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR as hook
+
+    env_vars = dict(fields.pop("env_vars", None) or {})
+    if "worker_process_setup_hook" in fields or hook in env_vars:
+        raise ValueError("this runtime_env has a worker_process_setup_hook of its own; call "
+                         "keyway.ray_plugin.require_delivery() from it and give the keyway field as a dict")
+    # As an environment variable, not the worker_process_setup_hook field, which Ray takes in ray.init only:
+    # so it works in a task's or an actor's runtime_env too.
+    env_vars[hook] = f"{__name__}.require_delivery"
+    return {**fields, KeywayPlugin.name: spec, "env_vars": env_vars}
 
 
 def files_root() -> str:
