@@ -355,14 +355,16 @@ pub async fn exec(context: &Context, args: ExecArgs) -> anyhow::Result<()> {
             let (Some(var), Some(value)) = (var.to_str(), value.to_str()) else {
                 continue;
             };
-            if context.resolver.instances().looks_like_reference(value)
-                && !vars.iter().any(|(v, _)| v == var)
-                && !plain.iter().any(|(v, _)| v == var)
-            {
+            if vars.iter().any(|(v, _)| v == var) || plain.iter().any(|(v, _)| v == var) {
+                continue;
+            }
+            if context.resolver.instances().looks_like_reference(value) {
                 vars.push((
                     var.to_owned(),
                     context.parse_at(&format!("environment variable {var}"), value)?,
                 ));
+            } else {
+                warn_of_typo(context, &format!("environment variable {var}"), value);
             }
         }
     }
@@ -415,11 +417,26 @@ fn from_env_files(
                     .with_context(|| format!("{var} in --env-file {}", file.display()))?;
                 vars.push((var, reference));
             } else {
+                warn_of_typo(
+                    context,
+                    &format!("{var} in --env-file {}", file.display()),
+                    &value,
+                );
                 plain.push((var, OsString::from(value.as_str())));
             }
         }
     }
     Ok(plain)
+}
+
+/// Warns when `value`, taken as a plain value, starts like a reference with a typo in its instance
+/// (`aws-ms://...`): the command would get the text instead of the secret. The value is not shown.
+fn warn_of_typo(context: &Context, place: &str, value: &str) {
+    if let Some(known) = context.resolver.instances().typo_in(value) {
+        eprintln!(
+            "keyway: warning: {place} looks like a mistyped {known}:// reference (its INSTANCE:// names no configured instance); it is set as written, not resolved"
+        );
+    }
 }
 
 /// `program` with the `plain` variables, and each of `vars` set to its value, in its environment.

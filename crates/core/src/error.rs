@@ -194,13 +194,15 @@ pub enum Error {
     },
     /// The reference names a provider instance that is not configured.
     #[error(
-        "no provider instance named `{instance}`; configured instances: {known}. Add a [providers.{instance}] table to keyway.toml"
+        "no provider instance named `{instance}`{hint}; configured instances: {known}. Add a [providers.{instance}] table to keyway.toml"
     )]
     UnknownInstance {
         /// The instance named by the reference's scheme.
         instance: String,
         /// Comma-separated configured instance names.
         known: String,
+        /// ` (did you mean `NAME`?)` when the name is a likely typo of a configured one, else empty.
+        hint: String,
     },
     /// The backend failed.
     #[error("{reference}: {source}")]

@@ -88,6 +88,39 @@ impl Instances {
         text.split_once("://")
             .is_some_and(|(scheme, _)| self.0.contains_key(scheme))
     }
+
+    /// The configured instance that `name`, which is none, is a likely typo of (`aws-ms`, `awssm` or `locl`
+    /// for `aws-sm` and `local`): at most two edits away (a swap of two neighbours is one), and fewer edits than
+    /// half its length, so that other URL schemes (`https`, `postgres`, `s3`) are not taken for one.
+    pub fn typo_of(&self, name: &str) -> Option<&str> {
+        if self.0.contains_key(name) {
+            return None;
+        }
+        self.0
+            .keys()
+            .map(|known| (strsim::damerau_levenshtein(name, known), known.as_str()))
+            .filter(|&(edits, known)| edits <= 2 && edits * 2 < known.len().min(name.len()))
+            .min()
+            .map(|(_, known)| known)
+    }
+
+    /// The configured instance that `text`'s scheme is a likely typo of ([`Instances::typo_of`]), when it has
+    /// one: a value meant as a reference that would otherwise be taken as a plain value.
+    pub fn typo_in(&self, text: &str) -> Option<&str> {
+        text.split_once("://")
+            .and_then(|(scheme, _)| self.typo_of(scheme))
+    }
+
+    /// The error for a reference to `instance`, which is not configured.
+    pub fn unknown(&self, instance: &str) -> Error {
+        Error::UnknownInstance {
+            instance: instance.to_owned(),
+            known: self.names(),
+            hint: self
+                .typo_of(instance)
+                .map_or_else(String::new, |known| format!(" (did you mean `{known}`?)")),
+        }
+    }
 }
 
 fn validate_instance_name(name: &str) -> Result<(), String> {
@@ -286,10 +319,7 @@ impl SecretRef {
         })?;
         let kind = instances
             .kind(scheme)
-            .ok_or_else(|| Error::UnknownInstance {
-                instance: scheme.to_owned(),
-                known: instances.names(),
-            })?;
+            .ok_or_else(|| instances.unknown(scheme))?;
         let (rest, field) = match rest.split_once('#') {
             Some((rest, field)) => (rest, Some(parse_field(field).map_err(bad)?)),
             None => (rest, None),
@@ -820,6 +850,33 @@ mod tests {
     }
 
     #[test]
+    fn typos_of_instance_names_are_recognised_and_other_schemes_are_not() {
+        let instances = Instances::default();
+        for (name, meant) in [
+            ("aws-ms", "aws-sm"),
+            ("awssm", "aws-sm"),
+            ("aws_sm", "aws-sm"),
+            ("gcp-s", "gcp-sm"),
+            ("gpc-sm", "gcp-sm"),
+            ("locl", "local"),
+            ("loacl", "local"),
+            ("lokal", "local"),
+        ] {
+            assert_eq!(instances.typo_of(name), Some(meant), "{name}");
+        }
+        for name in [
+            "aws-sm", "local", "s3", "gs", "aws", "gcp", "https", "http", "file", "postgres",
+            "redis", "mysql", "ldap", "ssh", "git", "amqp", "smtp", "sftp", "kafka", "nats", "ws",
+            "wss",
+        ] {
+            assert_eq!(instances.typo_of(name), None, "{name}");
+        }
+        assert_eq!(instances.typo_in("aws-ms://ci/github"), Some("aws-sm"));
+        assert_eq!(instances.typo_in("https://example.com"), None);
+        assert_eq!(instances.typo_in("locl"), None, "no `://`: no reference");
+    }
+
+    #[test]
     fn schemes_and_instances() {
         err("github", "expected INSTANCE://PATH");
         // Text that is not a reference may be a value pasted in its place: not echoed.
@@ -829,7 +886,11 @@ mod tests {
             "not a secret reference (15 characters, not shown: it may be a value): expected INSTANCE://PATH, for example aws-sm://NAME or local://NAME"
         );
         assert_eq!(e.kind(), crate::ErrorKind::Invalid);
-        err("s3://bucket/key", "no provider instance named `s3`");
+        err("s3://bucket/key", "no provider instance named `s3`;");
+        err(
+            "awssm://x",
+            "no provider instance named `awssm` (did you mean `aws-sm`?);",
+        );
         let mut instances = Instances::default();
         instances.insert("prod-aws", BackendKind::Aws).unwrap();
         let r = SecretRef::parse_with("prod-aws://db#pw", &instances).unwrap();

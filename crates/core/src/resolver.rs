@@ -188,9 +188,6 @@ impl Resolver {
     fn backend(&self, instance: &str) -> Result<&Backend, Error> {
         self.backends
             .get(instance)
-            .ok_or_else(|| Error::UnknownInstance {
-                instance: instance.to_owned(),
-                known: self.instances.names(),
-            })
+            .ok_or_else(|| self.instances.unknown(instance))
     }
 }

@@ -24,6 +24,45 @@ fn exec_sets_env_from_flags_and_from_reference_valued_variables() {
 }
 
 #[test]
+fn a_value_that_looks_like_a_mistyped_reference_is_warned_about_and_set_as_written() {
+    let g = Ground::start();
+    let file = g.dir.path().join("app.env");
+    std::fs::write(
+        &file,
+        "TOKEN=aws-ms://ci/github#github_token\nURL=https://example.com\n",
+    )
+    .unwrap();
+    let out = run(g
+        .keyway()
+        .env("DB", "gpc-sm://proj/db")
+        .args(["exec", "--env-file"])
+        .arg(&file)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|%s' \"$TOKEN\" \"$URL\" \"$DB\"",
+        ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "aws-ms://ci/github#github_token|https://example.com|gpc-sm://proj/db"
+    );
+    let said = stderr(&out);
+    for line in [
+        "keyway: warning: TOKEN in --env-file",
+        "looks like a mistyped aws-sm:// reference",
+        "keyway: warning: environment variable DB looks like a mistyped gcp-sm:// reference",
+    ] {
+        assert!(said.contains(line), "{said}");
+    }
+    assert!(
+        !said.contains("URL") && !said.contains("ci/github"),
+        "{said}"
+    );
+}
+
+#[test]
 fn env_files_hold_references_and_plain_values() {
     let g = Ground::start();
     g.moto
