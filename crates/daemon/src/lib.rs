@@ -114,13 +114,9 @@ pub(crate) fn open_socket_warning(
     socket: &Path,
     mode: u32,
 ) -> Option<String> {
-    let searchable =
-        |dir: &Path| std::fs::metadata(dir).map_or(true, |m| m.permissions().mode() & 0o001 != 0);
     let reachable = socket
-        .ancestors()
-        .skip(1)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .all(searchable);
+        .parent()
+        .is_none_or(keyway_providers::local::others_may_enter);
     (settings.access.is_empty() && mode & 0o002 != 0 && reachable).then(|| {
         format!(
             "{} is open to every local user (mode {:04o}) and no [[server.access]] rule limits what a caller reads, so any process on this machine may read every secret this daemon can; add access rules, or narrow socket_mode and socket_group (docs/daemon.md)",

@@ -23,29 +23,46 @@ pub struct LocalSettings {
 impl LocalSettings {
     /// Whether the files these settings name are there, for a daemon about to serve them (`keyway serve`,
     /// `--check`, a reload): `dir` a directory, `file` readable, `age_identity` readable and an age identity
-    /// file. The error says which and what to do; the warnings name an identity that other users may read. The
-    /// content of the store (the entries of `file`, the files under `dir`) is data, read at each request, and
-    /// not judged here.
+    /// file. The error says which and what to do; the warnings name an identity, a `file`, or plaintext files
+    /// under `dir` that other users may read (so they need no keyway to read the secrets). The content of the
+    /// store (the entries of `file`, the files' bytes) is data, read at each request, and not judged here.
     pub fn check(&self) -> Result<Vec<String>, String> {
         use std::os::unix::fs::PermissionsExt as _;
-        if let Some(dir) = &self.dir
-            && !std::fs::metadata(dir).is_ok_and(|m| m.is_dir())
-        {
-            return Err(format!(
-                "`dir` {} is not a directory; create it or fix the path",
-                dir.display()
-            ));
+        let mut warnings = Vec::new();
+        if let Some(dir) = &self.dir {
+            if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+                return Err(format!(
+                    "`dir` {} is not a directory; create it or fix the path",
+                    dir.display()
+                ));
+            }
+            let open = readable_by_others(dir);
+            if open > 0 {
+                warnings.push(format!(
+                    "{open} plaintext file(s) under `dir` {} may be read by other users (readable by others, in directories they may enter); `chmod -R go-rwx {}`",
+                    dir.display(),
+                    dir.display()
+                ));
+            }
         }
-        if let Some(file) = &self.file
-            && let Err(e) = std::fs::File::open(file)
-        {
-            return Err(format!(
-                "`file` {} cannot be read: {e}; create it, fix the path or its mode",
-                file.display()
-            ));
+        if let Some(file) = &self.file {
+            if let Err(e) = std::fs::File::open(file) {
+                return Err(format!(
+                    "`file` {} cannot be read: {e}; create it, fix the path or its mode",
+                    file.display()
+                ));
+            }
+            let mode = std::fs::metadata(file).map_or(0, |m| m.permissions().mode());
+            if mode & 0o004 != 0 && others_may_enter(parent_dir(file)) {
+                warnings.push(format!(
+                    "`file` {} may be read by other users (mode {:04o}); chmod 600 it",
+                    file.display(),
+                    mode & 0o7777
+                ));
+            }
         }
         let Some(identity) = &self.age_identity else {
-            return Ok(Vec::new());
+            return Ok(warnings);
         };
         let shown = identity.display();
         let text = std::fs::read(identity).map(Zeroizing::new).map_err(|e| {
@@ -56,15 +73,68 @@ impl LocalSettings {
             })?;
         let mode = std::fs::metadata(identity).map_or(0, |m| m.permissions().mode());
         let others = mode & 0o077;
-        Ok(if others > 0 {
-            vec![format!(
+        if others > 0 {
+            warnings.push(format!(
                 "`age_identity` {shown} may be read by other users (mode {:04o}); chmod 600 it",
                 mode & 0o7777
-            )]
-        } else {
-            Vec::new()
-        })
+            ));
+        }
+        Ok(warnings)
     }
+}
+
+/// How many stored files a directory tree caps the permission walk at (a start must stay quick).
+const WALK_LIMIT: usize = 10_000;
+
+/// Whether other users may enter `dir`: it and every directory above it let others search (`o+x`). A path that
+/// cannot be read counts as enterable (it will be made with a usual mode, or this process lacks the right to
+/// see, and then a warning is the safe side).
+pub fn others_may_enter(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    dir.ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .all(|d| std::fs::metadata(d).map_or(true, |m| m.permissions().mode() & 0o001 != 0))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The plaintext files (not `*.age`) under `dir` that other users may read: readable by others, reached
+/// through directories others may enter. Symlinks are not followed.
+fn readable_by_others(dir: &Path) -> usize {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !others_may_enter(dir) {
+        return 0;
+    }
+    let (mut found, mut seen) = (0, 0);
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > WALK_LIMIT {
+                return found;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let others = meta.permissions().mode() & 0o005;
+            if meta.is_dir() && others & 0o001 != 0 {
+                stack.push(entry.path());
+            } else if meta.is_file()
+                && others & 0o004 != 0
+                && entry.path().extension().is_none_or(|e| e != "age")
+            {
+                found += 1;
+            }
+        }
+    }
+    found
 }
 
 /// The local store provider.

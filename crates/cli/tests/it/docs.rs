@@ -76,6 +76,8 @@ fn every_keyway_toml_in_the_docs_passes_serve_check() {
     let at = |name: &str| etc.path().join(name);
     std::fs::create_dir(at("secrets")).unwrap();
     std::fs::write(at("secrets.yaml"), "api: k\n").unwrap();
+    // As the daemon advises for a store's file (it warns of one other users may read).
+    std::fs::set_permissions(at("secrets.yaml"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(at("app.token"), "a-token-of-32-characters-or-more\n").unwrap();
     let identity = age::x25519::Identity::generate();
     std::fs::write(at("age.key"), identity.to_string().expose_secret()).unwrap();

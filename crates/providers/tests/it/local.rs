@@ -170,6 +170,8 @@ fn check_names_a_missing_store_or_a_bad_identity_and_warns_of_a_readable_one() {
     use secrecy::ExposeSecret as _;
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
+    // Private, so that only the identity's own mode is judged here (a store other users may read is below).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let at = |name: &str| dir.path().join(name);
     let settings = |dir: &str, file: Option<&str>, key: Option<&str>| LocalSettings {
         dir: Some(at(dir)),
@@ -225,4 +227,52 @@ fn check_names_a_missing_store_or_a_bad_identity_and_warns_of_a_readable_one() {
         settings("store", Some("entries.yaml"), Some("key.txt")).check(),
         Ok(Vec::new())
     );
+}
+
+#[test]
+fn check_warns_of_plaintext_files_other_users_may_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let chmod = |name: &str, mode: u32| {
+        std::fs::set_permissions(at(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    for sub in ["store", "store/closed", "store/open"] {
+        std::fs::create_dir(at(sub)).unwrap();
+    }
+    for (name, mode) in [
+        ("store/a", 0o644),        // read by others: counted
+        ("store/b.age", 0o644),    // encrypted: not counted
+        ("store/c", 0o600),        // private
+        ("store/closed/d", 0o644), // in a directory others cannot enter
+        ("store/open/e", 0o604),   // counted
+        ("entries.yaml", 0o644),
+    ] {
+        std::fs::write(at(name), "v").unwrap();
+        chmod(name, mode);
+    }
+    chmod("store/closed", 0o700);
+    let settings = LocalSettings {
+        dir: Some(at("store")),
+        file: Some(at("entries.yaml")),
+        age_identity: None,
+    };
+    // Inside a directory only its owner may enter, nobody else reaches anything.
+    chmod("", 0o700);
+    assert_eq!(settings.check(), Ok(Vec::new()));
+    chmod("", 0o755);
+    let warnings = settings.check().unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("2 plaintext file(s) under `dir`")
+            && warnings[0].contains("chmod -R go-rwx"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("entries.yaml may be read by other users (mode 0644); chmod 600 it"),
+        "{warnings:?}"
+    );
+    chmod("store", 0o700);
+    chmod("entries.yaml", 0o600);
+    assert_eq!(settings.check(), Ok(Vec::new()));
 }
