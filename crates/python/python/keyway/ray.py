@@ -522,8 +522,8 @@ def node_proxy(prefix: str = _PROXY_PREFIX):
             continue
         try:
             recipe = ray.get(ray.get_actor(other).recipe.remote())
-        except (ValueError, ray.exceptions.RayActorError):
-            continue  # gone with its node
+        except (ValueError, AttributeError, ray.exceptions.RayActorError):
+            continue  # gone with its node, or another actor of a name like theirs
         operator, default_ttl = ray.cloudpickle.loads(recipe)
         return _start_on(node_id, operator, default_ttl, prefix)
     raise RuntimeError(
