@@ -280,17 +280,42 @@ def test_through_the_node_daemon(tmp_path):
         keyway.get_secret("local://token")
 
 
-def test_pip_installs_the_package_into_a_fresh_venv_and_it_works_without_ray(tmp_path):
-    """`pip install ./crates/python`, as a user runs it: maturin as pip's build backend (the debug profile, to
-    reuse scripts/test.sh's build), the wheel into a new venv that has neither Ray, boto3 nor the Google client."""
+def pip_install_into_a_new_venv(crate: str, tmp_path: pathlib.Path) -> pathlib.Path:
+    """`pip install ./crates/CRATE`, as a user runs it: maturin as pip's build backend (the debug profile, to reuse
+    scripts/test.sh's build), the wheel into a new venv; returns the venv."""
     bin_dir = pathlib.Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", MATURIN_PEP517_ARGS="--profile dev")
-    subprocess.run([bin_dir / "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist",
-                    ROOT / "crates" / "python"], env=env, check=True)
-    (wheel,) = (tmp_path / "dist").glob("keyway-*.whl")
-    venv = tmp_path / "venv"
+    dist = tmp_path / f"dist-{crate}"
+    subprocess.run([bin_dir / "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", dist,
+                    ROOT / "crates" / crate], env=env, check=True)
+    (wheel,) = dist.glob("*.whl")
+    venv = tmp_path / f"venv-{crate}"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     subprocess.run([venv / "bin" / "pip", "install", "--quiet", "--no-index", wheel], check=True)
+    return venv
+
+
+def test_pip_installs_the_command_onto_the_venvs_path(tmp_path):
+    """`pip install ./crates/cli` (the wheel `keyway-cli`, as ruff and uv ship their binaries): `keyway` lands in
+    the venv's bin directory and runs with nothing else installed."""
+    venv = pip_install_into_a_new_venv("cli", tmp_path)
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "db").write_text("s3cret")
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    where = subprocess.run(["sh", "-c", "command -v keyway"], env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip() == str(venv / "bin" / "keyway")
+    read = subprocess.run(["keyway", "--daemon", "never", "--local-dir", store, "get", "local://db"], env=env,
+                          capture_output=True, text=True, check=False)
+    assert (read.returncode, read.stdout, read.stderr) == (0, "s3cret", "")
+    missing = subprocess.run(["keyway", "--daemon", "never", "--local-dir", store, "get", "local://nope"], env=env,
+                             capture_output=True, text=True, check=False)
+    assert missing.returncode == 3 and "not found" in missing.stderr
+
+
+def test_pip_installs_the_package_into_a_fresh_venv_and_it_works_without_ray(tmp_path):
+    """`pip install ./crates/python` into a new venv that has neither Ray, boto3 nor the Google client."""
+    venv = pip_install_into_a_new_venv("python", tmp_path)
 
     store = tmp_path / "store"
     store.mkdir()
