@@ -19,7 +19,8 @@ pub mod flyte;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
 };
 use keyway_core::mapping::{Decision, Mapping};
 use keyway_core::template::{Placeholder, Template};
@@ -499,13 +500,7 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
             set_flyte_env(container, &ask.dir);
         }
     }
-    // Explicit owner: the init container must run as root to chown; otherwise it runs as the Pod's user, so
-    // the files belong to it and mode 0400 suffices.
-    let security_context = ask.owner.map(|_| SecurityContext {
-        run_as_user: Some(0),
-        run_as_non_root: Some(false),
-        ..SecurityContext::default()
-    });
+    let security_context = Some(hardened(ask.owner.is_some()));
     let init = Container {
         name: INIT_CONTAINER.to_owned(),
         image: Some(config.image.clone()),
@@ -549,6 +544,28 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
         }
     }
     (pod, warnings)
+}
+
+/// The security context of the containers the webhook adds, as Kubernetes' `restricted` Pod Security
+/// Standard asks of every container (a Pod in a namespace that enforces it is refused otherwise): no privilege
+/// escalation, every capability dropped, the runtime's default seccomp profile. Without `keyway.dev/owner` the
+/// container runs as the Pod's user, so the files belong to it and mode 0400 suffices; with it, it must run as
+/// root with `CHOWN` alone to give the files away, which `restricted` forbids (`baseline` allows it).
+fn hardened(chown: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: chown.then(|| vec!["CHOWN".to_owned()]),
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        run_as_user: chown.then_some(0),
+        run_as_non_root: chown.then_some(false),
+        ..SecurityContext::default()
+    }
 }
 
 /// The service account the identity mapping chooses for a Pod: `Ok(None)` when there is no mapping or it

@@ -118,8 +118,10 @@ fn one_init_container_one_memory_volume_read_only_mounts_everywhere() {
             "github-token=aws-sm://ci/github?version-stage=AWSCURRENT#github_token",
         ]
     );
-    assert!(
-        inits[0].security_context.is_none(),
+    let context = inits[0].security_context.as_ref().unwrap();
+    assert_eq!(
+        (context.run_as_user, context.run_as_non_root),
+        (None, None),
         "runs as the Pod's user, so files are the user's"
     );
 
@@ -174,7 +176,17 @@ fn owner_mode_and_dir_annotations_shape_the_render_call() {
         command.contains("--dir /etc/app/secrets --mode 0440 --uid 2000 --gid 3000"),
         "{command}"
     );
-    assert_eq!(init.security_context.as_ref().unwrap().run_as_user, Some(0));
+    let context = init.security_context.as_ref().unwrap();
+    assert_eq!(context.run_as_user, Some(0));
+    let capabilities = context.capabilities.as_ref().unwrap();
+    assert_eq!(
+        (capabilities.drop.as_deref(), capabilities.add.as_deref()),
+        (
+            Some(&["ALL".to_owned()][..]),
+            Some(&["CHOWN".to_owned()][..])
+        ),
+        "root, but with nothing beyond chown"
+    );
     assert_eq!(
         mutate(&review(&original), &InjectConfig::default()).warnings,
         None
@@ -720,5 +732,128 @@ fn a_body_that_is_not_a_review_is_named_by_place_never_by_value() {
     assert!(
         error.contains("missing field `kind` at `request`"),
         "{error}"
+    );
+}
+
+/// What Kubernetes' `restricted` Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards)
+/// finds wrong with a Pod: its volume types, and for every container (init and sidecar ones too) privilege
+/// escalation, running as root, seccomp and capabilities, each either on the container or inherited from the Pod.
+fn restricted_violations(pod: &Value) -> Vec<String> {
+    let spec = &pod["spec"];
+    let pod_context = &spec["securityContext"];
+    let mut found = Vec::new();
+    for volume in spec["volumes"].as_array().into_iter().flatten() {
+        let allowed = [
+            "configMap",
+            "csi",
+            "downwardAPI",
+            "emptyDir",
+            "ephemeral",
+            "persistentVolumeClaim",
+            "projected",
+            "secret",
+        ];
+        if !volume
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| k == "name" || allowed.contains(&k.as_str()))
+        {
+            found.push(format!("volume {}: type not allowed", volume["name"]));
+        }
+    }
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|kind| spec[kind].as_array().into_iter().flatten());
+    for container in containers {
+        let name = &container["name"];
+        let context = &container["securityContext"];
+        let either = |field: &str| {
+            let own = &context[field];
+            if own.is_null() {
+                &pod_context[field]
+            } else {
+                own
+            }
+        };
+        if context["allowPrivilegeEscalation"] != json!(false) {
+            found.push(format!("{name}: allowPrivilegeEscalation != false"));
+        }
+        if either("runAsNonRoot") != &json!(true) {
+            found.push(format!("{name}: runAsNonRoot != true"));
+        }
+        if either("runAsUser") == &json!(0) {
+            found.push(format!("{name}: runAsUser = 0"));
+        }
+        if !["RuntimeDefault", "Localhost"]
+            .contains(&either("seccompProfile")["type"].as_str().unwrap_or(""))
+        {
+            found.push(format!(
+                "{name}: seccompProfile not RuntimeDefault or Localhost"
+            ));
+        }
+        let capabilities = &context["capabilities"];
+        if !capabilities["drop"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("ALL")))
+        {
+            found.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        for added in capabilities["add"].as_array().into_iter().flatten() {
+            if added != "NET_BIND_SERVICE" {
+                found.push(format!("{name}: adds capability {added}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mutated() {
+    let mut annotations = native();
+    annotations["keyway.dev/env.GITHUB_TOKEN"] = json!("aws-sm://ci/github#github_token");
+    annotations["keyway.dev/refresh"] = json!("5m");
+    let mut original = pod(&annotations);
+    original["spec"]["securityContext"] = json!({
+        "runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}
+    });
+    for container in original["spec"]["containers"].as_array_mut().unwrap() {
+        container["securityContext"] =
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}});
+    }
+    assert_eq!(restricted_violations(&original), Vec::<String>::new());
+    let mutated = apply(
+        &original,
+        &mutate(&review(&original), &InjectConfig::default()),
+    );
+    let inits: Vec<&str> = mutated["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inits.len(),
+        2,
+        "the init container and the refresh sidecar: {inits:?}"
+    );
+    assert_eq!(restricted_violations(&mutated), Vec::<String>::new());
+
+    // `keyway.dev/owner` needs root with CHOWN, which only `baseline` allows: the checker sees it.
+    annotations["keyway.dev/owner"] = json!("2000:3000");
+    let owned = pod(&annotations);
+    let mut owned_restricted = original.clone();
+    owned_restricted["metadata"] = owned["metadata"].clone();
+    let mutated = apply(
+        &owned_restricted,
+        &mutate(&review(&owned_restricted), &InjectConfig::default()),
+    );
+    let violations = restricted_violations(&mutated);
+    assert!(
+        violations.iter().any(|v| v.contains("runAsUser = 0"))
+            && violations
+                .iter()
+                .any(|v| v.contains("adds capability \"CHOWN\"")),
+        "{violations:?}"
     );
 }
