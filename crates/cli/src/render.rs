@@ -538,8 +538,9 @@ fn stage(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
             .open(&temp)?;
         file.write_all(bytes)?;
-        owner.apply(&file)?;
+        // The mode first: once the file is given away, changing it takes CAP_FOWNER.
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        owner.apply(&file)?;
         file.sync_all()
     })();
     match result {

@@ -550,13 +550,14 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
 /// Standard asks of every container (a Pod in a namespace that enforces it is refused otherwise): no privilege
 /// escalation, every capability dropped, the runtime's default seccomp profile. Without `keyway.dev/owner` the
 /// container runs as the Pod's user, so the files belong to it and mode 0400 suffices; with it, it must run as
-/// root with `CHOWN` alone to give the files away, which `restricted` forbids (`baseline` allows it).
+/// root to give the files away, with `CHOWN`, and `DAC_OVERRIDE` to write again into the directories it gave
+/// away (the refresh sidecar); `restricted` forbids that, `baseline` allows it.
 fn hardened(chown: bool) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".to_owned()]),
-            add: chown.then(|| vec!["CHOWN".to_owned()]),
+            add: chown.then(|| ["CHOWN", "DAC_OVERRIDE"].map(str::to_owned).to_vec()),
         }),
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".to_owned(),

@@ -107,6 +107,58 @@ fn one_failure_writes_nothing() {
     );
 }
 
+/// keyway as `g.keyway()` runs it, under `setpriv` with the capability bounding set changed by `caps` (for
+/// root, the capabilities it then has).
+fn with_bounding_set(g: &Ground, caps: &str) -> std::process::Command {
+    let keyway = g.keyway();
+    let mut limited = std::process::Command::new("setpriv");
+    limited
+        .arg(format!("--bounding-set={caps}"))
+        .arg("--")
+        .arg(keyway.get_program())
+        .args(keyway.get_args());
+    for (var, value) in keyway.get_envs() {
+        match value {
+            Some(value) => limited.env(var, value),
+            None => limited.env_remove(var),
+        };
+    }
+    limited
+}
+
+#[test]
+fn render_as_root_with_only_the_webhooks_capabilities_gives_files_away_and_replaces_them() {
+    // With keyway.dev/owner the webhook runs render as root with CHOWN and DAC_OVERRIDE only (the refresh
+    // sidecar too, which renders again over the files and into the directories it gave away), in a volume
+    // like an emptyDir (root's, 0777).
+    if !rustix_is_root() {
+        return;
+    }
+    let g = Ground::start();
+    let out_dir = g.dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for value in ["first", "second"] {
+        std::fs::write(g.dir.path().join("local/k"), value).unwrap();
+        let out = run(with_bounding_set(&g, "-all,+chown,+dac_override")
+            .args(["render", "--dir"])
+            .arg(&out_dir)
+            .args(["--mode", "0400", "--uid", "4242", "--gid", "4343"])
+            .args(["a/b=local://k", "c=local://k"]));
+        assert!(out.status.success(), "{value}: {}", stderr(&out));
+        for name in ["a/b", "c"] {
+            let path = out_dir.join(name);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), value);
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.permissions().mode() & 0o777),
+                (4242, 4343, 0o400),
+                "{name}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
     // Every value arrives, but `locked/y` cannot be written: `locked` belongs to another user and keyway runs
@@ -123,26 +175,15 @@ fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
     std::fs::create_dir_all(&locked).unwrap();
     std::os::unix::fs::chown(&locked, Some(65534), Some(65534)).unwrap();
     std::fs::write(out_dir.join("x"), "old-x").unwrap();
-    let keyway = g.keyway();
-    let mut unprivileged = std::process::Command::new("setpriv");
-    unprivileged
-        .arg("--bounding-set=-dac_override,-dac_read_search")
-        .arg("--")
-        .arg(keyway.get_program())
-        .args(keyway.get_args());
-    for (var, value) in keyway.get_envs() {
-        match value {
-            Some(value) => unprivileged.env(var, value),
-            None => unprivileged.env_remove(var),
-        };
-    }
-    let out = run(unprivileged.args([
-        "render",
-        "--dir",
-        out_dir.to_str().unwrap(),
-        "x=local://a",
-        "locked/y=local://b",
-    ]));
+    let out = run(
+        with_bounding_set(&g, "-dac_override,-dac_read_search").args([
+            "render",
+            "--dir",
+            out_dir.to_str().unwrap(),
+            "x=local://a",
+            "locked/y=local://b",
+        ]),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("nothing was replaced: cannot write")

@@ -183,9 +183,9 @@ fn owner_mode_and_dir_annotations_shape_the_render_call() {
         (capabilities.drop.as_deref(), capabilities.add.as_deref()),
         (
             Some(&["ALL".to_owned()][..]),
-            Some(&["CHOWN".to_owned()][..])
+            Some(&["CHOWN", "DAC_OVERRIDE"].map(str::to_owned)[..])
         ),
-        "root, but with nothing beyond chown"
+        "root, but only with what giving files away and replacing them takes"
     );
     assert_eq!(
         mutate(&review(&original), &InjectConfig::default()).warnings,
@@ -839,7 +839,7 @@ fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mut
     );
     assert_eq!(restricted_violations(&mutated), Vec::<String>::new());
 
-    // `keyway.dev/owner` needs root with CHOWN, which only `baseline` allows: the checker sees it.
+    // `keyway.dev/owner` needs root and capabilities, which only `baseline` allows: the checker sees it.
     annotations["keyway.dev/owner"] = json!("2000:3000");
     let owned = pod(&annotations);
     let mut owned_restricted = original.clone();
