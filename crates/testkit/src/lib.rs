@@ -6,12 +6,14 @@
 //!   Google's own Python client (`tests/python/test_gcp_emulator.py`); [`GcpEmulator`] runs it in-process.
 //! - [`GitServer`]: git's own `git http-backend` behind HTTP Basic authentication with a token, for clones
 //!   through `keyway git-credential`.
+//! - [`pod_security`]: Kubernetes' `restricted` Pod Security Standard as a check of a Pod spec.
 //!
 //! This crate is for tests and benchmarks only; nothing in the product depends on it.
 
 pub mod fault;
 pub mod gcp_emulator;
 pub mod git_server;
+pub mod pod_security;
 pub mod raw;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

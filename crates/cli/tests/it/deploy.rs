@@ -76,6 +76,13 @@ fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
             }
             "Deployment" => {
                 binary_accepts_the_arguments(&doc);
+                // The webhook itself runs as a restricted namespace would require.
+                assert_eq!(
+                    keyway_testkit::pod_security::restricted_violations(
+                        &doc["spec"]["template"]["spec"]
+                    ),
+                    Vec::<String>::new()
+                );
                 round_trip::<Deployment>(&doc)
             }
             "Service" => round_trip::<Service>(&doc),

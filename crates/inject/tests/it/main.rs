@@ -7,6 +7,7 @@ mod fuzz;
 
 use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::{INIT_CONTAINER, InjectConfig, VOLUME, mutate};
+use keyway_testkit::pod_security::restricted_violations;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::{Value, json};
 
@@ -735,79 +736,6 @@ fn a_body_that_is_not_a_review_is_named_by_place_never_by_value() {
     );
 }
 
-/// What Kubernetes' `restricted` Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards)
-/// finds wrong with a Pod: its volume types, and for every container (init and sidecar ones too) privilege
-/// escalation, running as root, seccomp and capabilities, each either on the container or inherited from the Pod.
-fn restricted_violations(pod: &Value) -> Vec<String> {
-    let spec = &pod["spec"];
-    let pod_context = &spec["securityContext"];
-    let mut found = Vec::new();
-    for volume in spec["volumes"].as_array().into_iter().flatten() {
-        let allowed = [
-            "configMap",
-            "csi",
-            "downwardAPI",
-            "emptyDir",
-            "ephemeral",
-            "persistentVolumeClaim",
-            "projected",
-            "secret",
-        ];
-        if !volume
-            .as_object()
-            .unwrap()
-            .keys()
-            .all(|k| k == "name" || allowed.contains(&k.as_str()))
-        {
-            found.push(format!("volume {}: type not allowed", volume["name"]));
-        }
-    }
-    let containers = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|kind| spec[kind].as_array().into_iter().flatten());
-    for container in containers {
-        let name = &container["name"];
-        let context = &container["securityContext"];
-        let either = |field: &str| {
-            let own = &context[field];
-            if own.is_null() {
-                &pod_context[field]
-            } else {
-                own
-            }
-        };
-        if context["allowPrivilegeEscalation"] != json!(false) {
-            found.push(format!("{name}: allowPrivilegeEscalation != false"));
-        }
-        if either("runAsNonRoot") != &json!(true) {
-            found.push(format!("{name}: runAsNonRoot != true"));
-        }
-        if either("runAsUser") == &json!(0) {
-            found.push(format!("{name}: runAsUser = 0"));
-        }
-        if !["RuntimeDefault", "Localhost"]
-            .contains(&either("seccompProfile")["type"].as_str().unwrap_or(""))
-        {
-            found.push(format!(
-                "{name}: seccompProfile not RuntimeDefault or Localhost"
-            ));
-        }
-        let capabilities = &context["capabilities"];
-        if !capabilities["drop"]
-            .as_array()
-            .is_some_and(|d| d.contains(&json!("ALL")))
-        {
-            found.push(format!("{name}: capabilities do not drop ALL"));
-        }
-        for added in capabilities["add"].as_array().into_iter().flatten() {
-            if added != "NET_BIND_SERVICE" {
-                found.push(format!("{name}: adds capability {added}"));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mutated() {
     let mut annotations = native();
@@ -821,7 +749,10 @@ fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mut
         container["securityContext"] =
             json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}});
     }
-    assert_eq!(restricted_violations(&original), Vec::<String>::new());
+    assert_eq!(
+        restricted_violations(&original["spec"]),
+        Vec::<String>::new()
+    );
     let mutated = apply(
         &original,
         &mutate(&review(&original), &InjectConfig::default()),
@@ -837,7 +768,10 @@ fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mut
         2,
         "the init container and the refresh sidecar: {inits:?}"
     );
-    assert_eq!(restricted_violations(&mutated), Vec::<String>::new());
+    assert_eq!(
+        restricted_violations(&mutated["spec"]),
+        Vec::<String>::new()
+    );
 
     // `keyway.dev/owner` needs root and capabilities, which only `baseline` allows: the checker sees it.
     annotations["keyway.dev/owner"] = json!("2000:3000");
@@ -848,7 +782,7 @@ fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mut
         &owned_restricted,
         &mutate(&review(&owned_restricted), &InjectConfig::default()),
     );
-    let violations = restricted_violations(&mutated);
+    let violations = restricted_violations(&mutated["spec"]);
     assert!(
         violations.iter().any(|v| v.contains("runAsUser = 0"))
             && violations
