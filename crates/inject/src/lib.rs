@@ -19,9 +19,10 @@ pub mod flyte;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use keyway_core::mapping::{Decision, Mapping};
 use keyway_core::template::{Placeholder, Template};
 use keyway_core::{Instances, SecretRef};
@@ -511,6 +512,7 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
             vec![mount(false), bin_mount(false)]
         }),
         security_context,
+        resources: Some(resources()),
         ..Container::default()
     };
     // The refresh sidecar starts after the first render (which gates the app: init containers run in order)
@@ -566,6 +568,23 @@ fn hardened(chown: bool) -> SecurityContext {
         run_as_user: chown.then_some(0),
         run_as_non_root: chown.then_some(false),
         ..SecurityContext::default()
+    }
+}
+
+/// Requests and limits of the containers the webhook adds (a render takes well under these): a namespace whose
+/// ResourceQuota covers CPU or memory refuses a Pod with a container that declares none, as Vault's injector
+/// knows (it sets its own on its agent containers).
+fn resources() -> ResourceRequirements {
+    let quantities = |pairs: [(&str, &str); 2]| {
+        pairs
+            .into_iter()
+            .map(|(name, amount)| (name.to_owned(), Quantity(amount.to_owned())))
+            .collect()
+    };
+    ResourceRequirements {
+        requests: Some(quantities([("cpu", "10m"), ("memory", "32Mi")])),
+        limits: Some(quantities([("cpu", "500m"), ("memory", "128Mi")])),
+        ..ResourceRequirements::default()
     }
 }
 

@@ -737,7 +737,8 @@ fn a_body_that_is_not_a_review_is_named_by_place_never_by_value() {
 }
 
 #[test]
-fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mutated() {
+fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mutated_and_fits_a_quota()
+ {
     let mut annotations = native();
     annotations["keyway.dev/env.GITHUB_TOKEN"] = json!("aws-sm://ci/github#github_token");
     annotations["keyway.dev/refresh"] = json!("5m");
@@ -772,6 +773,21 @@ fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mut
         restricted_violations(&mutated["spec"]),
         Vec::<String>::new()
     );
+    // Each declares requests and limits, which a namespace's ResourceQuota on CPU and memory requires.
+    for init in mutated["spec"]["initContainers"].as_array().unwrap() {
+        for (kind, resource) in [
+            ("requests", "cpu"),
+            ("requests", "memory"),
+            ("limits", "cpu"),
+            ("limits", "memory"),
+        ] {
+            assert!(
+                init["resources"][kind][resource].is_string(),
+                "{}: no {kind}.{resource}",
+                init["name"]
+            );
+        }
+    }
 
     // `keyway.dev/owner` needs root and capabilities, which only `baseline` allows: the checker sees it.
     annotations["keyway.dev/owner"] = json!("2000:3000");
