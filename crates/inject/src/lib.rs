@@ -96,7 +96,18 @@ pub struct Ask {
     /// `keyway.dev/env-restart`: the `keyway exec` wrappers check the environment's references at this interval
     /// and restart the container's command in place when a value changed (`keyway exec --watch`).
     pub env_restart: Option<String>,
+    /// `keyway.dev/requests-cpu`, `requests-memory`, `limits-cpu`, `limits-memory`: the added containers'
+    /// resources, replacing the defaults ([`RESOURCES`]), keyed by (`requests` or `limits`, `cpu` or `memory`).
+    pub resources: BTreeMap<(String, String), String>,
 }
+
+/// The added containers' default requests and limits: (kind, resource, quantity).
+pub const RESOURCES: [(&str, &str, &str); 4] = [
+    ("requests", "cpu", "10m"),
+    ("requests", "memory", "32Mi"),
+    ("limits", "cpu", "500m"),
+    ("limits", "memory", "128Mi"),
+];
 
 /// Reads the Keyway annotations of a Pod: `None` when it does not ask for injection.
 pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>, Denial> {
@@ -134,6 +145,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         flyte: false,
         refresh: None,
         env_restart: None,
+        resources: BTreeMap::new(),
     };
     for (key, value) in annotations {
         let Some(name) = key.strip_prefix(PREFIX) else {
@@ -198,6 +210,16 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
                     ))
                 })?;
         }
+        "requests-cpu" | "requests-memory" | "limits-cpu" | "limits-memory" => {
+            if !is_quantity(value) {
+                return Err(Denial(format!(
+                    "annotation {key}: `{value}` is not a Kubernetes quantity (e.g. \"100m\" for CPU, \"64Mi\" for memory)"
+                )));
+            }
+            let (kind, resource) = name.split_once('-').unwrap_or_default();
+            ask.resources
+                .insert((kind.to_owned(), resource.to_owned()), value.to_owned());
+        }
         "refresh" => ask.refresh = Some(interval(key, value)?),
         "env-restart" => ask.env_restart = Some(interval(key, value)?),
         "owner" => {
@@ -221,11 +243,26 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
         _ => {
             return Err(Denial(format!(
                 "unknown annotation {key}; Keyway reads inject, secret.<file>, template.<file>, env.<VAR>, mode, owner, dir, \
-                 refresh and env-restart"
+                 refresh, env-restart, requests-cpu, requests-memory, limits-cpu and limits-memory"
             )));
         }
     }
     Ok(())
+}
+
+/// A Kubernetes resource quantity as Pods write them: a decimal number and an optional SI or binary suffix
+/// (`100m`, `0.5`, `64Mi`, `1G`); the API server would refuse anything else after admission, less clearly.
+fn is_quantity(value: &str) -> bool {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &value[digits.len()..];
+    let number = digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && digits.chars().any(|c| c.is_ascii_digit());
+    number
+        && [
+            "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+        ]
+        .contains(&suffix)
 }
 
 /// An interval annotation's value, checked: at least 10s.
@@ -265,6 +302,7 @@ fn read_flyte(
         flyte: true,
         refresh: None,
         env_restart: None,
+        resources: BTreeMap::new(),
     };
     for (key, value) in annotations {
         if !key.starts_with(flyte::ANNOTATION_PREFIX) {
@@ -512,7 +550,7 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
             vec![mount(false), bin_mount(false)]
         }),
         security_context,
-        resources: Some(resources()),
+        resources: Some(resources(ask)),
         ..Container::default()
     };
     // The refresh sidecar starts after the first render (which gates the app: init containers run in order)
@@ -571,19 +609,25 @@ fn hardened(chown: bool) -> SecurityContext {
     }
 }
 
-/// Requests and limits of the containers the webhook adds (a render takes well under these): a namespace whose
-/// ResourceQuota covers CPU or memory refuses a Pod with a container that declares none, as Vault's injector
-/// knows (it sets its own on its agent containers).
-fn resources() -> ResourceRequirements {
-    let quantities = |pairs: [(&str, &str); 2]| {
-        pairs
-            .into_iter()
-            .map(|(name, amount)| (name.to_owned(), Quantity(amount.to_owned())))
+/// Requests and limits of the containers the webhook adds ([`RESOURCES`], or the Pod's `keyway.dev/requests-*`
+/// and `limits-*` annotations; a render takes well under the defaults): a namespace whose ResourceQuota covers
+/// CPU or memory refuses a Pod with a container that declares none, as Vault's injector knows (it sets its own,
+/// and takes annotations for them too).
+fn resources(ask: &Ask) -> ResourceRequirements {
+    let of = |wanted: &str| {
+        RESOURCES
+            .iter()
+            .filter(|(kind, _, _)| *kind == wanted)
+            .map(|&(kind, resource, default)| {
+                let key = (kind.to_owned(), resource.to_owned());
+                let amount = ask.resources.get(&key).map_or(default, String::as_str);
+                (resource.to_owned(), Quantity(amount.to_owned()))
+            })
             .collect()
     };
     ResourceRequirements {
-        requests: Some(quantities([("cpu", "10m"), ("memory", "32Mi")])),
-        limits: Some(quantities([("cpu", "500m"), ("memory", "128Mi")])),
+        requests: Some(of("requests")),
+        limits: Some(of("limits")),
         ..ResourceRequirements::default()
     }
 }

@@ -268,6 +268,31 @@ fn bad_annotations_are_denied_with_the_annotation_named() {
             "unknown annotation keyway.dev/sekret.x",
         ),
         ("keyway.dev/inject", "yes", "annotation keyway.dev/inject"),
+        (
+            "keyway.dev/limits-memory",
+            "lots",
+            "annotation keyway.dev/limits-memory: `lots` is not a Kubernetes quantity",
+        ),
+        (
+            "keyway.dev/requests-cpu",
+            "1.2.3",
+            "is not a Kubernetes quantity",
+        ),
+        (
+            "keyway.dev/requests-cpu",
+            "m",
+            "is not a Kubernetes quantity",
+        ),
+        (
+            "keyway.dev/limits-cpu",
+            "2 cores",
+            "is not a Kubernetes quantity",
+        ),
+        (
+            "keyway.dev/limits-gpu",
+            "1",
+            "unknown annotation keyway.dev/limits-gpu",
+        ),
     ] {
         let mut annotations = native();
         annotations[key] = json!(value);
@@ -773,20 +798,23 @@ fn a_pod_that_meets_the_restricted_pod_security_standard_still_meets_it_once_mut
         restricted_violations(&mutated["spec"]),
         Vec::<String>::new()
     );
-    // Each declares requests and limits, which a namespace's ResourceQuota on CPU and memory requires.
+    // Each declares requests and limits, which a namespace's ResourceQuota on CPU and memory requires; the
+    // Pod's annotations replace the defaults.
     for init in mutated["spec"]["initContainers"].as_array().unwrap() {
-        for (kind, resource) in [
-            ("requests", "cpu"),
-            ("requests", "memory"),
-            ("limits", "cpu"),
-            ("limits", "memory"),
-        ] {
-            assert!(
-                init["resources"][kind][resource].is_string(),
-                "{}: no {kind}.{resource}",
-                init["name"]
-            );
-        }
+        assert_eq!(
+            init["resources"],
+            json!({"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}})
+        );
+    }
+    let mut sized = original.clone();
+    sized["metadata"]["annotations"]["keyway.dev/requests-cpu"] = json!("0.1");
+    sized["metadata"]["annotations"]["keyway.dev/limits-memory"] = json!("64Mi");
+    let mutated = apply(&sized, &mutate(&review(&sized), &InjectConfig::default()));
+    for init in mutated["spec"]["initContainers"].as_array().unwrap() {
+        assert_eq!(
+            init["resources"],
+            json!({"requests": {"cpu": "0.1", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}})
+        );
     }
 
     // `keyway.dev/owner` needs root and capabilities, which only `baseline` allows: the checker sees it.
