@@ -79,6 +79,9 @@ fn annotation_value() -> impl Strategy<Value = String> {
             "30s",
             "5m",
             "1s",
+            "100m",
+            "64Mi",
+            "0.5",
             "",
             "\u{0}",
             "A={{ local://team/db }}\nB={{ .Values.b }}",
@@ -99,6 +102,8 @@ fn annotations() -> impl Strategy<Value = Value> {
             "keyway.dev/dir",
             "keyway.dev/refresh",
             "keyway.dev/env-restart",
+            "keyway.dev/requests-cpu",
+            "keyway.dev/limits-memory",
             "keyway.dev/unknown",
             "other.io/keep",
         ])
