@@ -57,6 +57,7 @@ def test_values_reach_the_objects():
         "image": {"repository": "registry.example.com/keyway", "tag": "9.9.9", "pullPolicy": "Always"},
         "webhook": {"replicas": 3, "flyte": "gcp:ml-prod", "iamSpec": spec,
                     "labelNames": {"workload-type": "anyscale.com/workload-type"},
+                    "injectResources": {"limits.cpu": "200m"},
                     "tls": {"caBundle": ca}},
         "node": {"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/keyway"}},
     }, namespace="secrets")
@@ -75,6 +76,7 @@ def test_values_reach_the_objects():
     assert "--iam-spec=/etc/keyway/iam/cloud-config.yaml" in args
     assert "--watch-config" in args  # a ConfigMap edit outside Helm applies without a rollout
     assert "--label-name=workload-type=anyscale.com/workload-type" in args
+    assert "--resource=limits.cpu=200m" in args
     assert rendered[("ConfigMap", "keyway-iam")]["data"]["cloud-config.yaml"] == spec
     assert {"name": "iam", "configMap": {"name": "keyway-iam"}} in deployment["spec"]["template"]["spec"]["volumes"]
     webhook = rendered[("MutatingWebhookConfiguration", "keyway")]["webhooks"][0]

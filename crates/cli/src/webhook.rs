@@ -109,6 +109,11 @@ pub struct WebhookArgs {
         default_value = "ghcr.io/keyway-dev/keyway:latest"
     )]
     image: String,
+    /// Resources of the containers added to Pods, KIND.RESOURCE=QUANTITY (e.g. limits.cpu=200m); repeat. Replaces
+    /// the default (requests.cpu 10m, requests.memory 32Mi, limits.cpu 500m, limits.memory 128Mi); a Pod's
+    /// keyway.dev/requests-* and limits-* annotations replace these.
+    #[arg(long = "resource", value_name = "KIND.RESOURCE=QUANTITY")]
+    resources: Vec<String>,
     /// Default mount path of the secrets volume in Pods.
     #[arg(long, default_value = "/keyway/secrets", value_name = "DIR")]
     dir: String,
@@ -137,6 +142,18 @@ fn inject_config(config: Option<&Path>, args: &WebhookArgs) -> anyhow::Result<In
         };
         label_names.insert(key.to_owned(), label.to_owned());
     }
+    let mut resources = std::collections::BTreeMap::new();
+    for setting in &args.resources {
+        let entry = setting
+            .split_once('=')
+            .and_then(|(name, quantity)| Some((name.split_once('.')?, quantity)))
+            .ok_or_else(|| format!("`{setting}` is not KIND.RESOURCE=QUANTITY"))
+            .and_then(|((kind, resource), quantity)| {
+                keyway_inject::resource_entry(kind, resource, quantity)
+            })
+            .map_err(|e| Usage(format!("--resource {e}; e.g. --resource limits.cpu=200m")))?;
+        resources.insert(entry.0, entry.1);
+    }
     Ok(InjectConfig {
         image: args.image.clone(),
         dir: args.dir.clone(),
@@ -144,6 +161,7 @@ fn inject_config(config: Option<&Path>, args: &WebhookArgs) -> anyhow::Result<In
         flyte,
         mapping,
         label_names,
+        resources,
         ..InjectConfig::default()
     })
 }

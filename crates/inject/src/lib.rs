@@ -53,6 +53,9 @@ pub struct InjectConfig {
     /// The Pod label holding each mapping key (`workload-type`, `project`, `user`); keys absent here are read
     /// from the label of the same name.
     pub label_names: BTreeMap<String, String>,
+    /// The added containers' resources replacing [`RESOURCES`] for every Pod (a Pod's own annotations still
+    /// win), keyed by (`requests` or `limits`, `cpu` or `memory`).
+    pub resources: BTreeMap<(String, String), String>,
 }
 
 impl Default for InjectConfig {
@@ -65,6 +68,7 @@ impl Default for InjectConfig {
             flyte: None,
             mapping: None,
             label_names: BTreeMap::new(),
+            resources: BTreeMap::new(),
         }
     }
 }
@@ -211,14 +215,10 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
                 })?;
         }
         "requests-cpu" | "requests-memory" | "limits-cpu" | "limits-memory" => {
-            if !is_quantity(value) {
-                return Err(Denial(format!(
-                    "annotation {key}: `{value}` is not a Kubernetes quantity (e.g. \"100m\" for CPU, \"64Mi\" for memory)"
-                )));
-            }
             let (kind, resource) = name.split_once('-').unwrap_or_default();
-            ask.resources
-                .insert((kind.to_owned(), resource.to_owned()), value.to_owned());
+            let entry = resource_entry(kind, resource, value)
+                .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+            ask.resources.insert(entry.0, entry.1);
         }
         "refresh" => ask.refresh = Some(interval(key, value)?),
         "env-restart" => ask.env_restart = Some(interval(key, value)?),
@@ -248,6 +248,29 @@ fn read_setting(ask: &mut Ask, key: &str, name: &str, value: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// One resource setting of the added containers, checked: `kind` `requests` or `limits`, `resource` `cpu` or
+/// `memory`, `quantity` a Kubernetes quantity. The error says what is wrong, for an annotation or a flag.
+pub fn resource_entry(
+    kind: &str,
+    resource: &str,
+    quantity: &str,
+) -> Result<((String, String), String), String> {
+    if !RESOURCES
+        .iter()
+        .any(|&(k, r, _)| k == kind && r == resource)
+    {
+        return Err(format!(
+            "`{kind}.{resource}` is not one of requests.cpu, requests.memory, limits.cpu, limits.memory"
+        ));
+    }
+    if !is_quantity(quantity) {
+        return Err(format!(
+            "`{quantity}` is not a Kubernetes quantity (e.g. \"100m\" for CPU, \"64Mi\" for memory)"
+        ));
+    }
+    Ok(((kind.to_owned(), resource.to_owned()), quantity.to_owned()))
 }
 
 /// A Kubernetes resource quantity as Pods write them: a decimal number and an optional SI or binary suffix
@@ -550,7 +573,7 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
             vec![mount(false), bin_mount(false)]
         }),
         security_context,
-        resources: Some(resources(ask)),
+        resources: Some(resources(ask, config)),
         ..Container::default()
     };
     // The refresh sidecar starts after the first render (which gates the app: init containers run in order)
@@ -609,18 +632,22 @@ fn hardened(chown: bool) -> SecurityContext {
     }
 }
 
-/// Requests and limits of the containers the webhook adds ([`RESOURCES`], or the Pod's `keyway.dev/requests-*`
-/// and `limits-*` annotations; a render takes well under the defaults): a namespace whose ResourceQuota covers
-/// CPU or memory refuses a Pod with a container that declares none, as Vault's injector knows (it sets its own,
-/// and takes annotations for them too).
-fn resources(ask: &Ask) -> ResourceRequirements {
+/// Requests and limits of the containers the webhook adds: the Pod's `keyway.dev/requests-*` and `limits-*`
+/// annotations, else the webhook's `--resource` flags, else [`RESOURCES`] (a render takes well under these). A
+/// namespace whose ResourceQuota covers CPU or memory refuses a Pod with a container that declares none, as
+/// Vault's injector knows (it sets its own, and takes flags and annotations for them too).
+fn resources(ask: &Ask, config: &InjectConfig) -> ResourceRequirements {
     let of = |wanted: &str| {
         RESOURCES
             .iter()
             .filter(|(kind, _, _)| *kind == wanted)
             .map(|&(kind, resource, default)| {
                 let key = (kind.to_owned(), resource.to_owned());
-                let amount = ask.resources.get(&key).map_or(default, String::as_str);
+                let amount = ask
+                    .resources
+                    .get(&key)
+                    .or_else(|| config.resources.get(&key))
+                    .map_or(default, String::as_str);
                 (resource.to_owned(), Quantity(amount.to_owned()))
             })
             .collect()

@@ -476,6 +476,59 @@ fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
 }
 
 #[test]
+fn resource_flags_size_the_added_containers_and_a_pods_annotations_win() {
+    let review = admission_review(
+        "u2",
+        &json!({
+            "metadata": {"name": "app", "annotations": {
+                "keyway.dev/inject": "true",
+                "keyway.dev/secret.token": "local://token",
+                "keyway.dev/limits-memory": "96Mi"
+            }},
+            "spec": {"containers": [{"name": "main", "image": "app"}]}
+        }),
+    );
+    let run_review = |flags: &[&str]| {
+        crate::run_with_stdin(
+            std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+                .args(["webhook", "--review", "-"])
+                .args(flags),
+            review.to_string().as_bytes(),
+        )
+    };
+    let out = run_review(&[
+        "--resource",
+        "limits.cpu=200m",
+        "--resource=requests.memory=48Mi",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch_bytes(&answer)).unwrap();
+    let init = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["path"] == "/spec/initContainers")
+        .map_or_else(
+            || panic!("no init container added: {patch}"),
+            |op| &op["value"][0],
+        );
+    assert_eq!(
+        init["resources"],
+        json!({"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"cpu": "200m", "memory": "96Mi"}})
+    );
+    for (flag, says) in [
+        ("limits.gpu=1", "`limits.gpu` is not one of requests.cpu"),
+        ("limits.cpu=lots", "`lots` is not a Kubernetes quantity"),
+        ("limits.cpu", "`limits.cpu` is not KIND.RESOURCE=QUANTITY"),
+    ] {
+        let out = run_review(&["--resource", flag]);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{flag}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn env_delivery_runs_the_wrapped_command_with_the_value_in_its_environment() {
     let ground = Ground::start();
     ground
