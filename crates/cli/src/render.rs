@@ -448,6 +448,7 @@ impl Owner {
 /// directory, or whose earlier parts are not directories: a rename over any of them would fail after other
 /// files were already replaced.
 fn check_target(dir: &Path, name: &Path) -> anyhow::Result<()> {
+    let target = dir.join(name);
     let mut path = dir.to_owned();
     for part in name.components() {
         path.push(part);
@@ -459,18 +460,18 @@ fn check_target(dir: &Path, name: &Path) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            Ok(meta) if meta.is_dir() && path == dir.join(name) => {
+            Ok(meta) if meta.is_dir() && path == target => {
                 return Err(Usage(format!(
                     "{} is a directory, which a secret file cannot replace; remove it or choose another file name",
                     path.display()
                 ))
                 .into());
             }
-            Ok(meta) if !meta.is_dir() && path != dir.join(name) => {
+            Ok(meta) if !meta.is_dir() && path != target => {
                 return Err(Usage(format!(
                     "{} is a file, so {} cannot be written under it; remove it or choose another file name",
                     path.display(),
-                    dir.join(name).display()
+                    target.display()
                 ))
                 .into());
             }

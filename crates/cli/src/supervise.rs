@@ -564,6 +564,14 @@ mod tests {
         pieces
     }
 
+    /// `text` through `masker` in one read, to its end.
+    fn mask_once(masker: &Masker<'_>, text: &str) -> String {
+        let mut pending = Zeroizing::new(text.as_bytes().to_vec());
+        let mut out = Zeroizing::new(Vec::new());
+        masker.pass(&mut pending, &mut out, true);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
     fn mask_in_pieces(values: &[&str], pieces: &[&str]) -> String {
         let masker = Masker::new(values.iter().map(|v| v.as_bytes()));
         let mut pending = Zeroizing::new(Vec::new());
@@ -656,12 +664,7 @@ mod tests {
         let masker = Masker::new(
             std::iter::once(value.as_bytes()).chain(forms.iter().map(|f| f.as_slice())),
         );
-        let mask = |text: &str| {
-            let mut pending = Zeroizing::new(text.as_bytes().to_vec());
-            let mut out = Zeroizing::new(Vec::new());
-            masker.pass(&mut pending, &mut out, true);
-            String::from_utf8(out.to_vec()).unwrap()
-        };
+        let mask = |text: &str| mask_once(&masker, text);
         let concealed = |text: &str| {
             let out = mask(text);
             out.contains("<concealed by keyway>") && !out.contains(text)
@@ -692,12 +695,11 @@ mod tests {
         let pem = "-----BEGIN KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\r\nq1w2e3r4\r\nabc\r\n-----END KEY-----\r\n";
         let forms = encoded_forms(pem.as_bytes());
         let masker = Masker::new(forms.iter().map(|f| f.as_slice()));
-        let mut pending =
-            Zeroizing::new(b"got MIIEvQIBADANBgkqhkiG9w0BAQEFAASC and q1w2e3r4, abc".to_vec());
-        let mut out = Zeroizing::new(Vec::new());
-        masker.pass(&mut pending, &mut out, true);
         assert_eq!(
-            String::from_utf8_lossy(&out),
+            mask_once(
+                &masker,
+                "got MIIEvQIBADANBgkqhkiG9w0BAQEFAASC and q1w2e3r4, abc"
+            ),
             "got <concealed by keyway> and <concealed by keyway>, abc"
         );
         // Short values get no base64 forms (`test` is dGVzdA== in base64: left as it is); forms equal to the
@@ -708,11 +710,8 @@ mod tests {
         let masker = Masker::new(
             std::iter::once(b"test".as_slice()).chain(short.iter().map(|f| f.as_slice())),
         );
-        let mut pending = Zeroizing::new(b"test dGVzdA==".to_vec());
-        let mut out = Zeroizing::new(Vec::new());
-        masker.pass(&mut pending, &mut out, true);
         assert_eq!(
-            String::from_utf8_lossy(&out),
+            mask_once(&masker, "test dGVzdA=="),
             "<concealed by keyway> dGVzdA=="
         );
     }

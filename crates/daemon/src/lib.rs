@@ -91,13 +91,13 @@ pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonE
         listen::metrics_address(address)?;
     }
     let (mode, _) = listen::socket_owner(&settings)?;
-    let socket = settings
-        .socket
-        .clone()
-        .unwrap_or_else(keyway_api::default_socket_path);
     let warnings = warnings
         .into_iter()
-        .chain(open_socket_warning(&settings, &socket, mode))
+        .chain(open_socket_warning(
+            &settings,
+            &listen::socket_path(&settings),
+            mode,
+        ))
         .collect();
     let shared = Shared::new(&settings);
     let resolver = Arc::new(config.resolver(local_dir)?);

@@ -96,10 +96,7 @@ pub(crate) fn bind_unix(
     settings: &ServerSection,
     activated: Option<std::os::unix::net::UnixListener>,
 ) -> Result<UnixSocket, DaemonError> {
-    let path = settings
-        .socket
-        .clone()
-        .unwrap_or_else(keyway_api::default_socket_path);
+    let path = socket_path(settings);
     if let Some(listener) = activated {
         let listen_err = |source| DaemonError::Listen {
             address: "the socket passed by the service manager (LISTEN_FDS)".to_owned(),
@@ -161,6 +158,14 @@ pub(crate) fn bind_unix(
         path,
         activated: false,
     })
+}
+
+/// Where the unix socket is bound: `[server] socket`, else the default path.
+pub(crate) fn socket_path(settings: &ServerSection) -> PathBuf {
+    settings
+        .socket
+        .clone()
+        .unwrap_or_else(keyway_api::default_socket_path)
 }
 
 /// The socket file's mode and group, from `socket_mode` and `socket_group`.

@@ -1,8 +1,20 @@
 //! `keyway inject`: a template from stdin or a file, out on stdout or into one file, all or nothing.
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 use crate::{Ground, names_in, run, run_with_stdin, stderr, stdout};
+
+/// `keyway inject -i TEMPLATE -o OUT`.
+fn inject_into(g: &Ground, template: &Path, out: &Path) -> std::process::Output {
+    run(g
+        .keyway()
+        .arg("inject")
+        .arg("-i")
+        .arg(template)
+        .arg("-o")
+        .arg(out))
+}
 
 #[test]
 fn a_template_on_stdin_comes_out_on_stdout_with_every_value_in_it() {
@@ -53,12 +65,7 @@ fn a_failed_reference_or_a_bad_template_writes_nothing() {
         (b"A=\xff{{ local://k }}\n", 2, "is not UTF-8 text"),
     ] {
         std::fs::write(&template, text).unwrap();
-        let out = run(g
-            .keyway()
-            .args(["inject", "-i"])
-            .arg(&template)
-            .arg("-o")
-            .arg(&target));
+        let out = inject_into(&g, &template, &target);
         assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{}", stderr(&out));
         assert!(!stderr(&out).contains("v4lue"), "{}", stderr(&out));
@@ -91,12 +98,7 @@ fn an_out_file_that_could_never_be_written_is_refused_before_any_fetch() {
             "there is no directory",
         ),
     ] {
-        let out = run(g
-            .keyway()
-            .args(["inject", "-i"])
-            .arg(&template)
-            .arg("-o")
-            .arg(&out_file));
+        let out = inject_into(&g, &template, &out_file);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         assert!(stderr(&out).contains(says), "{}", stderr(&out));
     }
