@@ -18,6 +18,32 @@ pub struct Many {
     pub first: ErrorKind,
 }
 
+/// Refuses to start a command whose output is its stdout when stdout was closed (`keyway get REF >&-`, a
+/// supervisor that closes it): Rust's runtime opens `/dev/null` on a closed standard descriptor before `main`,
+/// so the command would write into nothing and exit 0. That `/dev/null` is opened read-write, which a shell's
+/// `> /dev/null` never is, so a chosen `> /dev/null` still works. Checked before any secret is fetched.
+pub fn require_stdout() -> anyhow::Result<()> {
+    use rustix::fs::{FileType, OFlags};
+    let stdout = std::io::stdout();
+    let (Ok(flags), Ok(stat)) = (rustix::fs::fcntl_getfl(&stdout), rustix::fs::fstat(&stdout))
+    else {
+        return Ok(()); // not known to be closed; a failed write still reports itself
+    };
+    let null_device = rustix::fs::makedev(1, 3);
+    if FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice
+        && stat.st_rdev == null_device
+        && flags & OFlags::ACCMODE == OFlags::RDWR
+    {
+        return Err(Usage(
+            "stdout was closed when keyway started, so nothing could be delivered: give it an open stdout \
+             (a pipe or `> FILE`)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 pub fn code_for(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Invalid | ErrorKind::Misconfigured => 2,

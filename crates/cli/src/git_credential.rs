@@ -43,6 +43,11 @@ pub struct GitCredentialArgs {
 }
 
 impl GitCredentialArgs {
+    /// Whether git expects an answer on stdout (`get`).
+    pub fn answers(&self) -> bool {
+        self.action == "get"
+    }
+
     /// The entries to answer from: the one the flags describe, or the config's.
     fn entries(&self, context: &Context) -> anyhow::Result<Vec<GitCredential>> {
         let (Some(host), Some(password)) = (&self.host, &self.password) else {

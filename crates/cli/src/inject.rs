@@ -25,6 +25,12 @@ pub struct InjectArgs {
     mode: u32,
 }
 
+impl InjectArgs {
+    pub fn to_stdout(&self) -> bool {
+        self.output.is_none()
+    }
+}
+
 pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
     let (origin, text) = read_template(args.input.as_ref())?;
     let (template, references) = crate::render::parse_template(context, &origin, &text)?;

@@ -104,9 +104,31 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command's result is what it prints on stdout.
+    fn prints(&self) -> bool {
+        match self {
+            Command::Get(_)
+            | Command::List(_)
+            | Command::Iam(_)
+            | Command::Selector(_)
+            | Command::Completion { .. } => true,
+            Command::Inject(args) => args.to_stdout(),
+            Command::GitCredential(args) => args.answers(),
+            Command::Webhook(args) => args.reviews_once(),
+            Command::Exec(_) | Command::Render(_) | Command::Serve(_) | Command::Status(_) => false,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if cli.command.prints()
+        && let Err(e) = exit::require_stdout()
+    {
+        return exit::report(&e);
+    }
     match cli.command {
         Command::Selector(args) => return selector::run(args).unwrap_or_else(|e| exit::report(&e)),
         Command::Iam(args) => return iam::run(args).unwrap_or_else(|e| exit::report(&e)),

@@ -200,3 +200,80 @@ fn an_arn_needs_no_configured_region() {
         );
     }
 }
+
+/// `cmd` run by a shell that closes its stdout first (`CMD >&-`), as a careless init script or a supervisor
+/// would. Rust's runtime reopens a closed stdout on `/dev/null`, so without a check the output goes nowhere.
+fn with_stdout_closed(cmd: &std::process::Command) -> std::process::Command {
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .args(["-c", r#"exec "$@" >&-"#, "sh"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(std::process::Stdio::null());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    shell
+}
+
+#[test]
+fn a_closed_stdout_is_refused_before_anything_is_fetched() {
+    let g = Ground::start();
+    let template = g.dir.path().join("template");
+    std::fs::write(g.dir.path().join("local/token"), "s3cr3t").unwrap();
+    std::fs::write(&template, "token={{ local://token }}\n").unwrap();
+    let template = template.to_str().unwrap();
+    let refused: &[&[&str]] = &[
+        &["get", "local://token"],
+        // Not found upstream would be exit 3: the 2 shows nothing was fetched.
+        &["get", "aws-sm://absent"],
+        &["inject", "-i", template],
+        &["list", "local"],
+        &["completion", "bash"],
+    ];
+    for args in refused {
+        let out = run(&mut with_stdout_closed(g.keyway().args(*args)));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("keyway: error: stdout was closed when keyway started")
+                && err.lines().count() == 1
+                && !err.contains("s3cr3t"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // Commands that do not deliver to stdout run, and a chosen `> /dev/null` is the caller's business.
+    let out_file = g.dir.path().join("filled");
+    let render_dir = g.dir.path().join("out");
+    let out = run(&mut with_stdout_closed(
+        g.keyway()
+            .args(["inject", "-i", template, "-o"])
+            .arg(&out_file),
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap(),
+        "token=s3cr3t\n"
+    );
+    let out = run(&mut with_stdout_closed(
+        g.keyway()
+            .arg("render")
+            .arg("--dir")
+            .arg(&render_dir)
+            .arg("t=local://token"),
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(render_dir.join("t")).unwrap(),
+        "s3cr3t"
+    );
+    let out = run(g
+        .keyway()
+        .args(["get", "local://token"])
+        .stdout(std::fs::File::create("/dev/null").unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
