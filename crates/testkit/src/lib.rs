@@ -17,7 +17,7 @@ pub mod pod_security;
 pub mod raw;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -77,10 +77,20 @@ impl Drop for Background {
 
 /// The project's virtual environment (`$KEYWAY_VENV` or `.venv` at the workspace root).
 pub fn venv() -> PathBuf {
-    std::env::var_os("KEYWAY_VENV").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
-        PathBuf::from,
-    )
+    std::env::var_os("KEYWAY_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from)
+}
+
+/// The repository's root, for the docs, examples and manifests tests read. Found from the
+/// `CARGO_MANIFEST_DIR` cargo and nextest set when they run a test, not the one compiled in: two checkouts
+/// sharing a target directory share test binaries whose sources did not change, and the compiled-in path is
+/// the other checkout's.
+pub fn repo_root() -> PathBuf {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    crate_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map_or(crate_dir.clone(), Path::to_path_buf)
 }
 
 /// A free loopback port (bound then released; the caller retries if it is taken meanwhile).

@@ -55,8 +55,7 @@ fn binary_accepts_the_arguments(workload: &Value) {
 
 #[test]
 fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
-    let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/keyway.yaml");
+    let path = keyway_testkit::repo_root().join("deploy/keyway.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let mut kinds = Vec::new();
     for document in serde_norway::Deserializer::from_str(&text) {
@@ -116,7 +115,7 @@ fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
 /// takes the arguments of the service's `ExecStart`.
 #[test]
 fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = keyway_testkit::repo_root();
     let unit = std::fs::read_to_string(root.join("deploy/systemd/keyway.service")).unwrap();
     let exec_start = unit
         .lines()

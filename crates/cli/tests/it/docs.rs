@@ -19,12 +19,7 @@ fn keyway_args(line: &str) -> Option<Vec<String>> {
 }
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(path),
-    )
-    .unwrap()
+    std::fs::read_to_string(keyway_testkit::repo_root().join(path)).unwrap()
 }
 
 /// Checks every keyway command in `block`; returns how many there were.
@@ -83,7 +78,7 @@ fn every_keyway_toml_in_the_docs_passes_serve_check() {
     std::fs::write(at("age.key"), identity.to_string().expose_secret()).unwrap();
     std::fs::set_permissions(at("age.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam/aws-vm.yaml"),
+        keyway_testkit::repo_root().join("examples/iam/aws-vm.yaml"),
         at("cloud-config.yaml"),
     )
     .unwrap();

@@ -4,9 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/iam")
-        .join(name)
+    keyway_testkit::repo_root().join("examples/iam").join(name)
 }
 
 fn keyway(args: &[&str]) -> (Option<i32>, String, String) {

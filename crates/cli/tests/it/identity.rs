@@ -124,8 +124,7 @@ fn cloud_default_keeps_the_base_credentials() {
 
 #[test]
 fn the_anyscale_spec_file_is_applied_as_is() {
-    let spec =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam/aws-vm.yaml");
+    let spec = keyway_testkit::repo_root().join("examples/iam/aws-vm.yaml");
     let ground = Ground::with_extra(&format!("[iam]\nspec = \"{}\"\n", spec.display()));
     ground
         .moto

@@ -394,8 +394,7 @@ mod https {
     async fn watch_config_applies_a_changed_iam_spec_and_refuses_a_broken_one() {
         let dir = tempfile::tempdir().unwrap();
         let root = write_pair(dir.path());
-        let examples =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam");
+        let examples = keyway_testkit::repo_root().join("examples/iam");
         let original = std::fs::read_to_string(examples.join("eks.yaml")).unwrap();
         let spec = dir.path().join("cloud-config.yaml");
         let replace = |text: &str| {
@@ -442,7 +441,7 @@ mod https {
 
 #[test]
 fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
-    let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/iam");
+    let examples = keyway_testkit::repo_root().join("examples/iam");
     let review = admission_review(
         "u1",
         &json!({

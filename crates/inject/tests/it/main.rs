@@ -673,11 +673,8 @@ fn refresh_adds_a_native_sidecar_after_the_first_render() {
 /// `/keyway/secrets`, which the app container mounts read-only (its comment: "reads /keyway/secrets/github-token").
 #[test]
 fn the_docs_example_pod_is_admitted_with_its_files_where_the_docs_say() {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/webhook.md"
-    ))
-    .unwrap();
+    let page =
+        std::fs::read_to_string(keyway_testkit::repo_root().join("docs/webhook.md")).unwrap();
     let example = page
         .split("## Example\n\n```yaml\n")
         .nth(1)
