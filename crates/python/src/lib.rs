@@ -17,7 +17,7 @@ use pyo3::IntoPyObjectExt as _;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 
 create_exception!(
     keyway,
@@ -97,10 +97,12 @@ struct SecretValue(Value);
 #[pymethods]
 impl SecretValue {
     /// The value as text (UTF-8).
-    fn value(&self) -> PyResult<String> {
-        String::from_utf8(self.0.expose().to_vec()).map_err(|_| {
+    fn value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        // Straight into the Python string: no Rust copy left behind unzeroized.
+        let text = std::str::from_utf8(self.0.expose()).map_err(|_| {
             PyValueError::new_err("the secret is binary, not UTF-8 text; use raw_value()")
-        })
+        })?;
+        Ok(PyString::new(py, text))
     }
 
     /// The value as bytes.
@@ -380,7 +382,7 @@ fn get_secrets(
 /// The references given to `get_secrets`/`aget_secrets`: any iterable of `str`, but not one `str`, whose
 /// characters would otherwise each be taken for a reference.
 fn reference_list(references: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    if references.is_instance_of::<pyo3::types::PyString>() {
+    if references.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(
             "get_secrets takes a list of references, not one string; for one reference use get_secret",
         ));
