@@ -165,7 +165,10 @@ pub async fn status(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
         match answer {
             Ok(Ok(())) => {
                 let state = if args.live { "alive" } else { "ready" };
-                println!("{state}: keyway daemon at {}", context.socket.display());
+                crate::exit::announce(format_args!(
+                    "{state}: keyway daemon at {}",
+                    context.socket.display()
+                ));
                 return Ok(());
             }
             _ if retry => tokio::time::sleep(std::time::Duration::from_millis(100)).await,

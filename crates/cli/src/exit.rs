@@ -44,6 +44,21 @@ pub fn require_stdout() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints an informational line on stdout (where a daemon listens, a check's verdict, a status). When nobody
+/// reads stdout (a closed pipe) the line is dropped instead of ending the process with a panic: the exit code
+/// and the log still tell.
+pub fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        tracing::debug!(error = %e, "stdout is not read; an informational line was dropped");
+    }
+}
+
 pub fn code_for(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Invalid | ErrorKind::Misconfigured => 2,

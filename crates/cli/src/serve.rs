@@ -118,7 +118,7 @@ pub async fn run(
             .path
             .as_deref()
             .map_or_else(|| "no config file".to_owned(), |p| p.display().to_string());
-        println!("{file}: configuration OK");
+        crate::exit::announce(format_args!("{file}: configuration OK"));
         return Ok(());
     }
     let daemon = keyway_daemon::Daemon::bind(&config, local_dir, activated).await?;
@@ -126,12 +126,15 @@ pub async fn run(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     // One line per listener on stdout, so scripts and tests know where to connect.
-    println!("listening on unix:{}", daemon.socket_path().display());
+    crate::exit::announce(format_args!(
+        "listening on unix:{}",
+        daemon.socket_path().display()
+    ));
     if let Some(addr) = daemon.tcp_addr() {
-        println!("listening on tcp:{addr}");
+        crate::exit::announce(format_args!("listening on tcp:{addr}"));
     }
     if let Some(addr) = daemon.metrics_addr() {
-        println!("listening on metrics:{addr}");
+        crate::exit::announce(format_args!("listening on metrics:{addr}"));
     }
     let reloads = tokio::spawn(reload_on_change(
         source,

@@ -315,6 +315,54 @@ fn cli_reads_through_the_daemon_and_fails_loudly_without_it() {
     );
 }
 
+/// A supervisor that pipes the daemon's stdout and stops reading it (the reader gone before the daemon says
+/// where it listens) must not lose the daemon: the "listening on" lines are dropped, the daemon serves.
+#[test]
+fn a_stdout_nobody_reads_does_not_end_the_daemon_or_a_status() {
+    let ground = Ground::start();
+    std::fs::write(ground.dir.path().join("local/tok"), "served-anyway").unwrap();
+    let socket = ground.dir.path().join("keyway.sock");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut daemon = ground
+        .keyway()
+        .arg("--socket")
+        .arg(&socket)
+        .arg("serve")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let daemon_pid = rustix::process::Pid::from_child(&daemon);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = ground
+        .keyway()
+        .arg("--socket")
+        .arg(&socket)
+        .args(["status", "--wait", "10s"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "status: {}", stderr(&status));
+    let out = run(ground
+        .keyway()
+        .args(["--daemon", "always", "--socket"])
+        .arg(&socket)
+        .args(["get", "local://tok"]));
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "served-anyway"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon ended");
+    rustix::process::kill_process(daemon_pid, rustix::process::Signal::TERM).unwrap();
+    let ended = daemon.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&ended.stderr);
+    assert!(ended.status.success() && !log.contains("panicked"), "{log}");
+}
+
 #[test]
 fn tcp_needs_a_token_refuses_forwarding_and_follows_rotation() {
     let ground = Ground::start();
