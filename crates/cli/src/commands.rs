@@ -112,7 +112,7 @@ impl Context {
                 Err(e) => {
                     count += 1;
                     first.get_or_insert(e.kind());
-                    eprintln!("keyway: error: {}", e.to_string().replace('\n', " "));
+                    tell!("keyway: error: {}", e.to_string().replace('\n', " "));
                 }
             }
         }
@@ -165,10 +165,7 @@ pub async fn status(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
         match answer {
             Ok(Ok(())) => {
                 let state = if args.live { "alive" } else { "ready" };
-                crate::exit::announce(format_args!(
-                    "{state}: keyway daemon at {}",
-                    context.socket.display()
-                ));
+                say!("{state}: keyway daemon at {}", context.socket.display());
                 return Ok(());
             }
             _ if retry => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
@@ -436,7 +433,7 @@ fn from_env_files(
 /// (`aws-ms://...`): the command would get the text instead of the secret. The value is not shown.
 fn warn_of_typo(context: &Context, place: &str, value: &str) {
     if let Some(known) = context.resolver.instances().typo_in(value) {
-        eprintln!(
+        tell!(
             "keyway: warning: {place} looks like a mistyped {known}:// reference (its INSTANCE:// names no configured instance); it is set as written, not resolved"
         );
     }
@@ -508,7 +505,7 @@ pub fn keep_memory_private() {
 
 /// Says why `program` could not be started; the exit code for it, as a shell gives: 127 not found, 126 other.
 pub fn cannot_run(program: &std::ffi::OsStr, err: &std::io::Error) -> i32 {
-    eprintln!(
+    tell!(
         "keyway: error: cannot run {}: {err}",
         program.to_string_lossy()
     );

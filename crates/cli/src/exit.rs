@@ -44,18 +44,16 @@ pub fn require_stdout() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints an informational line on stdout (where a daemon listens, a check's verdict, a status). When nobody
-/// reads stdout (a closed pipe) the line is dropped instead of ending the process with a panic: the exit code
-/// and the log still tell.
-pub fn announce(line: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
+/// Writes one line for `say!` and `tell!`. A line that cannot be written (a closed pipe, a stream nobody
+/// reads) is dropped instead of ending the process with a panic, as `println!` would: the exit code still
+/// tells. (Secret values go to stdout through checked writes, never through here.)
+pub fn line(mut out: impl std::io::Write, line: std::fmt::Arguments<'_>) {
     if let Err(e) = out
         .write_fmt(line)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush())
     {
-        tracing::debug!(error = %e, "stdout is not read; an informational line was dropped");
+        tracing::debug!(error = %e, "a line for stdout or stderr was dropped");
     }
 }
 
@@ -115,6 +113,6 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             break;
         }
     }
-    eprintln!("keyway: error: {}", line.replace('\n', " "));
+    tell!("keyway: error: {}", line.replace('\n', " "));
     ExitCode::from(code(err))
 }

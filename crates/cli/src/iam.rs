@@ -104,7 +104,7 @@ pub fn run(args: IamArgs) -> anyhow::Result<ExitCode> {
             }
             let decision = mapping.resolve(&given);
             if decision == Decision::Fail {
-                eprintln!(
+                tell!(
                     "keyway: error: no rule matches labels {} and fallback_rule is FAIL; rules tried: {}",
                     if labels.is_empty() {
                         "(none)".to_owned()

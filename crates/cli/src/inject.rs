@@ -56,7 +56,7 @@ pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
         }
         Some(path) => {
             if args.mode & 0o007 != 0 {
-                eprintln!(
+                tell!(
                     "keyway: warning: mode {:04o} lets every user on this machine read {}; use 0600",
                     args.mode,
                     path.display()

@@ -2,6 +2,23 @@
 //! deliver them to a process (`exec`), to files (`render`), to stdout (`get`, `inject`) or to git
 //! (`git-credential`).
 //! This crate is argument parsing and wiring only; the work happens in keyway-core and keyway-providers.
+// Lines go through `say!` and `tell!`, which never panic on a closed stream; secret values through checked
+// writes.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+/// An informational line on stdout (where a daemon listens, a check's verdict): `println!` that never panics.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::exit::line(std::io::stdout().lock(), format_args!($($arg)*))
+    };
+}
+
+/// A warning or error line on stderr: `eprintln!` that never panics (see `exit::line`).
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::exit::line(std::io::stderr().lock(), format_args!($($arg)*))
+    };
+}
 
 mod commands;
 mod env_file;

@@ -387,7 +387,7 @@ fn write_all(
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     warn_unless_tmpfs(&args.dir);
     if args.mode & 0o007 != 0 {
-        eprintln!(
+        tell!(
             "keyway: warning: mode {:04o} lets every user on this machine read the secrets; use 0400 with --uid, or 0440 with --gid for a group",
             args.mode
         );
@@ -584,7 +584,7 @@ fn warn_unless_tmpfs(dir: &Path) {
         #[allow(clippy::useless_conversion)]
         let kind = i64::from(stat.f_type);
         if kind != TMPFS_MAGIC && kind != RAMFS_MAGIC {
-            eprintln!(
+            tell!(
                 "keyway: warning: {} is not on tmpfs, so secrets are written to disk; mount a tmpfs (or a memory-backed emptyDir) there",
                 dir.display()
             );

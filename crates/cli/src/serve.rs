@@ -112,13 +112,13 @@ pub async fn run(
     let config = source.load()?;
     if args.check {
         for warning in keyway_daemon::check(&config, local_dir)? {
-            eprintln!("keyway: warning: {warning}");
+            tell!("keyway: warning: {warning}");
         }
         let file = source
             .path
             .as_deref()
             .map_or_else(|| "no config file".to_owned(), |p| p.display().to_string());
-        crate::exit::announce(format_args!("{file}: configuration OK"));
+        say!("{file}: configuration OK");
         return Ok(());
     }
     let daemon = keyway_daemon::Daemon::bind(&config, local_dir, activated).await?;
@@ -126,15 +126,12 @@ pub async fn run(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     // One line per listener on stdout, so scripts and tests know where to connect.
-    crate::exit::announce(format_args!(
-        "listening on unix:{}",
-        daemon.socket_path().display()
-    ));
+    say!("listening on unix:{}", daemon.socket_path().display());
     if let Some(addr) = daemon.tcp_addr() {
-        crate::exit::announce(format_args!("listening on tcp:{addr}"));
+        say!("listening on tcp:{addr}");
     }
     if let Some(addr) = daemon.metrics_addr() {
-        crate::exit::announce(format_args!("listening on metrics:{addr}"));
+        say!("listening on metrics:{addr}");
     }
     let reloads = tokio::spawn(reload_on_change(
         source,

@@ -304,7 +304,7 @@ pub async fn run(
     if options.mask {
         for ((var, _), resolved) in vars.iter().zip(&values) {
             if resolved.secret.value.expose().trim_ascii().len() < MIN_LEN {
-                eprintln!(
+                tell!(
                     "keyway: warning: the value of {var} is shorter than {MIN_LEN} characters and is not masked"
                 );
             }
@@ -324,7 +324,7 @@ pub async fn run(
                 break code;
             }
             Run::Restart(_, new) => {
-                eprintln!("keyway: a secret changed; restarting the command");
+                tell!("keyway: a secret changed; restarting the command");
                 values = new;
             }
         }

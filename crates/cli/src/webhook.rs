@@ -197,7 +197,7 @@ pub async fn run(config: Option<&Path>, args: WebhookArgs) -> anyhow::Result<()>
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     if let Some(addr) = webhook.local_addr() {
-        crate::exit::announce(format_args!("listening on https://{addr}"));
+        say!("listening on https://{addr}");
     }
     let current = webhook.configuration();
     let config = config.map(Path::to_path_buf);

@@ -277,3 +277,38 @@ fn a_closed_stdout_is_refused_before_anything_is_fetched() {
         .stdout(std::fs::File::create("/dev/null").unwrap()));
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A stderr nobody reads (a log shipper gone) loses keyway's warnings and errors, not its work or its exit code:
+/// `eprintln!` would panic (exit 101) at the first warning.
+#[test]
+fn a_stderr_nobody_reads_changes_no_outcome() {
+    let g = Ground::start();
+    let template = g.dir.path().join("template");
+    let filled = g.dir.path().join("filled");
+    std::fs::write(g.dir.path().join("local/token"), "s3cr3t").unwrap();
+    std::fs::write(&template, "token={{ local://token }}\n").unwrap();
+    let unread = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    // --mode 0644 is applied with a warning on stderr.
+    let out = g
+        .keyway()
+        .args(["inject", "--mode", "0644", "-i"])
+        .arg(&template)
+        .arg("-o")
+        .arg(&filled)
+        .stderr(unread())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&filled).unwrap(), "token=s3cr3t\n");
+    let out = g
+        .keyway()
+        .args(["get", "local://absent"])
+        .stderr(unread())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}
