@@ -173,6 +173,10 @@ impl Backend {
     /// `anonymous`. `default_ttl` in seconds (0: never cached, negative: never expires).
     #[new]
     #[pyo3(signature = (kind, *, region=None, endpoint=None, profile=None, project=None, access_key=None, secret_key=None, session_token=None, anonymous=false, default_ttl=-1.0))]
+    // Spelled out: PyO3's generated signature shows the negative default as `...`.
+    #[pyo3(
+        text_signature = "(kind, *, region=None, endpoint=None, profile=None, project=None, access_key=None, secret_key=None, session_token=None, anonymous=False, default_ttl=-1.0)"
+    )]
     #[allow(clippy::too_many_arguments, reason = "keyword arguments from Python")]
     fn new(
         kind: &str,

@@ -21,7 +21,8 @@ fix), all ``keyway.KeywayError``; their messages say what to do and never hold a
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable
+from typing import cast
 
 from keyway import _keyway
 from keyway._keyway import (
@@ -47,23 +48,25 @@ from keyway._keyway import (
 os.register_at_fork(after_in_child=_keyway._after_fork)
 
 
+# The native calls answer (True, the result) when it came from memory, else (False, an awaitable of it).
+
 async def aget_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> Secret:
     """``get_secret`` for asyncio code: the event loop keeps running while the secret is fetched (on Keyway's own
     threads). Same arguments, result and errors."""
     done, answer = _keyway.aget_secret(reference, ttl, refresh)
-    return answer if done else await answer
+    return cast("Secret", answer) if done else await cast("Awaitable[Secret]", answer)
 
 
-async def aget_secrets(references: Sequence[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]:
+async def aget_secrets(references: Iterable[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]:
     """``get_secrets`` for asyncio code: concurrent, all or nothing."""
     done, answer = _keyway.aget_secrets(references, ttl, refresh)
-    return answer if done else await answer
+    return cast("list[Secret]", answer) if done else await cast("Awaitable[list[Secret]]", answer)
 
 
 async def alist_secrets(provider: str, filter: str | None = None) -> list[str]:
     """``list_secrets`` for asyncio code."""
     done, answer = _keyway.alist_secrets(provider, filter)
-    return answer if done else await answer
+    return cast("list[str]", answer) if done else await cast("Awaitable[list[str]]", answer)
 
 
 __all__ = [

@@ -10,7 +10,7 @@ report it), so either ``except`` works; without botocore the operator raises Key
 error is raised. Messages are Keyway's (they hold no value).
 """
 
-from typing import Optional
+from typing import Dict, List, Optional, Tuple, Type, cast
 
 from botocore import exceptions as _bc
 
@@ -19,6 +19,9 @@ import keyway
 
 class _Both(_bc.ClientError):
     """A ``ClientError`` whose message is Keyway's."""
+
+    #: AWS's error code when Keyway's error carries none (None: then it is not a ClientError).
+    default_code: Optional[str] = None
 
     def __init__(self, error_response, operation_name):
         super().__init__(error_response, operation_name)
@@ -74,10 +77,10 @@ class ReadTimeoutError(_Transport, keyway.Unavailable, _bc.ReadTimeoutError):
     kind_of_failure = "read_timeout"
 
 
-_BY_FAILURE = {c.kind_of_failure: c
+_BY_FAILURE: Dict[Optional[str], Type[_Transport]] = {c.kind_of_failure: c
                for c in (NoCredentialsError, NoRegionError, EndpointConnectionError, ConnectTimeoutError,
                          ReadTimeoutError)}
-_BY_KIND = [(keyway.PermissionDenied, PermissionDeniedClientError), (keyway.Throttled, ThrottledClientError),
+_BY_KIND: List[Tuple[Type[keyway.KeywayError], Type[_Both]]] = [(keyway.PermissionDenied, PermissionDeniedClientError), (keyway.Throttled, ThrottledClientError),
             (keyway.Unavailable, UnavailableClientError)]
 
 
@@ -86,9 +89,12 @@ def translate(error: keyway.KeywayError, operation: str, endpoint_url: Optional[
     against ``endpoint_url``."""
     transport = _BY_FAILURE.get(getattr(error, "failure", None))
     if transport is not None:
+        translated: _Transport
         if transport in (NoCredentialsError, NoRegionError):
-            return transport(message=str(error))
-        return transport(message=str(error), endpoint_url=endpoint_url or "")
+            translated = transport(message=str(error))
+        else:
+            translated = transport(message=str(error), endpoint_url=endpoint_url or "")
+        return cast("keyway.KeywayError", translated)  # every _Transport class is a Keyway error too
     for kind, both in _BY_KIND:
         if isinstance(error, kind):
             code = getattr(error, "upstream_code", None) or both.default_code

@@ -11,6 +11,8 @@ kind's, so either ``except`` works; without it the operator raises Keyway's own.
 raised. Messages are Keyway's (they hold no value).
 """
 
+from typing import Dict, List, Optional, Tuple, Type
+
 from google.api_core import exceptions as _g
 from google.auth import exceptions as _auth
 
@@ -70,14 +72,14 @@ class Aborted(keyway.Unavailable, _g.Aborted):
     pass
 
 
-_BY_CODE = {"NOT_FOUND": NotFound, "FAILED_PRECONDITION": FailedPrecondition, "PERMISSION_DENIED": PermissionDenied,
+_BY_CODE: Dict[Optional[str], Type[keyway.KeywayError]] = {"NOT_FOUND": NotFound, "FAILED_PRECONDITION": FailedPrecondition, "PERMISSION_DENIED": PermissionDenied,
             "UNAUTHENTICATED": Unauthenticated, "INVALID_ARGUMENT": InvalidArgument, "OUT_OF_RANGE": OutOfRange,
             "RESOURCE_EXHAUSTED": ResourceExhausted, "DEADLINE_EXCEEDED": DeadlineExceeded,
             "INTERNAL": InternalServerError, "UNAVAILABLE": ServiceUnavailable, "UNKNOWN": Unknown,
             "ABORTED": Aborted}
-_BY_FAILURE = {"read_timeout": DeadlineExceeded, "connect_timeout": DeadlineExceeded,
+_BY_FAILURE: Dict[Optional[str], Type[keyway.KeywayError]] = {"read_timeout": DeadlineExceeded, "connect_timeout": DeadlineExceeded,
                "unreachable": ServiceUnavailable, "no_credentials": DefaultCredentialsError}
-_BY_KIND = [(keyway.NotFound, NotFound), (keyway.PermissionDenied, PermissionDenied),
+_BY_KIND: List[Tuple[Type[keyway.KeywayError], Type[keyway.KeywayError]]] = [(keyway.NotFound, NotFound), (keyway.PermissionDenied, PermissionDenied),
             (keyway.InvalidReference, InvalidArgument), (keyway.Throttled, ResourceExhausted),
             (keyway.Unavailable, ServiceUnavailable)]
 

@@ -1,7 +1,33 @@
 """Type stubs of the native extension."""
 
+import builtins
+from collections.abc import Awaitable, Iterable, Sequence
 from os import PathLike
-from typing import Awaitable, Literal, Sequence
+from typing import Literal, final
+
+__all__ = [
+    "SecretValue",
+    "Secret",
+    "Backend",
+    "configure",
+    "_after_fork",
+    "get_secret",
+    "get_secrets",
+    "list_secrets",
+    "aget_secret",
+    "aget_secrets",
+    "alist_secrets",
+    "render_template",
+    "template_references",
+    "_default_gcp_project",
+    "KeywayError",
+    "NotFound",
+    "PermissionDenied",
+    "Throttled",
+    "Unavailable",
+    "InvalidReference",
+    "ConfigurationError",
+]
 
 class KeywayError(Exception):
     """A Keyway failure; the message says what to do (and never holds a value)."""
@@ -22,14 +48,16 @@ class ConfigurationError(KeywayError):
     """Keyway's configuration, not the request, is what to fix: a config file that does not load, no AWS region, an
     encrypted local file and no age identity, a local store file that does not parse."""
 
+@final
 class SecretValue:
     """A secret's bytes: redacted in str/repr, compared in constant time, neither hashable nor picklable."""
 
     def value(self) -> str: ...
     def raw_value(self) -> bytes: ...
     def __len__(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class Secret:
     reference: str
     value: SecretValue
@@ -48,7 +76,7 @@ def configure(
     local_dir: str | PathLike[str] | None = None,
 ) -> Literal["daemon", "direct"]: ...
 def get_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> Secret: ...
-def get_secrets(references: Sequence[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]: ...
+def get_secrets(references: Iterable[str], ttl: float | None = None, refresh: bool = False) -> list[Secret]: ...
 def list_secrets(provider: str, filter: str | None = None) -> list[str]: ...
 def _after_fork() -> None:
     """In a child just forked: the next call builds this process's own runtime and state."""
@@ -56,11 +84,13 @@ def _after_fork() -> None:
 
 # Behind keyway.aget_secret & co. (call them inside a running event loop): (True, the answer) when it came from
 # memory, else (False, an asyncio future of it).
-def aget_secret(reference: str, ttl: float | None, refresh: bool) -> tuple[bool, Secret | Awaitable[Secret]]: ...
+def aget_secret(
+    reference: str, ttl: float | None = None, refresh: bool = False
+) -> tuple[bool, Secret | Awaitable[Secret]]: ...
 def aget_secrets(
-    references: Sequence[str], ttl: float | None, refresh: bool
+    references: Iterable[str], ttl: float | None = None, refresh: bool = False
 ) -> tuple[bool, list[Secret] | Awaitable[list[Secret]]]: ...
-def alist_secrets(provider: str, filter: str | None) -> tuple[bool, list[str] | Awaitable[list[str]]]: ...
+def alist_secrets(provider: str, filter: str | None = None) -> tuple[bool, list[str] | Awaitable[list[str]]]: ...
 def render_template(template: str, ttl: float | None = None, refresh: bool = False) -> SecretValue:
     """The template with each ``{{ REF }}`` replaced by the value (other ``{{ ... }}`` stay text); all or nothing."""
     ...
@@ -72,11 +102,12 @@ def _default_gcp_project() -> str | None:
     """The GCP project Google's client libraries would name (``keyway._gcp``); None when no source names one."""
     ...
 
+@final
 class Backend:
     """One AWS or GCP secret manager with its own Rust cache (used by keyway.ray's operators)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         kind: Literal["aws", "gcp"],
         *,
         region: str | None = None,
@@ -88,7 +119,7 @@ class Backend:
         session_token: str | None = None,
         anonymous: bool = False,
         default_ttl: float = -1.0,
-    ) -> None: ...
+    ) -> Backend: ...
     def get(
         self,
         name: str,
@@ -104,7 +135,8 @@ class Backend:
     def list(self, filter: str | None = None) -> list[str]: ...
     def secret_name(self, name: str) -> str:
         """The secret ``name`` is for, as ``cached`` names it (``projects/P/secrets/S`` for a GCP secret)."""
-    def cached(self) -> list[str]:
+    # After `def list`, `list` in this class names the method: the builtin is `builtins.list`.
+    def cached(self) -> builtins.list[str]:
         """Names of the cached secrets, as ``secret_name`` gives them."""
     def purge(self, name: str | None = None) -> None:
         """Drops one secret (every version, however its name was spelled) or, without a name, everything."""

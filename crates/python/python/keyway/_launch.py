@@ -24,7 +24,7 @@ import re
 import shutil
 import stat
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NoReturn, Optional, Tuple
 
 import keyway
 
@@ -41,7 +41,7 @@ _PROCESS_DIR = re.compile(r"^w-([0-9]+)-([0-9]+)$")
 ROOT_MASK = 0o022
 
 
-def _fail(message: str, code: int) -> "NoReturn":  # noqa: F821
+def _fail(message: str, code: int) -> NoReturn:
     print(f"keyway: error: {message}", file=sys.stderr)
     sys.exit(code)
 

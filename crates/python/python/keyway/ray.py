@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from time import monotonic, time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, cast
 
 try:
     import ray
@@ -133,9 +133,22 @@ class _KeywayOperator(RaySecretOperator):
     """Keyway's own operators: a Rust ``Backend`` answers ``_lookup``, which also says for how many seconds the
     answer may be handed out again without asking (None: until purged); ``_fetch`` is the original's API."""
 
+    def initialize(self, default_ttl: float = -1) -> None:
+        raise NotImplementedError
+
     def _lookup(self, secret_name: str, ttl: Optional[float] = None,
                 **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
         raise NotImplementedError
+
+    def _started(self) -> Backend:
+        """The backend; built here when the operator is used before (or without) the actor's ``initialize``, as
+        the original allows."""
+        backend = self._keyway_backend()
+        if backend is None:
+            self.initialize()
+            backend = self._keyway_backend()
+            assert backend is not None, "initialize() builds the backend"
+        return backend
 
     def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
         value, metadata, _ = self._lookup(secret_name, ttl, **kwargs)
@@ -214,10 +227,8 @@ class AWSRaySecretOperator(_KeywayOperator):
 
     def _lookup(self, secret_name: str, ttl: Optional[float] = None,
                 **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
-        if self.__backend is None:
-            self.initialize()
         try:
-            value, metadata, reusable = self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
+            value, metadata, reusable = self._started().get(secret_name, ttl=None if ttl is None else float(ttl),
                                                            version_stage=kwargs.get("VersionStage"),
                                                            version_id=kwargs.get("VersionId"))
         except NotFound:
@@ -230,14 +241,13 @@ class AWSRaySecretOperator(_KeywayOperator):
         return value, metadata, reusable
 
     def list_secrets(self, filter=None) -> List[str]:
-        if self.__backend is None:
-            self.initialize()
+        backend = self._started()
         prefixes = _aws_name_prefixes(filter)
         try:
             if prefixes is None:
-                return self.__backend.list(None)
+                return backend.list(None)
             # AWS ORs the values of one filter: one listing per value, merged in order.
-            return list(dict.fromkeys(name for prefix in prefixes for name in self.__backend.list(prefix)))
+            return list(dict.fromkeys(name for prefix in prefixes for name in backend.list(prefix)))
         except KeywayError as e:
             raise _translated("_botocore", e, "ListSecrets", self._endpoint_url()) from None
 
@@ -292,19 +302,15 @@ class GCPRaySecretOperator(_KeywayOperator):
 
     def _lookup(self, secret_name: str, ttl: Optional[float] = None,
                 **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
-        if self.__backend is None:
-            self.initialize()
         try:
-            return self.__backend.get(secret_name, ttl=None if ttl is None else float(ttl),
+            return self._started().get(secret_name, ttl=None if ttl is None else float(ttl),
                                       version=kwargs.get("version"))
         except KeywayError as e:
             raise _translated("_google", e) from None
 
     def list_secrets(self, filter=None) -> List[str]:
-        if self.__backend is None:
-            self.initialize()
         try:
-            names = self.__backend.list(filter)
+            names = self._started().list(filter)
         except KeywayError as e:
             raise _translated("_google", e) from None
         return [f"projects/{self.__project}/secrets/{n}" for n in names]
@@ -314,15 +320,16 @@ class _Proxy:
     def __init__(self, ray_secret_operator: RaySecretOperator, default_ttl=-1) -> None:
         self.default_ttl = default_ttl
         self.__operator = ray_secret_operator
-        if isinstance(ray_secret_operator, _KeywayOperator):
-            ray_secret_operator.initialize(default_ttl=default_ttl)
+        ours = ray_secret_operator if isinstance(ray_secret_operator, _KeywayOperator) else None
+        if ours is not None:
+            ours.initialize(default_ttl=default_ttl)
         else:
             ray_secret_operator.initialize()
         self.__backend = ray_secret_operator._keyway_backend()
         # Keyway's operators say how long an answer may be handed out again; a subclass that overrides _fetch is
         # asked through it on every call.
         overridden = type(ray_secret_operator)._fetch is not _KeywayOperator._fetch
-        self.__lookup = None if self.__backend is None or overridden else ray_secret_operator._lookup
+        self.__lookup = None if ours is None or self.__backend is None or overridden else ours._lookup
         # Keyway's operators: each name as callers spelled it -> the secret the Rust cache keys it under
         # (``projects/P/secrets/S`` for every spelling of a GCP secret), so list_cached_secrets gives the callers'
         # spellings, as the original, whose cache is keyed by them, does.
@@ -339,7 +346,7 @@ class _Proxy:
         self.__vault: Dict[str, RaySecret] = {}
         self.__lock = threading.Lock()
 
-    def hydrate_cache(self, secret_names: List[str] = None, filter=None) -> None:
+    def hydrate_cache(self, secret_names: Optional[Iterable[str]] = None, filter=None) -> None:
         if self.default_ttl == 0:
             return
         names = secret_names if secret_names is not None else self.list_secrets(filter)
@@ -418,6 +425,7 @@ class _Proxy:
             return list(self.__vault.keys())
 
     def __spell(self, secret_name: str) -> None:
+        assert self.__backend is not None, "only Keyway's operators have spellings"
         self.__spelled[secret_name] = self.__backend.secret_name(secret_name)
 
     def __keep(self, key: Tuple[str, Any], secret: RaySecret, reusable: Optional[float], purges: int) -> None:
@@ -448,8 +456,11 @@ _READY_MAX = 1024
 #: (Ray's pool threads then contend for the GIL; docs/benchmarks.md); ``RaySecretProxy.options(max_concurrency=N)``.
 _THREADS = 4
 
-#: The actor: ``RaySecretProxy.remote(operator, default_ttl=-1)``.
-RaySecretProxy = ray.remote(max_concurrency=_THREADS)(_Proxy)
+#: The actor: ``RaySecretProxy.remote(operator, default_ttl=-1)``. Typed ``Any``, as the original is untyped: Ray
+#: types an actor's methods only when each is decorated with ``ray.method`` and takes positional arguments, and
+#: the original's callers pass keywords (``get_secret.remote(secret_name=...)``). (Ray's overloads of ``remote``
+#: also leave out its keyword form.)
+RaySecretProxy: Any = ray.remote(max_concurrency=_THREADS)(_Proxy)  # type: ignore[call-overload]
 
 
 # --- One proxy per node -------------------------------------------------------------------------------------
@@ -478,7 +489,7 @@ class _NodeProxy(_Proxy):
         return self.__recipe
 
 
-_NodeProxyActor = ray.remote(max_concurrency=_THREADS)(_NodeProxy)
+_NodeProxyActor: Any = ray.remote(max_concurrency=_THREADS)(_NodeProxy)  # type: ignore[call-overload]
 
 
 def _start_on(node_id: str, operator: RaySecretOperator, default_ttl, prefix: str):
@@ -521,7 +532,7 @@ def node_proxy(prefix: str = _PROXY_PREFIX):
         if not other.startswith(f"{prefix}-") or other == name:
             continue
         try:
-            recipe = ray.get(ray.get_actor(other).recipe.remote())
+            recipe = cast("bytes", ray.get(ray.get_actor(other).recipe.remote()))
         except (ValueError, AttributeError, ray.exceptions.RayActorError):
             continue  # gone with its node, or another actor of a name like theirs
         operator, default_ttl = ray.cloudpickle.loads(recipe)
