@@ -280,7 +280,13 @@ pub async fn list(context: &Context, args: ListArgs) -> anyhow::Result<()> {
     let names = context.list(&args.instance, args.filter.as_deref()).await?;
     let mut out = std::io::stdout().lock();
     for name in names {
-        writeln!(out, "{name}").context("cannot write to stdout")?;
+        match writeln!(out, "{name}") {
+            Ok(()) => {}
+            // The reader had enough (`keyway list aws-sm | head -3`): names are no secret, so stop quietly, as
+            // ripgrep does, and a `set -o pipefail` script goes on. A value's reader going away stays an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot write to stdout")),
+        }
     }
     Ok(())
 }

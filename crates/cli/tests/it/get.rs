@@ -312,3 +312,35 @@ fn a_stderr_nobody_reads_changes_no_outcome() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// A reader that goes away early (`keyway list aws-sm | head -3`): `list` stops quietly with 0, while `get`,
+/// whose value was not delivered, fails.
+#[test]
+fn a_reader_gone_ends_a_listing_quietly_and_fails_a_get() {
+    let g = Ground::start();
+    std::fs::write(g.dir.path().join("local/token"), "s3cr3t").unwrap();
+    let gone = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let out = g
+        .keyway()
+        .args(["list", "local"])
+        .stdout(gone())
+        .output()
+        .unwrap();
+    assert_eq!((out.status.code(), stderr(&out)), (Some(0), String::new()));
+    let out = g
+        .keyway()
+        .args(["get", "local://token"])
+        .stdout(gone())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write to stdout") && !err.contains("s3cr3t"),
+        "{err}"
+    );
+}
