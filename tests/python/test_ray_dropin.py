@@ -169,6 +169,39 @@ def test_a_secret_read_steadily_is_refreshed_before_it_expires(ray_local, moto):
     assert moto_count(moto, "GetSecretValue") == 2, "no caller waited for the upstream"
 
 
+def test_a_kept_answer_is_serialized_once_and_reaches_every_caller_whole(ray_local, moto):
+    """keyway.ray serializes an answer it keeps once, and its hook in front of Ray's serializer (in the actor's
+    process) hands that serialization to every caller. On the Ray Keyway pins the hook must be in place (a Ray
+    upgrade that moves the serializer fails here, not silently slower), and what 8 concurrent tasks receive
+    through it is the whole answer."""
+    import keyway.ray as kr
+
+    actor = proxy((kr.RaySecretProxy, kr.AWSRaySecretOperator, None), moto)
+    first = ray.get(actor.get_secret.remote("app/token"))
+
+    def inspect(self):
+        import keyway.ray
+
+        serialize = ray._private.worker.global_worker.get_serialization_context().serialize
+        kept = [secret for secret, _ in self._Proxy__ready.values()]
+        return (keyway.ray._ray_serialize is not None, serialize.__qualname__,
+                [secret._serialized is not None for secret in kept])
+
+    hooked, serializer, carried = ray.get(actor.__ray_call__.remote(inspect))
+    assert hooked and serializer == "_serve_kept_serializations.<locals>.serialize" and carried == [True]
+
+    @ray.remote(num_cpus=0)
+    def read(actor, calls):
+        return [ray.get(actor.get_secret.remote("app/token")) for _ in range(calls)]
+
+    answers = [secret for batch in ray.get([read.remote(actor, 25) for _ in range(8)]) for secret in batch]
+    assert len(answers) == 200
+    for secret in answers:
+        assert (secret.value(), secret.secret_name, secret.ttl, secret.metadata, secret.create_timestamp) == (
+            CANARY, "app/token", -1, first.metadata, first.create_timestamp)
+        assert secret._serialized is None, "the serialization stays in the actor"
+
+
 def test_default_ttl_zero_caches_nothing(ray_local, moto, impl):
     actor = proxy(impl, moto, default_ttl=0)
     ray.get(actor.hydrate_cache.remote(secret_names=["app/s2"]))

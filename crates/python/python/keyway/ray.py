@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from time import monotonic, time
-from typing import Any, Dict, Iterable, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, cast
 
 try:
     import ray
@@ -55,7 +55,7 @@ class RaySecret:
     serialization, a ``str`` 2 us).
     """
 
-    __slots__ = ("create_timestamp", "secret_name", "metadata", "ttl", "_secret")
+    __slots__ = ("create_timestamp", "secret_name", "metadata", "ttl", "_secret", "_serialized")
 
     def __init__(self, secret_name: str, secret: bytes, ttl=-1, metadata={}) -> None:  # noqa: B006 (original API)
         self.create_timestamp = int(metadata.get("FetchedAt", time())) if isinstance(metadata, dict) else int(time())
@@ -63,6 +63,9 @@ class RaySecret:
         self.metadata = metadata
         self.ttl = ttl
         self._secret = bytes(secret)
+        # In the proxy's actor: Ray's serialization of this answer, made once for every caller (see
+        # _serve_kept_serializations). Never pickled: the reducer below names the fields it sends.
+        self._serialized: Any = None
 
     def __str__(self) -> str:
         return self.secret_name + ": ***********"
@@ -91,6 +94,7 @@ def _restore_secret(secret_name: str, secret: bytes, ttl, metadata, create_times
     restored.ttl = ttl
     restored.metadata = metadata
     restored.create_timestamp = create_timestamp
+    restored._serialized = None
     return restored
 
 
@@ -316,6 +320,37 @@ class GCPRaySecretOperator(_KeywayOperator):
         return [f"projects/{self.__project}/secrets/{n}" for n in names]
 
 
+#: Ray's own serializer of this process, once `_serve_kept_serializations` put its hook in front of it.
+_ray_serialize: Optional[Callable[[Any], Any]] = None
+
+
+def _serve_kept_serializations() -> Optional[Callable[[Any], Any]]:
+    """In the proxy's actor process: Ray's serializer answers a ``RaySecret`` that carries its serialization
+    (``_serialized``, made by the proxy when it kept the answer) with that, instead of pickling it again for every
+    caller. Ray pickles any return that is not an exact builtin type, and in the actor, between Ray's own work on
+    each call, that pickling costs more than the proxy's whole lookup (docs/benchmarks.md). Returns Ray's own
+    serializer, to make the serializations with; None where this Ray has no such hook (a version other than the
+    one Keyway is tested with), and then every answer is pickled as before. A Ray internal: the test suite checks
+    that the hook is in place on the Ray Keyway pins."""
+    global _ray_serialize
+    if _ray_serialize is None:
+        try:
+            context = ray._private.worker.global_worker.get_serialization_context()
+            original = context.serialize
+        except AttributeError:
+            logger.debug("this Ray has no serialization hook: answers are pickled per call")
+            return None
+
+        def serialize(value: Any) -> Any:
+            if type(value) is RaySecret and value._serialized is not None:
+                return value._serialized
+            return original(value)
+
+        context.serialize = serialize
+        _ray_serialize = original
+    return _ray_serialize
+
+
 class _Proxy:
     def __init__(self, ray_secret_operator: RaySecretOperator, default_ttl=-1) -> None:
         self.default_ttl = default_ttl
@@ -330,6 +365,9 @@ class _Proxy:
         # asked through it on every call.
         overridden = type(ray_secret_operator)._fetch is not _KeywayOperator._fetch
         self.__lookup = None if ours is None or self.__backend is None or overridden else ours._lookup
+        # Keyway's operators' answers hold only text, bytes and numbers (no out-of-band buffers), so one
+        # serialization of a kept answer can be written for every caller.
+        self.__serialize = None if self.__lookup is None else _serve_kept_serializations()
         # Keyway's operators: each name as callers spelled it -> the secret the Rust cache keys it under
         # (``projects/P/secrets/S`` for every spelling of a GCP secret), so list_cached_secrets gives the callers'
         # spellings, as the original, whose cache is keyed by them, does.
@@ -429,7 +467,10 @@ class _Proxy:
         self.__spelled[secret_name] = self.__backend.secret_name(secret_name)
 
     def __keep(self, key: Tuple[str, Any], secret: RaySecret, reusable: Optional[float], purges: int) -> None:
-        """Keeps `secret` for the calls to come, dropping what may no longer be handed out."""
+        """Keeps `secret` for the calls to come, serialized once for all of them, dropping what may no longer be
+        handed out."""
+        if self.__serialize is not None:
+            secret._serialized = self.__serialize(secret)
         now = monotonic()
         with self.__lock:
             if purges != self.__purges:
