@@ -122,18 +122,22 @@ enum Command {
 }
 
 impl Command {
-    /// Whether the command's result is what it prints on stdout.
+    /// Whether the command delivers secret values on stdout (and so must not run into a closed one).
     fn prints(&self) -> bool {
         match self {
-            Command::Get(_)
-            | Command::List(_)
-            | Command::Iam(_)
-            | Command::Selector(_)
-            | Command::Completion { .. } => true,
+            Command::Get(_) => true,
             Command::Inject(args) => args.to_stdout(),
             Command::GitCredential(args) => args.answers(),
-            Command::Webhook(args) => args.reviews_once(),
-            Command::Exec(_) | Command::Render(_) | Command::Serve(_) | Command::Status(_) => false,
+            // Names, decisions and scripts: their reader's business, as with any Unix tool.
+            Command::List(_)
+            | Command::Iam(_)
+            | Command::Selector(_)
+            | Command::Completion { .. }
+            | Command::Webhook(_)
+            | Command::Exec(_)
+            | Command::Render(_)
+            | Command::Serve(_)
+            | Command::Status(_) => false,
         }
     }
 }

@@ -124,13 +124,6 @@ pub struct WebhookArgs {
     watch_config: bool,
 }
 
-impl WebhookArgs {
-    /// `--review`: one answer on stdout instead of a server.
-    pub fn reviews_once(&self) -> bool {
-        self.review.is_some()
-    }
-}
-
 /// What Pods are mutated by, from the config file (the instances references may name), the IAM spec and the
 /// flags.
 fn inject_config(config: Option<&Path>, args: &WebhookArgs) -> anyhow::Result<InjectConfig> {

@@ -141,6 +141,14 @@ pub fn assert_takes_arguments<S: AsRef<std::ffi::OsStr>>(args: &[S], what: &str)
     );
 }
 
+/// The writing end of a pipe whose reader is gone, for a stdout or stderr nobody reads: writes to it fail with
+/// EPIPE (keyway ignores SIGPIPE, as Rust programs do).
+pub fn unread_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run keyway")
 }

@@ -322,26 +322,22 @@ fn a_stdout_nobody_reads_does_not_end_the_daemon_or_a_status() {
     let ground = Ground::start();
     std::fs::write(ground.dir.path().join("local/tok"), "served-anyway").unwrap();
     let socket = ground.dir.path().join("keyway.sock");
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
     let mut daemon = ground
         .keyway()
         .arg("--socket")
         .arg(&socket)
         .arg("serve")
-        .stdout(writer)
+        .stdout(crate::unread_pipe())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let daemon_pid = rustix::process::Pid::from_child(&daemon);
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
     let status = ground
         .keyway()
         .arg("--socket")
         .arg(&socket)
         .args(["status", "--wait", "10s"])
-        .stdout(writer)
+        .stdout(crate::unread_pipe())
         .output()
         .unwrap();
     assert!(status.status.success(), "status: {}", stderr(&status));
