@@ -3,7 +3,7 @@
 import builtins
 from collections.abc import Awaitable, Iterable, Sequence
 from os import PathLike
-from typing import Literal, final
+from typing import Literal, TypeAlias, TypeVar, final
 
 __all__ = [
     "SecretValue",
@@ -84,13 +84,14 @@ def _after_fork() -> None:
 
 # Behind keyway.aget_secret & co. (call them inside a running event loop): (True, the answer) when it came from
 # memory, else (False, an asyncio future of it).
-def aget_secret(
-    reference: str, ttl: float | None = None, refresh: bool = False
-) -> tuple[bool, Secret | Awaitable[Secret]]: ...
+_T = TypeVar("_T")
+_Now: TypeAlias = tuple[Literal[True], _T] | tuple[Literal[False], Awaitable[_T]]
+
+def aget_secret(reference: str, ttl: float | None = None, refresh: bool = False) -> _Now[Secret]: ...
 def aget_secrets(
     references: Iterable[str], ttl: float | None = None, refresh: bool = False
-) -> tuple[bool, list[Secret] | Awaitable[list[Secret]]]: ...
-def alist_secrets(provider: str, filter: str | None = None) -> tuple[bool, list[str] | Awaitable[list[str]]]: ...
+) -> _Now[list[Secret]]: ...
+def alist_secrets(provider: str, filter: str | None = None) -> _Now[list[str]]: ...
 def render_template(template: str, ttl: float | None = None, refresh: bool = False) -> SecretValue:
     """The template with each ``{{ REF }}`` replaced by the value (other ``{{ ... }}`` stay text); all or nothing."""
     ...
