@@ -123,7 +123,7 @@ enum Command {
 
 impl Command {
     /// Whether the command delivers secret values on stdout (and so must not run into a closed one).
-    fn prints(&self) -> bool {
+    fn delivers_to_stdout(&self) -> bool {
         match self {
             Command::Get(_) => true,
             Command::Inject(args) => args.to_stdout(),
@@ -145,7 +145,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    if cli.command.prints()
+    if cli.command.delivers_to_stdout()
         && let Err(e) = exit::require_stdout()
     {
         return exit::report(&e);

@@ -46,13 +46,13 @@ impl LocalSettings {
             }
         }
         if let Some(file) = &self.file {
-            if let Err(e) = std::fs::File::open(file) {
-                return Err(format!(
+            let opened = std::fs::File::open(file).map_err(|e| {
+                format!(
                     "`file` {} cannot be read: {e}; create it, fix the path or its mode",
                     file.display()
-                ));
-            }
-            let mode = std::fs::metadata(file).map_or(0, |m| m.permissions().mode());
+                )
+            })?;
+            let mode = opened.metadata().map_or(0, |m| m.permissions().mode());
             if mode & 0o004 != 0 && others_may_enter(parent_dir(file)) {
                 warnings.push(format!(
                     "`file` {} may be read by other users (mode {:04o}); chmod 600 it",

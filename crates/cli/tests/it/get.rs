@@ -204,19 +204,7 @@ fn an_arn_needs_no_configured_region() {
 /// `cmd` run by a shell that closes its stdout first (`CMD >&-`), as a careless init script or a supervisor
 /// would. Rust's runtime reopens a closed stdout on `/dev/null`, so without a check the output goes nowhere.
 fn with_stdout_closed(cmd: &std::process::Command) -> std::process::Command {
-    let mut shell = std::process::Command::new("sh");
-    shell
-        .args(["-c", r#"exec "$@" >&-"#, "sh"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdin(std::process::Stdio::null());
-    for (key, value) in cmd.get_envs() {
-        match value {
-            Some(value) => shell.env(key, value),
-            None => shell.env_remove(key),
-        };
-    }
-    shell
+    crate::wrapped("sh", &["-c", r#"exec "$@" >&-"#, "sh"], cmd)
 }
 
 #[test]

@@ -141,6 +141,24 @@ pub fn assert_takes_arguments<S: AsRef<std::ffi::OsStr>>(args: &[S], what: &str)
     );
 }
 
+/// `cmd` (program, arguments, environment) run under `wrapper` and its arguments (`setpriv --bounding-set=...
+/// --`, `sh -c 'exec "$@" >&-' sh`), with stdin from /dev/null as `keyway` gives it.
+pub fn wrapped(wrapper: &str, wrapper_args: &[&str], cmd: &Command) -> Command {
+    let mut outer = Command::new(wrapper);
+    outer
+        .args(wrapper_args)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    for (var, value) in cmd.get_envs() {
+        match value {
+            Some(value) => outer.env(var, value),
+            None => outer.env_remove(var),
+        };
+    }
+    outer
+}
+
 /// The writing end of a pipe whose reader is gone, for a stdout or stderr nobody reads: writes to it fail with
 /// EPIPE (keyway ignores SIGPIPE, as Rust programs do).
 pub fn unread_pipe() -> std::io::PipeWriter {

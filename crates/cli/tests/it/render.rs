@@ -110,20 +110,11 @@ fn one_failure_writes_nothing() {
 /// keyway as `g.keyway()` runs it, under `setpriv` with the capability bounding set changed by `caps` (for
 /// root, the capabilities it then has).
 fn with_bounding_set(g: &Ground, caps: &str) -> std::process::Command {
-    let keyway = g.keyway();
-    let mut limited = std::process::Command::new("setpriv");
-    limited
-        .arg(format!("--bounding-set={caps}"))
-        .arg("--")
-        .arg(keyway.get_program())
-        .args(keyway.get_args());
-    for (var, value) in keyway.get_envs() {
-        match value {
-            Some(value) => limited.env(var, value),
-            None => limited.env_remove(var),
-        };
-    }
-    limited
+    crate::wrapped(
+        "setpriv",
+        &[&format!("--bounding-set={caps}"), "--"],
+        &g.keyway(),
+    )
 }
 
 #[test]
