@@ -21,7 +21,7 @@ pub struct IamArgs {
 enum IamCommand {
     /// Report every problem of a spec with its line. Exit 0 when valid (warnings allowed), 2 otherwise.
     Validate {
-        /// The cloud config YAML (`anyscale cloud config get --spec-file`).
+        /// The cloud config YAML, as `anyscale cloud config get` prints it.
         #[arg(long, value_name = "FILE")]
         spec: PathBuf,
     },
@@ -56,12 +56,21 @@ pub fn run(args: IamArgs) -> anyhow::Result<ExitCode> {
             }
             match report.mapping {
                 Some(mapping) => {
+                    let summary = if mapping.rules.is_empty() {
+                        "no rules: every workload gets the cloud's default identity".to_owned()
+                    } else {
+                        format!(
+                            "{} rules, fallback {}",
+                            mapping.rules.len(),
+                            mapping.fallback
+                        )
+                    };
                     writeln!(
                         out,
-                        "{}: valid: {} rules, fallback {:?}",
+                        "{}: valid: {} {}, {summary}",
                         spec.display(),
-                        mapping.rules.len(),
-                        mapping.fallback
+                        mapping.cloud,
+                        mapping.stack
                     )
                     .context("cannot write to stdout")?;
                     Ok(ExitCode::SUCCESS)

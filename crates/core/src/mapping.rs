@@ -15,6 +15,19 @@ pub enum Cloud {
     Aws,
     /// GCP: values are service account e-mails (VM) or Kubernetes service accounts (K8S).
     Gcp,
+    /// Azure: Kubernetes only (AKS); values are Kubernetes service accounts.
+    Azure,
+}
+
+impl fmt::Display for Cloud {
+    /// As Anyscale writes `cloud_provider`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cloud::Aws => "AWS",
+            Cloud::Gcp => "GCP",
+            Cloud::Azure => "AZURE",
+        })
+    }
 }
 
 /// Where workloads run.
@@ -22,8 +35,18 @@ pub enum Cloud {
 pub enum Stack {
     /// Virtual machines.
     Vm,
-    /// Kubernetes (EKS, GKE).
+    /// Kubernetes (EKS, GKE, AKS).
     K8s,
+}
+
+impl fmt::Display for Stack {
+    /// As Anyscale writes `compute_stack`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stack::Vm => "VM",
+            Stack::K8s => "K8S",
+        })
+    }
 }
 
 /// What happens when no rule matches.
@@ -33,6 +56,16 @@ pub enum Fallback {
     CloudDefault,
     /// Refuse to start the workload.
     Fail,
+}
+
+impl fmt::Display for Fallback {
+    /// As Anyscale writes `fallback_rule`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fallback::CloudDefault => "CLOUD_DEFAULT",
+            Fallback::Fail => "FAIL",
+        })
+    }
 }
 
 /// One rule.
@@ -154,6 +187,9 @@ impl Mapping {
                     "value `{value}` is not a service account e-mail (NAME@PROJECT.iam.gserviceaccount.com)"
                 ))
             }
+            (Cloud::Azure, Stack::Vm) => Some(
+                "Azure clouds run on Kubernetes (AKS): their values are Kubernetes service account names".into(),
+            ),
         }
     }
 

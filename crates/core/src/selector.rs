@@ -16,6 +16,9 @@
 //!
 //! Three [`Mode`]s decide what keys and values are valid: Kubernetes exactly, Anyscale's IAM mapping dialect
 //! (e-mail addresses as values, three keys), or anything the tokenizer yields.
+//!
+//! Consecutive commas in a set parse as apimachinery has since kubernetes/kubernetes#133419 (release 1.35):
+//! `x in (a,,)` is `x in (,a)`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,7 +30,7 @@ pub enum Mode {
     #[default]
     Strict,
     /// Anyscale's IAM mapping: keys `workload-type`, `project`, `user`; `workload-type` values `job`,
-    /// `service`, `workspace`; an e-mail address is accepted as a whole value.
+    /// `service`, `workspace`; e-mail addresses as Anyscale's backend takes them ([`anyscale_emails`]).
     Anyscale,
     /// Keys are qualified names; values are whatever the tokenizer yields.
     Relaxed,
@@ -166,6 +169,16 @@ impl Selector {
 
     /// Parses with the given validation mode.
     pub fn parse_with(input: &str, mode: Mode) -> Result<Selector, SelectorError> {
+        if mode == Mode::Anyscale {
+            let emails = anyscale_emails(input);
+            if !emails.is_empty() {
+                return Self::parse_hashed(input, &emails);
+            }
+        }
+        Self::parse_text(input, mode)
+    }
+
+    fn parse_text(input: &str, mode: Mode) -> Result<Selector, SelectorError> {
         let tokens = lex(input)?;
         let mut parser = Parser {
             tokens,
@@ -177,6 +190,62 @@ impl Selector {
         // Kubernetes sorts by key (its sort is stable for the sizes selectors have).
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Selector { requirements })
+    }
+
+    /// Anyscale's way with e-mail addresses: each is replaced by its hash and the text parsed as Kubernetes
+    /// does; the addresses are then put back, so the selector matches and prints them. Errors name the
+    /// address and its position in what was written, not the hash.
+    fn parse_hashed(input: &str, emails: &[Email]) -> Result<Selector, SelectorError> {
+        let mut hashed = String::with_capacity(input.len());
+        let mut copied = 0;
+        for email in emails {
+            hashed.push_str(&input[copied..email.start]);
+            hashed.push_str(&email.hash);
+            copied = email.start + email.text.len();
+        }
+        hashed.push_str(&input[copied..]);
+        let restore = |text: &str| {
+            emails
+                .iter()
+                .find(|e| e.hash == text)
+                .map_or_else(|| text.to_owned(), |e| e.text.clone())
+        };
+        match Self::parse_text(&hashed, Mode::Anyscale) {
+            Ok(mut selector) => {
+                for requirement in &mut selector.requirements {
+                    let mut values: Vec<String> =
+                        requirement.values.iter().map(|v| restore(v)).collect();
+                    values.sort();
+                    requirement.values = values;
+                }
+                Ok(selector)
+            }
+            Err(mut e) => {
+                // Back to the written text's offsets: every address before the position, and one that holds it.
+                let mut shift: isize = 0;
+                let mut hashed_at = 0;
+                for email in emails {
+                    let hashed_start = email.start.wrapping_add_signed(shift);
+                    if e.position < hashed_start {
+                        break;
+                    }
+                    hashed_at = hashed_start;
+                    if e.position < hashed_start + email.hash.len() {
+                        e.position = email.start;
+                        hashed_at = usize::MAX;
+                        break;
+                    }
+                    shift += email.hash.len().cast_signed() - email.text.len().cast_signed();
+                }
+                if hashed_at != usize::MAX {
+                    e.position = e.position.wrapping_add_signed(-shift);
+                }
+                for email in emails {
+                    e.message = e.message.replace(&email.hash, &email.text);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The requirements, sorted by key.
@@ -540,7 +609,8 @@ impl Parser {
                         break;
                     }
                     if next.kind == Kind::Comma {
-                        self.consume(true);
+                        // `,,`: an empty value; the second comma is the next item's (apimachinery since
+                        // kubernetes/kubernetes#133419, so `(a,,)` closes).
                         values.insert(String::new());
                     }
                 }
@@ -615,14 +685,11 @@ impl Parser {
                         format!("workload-type `{value}` is not one of job, service, workspace"),
                     ));
                 }
-                if is_email(value) {
-                    return Ok(());
-                }
                 label_value(value).map_err(|why| {
                     error(
                         position,
                         format!(
-                            "invalid value `{value}` for `{key}`: {why} (or give an e-mail address)"
+                            "invalid value `{value}` for `{key}`: {why} (or give an e-mail address, NAME@DOMAIN.TLD)"
                         ),
                     )
                 })
@@ -711,6 +778,45 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
         return Err("must be a DNS-1123 label: at most 63 lower case alphanumeric characters or `-`, starting and ending alphanumeric".into());
     }
     dns1123_subdomain(value)
+}
+
+/// An e-mail address in an Anyscale selector, where it was written, and the hash Anyscale parses instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// Byte offset in the selector.
+    pub start: usize,
+    /// The address as written.
+    pub text: String,
+    /// Its decimal FNV-1 64-bit hash.
+    pub hash: String,
+}
+
+/// Anyscale's backend (`go/infra/config/cloud/util.go`, mirrored byte for byte by Anyscale's Terraform provider,
+/// `cloud_iam_mapping_helpers.go`) replaces every match of this pattern anywhere in a selector by the decimal
+/// FNV-1 64-bit hash of the match (Go's `fnv.New64`) before `labels.Parse`, since `@` is not allowed in a
+/// label value. RE2's `\b` is an ASCII word boundary, as regex-lite's; `[A-Z|a-z]` takes `|` too, as written.
+static ANYSCALE_EMAIL: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
+    regex_lite::Regex::new(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,}\b")
+        .unwrap_or_else(|e| unreachable!("the e-mail pattern is a constant: {e}"))
+});
+
+/// The e-mail addresses Anyscale hashes in a selector, in order.
+pub fn anyscale_emails(selector: &str) -> Vec<Email> {
+    ANYSCALE_EMAIL
+        .find_iter(selector)
+        .map(|m| Email {
+            start: m.start(),
+            text: m.as_str().to_owned(),
+            hash: fnv1_64(m.as_str().as_bytes()).to_string(),
+        })
+        .collect()
+}
+
+/// FNV-1 (not FNV-1a), 64 bits: Go's `hash/fnv.New64`.
+fn fnv1_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash: u64, &b| {
+        hash.wrapping_mul(0x0000_0100_0000_01b3) ^ u64::from(b)
+    })
 }
 
 /// A pragmatic e-mail shape: `local@domain.tld`, no whitespace, one `@`.

@@ -104,7 +104,7 @@ pub struct Config {
 pub struct IamSection {
     /// An Anyscale cloud config YAML file.
     pub spec: Option<PathBuf>,
-    /// `AWS` or `GCP` (inline form).
+    /// `AWS`, `GCP` or `AZURE` (inline form).
     pub cloud_provider: Option<String>,
     /// `VM` or `K8S` (inline form).
     pub compute_stack: Option<String>,
@@ -116,7 +116,7 @@ pub struct IamSection {
 }
 
 /// One inline `[[iam.rules]]` entry.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IamRule {
     /// A selector in Anyscale's dialect.

@@ -28,6 +28,11 @@ fn parse_prints_the_canonical_form_or_exits_2() {
         "user=user2@example.com,workload-type in (job,service)\n"
     );
 
+    // Consecutive commas as apimachinery parses them since Kubernetes 1.35.
+    let out = keyway(&["selector", "parse", "x in (a,,)"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x in (,a)\n");
+
     let out = keyway(&["selector", "parse", "user=user2@example.com"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -50,6 +50,12 @@ fn valid_selectors_and_their_canonical_forms() {
         ("x in (,a)", "x in (,a)"),
         ("x in (a,)", "x in (,a)"),
         ("x in (a,,b)", "x in (,a,b)"),
+        // apimachinery since kubernetes/kubernetes#133419 (release 1.35), its test cases verbatim.
+        ("x in (a,,)", "x in (,a)"),
+        ("x in (a,,,)", "x in (,a)"),
+        ("x in (a,,,,,,)", "x in (,a)"),
+        ("x in (a,,a,,a,,a,,)", "x in (,a)"),
+        ("x in (,,)", "x in ()"),
         ("x in (in, notin)", "x in (in,notin)"),
         ("example.com/app=web", "example.com/app=web"),
         ("a.b-c_d=A.b-C_9", "a.b-c_d=A.b-C_9"),
@@ -224,6 +230,15 @@ fn anyscale_mode_takes_emails_and_its_three_keys() {
             "workload-type in (job, service),user=user2@example.com",
             "user=user2@example.com,workload-type in (job,service)",
         ),
+        (
+            "user in (b.c+tag@corp.example.io, a@x.com)",
+            "user in (a@x.com,b.c+tag@corp.example.io)",
+        ),
+        // Longer than a label value may be: Anyscale hashes it first, so it is taken.
+        (
+            "user=a-very-long-name.with.many.parts-0123456789@engineering.example.com",
+            "user=a-very-long-name.with.many.parts-0123456789@engineering.example.com",
+        ),
         ("project=my-project", "project=my-project"),
         ("!user", "!user"),
     ] {
@@ -239,6 +254,23 @@ fn anyscale_mode_takes_emails_and_its_three_keys() {
         Mode::Anyscale,
         "user=not an email",
         Err((9, "expected `,` or end of string")),
+    );
+    // Anyscale's pattern needs a dot and two letters after the `@`; `@` is not in a label value.
+    check(
+        Mode::Anyscale,
+        "user=a@localhost",
+        Err((5, "invalid value `a@localhost`")),
+    );
+    // After an address, positions and names are the written ones, not the hash's.
+    check(
+        Mode::Anyscale,
+        "user=a@example.com,team=ml",
+        Err((19, "unknown key `team`")),
+    );
+    check(
+        Mode::Anyscale,
+        "a@example.com=x",
+        Err((0, "unknown key `a@example.com`")),
     );
     check(
         Mode::Strict,
@@ -256,6 +288,27 @@ fn anyscale_mode_takes_emails_and_its_three_keys() {
         "bad key!=x",
         Err((4, "expected an operator")),
     );
+}
+
+#[test]
+fn anyscale_emails_are_found_and_hashed_as_its_backend_does() {
+    // Go: h := fnv.New64(); h.Write([]byte("user1@example.com")); h.Sum64().
+    let found = anyscale_emails("workload-type in (workspace),user=user1@example.com");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].start, found[0].text.as_str()),
+        (34, "user1@example.com")
+    );
+    assert_eq!(found[0].hash, fnv1_64(b"user1@example.com").to_string());
+    // FNV-1 64 of the empty input is its offset basis; of "a", (basis * prime) ^ 0x61.
+    assert_eq!(fnv1_64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1_64(b"a"), 0xaf63_bd4c_8601_b7be);
+    // ASCII word boundaries: a non-ASCII letter before the address is not a word character to RE2.
+    assert_eq!(
+        anyscale_emails("user=éa@example.com")[0].text,
+        "a@example.com"
+    );
+    assert!(anyscale_emails("user=a@b").is_empty());
 }
 
 #[test]
