@@ -93,8 +93,9 @@ pub struct Ask {
     pub owner: Option<(u32, u32)>,
     /// Environment variable to reference: delivered by wrapping each container's command in `keyway exec`.
     pub env: BTreeMap<String, SecretRef>,
-    /// A Flyte request: containers also get flytekit's `FLYTE_SECRETS_*` variables.
-    pub flyte: bool,
+    /// A Flyte request: plain variables every container gets (flytekit's `FLYTE_SECRETS_*`, and the paths of
+    /// file secrets that name an `env_var`).
+    pub flyte: Option<BTreeMap<String, String>>,
     /// `keyway.dev/refresh`: a native sidecar re-renders the files at this interval (`30s`, `5m`, `1h`).
     pub refresh: Option<String>,
     /// `keyway.dev/env-restart`: the `keyway exec` wrappers check the environment's references at this interval
@@ -127,7 +128,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
     match annotations.get("keyway.dev/inject").map(String::as_str) {
         None if flyte_label => {
             return match &config.flyte {
-                Some(backend) => read_flyte(annotations, backend, config).map(Some),
+                Some(backend) => read_flyte(annotations, backend, config),
                 None => Ok(None),
             };
         }
@@ -146,7 +147,7 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
         mode: config.mode,
         owner: None,
         env: BTreeMap::new(),
-        flyte: false,
+        flyte: None,
         refresh: None,
         env_restart: None,
         resources: BTreeMap::new(),
@@ -314,56 +315,22 @@ fn read_flyte(
     annotations: &BTreeMap<String, String>,
     backend: &flyte::FlyteBackend,
     config: &InjectConfig,
-) -> Result<Ask, Denial> {
-    let mut ask = Ask {
-        files: BTreeMap::new(),
+) -> Result<Option<Ask>, Denial> {
+    let Some(flyte) = flyte::read(annotations, backend, &config.instances)? else {
+        return Ok(None);
+    };
+    Ok(Some(Ask {
+        files: flyte.files,
         templates: BTreeMap::new(),
         dir: flyte::DIR.to_owned(),
         mode: config.mode,
         owner: None,
-        env: BTreeMap::new(),
-        flyte: true,
+        env: flyte.env,
+        flyte: Some(flyte.vars),
         refresh: None,
         env_restart: None,
         resources: BTreeMap::new(),
-    };
-    for (key, value) in annotations {
-        if !key.starts_with(flyte::ANNOTATION_PREFIX) {
-            continue;
-        }
-        let secret = flyte::decode(key, value)?;
-        let reference = secret
-            .reference(backend, &config.instances)
-            .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
-        if secret.mount == flyte::MountType::EnvVar {
-            let name = secret.env_name();
-            if name.contains('=') {
-                return Err(Denial(format!(
-                    "annotation {key}: the environment variable name `{name}` holds `=`"
-                )));
-            }
-            ask.env.insert(name, reference);
-            continue;
-        }
-        let file = secret.file();
-        if file
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == "..")
-        {
-            return Err(Denial(format!(
-                "annotation {key}: group, group_version and key must not make the path `{file}` escape the secrets directory"
-            )));
-        }
-        ask.files.insert(file, reference);
-    }
-    if ask.files.is_empty() && ask.env.is_empty() {
-        return Err(Denial(format!(
-            "label {}=true but no {}<i> annotation requests a secret",
-            flyte::LABEL,
-            flyte::ANNOTATION_PREFIX
-        )));
-    }
-    Ok(ask)
+    }))
 }
 
 fn check_file_name(key: &str, file: &str) -> Result<(), Denial> {
@@ -460,7 +427,7 @@ fn wrap_command(container: &mut Container, ask: &Ask) -> Result<(), String> {
             exec.append(command);
             *command = exec;
         }
-        None if ask.flyte
+        None if ask.flyte.is_some()
             && container
                 .args
                 .as_ref()
@@ -501,17 +468,14 @@ fn add_volumes(spec: &mut PodSpec, ask: &Ask) {
     }
 }
 
-/// flytekit reads /etc/secrets unless told otherwise, and prefixes file names unless told not to.
-fn set_flyte_env(container: &mut Container, dir: &str) {
+/// Flyte's plain variables (flytekit reads /etc/secrets unless told otherwise), replacing any of the same name.
+fn set_flyte_env(container: &mut Container, vars: &BTreeMap<String, String>) {
     let env = container.env.get_or_insert_with(Vec::new);
-    for (name, value) in [
-        ("FLYTE_SECRETS_DEFAULT_DIR", dir),
-        ("FLYTE_SECRETS_FILE_PREFIX", ""),
-    ] {
-        env.retain(|e| e.name != name);
+    for (name, value) in vars {
+        env.retain(|e| &e.name != name);
         env.push(EnvVar {
-            name: name.to_owned(),
-            value: Some(value.to_owned()),
+            name: name.clone(),
+            value: Some(value.clone()),
             value_from: None,
         });
     }
@@ -558,8 +522,24 @@ pub fn mutate_pod(pod: &Pod, ask: &Ask, config: &InjectConfig) -> (Pod, Vec<Stri
                 Err(warning) => warnings.push(warning),
             }
         }
-        if ask.flyte {
-            set_flyte_env(container, &ask.dir);
+        if let Some(vars) = &ask.flyte {
+            set_flyte_env(container, vars);
+        }
+    }
+    // Flyte's injectors give the Pod's own init containers the files and variables too; they run after
+    // Keyway's, which is first.
+    if let Some(vars) = &ask.flyte {
+        for container in spec
+            .init_containers
+            .iter_mut()
+            .flatten()
+            .filter(|c| c.name != INIT_CONTAINER && c.name != REFRESH_CONTAINER)
+        {
+            let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+            if !mounts.iter().any(|m| m.name == VOLUME) {
+                mounts.push(mount(true));
+            }
+            set_flyte_env(container, vars);
         }
     }
     let security_context = Some(hardened(ask.owner.is_some()));

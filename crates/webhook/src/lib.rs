@@ -1,5 +1,5 @@
 //! `keyway webhook`: an HTTPS server (rustls) answering `admission.k8s.io/v1` AdmissionReview for Pods on
-//! `POST /mutate` with [`keyway_inject::mutate`], `GET /healthz` and `GET /metrics`. The certificate and key are read from
+//! `POST /mutate` (and Flyte's paths, [`MUTATE_PATHS`]) with [`keyway_inject::mutate`], `GET /healthz` and `GET /metrics`. The certificate and key are read from
 //! files and re-read within a second of a change (cert-manager rotates them in place), without a restart.
 
 use std::convert::Infallible;
@@ -27,6 +27,11 @@ use rustls::sign::CertifiedKey;
 mod metrics;
 
 use metrics::{Metrics, Outcome};
+
+/// Where AdmissionReviews are answered: Keyway's own path, and Flyte's (`/mutate--v1-pod` from flytepropeller's
+/// `generateMutatePath`, `/mutate--v1-pod/secrets` in its newer layout), so a MutatingWebhookConfiguration that
+/// Flyte made can be pointed at Keyway's Service unchanged.
+pub const MUTATE_PATHS: [&str; 3] = ["/mutate", "/mutate--v1-pod", "/mutate--v1-pod/secrets"];
 
 /// Bound on an AdmissionReview body (a Pod with a large spec stays well under it).
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -279,17 +284,19 @@ async fn handle(
             metrics.encode().into_bytes(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        (&Method::POST, "/mutate") => {
+        (&Method::POST, path) if MUTATE_PATHS.contains(&path) => {
             let started = std::time::Instant::now();
             let (outcome, response) = admit(config, request).await;
             metrics.review(outcome, started.elapsed().as_secs_f64());
             response
         }
-        (_, "/mutate" | "/healthz" | "/metrics") => reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            b"use POST /mutate, GET /healthz or GET /metrics\n".to_vec(),
-            "text/plain",
-        ),
+        (_, path) if MUTATE_PATHS.contains(&path) || path == "/healthz" || path == "/metrics" => {
+            reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                b"use POST /mutate, GET /healthz or GET /metrics\n".to_vec(),
+                "text/plain",
+            )
+        }
         _ => reply(
             StatusCode::NOT_FOUND,
             b"no such endpoint\n".to_vec(),

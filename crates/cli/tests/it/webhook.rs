@@ -286,6 +286,11 @@ mod https {
         let (status, body, served) = post(addr, &first, "/mutate", review()).await;
         assert_eq!(status, 200);
         assert_eq!(served, first);
+        // Flyte's paths answer the same, so Flyte's MutatingWebhookConfiguration can point here unchanged.
+        for flyte in ["/mutate--v1-pod", "/mutate--v1-pod/secrets"] {
+            let (status, flyte_body, _) = post(addr, &first, flyte, review()).await;
+            assert_eq!((status, &flyte_body), (200, &body), "{flyte}");
+        }
         let answer: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(answer["kind"], "AdmissionReview");
         assert_eq!(
@@ -339,11 +344,11 @@ mod https {
         }
         let metrics = get(addr, &first, "/metrics").await;
         for line in [
-            r#"keyway_webhook_admissions_total{result="mutated"} 1"#,
+            r#"keyway_webhook_admissions_total{result="mutated"} 3"#,
             r#"keyway_webhook_admissions_total{result="invalid"} 2"#,
             r#"keyway_webhook_admissions_total{result="unchanged"} 1"#,
             r#"keyway_webhook_admissions_total{result="denied"} 1"#,
-            "keyway_webhook_admission_duration_seconds_count 5",
+            "keyway_webhook_admission_duration_seconds_count 7",
             &format!(
                 "keyway_webhook_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")
@@ -394,15 +399,14 @@ mod https {
     async fn watch_config_applies_a_changed_iam_spec_and_refuses_a_broken_one() {
         let dir = tempfile::tempdir().unwrap();
         let root = write_pair(dir.path());
-        let examples = keyway_testkit::repo_root().join("examples/iam");
-        let original = std::fs::read_to_string(examples.join("eks.yaml")).unwrap();
+        let original = super::SERVICES_SPEC;
         let spec = dir.path().join("cloud-config.yaml");
         let replace = |text: &str| {
             // As a ConfigMap update does: a new file renamed over the old one.
             std::fs::write(dir.path().join("next.yaml"), text).unwrap();
             std::fs::rename(dir.path().join("next.yaml"), &spec).unwrap();
         };
-        replace(&original);
+        replace(original);
         let stderr_path = dir.path().join("webhook.stderr");
         let watch = [
             "--watch-config".as_ref(),
@@ -439,9 +443,19 @@ mod https {
     }
 }
 
+/// An EKS spec whose rules select on the workload type and project only: Pod labels cannot hold the e-mail
+/// addresses of the documented examples' `user=` rules.
+const SERVICES_SPEC: &str = "cloud_provider: AWS\ncompute_stack: K8S\ndataplane_iam_mapping:\n  rules:\n  - selector: workload-type in (service)\n    value: anyscale-services\n  - selector: workload-type in (job, workspace),project=analytics\n    value: analytics-jobs\n  fallback_rule: CLOUD_DEFAULT\n";
+
 #[test]
 fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
-    let examples = keyway_testkit::repo_root().join("examples/iam");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("eks.yaml"), SERVICES_SPEC).unwrap();
+    std::fs::copy(
+        keyway_testkit::repo_root().join("examples/iam/aws-vm.yaml"),
+        dir.path().join("aws-vm.yaml"),
+    )
+    .unwrap();
     let review = admission_review(
         "u1",
         &json!({
@@ -453,7 +467,7 @@ fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
         crate::run_with_stdin(
             std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
                 .args(["webhook", "--review", "-", "--iam-spec"])
-                .arg(examples.join(spec)),
+                .arg(dir.path().join(spec)),
             review.to_string().as_bytes(),
         )
     };

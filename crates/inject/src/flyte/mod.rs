@@ -1,8 +1,19 @@
-//! Flyte's secret requests, as flytepropeller writes them on task Pods: label `inject-flyte-secrets: "true"` and
-//! annotations `flyte.secrets/s<i>`, each the `flyteidl.core.Secret` message in protobuf text format,
-//! base32-encoded with the `=` padding stripped. Keyway replaces Flyte's webhook with no change to Flyte or
-//! flytekit: files land where flytekit's `SecretsManager` looks,
-//! `/etc/flyte/secrets/<group>[/<group_version>][/<key>]` (lower-cased).
+//! Flyte's secret requests, read as Flyte's own webhook reads them, delivered where Flyte's injectors put them.
+//!
+//! flytepropeller marks a task Pod with the label `inject-flyte-secrets: "true"` and one annotation per
+//! secret, `flyte.secrets/s<i>` (flyteplugins `utils/secrets/marshaler.go`): the `flyteidl.core.Secret`
+//! message in protobuf text format ([`text`]), base32-encoded with flyteplugins' own alphabet
+//! (`abcdefghijklmnopqrstuvwxyz123456`, no padding; `encoding/encoder.go`). Every annotation whose key starts
+//! with `flyte.secrets/s` is a secret, as in Flyte's `UnmarshalStringMapToSecrets`.
+//!
+//! Delivery follows Flyte's injectors and flytekit's `SecretsManager` (docs/webhook.md, "Flyte does / Keyway
+//! does"): files under `/etc/flyte/secrets` at the path flytekit computes, `_FSEC_` variables for `ENV_VAR`
+//! secrets, `env_var` as Flyte's K8s injector sets it, and the `FLYTE_SECRETS_*` variables.
+
+mod text;
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use keyway_core::{Instances, SecretRef};
 
@@ -10,9 +21,9 @@ use crate::Denial;
 
 /// The label that marks a Pod for secret injection.
 pub const LABEL: &str = "inject-flyte-secrets";
-/// Annotation prefix of the encoded secrets.
-pub const ANNOTATION_PREFIX: &str = "flyte.secrets/";
-/// flytekit's default `SECRETS_ENV_PREFIX`.
+/// Prefix of the annotations holding the encoded secrets (`flyte.secrets/s0`, `flyte.secrets/s1`, ...).
+pub const ANNOTATION_PREFIX: &str = "flyte.secrets/s";
+/// flytekit's default `SECRETS_ENV_PREFIX`, and the one Flyte's injectors write.
 pub const ENV_PREFIX: &str = "_FSEC_";
 /// flytekit's task entrypoints: a container whose `args` start with one runs it from `PATH` (flytepropeller
 /// sets `args`, not `command`), so its command is known and can be wrapped in `keyway exec`.
@@ -21,17 +32,28 @@ pub const ENTRYPOINTS: [&str; 3] = [
     "pyflyte-fast-execute",
     "pyflyte-map-execute",
 ];
-/// Where flytekit reads secrets when `FLYTE_SECRETS_DEFAULT_DIR` says so.
+/// Where Flyte's injectors put secret files (flytekit reads there once `FLYTE_SECRETS_DEFAULT_DIR` says so).
 pub const DIR: &str = "/etc/flyte/secrets";
+
+/// flyteplugins' `Base32Encoder`: RFC 4648's base32 with the alphabet `a-z1-6`, no padding. Go's decoder
+/// skips `\r` and `\n` and does not check the unused bits of the last symbol; neither does this one.
+static BASE32: LazyLock<data_encoding::Encoding> = LazyLock::new(|| {
+    let mut spec = data_encoding::Specification::new();
+    spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz123456");
+    spec.ignore.push_str("\r\n");
+    spec.check_trailing_bits = false;
+    // The specification is a constant that is known to be valid; the tests decode Flyte's own vectors with it.
+    spec.encoding()
+        .unwrap_or_else(|_| data_encoding::BASE32_NOPAD.clone())
+});
 
 /// `flyteidl.core.Secret.MountType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MountType {
-    /// Either; Keyway delivers a file, as Flyte's file-based injectors do.
+    /// Either: Flyte's file-based injectors (AWS, GCP, K8s) deliver a file, and so does Keyway.
     #[default]
     Any,
-    /// An environment variable, named as flytekit looks it up ([`FlyteSecret::env_name`]), set by wrapping the
-    /// container's command in `keyway exec`.
+    /// An environment variable.
     EnvVar,
     /// A file.
     File,
@@ -40,331 +62,345 @@ pub enum MountType {
 /// One decoded `flyteidl.core.Secret`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlyteSecret {
-    /// `group`.
+    /// `group` (1).
     pub group: String,
-    /// `group_version`.
+    /// `group_version` (2).
     pub group_version: String,
-    /// `key`.
+    /// `key` (3).
     pub key: String,
-    /// `mount_requirement`.
+    /// `mount_requirement` (4).
     pub mount: MountType,
-    /// `env_var`.
+    /// `env_var` (5): for an `ENV_VAR` secret a second variable holding the value, for a file the variable
+    /// holding its path.
     pub env_var: String,
 }
 
 /// How Flyte's (group, group_version, key) names a Keyway reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlyteBackend {
-    /// AWS Secrets Manager, as Flyte's AWS injector: the group is the ARN prefix
-    /// (`arn:aws:secretsmanager:REGION:ACCOUNT:secret`) and the key the secret name; `aws-sm://GROUP:KEY`.
+    /// AWS Secrets Manager, as Flyte's AWS injector: the secret is `TrimRight(group, ":") + ":" +
+    /// TrimLeft(key, ":")`, the group being the ARN prefix (`arn:aws:secretsmanager:REGION:ACCOUNT:secret`) and
+    /// the key the secret name; `aws-sm://GROUP:KEY`.
     Aws {
         /// The provider instance.
         instance: String,
     },
-    /// GCP Secret Manager, as Flyte's GCP injector: the group is the secret and `group_version` its version
-    /// (latest when empty); `gcp-sm://PROJECT/GROUP?version=V`.
+    /// GCP Secret Manager, as Flyte's GCP injector: the group is the secret (a name in `project`, or a full
+    /// `projects/P/secrets/S`) and `group_version` its version (`latest` when empty, where Flyte refuses).
     Gcp {
         /// The provider instance.
         instance: String,
-        /// The project the secrets live in.
+        /// The project of groups that are plain secret names.
         project: String,
     },
 }
 
 impl FlyteSecret {
-    /// The file path relative to [`DIR`], as flytekit computes it (empty parts skipped, lower-cased).
+    /// The file path relative to [`DIR`], as flytekit's `get_secrets_file` computes it: the non-empty parts of
+    /// (group, group_version, key), lower-cased (flytekit's file prefix is empty, and Flyte sets it so).
     pub fn file(&self) -> String {
-        [&self.group, &self.group_version, &self.key]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| p.to_lowercase())
+        self.parts()
+            .map(str::to_lowercase)
             .collect::<Vec<_>>()
             .join("/")
     }
 
-    /// The environment variable an `ENV_VAR` secret is delivered in: `env_var` when the task names one, else
-    /// the name flytekit's `SecretsManager` looks up first, `_FSEC_` and the upper-cased non-empty parts of
-    /// (group, group_version, key) joined with `_`.
-    pub fn env_name(&self) -> String {
+    /// The variables an `ENV_VAR` secret is delivered in: the name flytekit's `SecretsManager` looks up
+    /// (`_FSEC_` and the upper-cased non-empty parts of group, group_version and key joined with `_`), the
+    /// name Flyte's injectors write (`_FSEC_<GROUP>_<KEY>`, without the version; the same name when
+    /// group_version is empty), and `env_var` when the task names one.
+    pub fn env_names(&self) -> Vec<String> {
+        let flytekit = format!(
+            "{ENV_PREFIX}{}",
+            self.parts()
+                .map(str::to_uppercase)
+                .collect::<Vec<_>>()
+                .join("_")
+        );
+        let flyte = format!("{ENV_PREFIX}{}_{}", self.group, self.key).to_uppercase();
+        let mut names = vec![flytekit, flyte];
         if !self.env_var.is_empty() {
-            return self.env_var.clone();
+            names.push(self.env_var.clone());
         }
-        let parts: Vec<String> = [&self.group, &self.group_version, &self.key]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| p.to_uppercase())
-            .collect();
-        format!("{ENV_PREFIX}{}", parts.join("_"))
+        names.dedup();
+        names
     }
 
-    /// The Keyway reference this secret maps to.
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        [&self.group, &self.group_version, &self.key]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// The Keyway reference this secret maps to, or why Flyte's request cannot name one.
     pub fn reference(
         &self,
         backend: &FlyteBackend,
         instances: &Instances,
     ) -> Result<SecretRef, String> {
+        if let Some(c) = [&self.group, &self.group_version, &self.key]
+            .iter()
+            .flat_map(|p| p.chars())
+            .find(|c| matches!(c, '?' | '#' | '%') || c.is_control())
+        {
+            return Err(format!(
+                "group, group_version and key may not hold `{}`: no secret manager names a secret with it",
+                c.escape_default()
+            ));
+        }
         let text = match backend {
             FlyteBackend::Aws { instance } => {
-                if self.key.is_empty() {
+                if self.group.is_empty() || self.key.is_empty() {
                     return Err(
-                        "an AWS secret needs a key (the secret name after the ARN prefix in group)"
+                        "an AWS secret needs both group (the ARN prefix) and key (the secret name), as Flyte's AWS injector"
                             .into(),
                     );
                 }
-                format!("{instance}://{}:{}", self.group, self.key)
+                format!(
+                    "{instance}://{}:{}",
+                    self.group.trim_end_matches(':'),
+                    self.key.trim_start_matches(':')
+                )
             }
             FlyteBackend::Gcp { instance, project } => {
+                if self.group.is_empty() {
+                    return Err("a GCP secret needs a group (the secret's name)".into());
+                }
                 let version = if self.group_version.is_empty() {
                     "latest"
                 } else {
                     &self.group_version
                 };
-                format!("{instance}://{project}/{}?version={version}", self.group)
+                if self.group.starts_with("projects/") {
+                    format!("{instance}://{}/versions/{version}", self.group)
+                } else {
+                    format!("{instance}://{project}/{}?version={version}", self.group)
+                }
             }
         };
         SecretRef::parse_with(&text, instances).map_err(|e| e.to_string())
     }
 }
 
-/// Decodes one `flyte.secrets/s<i>` value.
+/// Decodes one `flyte.secrets/s<i>` value into its `flyteidl.core.Secret`.
 pub fn decode(annotation: &str, value: &str) -> Result<FlyteSecret, Denial> {
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(value.trim_end_matches('=').as_bytes())
-        .map_err(|e| Denial(format!("annotation {annotation}: not base32 ({e})")))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
+    let bytes = BASE32.decode(value.as_bytes()).map_err(|e| {
         Denial(format!(
-            "annotation {annotation}: the decoded secret is not UTF-8"
+            "annotation {annotation}: not Flyte's base32 ({e}); flytepropeller writes a-z and 1-6 without padding"
         ))
     })?;
-    parse_text(&text).map_err(|e| Denial(format!("annotation {annotation}: {e}")))
+    text::parse(&bytes).map_err(|e| Denial(format!("annotation {annotation}: {e}")))
 }
 
-/// Parses the protobuf text format of `flyteidl.core.Secret`: `field: value` pairs separated by whitespace,
-/// `,` or `;`, string values in double or single quotes with C escapes, the enum by name or number.
-pub fn parse_text(text: &str) -> Result<FlyteSecret, String> {
-    let mut secret = FlyteSecret::default();
-    let mut rest = text.trim_start();
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        let (field, after) = rest.split_at(end);
-        if field.is_empty() {
-            return Err(format!("expected a field name at `{}`", preview(rest)));
-        }
-        let after = after.trim_start();
-        let Some(after) = after.strip_prefix(':') else {
-            return Err(format!("expected `:` after `{field}`"));
-        };
-        let after = after.trim_start();
-        let (value, after) = if after.starts_with(['"', '\'']) {
-            let (s, after) = quoted(after)?;
-            (Value::Text(s), after)
-        } else {
-            let end = after
-                .find(|c: char| c.is_whitespace() || c == ',' || c == ';')
-                .unwrap_or(after.len());
-            (Value::Word(&after[..end]), &after[end..])
-        };
-        match (field, value) {
-            ("group", Value::Text(s)) => secret.group = s,
-            ("group_version", Value::Text(s)) => secret.group_version = s,
-            ("key", Value::Text(s)) => secret.key = s,
-            ("env_var", Value::Text(s)) => secret.env_var = s,
-            ("mount_requirement", Value::Word(w)) => {
-                secret.mount = match w {
-                    "ANY" | "0" => MountType::Any,
-                    "ENV_VAR" | "1" => MountType::EnvVar,
-                    "FILE" | "2" => MountType::File,
-                    other => {
-                        return Err(format!(
-                            "unknown mount_requirement `{other}`; expected ANY, ENV_VAR or FILE"
-                        ));
-                    }
-                };
-            }
-            ("group" | "group_version" | "key" | "env_var" | "mount_requirement", _) => {
-                return Err(format!("field `{field}` has a value of the wrong type"));
-            }
-            _ => return Err(format!("unknown field `{field}` in a flyteidl.core.Secret")),
-        }
-        rest = after.trim_start_matches(|c: char| c.is_whitespace() || c == ',' || c == ';');
-    }
-    if secret.group.is_empty() {
-        return Err("the secret has no group".into());
-    }
-    Ok(secret)
+/// What a Flyte Pod asks for, mapped to Keyway's delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlyteAsk {
+    /// Path under [`DIR`] to reference.
+    pub files: BTreeMap<String, SecretRef>,
+    /// Environment variable to reference, set by wrapping the task's command in `keyway exec`.
+    pub env: BTreeMap<String, SecretRef>,
+    /// Plain variables for every container: flytekit's `FLYTE_SECRETS_*` and each file secret's `env_var`,
+    /// holding its path.
+    pub vars: BTreeMap<String, String>,
 }
 
-enum Value<'a> {
-    Text(String),
-    Word(&'a str),
-}
-
-fn preview(s: &str) -> String {
-    s.chars().take(20).collect()
-}
-
-/// A quoted string with C escapes (`\"`, `\\`, `\n`, `\t`, `\r`, `\'`, octal `\NNN`, hex `\xNN`).
-fn quoted(input: &str) -> Result<(String, &str), String> {
-    let quote = input.as_bytes()[0];
-    let bytes = input.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 1;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == quote {
-            let text = String::from_utf8(out).map_err(|_| "a string is not UTF-8".to_owned())?;
-            return Ok((text, &input[i + 1..]));
-        }
-        if b != b'\\' {
-            out.push(b);
-            i += 1;
+/// Reads a Flyte Pod's annotations: `None` when no `flyte.secrets/s*` annotation is present (Flyte admits such
+/// a Pod unchanged), a denial naming the annotation when one cannot be delivered.
+pub fn read(
+    annotations: &BTreeMap<String, String>,
+    backend: &FlyteBackend,
+    instances: &Instances,
+) -> Result<Option<FlyteAsk>, Denial> {
+    let mut ask = FlyteAsk::default();
+    let mut any = false;
+    for (key, value) in annotations {
+        if !key.starts_with(ANNOTATION_PREFIX) {
             continue;
         }
-        let Some(&e) = bytes.get(i + 1) else {
-            break;
-        };
-        i += 2;
-        match e {
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'r' => out.push(b'\r'),
-            b'"' | b'\'' | b'\\' => out.push(e),
-            b'x' => {
-                let end = (i..bytes.len().min(i + 2))
-                    .take_while(|j| bytes[*j].is_ascii_hexdigit())
-                    .last()
-                    .map_or(i, |j| j + 1);
-                let v = u8::from_str_radix(&input[i..end], 16)
-                    .map_err(|_| "bad \\x escape".to_owned())?;
-                out.push(v);
-                i = end;
-            }
-            b'0'..=b'7' => {
-                let start = i - 1;
-                let end = (start..bytes.len().min(start + 3))
-                    .take_while(|j| (b'0'..=b'7').contains(&bytes[*j]))
-                    .last()
-                    .map_or(start + 1, |j| j + 1);
-                let v = u32::from_str_radix(&input[start..end], 8)
-                    .map_err(|_| "bad octal escape".to_owned())?;
-                out.push(u8::try_from(v).map_err(|_| "octal escape out of range".to_owned())?);
-                i = end;
-            }
-            other => return Err(format!("unknown escape `\\{}`", other as char)),
+        any = true;
+        let secret = decode(key, value)?;
+        let reference = secret
+            .reference(backend, instances)
+            .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
+        if let Some(name) = secret
+            .env_names()
+            .into_iter()
+            .find(|n| n.contains(['=', '\0']))
+        {
+            return Err(Denial(format!(
+                "annotation {key}: the environment variable name `{}` holds `=` or NUL",
+                name.escape_default()
+            )));
         }
+        if secret.mount == MountType::EnvVar {
+            for name in secret.env_names() {
+                ask.env.insert(name, reference.clone());
+            }
+            continue;
+        }
+        let file = secret.file();
+        if file
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(Denial(format!(
+                "annotation {key}: group, group_version and key must not make the path `{file}` escape the secrets directory"
+            )));
+        }
+        if !secret.env_var.is_empty() {
+            ask.vars
+                .insert(secret.env_var.clone(), format!("{DIR}/{file}"));
+        }
+        ask.files.insert(file, reference);
     }
-    Err("a string is not closed".into())
+    if !any {
+        return Ok(None);
+    }
+    for (name, value) in [
+        ("FLYTE_SECRETS_DEFAULT_DIR", DIR),
+        ("FLYTE_SECRETS_FILE_PREFIX", ""),
+        ("FLYTE_SECRETS_ENV_PREFIX", ENV_PREFIX),
+    ] {
+        ask.vars.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(Some(ask))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn encode(text: &str) -> String {
-        data_encoding::BASE32
-            .encode(text.as_bytes())
-            .trim_end_matches('=')
-            .to_owned()
-    }
-
+    /// flyteplugins `utils/secrets/marshaler_test.go`, verbatim: the annotation values flytepropeller writes
+    /// for `Secret{Group: ";':/\\"}` and `Secret{Key: "my_key"}`.
     #[test]
-    fn decodes_what_flytepropeller_writes() {
-        let value = encode(
-            r#"group:"arn:aws:secretsmanager:us-east-2:123456789012:secret"  key:"ci/github" mount_requirement:FILE"#,
-        );
-        let secret = decode("flyte.secrets/s0", &value).unwrap();
+    fn flytes_own_marshaler_vectors_decode_to_their_secrets() {
+        let group_only = decode("flyte.secrets/s0", "m4zg54lqhiqceozhhixvyxbcbi").unwrap();
         assert_eq!(
-            secret.group,
-            "arn:aws:secretsmanager:us-east-2:123456789012:secret"
+            group_only,
+            FlyteSecret {
+                group: ";':/\\".into(),
+                ..FlyteSecret::default()
+            }
         );
-        assert_eq!(secret.key, "ci/github");
-        assert_eq!(secret.mount, MountType::File);
+        let key_only = decode("flyte.secrets/s0", "nnsxsoraejwxsx2lmv3secq").unwrap();
         assert_eq!(
-            secret.file(),
-            "arn:aws:secretsmanager:us-east-2:123456789012:secret/ci/github"
+            key_only,
+            FlyteSecret {
+                key: "my_key".into(),
+                ..FlyteSecret::default()
+            }
         );
-        let reference = secret
-            .reference(
-                &FlyteBackend::Aws {
-                    instance: "aws-sm".into(),
-                },
-                &Instances::default(),
-            )
-            .unwrap();
+        // The text under them, as golang/protobuf's MarshalTextString wrote it.
         assert_eq!(
-            reference.to_string(),
-            "aws-sm://arn:aws:secretsmanager:us-east-2:123456789012:secret:ci/github?version-stage=AWSCURRENT"
+            BASE32.decode(b"m4zg54lqhiqceozhhixvyxbcbi").unwrap(),
+            b"group: \";':/\\\\\"\n"
+        );
+        assert_eq!(
+            BASE32.decode(b"nnsxsoraejwxsx2lmv3secq").unwrap(),
+            b"key: \"my_key\"\n"
         );
     }
 
     #[test]
-    fn gcp_groups_and_versions_map_to_secret_and_version() {
-        let secret = parse_text(
-            "group: 'DB-Password' group_version: \"3\", key: \"\"; mount_requirement: 0",
-        )
-        .unwrap();
-        assert_eq!(secret.file(), "db-password/3");
-        let backend = FlyteBackend::Gcp {
+    fn the_rfc_alphabet_is_not_flytes() {
+        // Upper case and the digits 7 are outside flyteplugins' alphabet.
+        let err = decode("flyte.secrets/s3", "M4ZG54LQ").unwrap_err();
+        assert!(
+            err.0.contains("flyte.secrets/s3: not Flyte's base32"),
+            "{err}"
+        );
+    }
+
+    fn secret(group: &str, version: &str, key: &str) -> FlyteSecret {
+        FlyteSecret {
+            group: group.into(),
+            group_version: version.into(),
+            key: key.into(),
+            ..FlyteSecret::default()
+        }
+    }
+
+    #[test]
+    fn aws_secrets_are_the_arn_flyte_builds() {
+        let aws = FlyteBackend::Aws {
+            instance: "aws-sm".into(),
+        };
+        let arn = |group: &str, key: &str| {
+            secret(group, "", key)
+                .reference(&aws, &Instances::default())
+                .unwrap()
+                .to_string()
+        };
+        let want = "aws-sm://arn:aws:secretsmanager:us-east-2:123456789012:secret:ci/github?version-stage=AWSCURRENT";
+        assert_eq!(
+            arn(
+                "arn:aws:secretsmanager:us-east-2:123456789012:secret",
+                "ci/github"
+            ),
+            want
+        );
+        // Go's TrimRight/TrimLeft with the cutset ":" drop every colon at the join.
+        assert_eq!(
+            arn(
+                "arn:aws:secretsmanager:us-east-2:123456789012:secret::",
+                "::ci/github"
+            ),
+            want
+        );
+        assert!(
+            secret("arn:aws:secretsmanager:us-east-2:1:secret", "", "")
+                .reference(&aws, &Instances::default())
+                .unwrap_err()
+                .contains("needs both group")
+        );
+    }
+
+    #[test]
+    fn gcp_groups_are_secrets_or_full_names_and_versions_default_to_latest() {
+        let gcp = FlyteBackend::Gcp {
             instance: "gcp-sm".into(),
             project: "proj".into(),
         };
-        assert_eq!(
-            secret
-                .reference(&backend, &Instances::default())
+        let reference = |s: FlyteSecret| {
+            s.reference(&gcp, &Instances::default())
                 .unwrap()
-                .to_string(),
+                .to_string()
+        };
+        assert_eq!(
+            reference(secret("DB-Password", "3", "")),
             "gcp-sm://proj/DB-Password?version=3"
         );
-        let latest = parse_text(r#"group:"token""#).unwrap();
         assert_eq!(
-            latest
-                .reference(&backend, &Instances::default())
-                .unwrap()
-                .to_string(),
+            reference(secret("token", "", "")),
             "gcp-sm://proj/token?version=latest"
         );
-    }
-
-    #[test]
-    fn escapes_and_errors() {
-        let s = parse_text(r#"group:"a\"b\\c\x41\101" env_var:"X""#).unwrap();
-        assert_eq!(s.group, "a\"b\\cAA");
-        for (text, fragment) in [
-            ("group:\"x\" colour:\"red\"", "unknown field `colour`"),
-            ("group \"x\"", "expected `:`"),
-            ("group:\"x", "not closed"),
-            (
-                "group:\"x\" mount_requirement:SOMETIMES",
-                "unknown mount_requirement",
-            ),
-            ("key:\"k\"", "no group"),
-            ("group:FILE", "wrong type"),
-        ] {
-            let err = parse_text(text).unwrap_err();
-            assert!(err.contains(fragment), "{text}: {err}");
-        }
-        assert!(
-            decode("flyte.secrets/s0", "!!!")
-                .unwrap_err()
-                .0
-                .contains("flyte.secrets/s0: not base32")
+        assert_eq!(
+            reference(secret("projects/other/secrets/token", "2", "")),
+            "gcp-sm://other/token?version=2"
         );
+        assert_eq!(secret("DB-Password", "3", "").file(), "db-password/3");
     }
 
     #[test]
-    fn env_var_secrets_are_named_as_flytekit_looks_them_up() {
-        let secret = parse_text(
-            r#"group:"db" group_version:"v2" key:"pass-word" mount_requirement:ENV_VAR"#,
-        )
-        .unwrap();
-        assert_eq!(secret.mount, MountType::EnvVar);
-        // flytekit: f"{env_prefix}{'_'.join(k.upper() for k in (group, group_version, key) if k)}"
-        assert_eq!(secret.env_name(), "_FSEC_DB_V2_PASS-WORD");
-        let named =
-            parse_text(r#"group:"db" key:"k" mount_requirement:ENV_VAR env_var:"DB_PASSWORD""#)
-                .unwrap();
-        assert_eq!(named.env_name(), "DB_PASSWORD");
+    fn env_var_secrets_carry_flytekits_name_flytes_name_and_env_var() {
+        let mut s = secret("db", "v2", "pass-word");
+        s.env_var = "DB_PASSWORD".into();
+        // flytekit: f"{env_prefix}{'_'.join(k.upper() for k in (group, group_version, key) if k)}";
+        // Flyte's injectors: strings.ToUpper(prefix + group + "_" + key).
+        assert_eq!(
+            s.env_names(),
+            ["_FSEC_DB_V2_PASS-WORD", "_FSEC_DB_PASS-WORD", "DB_PASSWORD"]
+        );
+        assert_eq!(secret("db", "", "k").env_names(), ["_FSEC_DB_K"]);
+    }
+
+    #[test]
+    fn a_labelled_pod_without_secret_annotations_asks_for_nothing() {
+        let aws = FlyteBackend::Aws {
+            instance: "aws-sm".into(),
+        };
+        let annotations = BTreeMap::from([("flyte.secrets/other".to_owned(), "x".to_owned())]);
+        assert_eq!(read(&annotations, &aws, &Instances::default()), Ok(None));
     }
 }

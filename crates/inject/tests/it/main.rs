@@ -408,11 +408,20 @@ fn env_restart_wraps_commands_in_keyway_exec_watch_and_needs_an_env_secret() {
     );
 }
 
+/// flyteplugins' `Base32Encoder` (RFC 4648's alphabet with a-z for A-Z and 1-6 for 2-7, no padding); the
+/// Python test proves the same encoding against Flyte's own vectors.
 fn flyte_annotation(text: &str) -> String {
-    data_encoding::BASE32
+    data_encoding::BASE32_NOPAD
         .encode(text.as_bytes())
-        .trim_end_matches('=')
-        .to_owned()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                char::from(c as u8 - 1)
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -487,6 +496,7 @@ fn flyte_pods_get_files_where_flytekit_looks_and_its_variables() {
                 "FLYTE_SECRETS_DEFAULT_DIR".to_owned(),
                 "/etc/flyte/secrets".to_owned()
             ),
+            ("FLYTE_SECRETS_ENV_PREFIX".to_owned(), "_FSEC_".to_owned()),
             ("FLYTE_SECRETS_FILE_PREFIX".to_owned(), String::new()),
         ]
     );
