@@ -77,7 +77,7 @@ def test_requests_client_as_in_the_aws_docs(daemon):
     assert base64.b64decode(response.json()["SecretBinary"]) == b"\x00\x01bin"
 
 
-def test_urllib_client_errors_have_the_aws_shape(daemon):
+def test_urllib_client_errors_have_the_aws_shape(daemon, moto_endpoint):
     base, token_file = daemon
     request = urllib.request.Request(
         f"{base}/secretsmanager/get?secretId=Nope",
@@ -85,9 +85,16 @@ def test_urllib_client_errors_have_the_aws_shape(daemon):
     )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request)
-    assert err.value.code == 400
-    assert json.loads(err.value.read())["__type"] == "ResourceNotFoundException"
+    # The agent passes Secrets Manager's own status, code and message on; here the upstream is moto.
+    client = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    with pytest.raises(client.exceptions.ResourceNotFoundException) as upstream:
+        client.get_secret_value(SecretId="Nope")
+    assert err.value.code == upstream.value.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert json.loads(err.value.read()) == {"__type": "ResourceNotFoundException",
+                                            "message": upstream.value.response["Error"]["Message"]}
 
+    # No token: the agent's 403, plain text.
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{base}/secretsmanager/get?secretId=MyTest")
-    assert err.value.code == 401
+    assert (err.value.code, err.value.read()) == (403, b"Bad Token")

@@ -167,17 +167,19 @@ pub struct ListBody {
     pub names: Vec<String>,
 }
 
-/// The AWS GetSecretValue shape the AWS Secrets Manager Agent answers with.
+/// The AWS GetSecretValue shape the AWS Secrets Manager Agent answers with, its fields in its order:
+/// `ARN`, `Name`, `VersionId` (null when unknown), `SecretString` or `SecretBinary`, `VersionStages` (when
+/// there are any), `CreatedDate` (the seconds as a string, or null).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AwsSecretValue<V> {
     /// Full ARN.
     #[serde(rename = "ARN")]
-    pub arn: String,
+    pub arn: Option<String>,
     /// Friendly name.
-    pub name: String,
+    pub name: Option<String>,
     /// Version UUID.
-    pub version_id: String,
+    pub version_id: Option<String>,
     /// Text value.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub secret_string: Option<V>,
@@ -185,20 +187,23 @@ pub struct AwsSecretValue<V> {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub secret_binary: Option<V>,
     /// Staging labels.
-    pub version_stages: Vec<String>,
-    /// Seconds since the epoch with a fraction, as a string (the agent's format).
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version_stages: Option<Vec<String>>,
+    /// Seconds since the epoch as Rust prints an `f64` (`"1569534789.046"`, a whole second without `.0`), a
+    /// string: the agent's format.
     pub created_date: Option<String>,
 }
 
-/// The AWS error shape: `{"__type": "ResourceNotFoundException", "message": "..."}`.
+/// The AWS error shape: `{"__type": "ResourceNotFoundException", "message": "..."}`, or
+/// `{"__type": "InternalFailure"}` alone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AwsError {
     /// AWS exception name.
     #[serde(rename = "__type")]
     pub kind: String,
     /// Message.
-    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
 }
 
 #[cfg(test)]
@@ -218,43 +223,49 @@ mod tests {
     }
 
     #[test]
-    fn aws_shape_uses_the_agent_field_names() {
+    fn aws_shape_is_the_agents_to_the_byte() {
+        // The agent's own unit test (`basic_success`), field order and all; serde_json writes them in order.
         let body = AwsSecretValue {
-            arn: "arn:aws:secretsmanager:us-east-1:1:secret:x-AbCdEf".into(),
-            name: "x".into(),
-            version_id: "v1".into(),
-            secret_string: Some("s"),
+            arn: Some("arn:aws:secretsmanager:us-west-2:123456789012:secret:MyTest-NhBWsc".into()),
+            name: Some("MyTest".into()),
+            version_id: Some("5767290c-d089-49ed-b97c-17086f8c9d79".into()),
+            secret_string: Some("hunter2"),
             secret_binary: None,
-            version_stages: vec!["AWSCURRENT".into()],
-            created_date: Some("1700000000.5".into()),
+            version_stages: Some(vec!["AWSCURRENT".into()]),
+            created_date: Some("1569534789.046".into()),
         };
-        let json = serde_json::to_value(&body).unwrap();
-        let keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
         assert_eq!(
-            keys,
-            [
-                "ARN",
-                "CreatedDate",
-                "Name",
-                "SecretString",
-                "VersionId",
-                "VersionStages"
-            ]
+            serde_json::to_string(&body).unwrap(),
+            r#"{"ARN":"arn:aws:secretsmanager:us-west-2:123456789012:secret:MyTest-NhBWsc","Name":"MyTest","VersionId":"5767290c-d089-49ed-b97c-17086f8c9d79","SecretString":"hunter2","VersionStages":["AWSCURRENT"],"CreatedDate":"1569534789.046"}"#
+        );
+        let bare = AwsSecretValue::<&str> {
+            arn: None,
+            name: Some("MINx".into()),
+            version_id: None,
+            secret_string: None,
+            secret_binary: None,
+            version_stages: None,
+            created_date: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"ARN":null,"Name":"MINx","VersionId":null,"CreatedDate":null}"#
         );
         let err = serde_json::to_string(&AwsError {
             kind: "ResourceNotFoundException".into(),
-            message: "m".into(),
+            message: Some("m".into()),
         })
         .unwrap();
         assert_eq!(
             err,
             r#"{"__type":"ResourceNotFoundException","message":"m"}"#
         );
+        let internal = serde_json::to_string(&AwsError {
+            kind: "InternalFailure".into(),
+            message: None,
+        })
+        .unwrap();
+        assert_eq!(internal, r#"{"__type":"InternalFailure"}"#);
     }
 
     #[test]

@@ -20,6 +20,7 @@ macro_rules! tell {
     };
 }
 
+mod agent;
 mod commands;
 mod env_file;
 mod exit;
@@ -143,8 +144,26 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    // Installed under the AWS agent's name (a symlink, as busybox is): the agent's command line.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|name| name == agent::AGENT_NAME)
+    {
+        return serve::run_as_agent(std::env::args_os().collect());
+    }
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let agent_log = match &cli.command {
+        Command::Serve(args) => match args.agent_settings() {
+            Ok(settings) => settings.map(|s| (s.log_level, s.log_to_file)),
+            Err(e) => {
+                init_logging(cli.verbose, None);
+                return exit::report(&e);
+            }
+        },
+        _ => None,
+    };
+    init_logging(cli.verbose, agent_log);
     if cli.command.delivers_to_stdout()
         && let Err(e) = exit::require_stdout()
     {
@@ -232,13 +251,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr. Cloud SDK and HTTP crates are held at `info` unless KEYWAY_LOG names them, because some
-/// log whole HTTP bodies at trace level, and a body can hold a secret.
-fn init_logging(verbose: u8) {
-    let ours = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+/// Logs go to stderr; with an AWS agent configuration (`agent`: its `log_level` and `log_to_file`), where the
+/// agent writes them: `./logs/secrets_manager_agent.log` (appended), or stdout. Cloud SDK and HTTP crates are
+/// held at `info` unless KEYWAY_LOG names them, because some log whole HTTP bodies at trace level, and a body can
+/// hold a secret.
+pub(crate) fn init_logging(verbose: u8, agent: Option<(agent::LogLevel, bool)>) {
+    let ours = match (agent, verbose) {
+        (Some((level, _)), 0) => level.directive(),
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
         _ => "trace",
     };
     let filter = std::env::var("KEYWAY_LOG").unwrap_or_else(|_| {
@@ -248,13 +270,37 @@ fn init_logging(verbose: u8) {
     });
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // Colour only on a terminal: a file, journald or `kubectl logs` would show the escape codes as text.
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(true)
-        .init();
+        .with_target(true);
+    match agent {
+        Some((_, true)) => {
+            let file = std::fs::create_dir_all("logs").and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open("logs/secrets_manager_agent.log")
+            });
+            match file {
+                Ok(file) => builder
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .init(),
+                Err(e) => {
+                    builder.with_writer(std::io::stderr).with_ansi(false).init();
+                    tracing::warn!(error = %e, "cannot open logs/secrets_manager_agent.log; logging to stderr");
+                }
+            }
+        }
+        Some((_, false)) => builder.with_writer(std::io::stdout).with_ansi(false).init(),
+        None => {
+            // Colour only on a terminal: a file, journald or `kubectl logs` would show the escape codes as text.
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder
+                .with_writer(std::io::stderr)
+                .with_ansi(colour)
+                .init();
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use keyway_providers::Config;
 
+use crate::agent::AgentSettings;
 use crate::exit::Usage;
 
 #[derive(Debug, clap::Args)]
@@ -31,12 +32,32 @@ pub struct ServeArgs {
     /// serving; as `nginx -t`, before a restart or a reload.
     #[arg(long, conflicts_with = "watch_config")]
     check: bool,
+    /// Also read the AWS Secrets Manager Agent's configuration file (TOML, JSON or YAML, as the agent reads it):
+    /// its port, token, headers, TTL, region and limits become the `aws-sm` instance and the TCP listener, which
+    /// answers as the agent does (docs/daemon.md).
+    #[arg(long, value_name = "FILE")]
+    aws_agent_config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The AWS agent's configuration, when one is given.
+    pub fn agent_settings(&self) -> anyhow::Result<Option<AgentSettings>> {
+        self.aws_agent_config
+            .as_deref()
+            .map(|path| {
+                crate::agent::load(path).map_err(|e| {
+                    Usage(format!("--aws-agent-config {}: {e}", path.display())).into()
+                })
+            })
+            .transpose()
+    }
 }
 
 /// Where the configuration comes from: the file and the command line's overrides, read the same way at start
 /// and at every reload.
 struct Source {
     path: Option<PathBuf>,
+    agent: Option<AgentSettings>,
     socket: Option<PathBuf>,
     tcp: Option<String>,
     metrics: Option<String>,
@@ -57,6 +78,9 @@ impl Source {
         }
         if let Some(metrics) = &self.metrics {
             config.server.metrics = Some(metrics.clone());
+        }
+        if let Some(agent) = &self.agent {
+            agent.apply(&mut config).map_err(Usage)?;
         }
         let labels = workload_labels(&config, &self.labels)?;
         if let Some((decision, _)) = keyway_providers::iam::apply_mapping(&mut config, &labels)? {
@@ -95,8 +119,10 @@ pub async fn run(
     activated: keyway_daemon::Activated,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
+    let agent = args.agent_settings()?;
     let source = Source {
         path: config.map(Path::to_path_buf),
+        agent,
         socket,
         tcp: args.tcp,
         metrics: args.metrics,
@@ -125,8 +151,14 @@ pub async fn run(
     // Before the daemon says it listens: from then on a SIGHUP reloads instead of ending the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
-    // One line per listener on stdout, so scripts and tests know where to connect.
-    say!("listening on unix:{}", daemon.socket_path().display());
+    // One line per listener on stdout, so scripts and tests know where to connect; with the AWS agent's
+    // configuration, first the agent's own line.
+    if let (Some(_), Some(addr)) = (&source.agent, daemon.tcp_addr()) {
+        say!("{}", agent_line(addr));
+    }
+    if let Some(socket) = daemon.socket_path() {
+        say!("listening on unix:{}", socket.display());
+    }
     if let Some(addr) = daemon.tcp_addr() {
         say!("listening on tcp:{addr}");
     }
@@ -262,4 +294,96 @@ pub(crate) async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+}
+
+/// The first line the agent prints, `Agent/2.1.0 listening on http://127.0.0.1:2773`, as Keyway's.
+fn agent_line(addr: std::net::SocketAddr) -> String {
+    format!(
+        "Keyway/{} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `keyway` run under the AWS agent's name: the agent's command line (`--config FILE`, `--help`), messages and
+/// exit status (1 for every failure, its message on stderr), then the daemon on TCP only.
+pub fn run_as_agent(command_line: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    let failed = |message: &str, usage: &str| {
+        if !message.is_empty() {
+            tell!("{message}");
+        }
+        if !usage.is_empty() {
+            tell!("{usage}");
+        }
+        std::process::ExitCode::from(1)
+    };
+    let mut args = command_line.into_iter();
+    let usage = format!(
+        "Usage: {} [--config <file>]",
+        args.next().unwrap_or_default().to_string_lossy()
+    );
+    let mut file = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-c" | "--config") => match args.next() {
+                Some(path) => file = Some(PathBuf::from(path)),
+                None => return failed("Argument expected", &usage),
+            },
+            Some("-h" | "--help") => return failed("", &usage),
+            _ => return failed(&format!("Unknown option {}", arg.to_string_lossy()), &usage),
+        }
+    }
+    let settings = match file.as_deref().map(crate::agent::load).transpose() {
+        Ok(settings) => settings.unwrap_or_default(),
+        Err(message) => return failed(&message, ""),
+    };
+    crate::init_logging(0, Some((settings.log_level, settings.log_to_file)));
+    let mut config = match std::env::var_os("KEYWAY_CONFIG") {
+        Some(path) => match Config::load(Path::new(&path)) {
+            Ok(config) => config,
+            Err(e) => return failed(&e.to_string(), ""),
+        },
+        None => Config::default(),
+    };
+    if let Err(message) = settings.apply(&mut config) {
+        tracing::error!("{message}");
+        return failed(&message, "");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return failed(&format!("cannot start the async runtime: {e}"), ""),
+    };
+    let local_dir = std::env::var_os("KEYWAY_LOCAL_DIR")
+        .map_or_else(|| PathBuf::from("secrets"), PathBuf::from);
+    runtime.block_on(async {
+        if settings.validate_credentials
+            && let Some(Err(e)) = config.aws_caller_identity("aws-sm").await
+            && !(settings.ignore_transient_errors && e.kind().is_transient())
+        {
+            return failed(&format!("Error: {e}"), "");
+        }
+        let daemon = match keyway_daemon::Daemon::bind(
+            &config,
+            local_dir,
+            keyway_daemon::Activated::default(),
+        )
+        .await
+        {
+            Ok(daemon) => daemon,
+            Err(keyway_daemon::DaemonError::Listen { address, source }) => {
+                let address = address.strip_prefix("tcp:").unwrap_or(&address);
+                return failed(&format!("Could not bind to {address}: {source}"), "");
+            }
+            Err(e) => return failed(&e.to_string(), ""),
+        };
+        if let Some(addr) = daemon.tcp_addr() {
+            say!("{}", agent_line(addr));
+            tracing::info!("{}", agent_line(addr));
+        }
+        daemon.run(shutdown_signal()).await;
+        std::process::ExitCode::SUCCESS
+    })
 }

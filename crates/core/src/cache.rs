@@ -8,7 +8,7 @@
 //! - Refresh-ahead: a read in the last part of an entry's TTL starts a background refresh, so hot entries
 //!   never expire under their readers.
 //! - Stale-if-error: when the upstream fails transiently, the last value is served, marked stale, until it is
-//!   `max_stale` past its expiry.
+//!   `max_stale` past its expiry; not to a read that forced a refresh (`refresh_now`), which gets the failure.
 //! - Negative caching of not-found for a short time; a byte-bounded store whose evicted values are zeroized
 //!   (the last reference to a [`crate::SecretValue`] zeroizes it).
 
@@ -304,7 +304,8 @@ impl Cache {
     }
 
     /// Answers from memory when fresh, otherwise from one shared upstream fetch. `ttl` overrides the policy's
-    /// TTL for this request; `refresh_now` forces an upstream fetch (like `ttl=0`).
+    /// TTL for this request; `refresh_now` forces an upstream fetch whose failure is the answer (no stale value,
+    /// where `ttl=0` would serve one).
     pub async fn get(
         &self,
         key: &Key,
@@ -359,7 +360,9 @@ impl Cache {
         };
         match outcome {
             Ok(entry) => Ok(cached(&entry, Source::Miss)),
-            Err(err) if err.kind().is_transient() => {
+            // A forced refresh is fresh or fails, as the AWS agent's `refreshNow`: a caller who asked after a
+            // rotation must not get the old value back as if it were new.
+            Err(err) if err.kind().is_transient() && !refresh_now => {
                 // Another flight may have stored a value meanwhile; prefer the newest.
                 let Some(entry) = self.inner.entries.get(key).await.or(existing) else {
                     return Err(Fault::Upstream(err));
@@ -420,7 +423,8 @@ impl Cache {
                         "the upstream did not answer within {}s; check the network path to the backend",
                         timeout.as_secs()
                     ),
-                )),
+                )
+                .with_upstream(crate::Upstream::ReadTimeout)),
             };
             let result = match result {
                 Ok(secret) => {

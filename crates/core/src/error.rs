@@ -79,19 +79,22 @@ pub enum Upstream {
     NoCredentials,
     /// No region was configured to send the request to (AWS).
     NoRegion,
+    /// An answer came that could not be read as the backend's protocol (a proxy's page, a cut body).
+    BadResponse,
 }
 
 impl Upstream {
-    const FAILURES: [(Upstream, &'static str); 5] = [
+    const FAILURES: [(Upstream, &'static str); 6] = [
         (Upstream::Unreachable, "unreachable"),
         (Upstream::ConnectTimeout, "connect_timeout"),
         (Upstream::ReadTimeout, "read_timeout"),
         (Upstream::NoCredentials, "no_credentials"),
         (Upstream::NoRegion, "no_region"),
+        (Upstream::BadResponse, "bad_response"),
     ];
 
     /// A short stable name of a transport failure (`unreachable`, `connect_timeout`, `read_timeout`,
-    /// `no_credentials`, `no_region`); `None` for a backend's code.
+    /// `no_credentials`, `no_region`, `bad_response`); `None` for a backend's code.
     pub fn failure_name(&self) -> Option<&'static str> {
         Self::FAILURES
             .iter()
@@ -123,6 +126,16 @@ impl Upstream {
     }
 }
 
+/// A backend's own answer to a request it refused, as it gave it: the AWS-agent route passes it on unchanged, as
+/// the agent does. Backends' error messages name resources and actions, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status (AWS answers most refusals with 400).
+    pub status: u16,
+    /// The backend's message (AWS's `message`); may be empty.
+    pub message: String,
+}
+
 /// A failure reported by a backend, already classified. The message names the secret and says what to do
 /// (which permission on which resource, which name was not found); it never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -131,6 +144,8 @@ pub struct ProviderError {
     kind: ErrorKind,
     message: String,
     upstream: Option<Upstream>,
+    // Boxed: errors travel in every `Result` of the read path, and most have no answer.
+    answer: Option<Box<Answer>>,
     #[source]
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -142,8 +157,21 @@ impl ProviderError {
             kind,
             message: message.into(),
             upstream: None,
+            answer: None,
             source: None,
         }
+    }
+
+    /// Records the backend's own answer: its HTTP status and message.
+    #[must_use]
+    pub fn with_answer(mut self, answer: impl Into<Option<Answer>>) -> Self {
+        self.answer = answer.into().map(Box::new);
+        self
+    }
+
+    /// The backend's own answer, where it answered with an error.
+    pub fn answer(&self) -> Option<&Answer> {
+        self.answer.as_deref()
     }
 
     /// Records the backend's error code or the transport failure behind the kind (`None` leaves it unset).
@@ -270,6 +298,14 @@ impl Error {
             Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.kind(),
             Error::NotJson { .. } | Error::FieldNotFound { .. } => ErrorKind::NotFound,
             Error::Remote { kind, .. } => *kind,
+        }
+    }
+
+    /// The backend's own answer behind a provider error (not carried across a daemon).
+    pub fn answer(&self) -> Option<&Answer> {
+        match self {
+            Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.answer(),
+            _ => None,
         }
     }
 

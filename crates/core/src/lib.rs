@@ -26,7 +26,7 @@ pub mod template;
 pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
-pub use error::{Error, ErrorKind, JsonProblem, ProviderError, Upstream};
+pub use error::{Answer, Error, ErrorKind, JsonProblem, ProviderError, Upstream};
 pub use provider::{Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};

@@ -1,7 +1,7 @@
 //! Secret references: one syntax for every backend.
 //!
 //! ```text
-//! aws-sm://NAME_OR_ARN[?version-id=ID|version-stage=STAGE][#FIELD]
+//! aws-sm://NAME_OR_ARN[?version-id=ID][&version-stage=STAGE][#FIELD]   (both: the id must carry the stage)
 //! gcp-sm://PROJECT/SECRET[?version=N|latest][#FIELD]    gcp-sm://projects/P/secrets/S[/versions/V][#FIELD]
 //! local://NAME[#FIELD]
 //! ```
@@ -146,6 +146,14 @@ pub enum AwsVersion {
     Stage(String),
     /// A version id (a UUID).
     Id(String),
+    /// A version id that must also carry this staging label (the AWS agent's `versionId` with `versionStage`):
+    /// Secrets Manager refuses the pair when they name different versions.
+    IdAndStage {
+        /// The version id.
+        id: String,
+        /// The staging label.
+        stage: String,
+    },
 }
 
 /// Which version of a GCP secret.
@@ -254,6 +262,15 @@ impl fmt::Display for Target {
                 f,
                 "{secret_id}?version-id={}",
                 utf8_percent_encode(id, ESCAPE)
+            ),
+            Target::Aws {
+                secret_id,
+                version: AwsVersion::IdAndStage { id, stage },
+            } => write!(
+                f,
+                "{secret_id}?version-id={}&version-stage={}",
+                utf8_percent_encode(id, ESCAPE),
+                utf8_percent_encode(stage, ESCAPE)
             ),
             Target::Gcp {
                 project,
@@ -451,22 +468,24 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 fn parse_aws(path: &str, query: &[(String, String)]) -> Result<Target, String> {
-    let mut version = AwsVersion::Stage("AWSCURRENT".to_owned());
-    let mut seen = false;
+    let (mut id, mut stage) = (None, None);
     for (key, value) in query {
-        version = match key.as_str() {
-            "version-id" => AwsVersion::Id(value.clone()),
-            "version-stage" => AwsVersion::Stage(value.clone()),
+        match key.as_str() {
+            "version-id" => id = Some(value.clone()),
+            "version-stage" => stage = Some(value.clone()),
             other => {
                 return Err(format!(
                     "unknown parameter `{other}` for AWS; use version-id=ID or version-stage=STAGE"
                 ));
             }
-        };
-        if std::mem::replace(&mut seen, true) {
-            return Err("give either version-id or version-stage, not both".into());
         }
     }
+    let version = match (id, stage) {
+        (Some(id), Some(stage)) => AwsVersion::IdAndStage { id, stage },
+        (Some(id), None) => AwsVersion::Id(id),
+        (None, Some(stage)) => AwsVersion::Stage(stage),
+        (None, None) => AwsVersion::Stage("AWSCURRENT".to_owned()),
+    };
     if path.starts_with("arn:") {
         // arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME
         let parts: Vec<&str> = path.splitn(7, ':').collect();
@@ -710,7 +729,12 @@ mod tests {
     #[test]
     fn aws_rejections() {
         err("aws-sm://", "empty");
-        err("aws-sm://x?version-id=a&version-stage=b", "not both");
+        assert_eq!(
+            SecretRef::parse("aws-sm://x?version-stage=b&version-id=a")
+                .unwrap()
+                .to_string(),
+            "aws-sm://x?version-id=a&version-stage=b"
+        );
         err("aws-sm://x?stage=b", "unknown parameter `stage`");
         err("aws-sm://x?version-id", "no `=VALUE`");
         err("aws-sm://x?version-id=", "is empty");

@@ -9,6 +9,7 @@
 //! served), [`Daemon::run`] serves until the `shutdown` future completes, then drains in-flight requests under
 //! the grace period and removes the socket. Only `main` installs signal handlers.
 
+mod agent;
 mod audit;
 mod auth;
 mod listen;
@@ -91,14 +92,11 @@ pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonE
         listen::metrics_address(address)?;
     }
     let (mode, _) = listen::socket_owner(&settings)?;
-    let warnings = warnings
-        .into_iter()
-        .chain(open_socket_warning(
-            &settings,
-            &listen::socket_path(&settings),
-            mode,
-        ))
-        .collect();
+    let socket_warning = settings
+        .unix
+        .then(|| open_socket_warning(&settings, &listen::socket_path(&settings), mode))
+        .flatten();
+    let warnings = warnings.into_iter().chain(socket_warning).collect();
     let shared = Shared::new(&settings);
     let resolver = Arc::new(config.resolver(local_dir)?);
     State::build(settings, resolver, shared, tcp.is_some())?;
@@ -197,7 +195,7 @@ impl State {
 
 /// A bound, not yet serving, daemon.
 pub struct Daemon {
-    unix: listen::UnixSocket,
+    unix: Option<listen::UnixSocket>,
     tcp: Option<tokio::net::TcpListener>,
     metrics: Option<tokio::net::TcpListener>,
     prefetch: Vec<SecretRef>,
@@ -243,16 +241,26 @@ impl Daemon {
             (None, None) => None,
         };
         let (state, prefetch) = State::build(settings.clone(), resolver, shared, tcp.is_some())?;
-        let unix = listen::bind_unix(&settings, activated.unix)?;
+        let unix = if settings.unix || activated.unix.is_some() {
+            Some(listen::bind_unix(&settings, activated.unix)?)
+        } else {
+            None
+        };
         // The mode the socket file has (the service manager's SocketMode when it passed the socket).
-        let socket_mode = std::fs::metadata(unix.path()).map_or(0, |m| m.permissions().mode());
-        if let Some(warning) = open_socket_warning(&settings, unix.path(), socket_mode) {
+        let socket = unix.as_ref().map(|unix| {
+            let mode = std::fs::metadata(unix.path()).map_or(0, |m| m.permissions().mode());
+            (unix.path().to_owned(), mode)
+        });
+        if let Some(warning) = socket
+            .as_ref()
+            .and_then(|(path, mode)| open_socket_warning(&settings, path, *mode))
+        {
             tracing::warn!("{warning}");
         }
         let reloader = Reloader {
             current: Arc::new(Current::from_pointee(state)),
             local_dir,
-            socket: (unix.path().to_owned(), socket_mode),
+            socket,
             serves_tcp: tcp.is_some(),
             bound: settings,
             applied: Arc::new(std::sync::Mutex::new(config.clone())),
@@ -266,9 +274,9 @@ impl Daemon {
         })
     }
 
-    /// The unix socket's path.
-    pub fn socket_path(&self) -> &Path {
-        self.unix.path()
+    /// The unix socket's path, when one is served.
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.unix.as_ref().map(listen::UnixSocket::path)
     }
 
     /// The TCP listener's address, when one is configured.
@@ -301,7 +309,7 @@ impl Daemon {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let server = listen::Server::new(current.clone());
         tokio::select! {
-            () = server.accept_unix(&unix, &graceful) => {}
+            () = server.accept_unix(unix.as_ref(), &graceful) => {}
             () = server.accept_tcp(tcp.as_ref(), &graceful) => {}
             () = server.accept_metrics(metrics.as_ref(), &graceful) => {}
             () = shutdown => {}
@@ -312,7 +320,7 @@ impl Daemon {
         notify::stopping();
         drop(tcp);
         drop(metrics);
-        let socket = unix.close();
+        let socket = unix.and_then(listen::UnixSocket::close);
         tracing::info!("shutting down: draining in-flight requests");
         let grace = state.settings.grace_period;
         if tokio::time::timeout(grace, graceful.shutdown())

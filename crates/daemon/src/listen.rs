@@ -12,7 +12,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use keyway_providers::config::ServerSection;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, UnixListener};
+
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
@@ -30,8 +32,9 @@ pub(crate) enum Peer {
         gid: u32,
         pid: Option<i32>,
     },
-    /// A TCP peer; its identity comes from the token of each request.
-    Tcp(SocketAddr),
+    /// A TCP peer; its identity comes from the token of each request. `open`: the TCP connections open when it
+    /// was accepted, itself included (the AWS agent's `max_conn` counts them so).
+    Tcp { addr: SocketAddr, open: usize },
     /// A peer of the metrics listener: it gets metrics and probes, never a secret.
     Metrics(SocketAddr),
 }
@@ -266,6 +269,23 @@ pub(crate) struct Server {
     unix_slots: Arc<Semaphore>,
     tcp_slots: Arc<Semaphore>,
     metrics_slots: Arc<Semaphore>,
+    /// TCP connections open now.
+    tcp_open: Arc<AtomicUsize>,
+}
+
+/// A connection's place: its permit and, on TCP, its count among the open connections, both given back when
+/// the connection ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    open: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Server {
@@ -277,10 +297,14 @@ impl Server {
             tcp_slots: Arc::new(Semaphore::new(n)),
             // Scrapers and probes: a few at a time.
             metrics_slots: Arc::new(Semaphore::new(n.min(64))),
+            tcp_open: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    pub async fn accept_unix(&self, socket: &UnixSocket, graceful: &GracefulShutdown) {
+    pub async fn accept_unix(&self, socket: Option<&UnixSocket>, graceful: &GracefulShutdown) {
+        let Some(socket) = socket else {
+            return std::future::pending().await;
+        };
         loop {
             let Ok(permit) = self.unix_slots.clone().acquire_owned().await else {
                 return;
@@ -303,16 +327,27 @@ impl Server {
                     continue;
                 }
             };
-            self.serve(stream, peer, permit, graceful);
+            let slot = Slot {
+                _permit: permit,
+                open: None,
+            };
+            self.serve(stream, peer, slot, graceful);
         }
     }
 
     pub async fn accept_tcp(&self, listener: Option<&TcpListener>, graceful: &GracefulShutdown) {
-        self.accept_on(listener, &self.tcp_slots, graceful, |addr, stream| {
-            // One hop at most: a packet to us cannot be routed on (the AWS agent does the same).
-            let _ = stream.set_ttl(1);
-            Peer::Tcp(addr)
-        })
+        let counter = Some(&self.tcp_open);
+        self.accept_on(
+            listener,
+            &self.tcp_slots,
+            counter,
+            graceful,
+            |addr, stream, open| {
+                // One hop at most: a packet to us cannot be routed on (the AWS agent does the same).
+                let _ = stream.set_ttl(1);
+                Peer::Tcp { addr, open }
+            },
+        )
         .await;
     }
 
@@ -321,9 +356,13 @@ impl Server {
         listener: Option<&TcpListener>,
         graceful: &GracefulShutdown,
     ) {
-        self.accept_on(listener, &self.metrics_slots, graceful, |addr, _| {
-            Peer::Metrics(addr)
-        })
+        self.accept_on(
+            listener,
+            &self.metrics_slots,
+            None,
+            graceful,
+            |addr, _, _| Peer::Metrics(addr),
+        )
         .await;
     }
 
@@ -331,8 +370,9 @@ impl Server {
         &self,
         listener: Option<&TcpListener>,
         slots: &Arc<Semaphore>,
+        counter: Option<&Arc<AtomicUsize>>,
         graceful: &GracefulShutdown,
-        peer: impl Fn(SocketAddr, &tokio::net::TcpStream) -> Peer,
+        peer: impl Fn(SocketAddr, &tokio::net::TcpStream, usize) -> Peer,
     ) {
         let Some(listener) = listener else {
             return std::future::pending().await;
@@ -349,18 +389,18 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let peer = peer(addr, &stream);
-            self.serve(stream, peer, permit, graceful);
+            let open = counter.map_or(0, |c| c.fetch_add(1, Ordering::Relaxed) + 1);
+            let slot = Slot {
+                _permit: permit,
+                open: counter.cloned(),
+            };
+            let peer = peer(addr, &stream, open);
+            self.serve(stream, peer, slot, graceful);
         }
     }
 
-    fn serve<S>(
-        &self,
-        stream: S,
-        peer: Peer,
-        permit: tokio::sync::OwnedSemaphorePermit,
-        graceful: &GracefulShutdown,
-    ) where
+    fn serve<S>(&self, stream: S, peer: Peer, slot: Slot, graceful: &GracefulShutdown)
+    where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         // Each request is served by the configuration current when it arrives (a reload swaps it).
@@ -382,14 +422,16 @@ impl Server {
         let connection = graceful.watch(connection);
         let span = match peer {
             Peer::Unix { uid, gid, pid } => tracing::debug_span!("connection", uid, gid, pid),
-            Peer::Tcp(addr) | Peer::Metrics(addr) => tracing::debug_span!("connection", %addr),
+            Peer::Tcp { addr, .. } | Peer::Metrics(addr) => {
+                tracing::debug_span!("connection", %addr)
+            }
         };
         tokio::spawn(
             async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                drop(permit);
+                drop(slot);
             }
             .instrument(span),
         );

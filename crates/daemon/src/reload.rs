@@ -15,8 +15,8 @@ use crate::{Current, DaemonError, State};
 pub struct Reloader {
     pub(crate) current: Arc<Current>,
     pub(crate) local_dir: PathBuf,
-    /// The unix socket's path and the mode of its file, as bound at start.
-    pub(crate) socket: (PathBuf, u32),
+    /// The unix socket's path and the mode of its file, as bound at start (none with `unix = false`).
+    pub(crate) socket: Option<(PathBuf, u32)>,
     /// `[server]` as the listeners were bound.
     pub(crate) bound: ServerSection,
     /// Whether a TCP listener is served (configured or passed by the service manager), which needs a token.
@@ -77,7 +77,10 @@ impl Reloader {
             Arc::new(config.resolver_with(self.local_dir.clone(), &*observe)?)
         };
         let (settings, needs_restart) = self.keep_fixed(config.server.clone());
-        let open = crate::open_socket_warning(&settings, &self.socket.0, self.socket.1);
+        let open = self
+            .socket
+            .as_ref()
+            .and_then(|(path, mode)| crate::open_socket_warning(&settings, path, *mode));
         let (state, prefetch) = State::build(
             settings,
             resolver.clone(),
@@ -116,6 +119,7 @@ impl Reloader {
         }
         let bound = &self.bound;
         let mut changed = Vec::new();
+        keep("unix", &mut settings.unix, &bound.unix, &mut changed);
         keep("socket", &mut settings.socket, &bound.socket, &mut changed);
         keep(
             "socket_mode",

@@ -1,5 +1,6 @@
 //! Every error to an HTTP status and body, in one place: native JSON (`{"error": {"kind", "message"}}`) and
-//! the AWS agent's shape (`{"__type", "message"}`). Bodies holding secret values are zeroized when dropped.
+//! the AWS agent's shape (`{"__type", "message"}`, [`Failure::agent`]; its own refusals, plain text, are
+//! `agent::Refusal`). Bodies holding secret values are zeroized when dropped.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,7 +17,7 @@ pub(crate) type Reply = Response<Full<Bytes>>;
 pub(crate) enum Failure {
     /// Malformed request (missing parameter, bad reference): 400.
     BadRequest(String),
-    /// No valid token on TCP: 401.
+    /// No valid token on TCP (native API): 401.
     Unauthenticated(String),
     /// A Keyway access rule refused, or a token is wrong: 403.
     Denied(String),
@@ -99,46 +100,79 @@ impl Failure {
         reply
     }
 
-    /// The AWS agent's error shape. Upstream errors keep AWS's own status (400 for not found, access denied and
-    /// throttling, as Secrets Manager answers them) and AWS's own code where it answered one (the route
-    /// serves an AWS instance only: `DecryptionFailure`, `ExpiredTokenException`, ...), else the kind's
-    /// usual code; an unreachable upstream is 503.
-    pub fn aws(&self) -> Reply {
-        let (status, kind) = match self {
-            Failure::Resolve(e) => {
-                let (status, usual) = match e.kind() {
-                    ErrorKind::NotFound => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
-                    ErrorKind::PermissionDenied => {
-                        (StatusCode::BAD_REQUEST, "AccessDeniedException")
-                    }
-                    ErrorKind::Throttled => (StatusCode::BAD_REQUEST, "ThrottlingException"),
-                    ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
-                    ErrorKind::Misconfigured => {
-                        (StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceError")
-                    }
-                    _ => (StatusCode::SERVICE_UNAVAILABLE, "InternalServiceError"),
-                };
-                match e.upstream() {
-                    Some(Upstream::Code(code)) => (status, code.as_str()),
-                    _ => (status, usual),
+    /// The AWS agent's answer to a failure (its `cache_manager.rs`): an error AWS answered keeps AWS's own
+    /// status, code and message (`{"__type", "message"}`; without a message `{"__type":"InternalFailure"}`,
+    /// 500); a timeout is 504 `TimeoutError`, an unreachable endpoint 502 `ConnectionError` (`Read Error`), an
+    /// unreadable answer 502 `ConnectionError` (`Response Error`), missing credentials or region 500
+    /// `InternalFailure`. What the agent has no answer for (a Keyway access rule, a backend other than AWS
+    /// behind these routes) gets AWS's shape with the nearest code and Keyway's message.
+    pub fn agent(&self) -> Reply {
+        let internal = || (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", None);
+        let (status, kind, message): (StatusCode, &str, Option<String>) = match self {
+            Failure::Resolve(e) => match (e.upstream(), e.answer()) {
+                (Some(Upstream::Code(code)), Some(answer)) if !answer.message.is_empty() => (
+                    StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    code.as_str(),
+                    Some(answer.message.clone()),
+                ),
+                (Some(Upstream::Code(_) | Upstream::NoCredentials | Upstream::NoRegion), _) => {
+                    tracing::warn!(error = %self.message(), "answered as the agent does: InternalFailure");
+                    internal()
                 }
-            }
-            Failure::Denied(_) => (StatusCode::FORBIDDEN, "AccessDeniedException"),
-            Failure::Unauthenticated(_) => {
-                (StatusCode::UNAUTHORIZED, "UnrecognizedClientException")
-            }
-            Failure::BadRequest(_) | Failure::TooLarge(_) | Failure::SlowBody(_) => {
-                (self.status(), "InvalidParameterException")
-            }
-            Failure::NoRoute(_) | Failure::Method(_) => (self.status(), "InvalidRequestException"),
-        };
-        json(
-            status,
-            &AwsError {
-                kind: kind.to_owned(),
-                message: self.message(),
+                (Some(Upstream::ReadTimeout | Upstream::ConnectTimeout), _) => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "TimeoutError",
+                    Some("Timeout".to_owned()),
+                ),
+                (Some(Upstream::Unreachable), _) => (
+                    StatusCode::BAD_GATEWAY,
+                    "ConnectionError",
+                    Some("Read Error".to_owned()),
+                ),
+                (Some(Upstream::BadResponse), _) => (
+                    StatusCode::BAD_GATEWAY,
+                    "ConnectionError",
+                    Some("Response Error".to_owned()),
+                ),
+                _ => {
+                    let (status, code) = match e.kind() {
+                        ErrorKind::NotFound => {
+                            (StatusCode::BAD_REQUEST, "ResourceNotFoundException")
+                        }
+                        ErrorKind::PermissionDenied => {
+                            (StatusCode::BAD_REQUEST, "AccessDeniedException")
+                        }
+                        ErrorKind::Throttled => (StatusCode::BAD_REQUEST, "ThrottlingException"),
+                        ErrorKind::Invalid => {
+                            (StatusCode::BAD_REQUEST, "InvalidParameterException")
+                        }
+                        ErrorKind::Unavailable => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+                        }
+                        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
+                    };
+                    (status, code, Some(self.message()))
+                }
             },
-        )
+            Failure::Denied(_) => (
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                Some(self.message()),
+            ),
+            _ => (
+                self.status(),
+                "InvalidParameterException",
+                Some(self.message()),
+            ),
+        };
+        let body = serde_json::to_vec(&AwsError {
+            kind: kind.to_owned(),
+            message,
+        })
+        .unwrap_or_default();
+        let mut reply = Response::new(Full::new(Bytes::from(body)));
+        *reply.status_mut() = status;
+        reply
     }
 }
 
@@ -164,6 +198,16 @@ pub(crate) fn json(status: StatusCode, body: &impl serde::Serialize) -> Reply {
 /// `Cache-Control: no-store`.
 pub(crate) fn secret(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Reply {
     let mut reply = with_type(status, Bytes::from_owner(Wiped(body)), content_type);
+    reply
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    reply
+}
+
+/// A secret body without a content type (the AWS agent labels none), zeroized as [`secret`]'s.
+pub(crate) fn secret_untyped(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from_owner(Wiped(body))));
+    *reply.status_mut() = status;
     reply
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -9,10 +9,9 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use keyway_api::{
-    AwsSecretValue, BatchItem, BatchRequest, BatchResponse, ListBody, MAX_BATCH, SecretBody,
-    header, path,
+    BatchItem, BatchRequest, BatchResponse, ListBody, MAX_BATCH, SecretBody, header, path,
 };
-use keyway_core::{BackendKind, Encoding, Lookup, Resolved, SecretRef, Source};
+use keyway_core::{Encoding, Lookup, Resolved, SecretRef, Source};
 use zeroize::Zeroizing;
 
 use crate::State;
@@ -32,7 +31,6 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
     let uri_path = request.uri().path().to_owned();
     match uri_path.as_str() {
         path::HEALTHZ => return ("healthz", respond::text(StatusCode::OK, "ok\n")),
-        path::PING => return ("ping", respond::text(StatusCode::OK, "healthy")),
         path::READYZ => {
             let reply = if state.shared.draining.load(Ordering::SeqCst) {
                 respond::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
@@ -49,6 +47,7 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         return match (uri_path.as_str(), &method) {
             (path::METRICS, &Method::GET) => ("metrics", metrics(state)),
             (path::METRICS, _) => ("method", Failure::Method("GET").native()),
+            (path::PING, _) => ("ping", respond::text(StatusCode::OK, "healthy")),
             _ => (
                 "unknown",
                 Failure::NoRoute(format!(
@@ -62,19 +61,13 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
             ),
         };
     }
-    let aws_route = uri_path == path::AWS_GET
-        || (uri_path.starts_with(path::AWS_PATH_PREFIX)
-            && ![path::SECRET, path::SECRETS, path::LIST].contains(&uri_path.as_str()));
+    // Every path but the native API's is the AWS agent's, answered as the agent answers.
+    if ![path::SECRET, path::SECRETS, path::LIST, path::METRICS].contains(&uri_path.as_str()) {
+        return crate::agent::handle(state, peer, &request).await;
+    }
     let identity = match authenticate(state, peer, request.headers()) {
         Ok(identity) => identity,
-        Err(failure) => {
-            let reply = if aws_route {
-                failure.aws()
-            } else {
-                failure.native()
-            };
-            return ("unauthenticated", reply);
-        }
+        Err(failure) => return ("unauthenticated", failure.native()),
     };
     let query = request.uri().query().unwrap_or("").to_owned();
     match (uri_path.as_str(), &method) {
@@ -85,23 +78,8 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         (path::SECRETS, &Method::POST) => ("secrets", batch(state, &identity, request).await),
         (path::LIST, &Method::GET) => ("list", list(state, &identity, &query).await),
         (path::METRICS, &Method::GET) => ("metrics", metrics(state)),
-        (path::SECRET | path::LIST | path::METRICS, _) => {
-            ("method", Failure::Method("GET").native())
-        }
         (path::SECRETS, _) => ("method", Failure::Method("POST").native()),
-        (_, &Method::GET) if aws_route => {
-            ("aws", aws_get(state, &identity, &uri_path, &query).await)
-        }
-        (_, _) if aws_route => ("method", Failure::Method("GET").aws()),
-        _ => (
-            "unknown",
-            Failure::NoRoute(format!(
-                "no such endpoint {uri_path}; see {} or {} (docs/daemon.md)",
-                path::SECRET,
-                path::AWS_GET
-            ))
-            .native(),
-        ),
+        _ => ("method", Failure::Method("GET").native()),
     }
 }
 
@@ -117,7 +95,7 @@ fn metrics(state: &State) -> Reply {
 /// request.
 fn authenticate(state: &State, peer: Peer, headers: &HeaderMap) -> Result<Identity, Failure> {
     let addr = match peer {
-        Peer::Tcp(addr) | Peer::Metrics(addr) => addr,
+        Peer::Tcp { addr, .. } | Peer::Metrics(addr) => addr,
         Peer::Unix { uid, gid, pid } => return Ok(Identity::Unix { uid, gid, pid }),
     };
     if headers.contains_key(header::FORWARDED_FOR) {
@@ -183,7 +161,7 @@ fn lookup(ttl: Option<&str>, refresh: bool) -> Result<Lookup, Failure> {
 }
 
 /// Parses and checks access, in that order, so a denial never depends on whether the secret exists.
-fn admit(
+pub(crate) fn admit(
     state: &State,
     identity: &Identity,
     route: &'static str,
@@ -210,7 +188,7 @@ fn admit(
     }
 }
 
-async fn resolve(
+pub(crate) async fn resolve(
     state: &State,
     identity: &Identity,
     route: &'static str,
@@ -288,7 +266,7 @@ async fn get_secret(state: &State, identity: &Identity, query: &str, headers: &H
     reply
 }
 
-fn add_freshness(reply: &mut Reply, resolved: &Resolved) {
+pub(crate) fn add_freshness(reply: &mut Reply, resolved: &Resolved) {
     let headers = reply.headers_mut();
     headers.insert(header::AGE, HeaderValue::from(resolved.age.as_secs()));
     headers.insert(
@@ -298,7 +276,7 @@ fn add_freshness(reply: &mut Reply, resolved: &Resolved) {
 }
 
 /// The value as JSON text (`text`) or base64 (`base64`), in a buffer zeroized on drop.
-fn encoded_value(resolved: &Resolved) -> (Zeroizing<String>, &'static str) {
+pub(crate) fn encoded_value(resolved: &Resolved) -> (Zeroizing<String>, &'static str) {
     let bytes = resolved.secret.value.expose();
     match std::str::from_utf8(bytes) {
         Ok(text) if resolved.secret.encoding == Encoding::Text => {
@@ -438,127 +416,4 @@ async fn list(state: &State, identity: &Identity, query: &str) -> Reply {
             names,
         },
     )
-}
-
-/// The AWS Secrets Manager Agent's `GET /secretsmanager/get?secretId=...` and `GET /v1/<secret id>`.
-async fn aws_get(state: &State, identity: &Identity, uri_path: &str, query: &str) -> Reply {
-    let params = Params::parse(query);
-    let result = async {
-        let secret_id: Cow<'_, str> = if uri_path == path::AWS_GET {
-            Cow::Borrowed(
-                params
-                    .get("secretId")
-                    .ok_or_else(|| Failure::BadRequest("missing parameter secretId".into()))?,
-            )
-        } else {
-            percent_encoding::percent_decode_str(&uri_path[path::AWS_PATH_PREFIX.len()..])
-                .decode_utf8()
-                .map_err(|_| Failure::BadRequest("the secret id is not valid UTF-8".into()))?
-        };
-        if secret_id.is_empty() || secret_id.contains(['?', '#']) {
-            return Err(Failure::BadRequest(
-                "invalid secretId: give a secret name or ARN".into(),
-            ));
-        }
-        let instance = &state.settings.aws_compat_instance;
-        let mut text = format!("{instance}://{secret_id}");
-        let is_aws = state.resolver.kind(instance) == Some(BackendKind::Aws);
-        let plain = |v: &str| {
-            v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
-        if !params.get("versionId").is_none_or(plain)
-            || !params.get("versionStage").is_none_or(plain)
-        {
-            return Err(Failure::BadRequest(
-                "versionId and versionStage hold letters, digits, `-` and `_` only".into(),
-            ));
-        }
-        match (params.get("versionId"), params.get("versionStage")) {
-            (Some(_), Some(_)) => {
-                return Err(Failure::BadRequest(
-                    "give versionId or versionStage, not both".into(),
-                ));
-            }
-            (Some(id), None) if is_aws => {
-                text.push_str("?version-id=");
-                text.push_str(id);
-            }
-            (None, Some(label)) if is_aws => {
-                text.push_str("?version-stage=");
-                text.push_str(label);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Failure::BadRequest(format!(
-                    "versionId and versionStage apply to AWS instances; `{instance}` is not one"
-                )));
-            }
-        }
-        let lookup = lookup(None, params.flag("refreshNow"))?;
-        let reference = admit(state, identity, "aws", &text)?;
-        let resolved = resolve(state, identity, "aws", &reference, lookup).await?;
-        Ok((secret_id.into_owned(), resolved))
-    }
-    .await;
-    let (secret_id, resolved) = match result {
-        Ok(ok) => ok,
-        Err(failure) => return failure.aws(),
-    };
-    let meta = &resolved.secret.meta;
-    let (value, encoding) = encoded_value(&resolved);
-    let binary = encoding == keyway_api::ENCODING_BASE64;
-    let arn = if meta.name.is_empty() {
-        secret_id.clone()
-    } else {
-        meta.name.clone()
-    };
-    let body = AwsSecretValue {
-        name: friendly_name(&arn).unwrap_or(&secret_id).to_owned(),
-        arn,
-        version_id: meta.version_id.clone(),
-        secret_string: (!binary).then_some(value.as_str()),
-        secret_binary: binary.then_some(value.as_str()),
-        version_stages: meta.stages.clone(),
-        created_date: meta.created.and_then(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .ok()
-                .map(|d| format!("{}.{:03}", d.as_secs(), d.subsec_millis()))
-        }),
-    };
-    let mut reply = respond::secret(
-        StatusCode::OK,
-        serde_json::to_vec(&body).unwrap_or_default(),
-        "application/json",
-    );
-    add_freshness(&mut reply, &resolved);
-    reply
-}
-
-/// The secret's name from its ARN (`arn:aws:secretsmanager:R:A:secret:NAME-AbCdEf`): AWS appends a dash and
-/// six random characters to every name.
-fn friendly_name(arn: &str) -> Option<&str> {
-    let (_, tail) = arn.split_once(":secret:")?;
-    let (name, suffix) = tail.rsplit_once('-')?;
-    (suffix.len() == 6).then_some(name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::friendly_name;
-
-    #[test]
-    fn friendly_name_strips_the_random_suffix() {
-        assert_eq!(
-            friendly_name(
-                "arn:aws:secretsmanager:us-east-1:123456789012:secret:ci/github-token-AbCdEf"
-            ),
-            Some("ci/github-token")
-        );
-        assert_eq!(friendly_name("ci/github"), None);
-        assert_eq!(
-            friendly_name("arn:aws:secretsmanager:us-east-1:1:secret:x-abc"),
-            None
-        );
-    }
 }

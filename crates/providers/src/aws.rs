@@ -15,6 +15,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use keyway_core::Answer;
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
 use keyway_core::{
     Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue, Upstream,
@@ -181,6 +182,7 @@ fn no_region() -> ProviderError {
 #[derive(Debug)]
 pub struct AwsProvider {
     settings: AwsSettings,
+    sdk: OnceCell<aws_config::SdkConfig>,
     client: OnceCell<Client>,
     /// Clients for the other regions ARNs name: Secrets Manager serves a secret in its own region only.
     regional: Mutex<HashMap<String, Client>>,
@@ -205,6 +207,7 @@ impl AwsProvider {
     pub fn new(settings: AwsSettings) -> Self {
         AwsProvider {
             settings,
+            sdk: OnceCell::new(),
             client: OnceCell::new(),
             regional: Mutex::new(HashMap::new()),
         }
@@ -258,6 +261,20 @@ impl AwsProvider {
     async fn client(&self) -> Result<&Client, ProviderError> {
         self.client
             .get_or_try_init(|| async {
+                let config =
+                    aws_sdk_secretsmanager::config::Builder::from(self.sdk_config().await?)
+                        .retry_classifier(NoThrottlingRetry)
+                        .build();
+                Ok(Client::from_conf(config))
+            })
+            .await
+    }
+
+    /// The SDK's configuration of this instance: region, profile, endpoint, credentials and timeouts, with the
+    /// mapped role assumed.
+    async fn sdk_config(&self) -> Result<&aws_config::SdkConfig, ProviderError> {
+        self.sdk
+            .get_or_try_init(|| async {
                 let s = &self.settings;
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .retry_config(RetryConfig::standard().with_max_attempts(3))
@@ -300,12 +317,38 @@ impl AwsProvider {
                     }
                     config = assume(config, role).await?;
                 }
-                let config = aws_sdk_secretsmanager::config::Builder::from(&config)
-                    .retry_classifier(NoThrottlingRetry)
-                    .build();
-                Ok(Client::from_conf(config))
+                Ok(config)
             })
             .await
+    }
+
+    /// Who the instance's credentials are (STS `GetCallerIdentity`: the ARN), to refuse to start with
+    /// credentials AWS does not take, as the AWS agent's `validate_credentials` does.
+    pub async fn caller_identity(&self) -> Result<String, ProviderError> {
+        let config = self.sdk_config().await?;
+        let out = aws_sdk_sts::Client::new(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                let code = e.code().unwrap_or_default().to_owned();
+                let (kind, message) = match &e {
+                    SdkError::ServiceError(_) => (
+                        ErrorKind::PermissionDenied,
+                        format!("AWS refused the credentials ({code}); refresh them or check the profile"),
+                    ),
+                    SdkError::DispatchFailure(_) if format!("{:#}", aws_smithy_error_chain(&e)).contains("credentials") => (
+                        ErrorKind::PermissionDenied,
+                        "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
+                    ),
+                    _ => (
+                        ErrorKind::Unavailable,
+                        "could not reach AWS STS to check the credentials; check the endpoint and network".to_owned(),
+                    ),
+                };
+                ProviderError::new(kind, message).with_source(e)
+            })?;
+        Ok(out.arn().unwrap_or_default().to_owned())
     }
 }
 
@@ -371,6 +414,7 @@ impl Provider for AwsProvider {
         let request = match version {
             AwsVersion::Stage(stage) => request.version_stage(stage),
             AwsVersion::Id(id) => request.version_id(id),
+            AwsVersion::IdAndStage { id, stage } => request.version_id(id).version_stage(stage),
         };
         let out = request
             .send()
@@ -427,10 +471,13 @@ impl Provider for AwsProvider {
 }
 
 /// Turns an SDK error into a kind and a message that names the missing action and resource.
-fn classify<E, R>(err: &SdkError<E, R>, action: &str, resource: &str) -> ProviderError
+fn classify<E>(
+    err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
+    action: &str,
+    resource: &str,
+) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or_default();
     let detail = err.message().unwrap_or_default();
@@ -526,9 +573,25 @@ where
             format!("AWS {action} failed ({code}): {detail}"),
         ),
     };
-    let upstream =
-        transport.or_else(|| (!code.is_empty()).then(|| Upstream::Code(code.to_owned())));
-    ProviderError::new(kind, message).with_upstream(upstream)
+    let upstream = transport
+        .or_else(|| matches!(err, SdkError::ResponseError(_)).then_some(Upstream::BadResponse))
+        .or_else(|| (!code.is_empty()).then(|| Upstream::Code(code.to_owned())));
+    ProviderError::new(kind, message)
+        .with_upstream(upstream)
+        .with_answer(answer(err))
+}
+
+/// AWS's own status and message, for the AWS-agent route (which answers with them, as the agent does).
+fn answer<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
+) -> Option<Answer> {
+    match err {
+        SdkError::ServiceError(service) => Some(Answer {
+            status: service.raw().status().as_u16(),
+            message: err.message().unwrap_or_default().to_owned(),
+        }),
+        _ => None,
+    }
 }
 
 /// The error and its sources as one line (for keyword checks; SDK errors carry no secret values).

@@ -178,6 +178,30 @@ pub struct ProviderConfig {
     pub rate_limit: Option<u32>,
 }
 
+impl ProviderConfig {
+    /// An instance of `kind` with every setting at its default.
+    pub fn of(kind: KindName) -> ProviderConfig {
+        ProviderConfig {
+            kind,
+            region: None,
+            profile: None,
+            endpoint: None,
+            iam_endpoint: None,
+            credentials: None,
+            project: None,
+            location: None,
+            dir: None,
+            file: None,
+            age_identity: None,
+            ttl: None,
+            max_stale: None,
+            stale_wait: None,
+            timeout: None,
+            rate_limit: None,
+        }
+    }
+}
+
 /// Backend type names in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -278,9 +302,15 @@ pub fn default_git_user() -> String {
 }
 
 /// `[server]`: the daemon's listeners, tokens, access rules and logs.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of the file's [server] table"
+)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
+    /// Serve the unix socket (default true); false serves TCP only, as the AWS agent does.
+    pub unix: bool,
     /// Unix socket path; default `/run/keyway/keyway.sock` as root, `$XDG_RUNTIME_DIR/keyway.sock` otherwise.
     pub socket: Option<PathBuf>,
     /// Socket file mode, octal text (`"0660"`); default `"0666"`: every local user may connect and the
@@ -321,6 +351,8 @@ pub struct ServerSection {
     pub metrics_secret_names: bool,
     /// Provider instance behind the AWS-agent-compatible endpoints.
     pub aws_compat_instance: String,
+    /// How the AWS agent's routes answer.
+    pub aws_agent: AwsAgentSection,
     /// Lock the daemon's memory (`mlockall`), so cached values are never swapped to disk; the daemon refuses to
     /// start when the memory-lock limit is too low.
     pub lock_memory: bool,
@@ -329,6 +361,7 @@ pub struct ServerSection {
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
+            unix: true,
             socket: None,
             socket_mode: None,
             socket_group: None,
@@ -346,7 +379,35 @@ impl Default for ServerSection {
             audit_log: "off".to_owned(),
             metrics_secret_names: false,
             aws_compat_instance: "aws-sm".to_owned(),
+            aws_agent: AwsAgentSection::default(),
             lock_memory: false,
+        }
+    }
+}
+
+/// `[server.aws_agent]`: the AWS Secrets Manager Agent's settings for its routes, as its configuration file
+/// names them (`keyway serve --aws-agent-config` sets them from that file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsAgentSection {
+    /// The headers a token may come in, each tried (`ssrf_headers`).
+    pub token_headers: Vec<String>,
+    /// The prefix of path-style requests, `/v1/<secret id>` (`path_prefix`).
+    pub path_prefix: String,
+    /// Open TCP connections beyond which a request is answered 429 (`max_conn`; `/ping` two more). None:
+    /// Keyway's `max_connections`, over which new connections wait in the backlog instead.
+    pub max_conn: Option<usize>,
+}
+
+impl Default for AwsAgentSection {
+    fn default() -> Self {
+        AwsAgentSection {
+            token_headers: vec![
+                "X-Aws-Parameters-Secrets-Token".to_owned(),
+                "X-Vault-Token".to_owned(),
+            ],
+            path_prefix: "/v1/".to_owned(),
+            max_conn: None,
         }
     }
 }
@@ -533,6 +594,24 @@ impl Config {
         Ok(warnings)
     }
 
+    /// Who an AWS instance's credentials are (STS `GetCallerIdentity`), to refuse to start with credentials AWS
+    /// does not take; `None` when `instance` is not an AWS instance.
+    pub async fn aws_caller_identity(
+        &self,
+        instance: &str,
+    ) -> Option<Result<String, keyway_core::ProviderError>> {
+        let settings = match self.providers.get(instance) {
+            Some(p) if p.kind == KindName::Aws => p.aws_settings(self),
+            None if instance == "aws-sm" => AwsSettings {
+                timeout: Duration::from_secs(10),
+                assume: self.aws_assume.clone(),
+                ..AwsSettings::default()
+            },
+            _ => return None,
+        };
+        Some(AwsProvider::new(settings).caller_identity().await)
+    }
+
     /// Builds the resolver: the three default instances from the standard environment, then the configured ones.
     /// `local_dir` is the default local store (`$KEYWAY_LOCAL_DIR` or `./secrets`).
     pub fn resolver(&self, local_dir: PathBuf) -> Result<Resolver, ConfigError> {
@@ -700,6 +779,21 @@ impl ProviderConfig {
         Ok(())
     }
 
+    /// An AWS instance's settings, with the role the mapping chose in `config` (instances on the standard
+    /// credential chain only: an anonymous instance is an emulator's).
+    fn aws_settings(&self, config: &Config) -> AwsSettings {
+        let anonymous = self.credentials.as_deref() == Some("anonymous");
+        AwsSettings {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint: self.endpoint.clone(),
+            anonymous,
+            timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
+            static_keys: None,
+            assume: config.aws_assume.clone().filter(|_| !anonymous),
+        }
+    }
+
     /// The provider, with the identity the mapping chose in `config` (instances on the standard credential
     /// chain only: an anonymous instance is an emulator's).
     fn build(&self, config: &Config) -> Result<(Arc<dyn Provider>, CachePolicy), ConfigError> {
@@ -716,15 +810,7 @@ impl ProviderConfig {
         let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
         let anonymous = self.credentials.as_deref() == Some("anonymous");
         let provider: Arc<dyn Provider> = match self.kind {
-            KindName::Aws => Arc::new(AwsProvider::new(AwsSettings {
-                region: self.region.clone(),
-                profile: self.profile.clone(),
-                endpoint: self.endpoint.clone(),
-                anonymous,
-                timeout,
-                static_keys: None,
-                assume: config.aws_assume.clone().filter(|_| !anonymous),
-            })),
+            KindName::Aws => Arc::new(AwsProvider::new(self.aws_settings(config))),
             KindName::Gcp => Arc::new(GcpProvider::new(GcpSettings {
                 project: self.project.clone(),
                 location: self.location.clone(),

@@ -5,6 +5,7 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod agent;
 mod canary;
 mod completion;
 mod deploy;
