@@ -83,6 +83,10 @@ def test_list_secrets_pages_through_everything(client):
     assert names == [f"s{i:02d}" for i in range(30)]
     filtered = [s.name for s in client.list_secrets(request={"parent": f"projects/{PROJECT}", "filter": "name:s2"})]
     assert len(filtered) == 10
+    # Terms joined with OR, as the documentation's filter examples are (`name:Dev OR name:Ray`).
+    either = [s.name.rsplit("/", 1)[1] for s in client.list_secrets(
+        request={"parent": f"projects/{PROJECT}", "filter": "name:s05 OR name:s17"})]
+    assert either == ["s05", "s17"]
 
 
 def test_list_versions_newest_first(client):

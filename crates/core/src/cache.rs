@@ -573,7 +573,10 @@ mod tests {
                 },
             })
         }
-        async fn list(&self, _filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+        async fn list(
+            &self,
+            _filter: Option<&crate::ListFilter>,
+        ) -> Result<Vec<String>, ProviderError> {
             Ok(Vec::new())
         }
     }

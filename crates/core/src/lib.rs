@@ -27,7 +27,7 @@ pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
 pub use error::{Answer, Error, ErrorKind, JsonProblem, ProviderError, Upstream};
-pub use provider::{Provider, RateLimited};
+pub use provider::{ListFilter, Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};
 pub use selector::{Selector, SelectorError};

@@ -20,8 +20,38 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Fetches one version of one secret.
     async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError>;
 
-    /// Lists secret names, following every page; `filter` narrows by name where the backend supports it.
-    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError>;
+    /// Lists secret names, following every page; `filter` narrows the listing.
+    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError>;
+}
+
+/// What a listing narrows to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListFilter {
+    /// Names starting with this, on every backend (`keyway list --filter`, the daemon's `/v1/list`).
+    Prefix(String),
+    /// AWS `ListSecrets` `Filters`, each a key (`name`, `description`, `tag-key`, `tag-value`, `primary-region`,
+    /// `owning-service`, `all`) and its values, passed to AWS unchanged (as raysecretsproxy passes boto3's).
+    Aws(Vec<(String, Vec<String>)>),
+    /// A GCP `ListSecrets` filter expression (`name:prod OR labels.team=ml`), passed to Google unchanged.
+    Gcp(String),
+}
+
+impl ListFilter {
+    /// The error of a backend handed another backend's filter.
+    pub fn not_for(&self, kind: BackendKind) -> ProviderError {
+        ProviderError::new(
+            crate::ErrorKind::Invalid,
+            format!(
+                "a {} listing filter does not apply to a {} instance; give a name prefix",
+                match self {
+                    ListFilter::Aws(_) => "AWS",
+                    ListFilter::Gcp(_) => "GCP",
+                    ListFilter::Prefix(_) => "prefix",
+                },
+                kind.as_str()
+            ),
+        )
+    }
 }
 
 /// Bounds the rate of upstream calls of one provider instance (a token bucket: `per_second` calls per
@@ -65,7 +95,7 @@ impl Provider for RateLimited {
         self.inner.fetch(target).await
     }
 
-    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError> {
         self.limiter.until_ready().await;
         self.inner.list(filter).await
     }

@@ -167,8 +167,18 @@ impl Resolver {
         futures::future::join_all(references.iter().map(|r| self.resolve(r, lookup))).await
     }
 
-    /// Lists the secret names of an instance.
-    pub async fn list(&self, instance: &str, filter: Option<&str>) -> Result<Vec<String>, Error> {
+    /// Lists the secret names of an instance, those starting with `prefix` when one is given.
+    pub async fn list(&self, instance: &str, prefix: Option<&str>) -> Result<Vec<String>, Error> {
+        let filter = prefix.map(|p| crate::ListFilter::Prefix(p.to_owned()));
+        self.list_with(instance, filter.as_ref()).await
+    }
+
+    /// Lists the secret names of an instance, narrowed by `filter` (a prefix, or the backend's own filter).
+    pub async fn list_with(
+        &self,
+        instance: &str,
+        filter: Option<&crate::ListFilter>,
+    ) -> Result<Vec<String>, Error> {
         let backend = self.backend(instance)?;
         backend
             .provider

@@ -323,7 +323,10 @@ impl Provider for Observed {
         result
     }
 
-    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+    async fn list(
+        &self,
+        filter: Option<&keyway_core::ListFilter>,
+    ) -> Result<Vec<String>, ProviderError> {
         let started = Instant::now();
         let result = self.inner.list(filter).await;
         self.record(started, &result);

@@ -18,7 +18,8 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use keyway_core::Answer;
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
 use keyway_core::{
-    Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue, Upstream,
+    Encoding, ErrorKind, ListFilter, Provider, ProviderError, Secret, SecretMeta, SecretValue,
+    Upstream,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
@@ -445,15 +446,29 @@ impl Provider for AwsProvider {
         })
     }
 
-    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError> {
         let mut request = self.home_client().await?.list_secrets().max_results(100);
-        if let Some(filter) = filter {
-            request = request.filters(
-                Filter::builder()
-                    .key(FilterNameStringType::Name)
-                    .values(filter)
-                    .build(),
-            );
+        match filter {
+            None => {}
+            Some(ListFilter::Prefix(prefix)) => {
+                request = request.filters(
+                    Filter::builder()
+                        .key(FilterNameStringType::Name)
+                        .values(prefix)
+                        .build(),
+                );
+            }
+            Some(ListFilter::Aws(filters)) => {
+                for (key, values) in filters {
+                    request = request.filters(
+                        Filter::builder()
+                            .key(FilterNameStringType::from(key.as_str()))
+                            .set_values(Some(values.clone()))
+                            .build(),
+                    );
+                }
+            }
+            Some(other) => return Err(other.not_for(BackendKind::Aws)),
         }
         let mut pages = request.into_paginator().send();
         let mut names = Vec::new();

@@ -15,7 +15,8 @@ use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use keyway_core::reference::{BackendKind, Target};
 use keyway_core::{
-    Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue, Upstream,
+    Answer, Encoding, ErrorKind, ListFilter, Provider, ProviderError, Secret, SecretMeta,
+    SecretValue, Upstream,
 };
 use tokio::sync::OnceCell;
 
@@ -241,7 +242,7 @@ impl Provider for GcpProvider {
         })
     }
 
-    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError> {
         let project = self.project(None).await?;
         let location = self.settings.location.as_deref();
         let parent = parent(project, location);
@@ -251,8 +252,14 @@ impl Provider for GcpProvider {
             .list_secrets()
             .set_parent(parent.clone())
             .set_page_size(250);
-        if let Some(filter) = filter {
-            request = request.set_filter(format!("name:{filter}"));
+        let expression = match filter {
+            None => None,
+            Some(ListFilter::Prefix(prefix)) => Some(format!("name:{prefix}")),
+            Some(ListFilter::Gcp(expression)) => Some(expression.clone()),
+            Some(other) => return Err(other.not_for(BackendKind::Gcp)),
+        };
+        if let Some(expression) = expression {
+            request = request.set_filter(expression);
         }
         let mut items = request.by_item();
         let mut names = Vec::new();
@@ -350,9 +357,34 @@ fn classify(err: google_cloud_gax::error::Error, name: &str) -> ProviderError {
         None if err.is_connect() => Some(Upstream::Unreachable),
         None => None,
     };
+    // Google's own status and message, for the drop-ins that raise what Google's client raises.
+    let answer = err.status().map(|status| Answer {
+        status: err
+            .http_status_code()
+            .unwrap_or_else(|| http_status(status.code)),
+        message: status.message.clone(),
+    });
     ProviderError::new(kind, message)
         .with_upstream(upstream)
+        .with_answer(answer)
         .with_source(err)
+}
+
+/// The HTTP status of a gRPC code (`google.rpc.Code`'s mapping), for an error that came without one.
+fn http_status(code: Code) -> u16 {
+    match code {
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 429,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        _ => 500,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 use keyway_core::reference::{BackendKind, Target};
-use keyway_core::{Encoding, ErrorKind, Provider, ProviderError, Secret, SecretMeta, SecretValue};
+use keyway_core::{
+    Encoding, ErrorKind, ListFilter, Provider, ProviderError, Secret, SecretMeta, SecretValue,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Settings of one local instance.
@@ -316,7 +318,12 @@ impl Provider for LocalProvider {
         ))
     }
 
-    async fn list(&self, filter: Option<&str>) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError> {
+        let filter = match filter {
+            None => None,
+            Some(ListFilter::Prefix(prefix)) => Some(prefix.as_str()),
+            Some(other) => return Err(other.not_for(BackendKind::Local)),
+        };
         let mut names = Vec::new();
         if let Some(file) = &self.settings.file {
             let mut entries = read_entries(file).await?;

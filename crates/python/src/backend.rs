@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use keyway_core::cache::Key;
 use keyway_core::reference::Target;
-use keyway_core::{Cache, CacheConfig, CachePolicy, Provider, Resolver, Ttl};
+use keyway_core::{Cache, CacheConfig, CachePolicy, ListFilter, Provider, Resolver, Ttl};
 use keyway_providers::aws::{AwsProvider, AwsSettings, StaticKeys};
 use keyway_providers::gcp::{GcpProvider, GcpSettings};
 use pyo3::prelude::*;
@@ -125,7 +125,11 @@ impl Backend {
         }
         let text = match &self.settings {
             Settings::Aws(_) => match (version_id, version_stage) {
-                (Some(id), _) => format!("{INSTANCE}://{name}?version-id={id}"),
+                // Both go to AWS, which refuses them when they name different versions (as boto3's call would).
+                (Some(id), Some(stage)) => {
+                    format!("{INSTANCE}://{name}?version-id={id}&version-stage={stage}")
+                }
+                (Some(id), None) => format!("{INSTANCE}://{name}?version-id={id}"),
                 (None, Some(stage)) => format!("{INSTANCE}://{name}?version-stage={stage}"),
                 (None, None) => format!("{INSTANCE}://{name}"),
             },
@@ -149,6 +153,7 @@ impl Backend {
 fn metadata<'py>(
     py: Python<'py>,
     resolved: &keyway_core::Resolved,
+    gcp: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let meta = &resolved.secret.meta;
     let dict = PyDict::new(py);
@@ -163,6 +168,10 @@ fn metadata<'py>(
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     dict.set_item("FetchedAt", fetched)?;
+    if gcp {
+        // What Secret Manager's payload carries beside the data (verified by the provider on every fetch).
+        dict.set_item("DataCrc32c", crc32c::crc32c(resolved.secret.value.expose()))?;
+    }
     Ok(dict)
 }
 
@@ -266,7 +275,7 @@ impl Backend {
         };
         Ok((
             PyBytes::new(py, resolved.secret.value.expose()),
-            metadata(py, &resolved)?,
+            metadata(py, &resolved, matches!(self.settings, Settings::Gcp(_)))?,
             reusable.map(|d| d.as_secs_f64()),
         ))
     }
@@ -298,12 +307,30 @@ impl Backend {
             .collect())
     }
 
-    /// Every secret name (all pages), optionally filtered by name.
-    #[pyo3(signature = (filter=None))]
-    fn list(&self, py: Python<'_>, filter: Option<&str>) -> PyResult<Vec<String>> {
+    /// Every secret name (all pages): those starting with `prefix`, or those AWS's `Filters` (`aws_filters`, each
+    /// a key and its values) or GCP's filter expression (`gcp_filter`) select, passed on unchanged.
+    #[pyo3(signature = (prefix=None, *, aws_filters=None, gcp_filter=None))]
+    fn list(
+        &self,
+        py: Python<'_>,
+        prefix: Option<String>,
+        aws_filters: Option<Vec<(String, Vec<String>)>>,
+        gcp_filter: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let filter = match (prefix, aws_filters, gcp_filter) {
+            (None, None, None) => None,
+            (Some(prefix), None, None) => Some(ListFilter::Prefix(prefix)),
+            (None, Some(filters), None) => Some(ListFilter::Aws(filters)),
+            (None, None, Some(expression)) => Some(ListFilter::Gcp(expression)),
+            _ => {
+                return Err(InvalidReference::new_err(
+                    "give one of prefix, aws_filters and gcp_filter",
+                ));
+            }
+        };
         let rt = runtime()?;
         let resolver = self.resolver()?;
-        py.detach(|| rt.block_on(resolver.list(INSTANCE, filter)))
+        py.detach(|| rt.block_on(resolver.list_with(INSTANCE, filter.as_ref())))
             .map_err(|e| to_py(&e))
     }
 

@@ -79,12 +79,18 @@ pub(crate) fn to_py(e: &Error) -> PyErr {
         _ => KeywayError::new_err(message),
     };
     let (code, failure) = Upstream::to_parts(e.upstream());
+    let (status, said) = e
+        .answer()
+        .map_or((None, None), |a| (Some(a.status), Some(a.message.clone())));
     Python::attach(|py| {
         let value = err.value(py);
         // Setting an attribute on a fresh exception instance fails only when memory runs out; the error of
         // the right kind is raised either way.
         let _ = value.setattr("upstream_code", code);
         let _ = value.setattr("failure", failure);
+        // The backend's own HTTP status and message, for the drop-ins that raise what its client raises.
+        let _ = value.setattr("upstream_status", status);
+        let _ = value.setattr("upstream_message", said);
     });
     err
 }

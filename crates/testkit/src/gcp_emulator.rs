@@ -186,13 +186,17 @@ fn page<T: Clone>(items: &[T], params: &HashMap<String, String>) -> (Vec<T>, Opt
     (slice, (end < items.len()).then(|| end.to_string()))
 }
 
-/// `name:TEXT` (substring) filters, the form readers use.
+/// `name:TEXT` (substring) filters, the form readers use, joined with ` OR ` (`name:dev OR name:ray`); other
+/// terms match everything.
 fn matches_filter(name: &str, params: &HashMap<String, String>) -> bool {
+    let id = name.rsplit('/').next().unwrap_or(name);
     match params.get("filter").map(String::as_str) {
         None | Some("") => true,
-        Some(f) => f
-            .strip_prefix("name:")
-            .is_none_or(|needle| name.rsplit('/').next().unwrap_or(name).contains(needle)),
+        Some(f) => f.split(" OR ").any(|term| {
+            term.trim()
+                .strip_prefix("name:")
+                .is_none_or(|needle| id.contains(needle))
+        }),
     }
 }
 

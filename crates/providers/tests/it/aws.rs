@@ -1,3 +1,4 @@
+use keyway_core::ListFilter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,7 +227,9 @@ async fn list_follows_every_page_and_filters() {
     assert_eq!(names.len(), 131);
     assert_eq!(names[0], "other/x");
     assert_eq!(
-        p.list(Some("other")).await.unwrap(),
+        p.list(Some(&ListFilter::Prefix("other".into())))
+            .await
+            .unwrap(),
         vec!["other/x".to_owned()]
     );
 }

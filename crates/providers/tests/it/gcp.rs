@@ -1,3 +1,4 @@
+use keyway_core::ListFilter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -220,7 +221,12 @@ async fn list_follows_every_page_and_filters() {
     let names = p.list(None).await.unwrap();
     assert_eq!(names.len(), 261);
     assert!(!names.contains(&"hidden".to_owned()));
-    assert_eq!(p.list(Some("oth")).await.unwrap(), vec!["other".to_owned()]);
+    assert_eq!(
+        p.list(Some(&ListFilter::Prefix("oth".into())))
+            .await
+            .unwrap(),
+        vec!["other".to_owned()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,3 +1,4 @@
+use keyway_core::ListFilter;
 use std::sync::Arc;
 
 use keyway_core::reference::Target;
@@ -32,7 +33,9 @@ async fn directory_files_nested_and_listed() {
         vec!["github".to_owned(), "team/db".to_owned()]
     );
     assert_eq!(
-        p.list(Some("team")).await.unwrap(),
+        p.list(Some(&ListFilter::Prefix("team".into())))
+            .await
+            .unwrap(),
         vec!["team/db".to_owned()]
     );
     let err = p.fetch(&target("nope")).await.unwrap_err();

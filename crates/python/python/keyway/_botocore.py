@@ -7,7 +7,9 @@ or ``ReadTimeoutError`` when it did not, ``NoCredentialsError`` when nothing cou
 ``keyway.PermissionDenied`` and the rest. Where botocore is installed (it is, wherever raysecretsproxy was), each
 class here is both, chosen by the error's ``failure`` and ``upstream_code`` (AWS's own code, as boto3 would
 report it), so either ``except`` works; without botocore the operator raises Keyway's own. Imported only when an
-error is raised. Messages are Keyway's (they hold no value).
+error is raised. A ``ClientError``'s message is AWS's own, as boto3 words it (``An error occurred (CODE) when
+calling the OPERATION operation: MESSAGE``); Keyway's, which says what to do, is ``keyway_message`` (none holds a
+value).
 """
 
 from typing import Dict, List, Optional, Tuple, Type, cast
@@ -26,6 +28,8 @@ class _Both(_bc.ClientError):
     def __init__(self, error_response, operation_name):
         super().__init__(error_response, operation_name)
         self.upstream_code, self.failure = error_response["Error"]["Code"], None
+        # In the response, which is what pickles with it (see __reduce__).
+        self.keyway_message = error_response["Error"].get("KeywayMessage")
 
     def __reduce__(self):
         # ClientError pickles as a plain ClientError; keep the class (module-level, so picklable by name), which
@@ -100,6 +104,10 @@ def translate(error: keyway.KeywayError, operation: str, endpoint_url: Optional[
             code = getattr(error, "upstream_code", None) or both.default_code
             if code is None:
                 return error
-            response = {"Error": {"Code": code, "Message": str(error)}, "ResponseMetadata": {}}
+            said = getattr(error, "upstream_message", None)
+            status = getattr(error, "upstream_status", None)
+            response = {"Error": {"Code": code, "Message": str(error) if said is None else said,
+                                  "KeywayMessage": str(error)},
+                        "ResponseMetadata": {} if status is None else {"HTTPStatusCode": status}}
             return both(response, operation)
     return error

@@ -8,7 +8,8 @@ was), each class here is both: the class of the gRPC code Secret Manager answere
 ``upstream_code``: ``PermissionDenied``, ``FailedPrecondition``, ..., each a subclass of its HTTP status's
 class, so caught where the original's were), or of the failure before it answered (``failure``), or else the
 kind's, so either ``except`` works; without it the operator raises Keyway's own. Imported only when an error is
-raised. Messages are Keyway's (they hold no value).
+raised. The message is Google's own, as the original passes it on (``404 Secret [...] not found ...``); Keyway's,
+which says what to do, is ``keyway_message`` (none holds a value).
 """
 
 from typing import Dict, List, Optional, Tuple, Type
@@ -93,6 +94,9 @@ def translate(error: keyway.KeywayError) -> keyway.KeywayError:
         both = next((b for kind, b in _BY_KIND if isinstance(error, kind)), None)
     if both is None:
         return error
-    translated = both(str(error))
-    translated.upstream_code, translated.failure = code, failure  # instance attributes: pickled with it
+    said = getattr(error, "upstream_message", None)
+    translated = both(str(error) if said is None else said)
+    # Instance attributes: pickled with it.
+    translated.upstream_code, translated.failure = code, failure
+    translated.keyway_message = str(error)  # type: ignore[attr-defined]
     return translated

@@ -36,8 +36,12 @@ class KeywayError(Exception):
     """The backend's own error code behind it (AWS ``ThrottlingException``, gRPC ``PERMISSION_DENIED``), if any."""
     failure: str | None
     """A failure before the backend answered: ``unreachable``, ``connect_timeout``, ``read_timeout``,
-    ``no_credentials`` or ``no_region``; ``None`` otherwise. Both are set on every error Keyway raises, through a daemon too (not
-    on one constructed in Python)."""
+    ``no_credentials``, ``no_region`` or ``bad_response``; ``None`` otherwise. Both are set on every error Keyway raises,
+    through a daemon too (not on one constructed in Python)."""
+    upstream_status: int | None
+    """The backend's own HTTP status, where it answered with an error (not carried through a daemon)."""
+    upstream_message: str | None
+    """The backend's own message, where it answered with an error (not carried through a daemon)."""
 
 class NotFound(KeywayError): ...
 class PermissionDenied(KeywayError): ...
@@ -133,7 +137,13 @@ class Backend:
         """``(value, metadata, reusable_for)``: the seconds the answer may be handed out again without asking
         (until the read that would start a refresh-ahead; None: until purged; 0: not at all)."""
     def warm(self, names: Sequence[str], ttl: float | None = None) -> list[tuple[str, str | None]]: ...
-    def list(self, filter: str | None = None) -> list[str]: ...
+    def list(
+        self,
+        prefix: str | None = None,
+        *,
+        aws_filters: builtins.list[tuple[str, builtins.list[str]]] | None = None,
+        gcp_filter: str | None = None,
+    ) -> builtins.list[str]: ...
     def secret_name(self, name: str) -> str:
         """The secret ``name`` is for, as ``cached`` names it (``projects/P/secrets/S`` for a GCP secret)."""
     # After `def list`, `list` in this class names the method: the builtin is `builtins.list`.

@@ -13,6 +13,7 @@ pass credentials to operators when jobs of different owners share a cluster; use
 
 from __future__ import annotations
 
+import concurrent.futures
 import copyreg
 import importlib
 import logging
@@ -58,7 +59,8 @@ class RaySecret:
     __slots__ = ("create_timestamp", "secret_name", "metadata", "ttl", "_secret", "_serialized")
 
     def __init__(self, secret_name: str, secret: bytes, ttl=-1, metadata={}) -> None:  # noqa: B006 (original API)
-        self.create_timestamp = int(metadata.get("FetchedAt", time())) if isinstance(metadata, dict) else int(time())
+        # The proxy sets it to when the value was fetched, so a cached answer expires as the first one would.
+        self.create_timestamp = int(time())
         self.secret_name = secret_name
         self.metadata = metadata
         self.ttl = ttl
@@ -82,7 +84,9 @@ class RaySecret:
         return self._secret
 
     def is_expired(self) -> bool:
-        if self.ttl is None or self.ttl < 0 or (int(time()) - self.create_timestamp) <= self.ttl:
+        # The original's rule: -1 never expires, any other negative always has, whole seconds otherwise; None
+        # (an operator's get_secret called without a ttl, where the original raises TypeError) never expires.
+        if self.ttl is None or self.ttl == -1 or (int(time()) - self.create_timestamp) <= self.ttl:
             return False
         return True
 
@@ -135,13 +139,14 @@ class RaySecretOperator:
 
 class _KeywayOperator(RaySecretOperator):
     """Keyway's own operators: a Rust ``Backend`` answers ``_lookup``, which also says for how many seconds the
-    answer may be handed out again without asking (None: until purged); ``_fetch`` is the original's API."""
+    answer may be handed out again without asking (None: until purged) and when it was fetched (epoch seconds);
+    ``_fetch`` is the original's API."""
 
     def initialize(self, default_ttl: float = -1) -> None:
         raise NotImplementedError
 
     def _lookup(self, secret_name: str, ttl: Optional[float] = None,
-                **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
+                **kwargs) -> Tuple[bytes, Any, Optional[float], float]:
         raise NotImplementedError
 
     def _started(self) -> Backend:
@@ -154,8 +159,8 @@ class _KeywayOperator(RaySecretOperator):
             assert backend is not None, "initialize() builds the backend"
         return backend
 
-    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Dict]:
-        value, metadata, _ = self._lookup(secret_name, ttl, **kwargs)
+    def _fetch(self, secret_name: str, ttl: Optional[float] = None, **kwargs) -> Tuple[bytes, Any]:
+        value, metadata, _, _ = self._lookup(secret_name, ttl, **kwargs)
         return value, metadata
 
 
@@ -170,16 +175,31 @@ def _translated(module: str, error: KeywayError, *args) -> KeywayError:
 
 
 class SecretNotFound(NotFound, ValueError):
-    """The original's ``ValueError`` for a secret AWS does not have, which is ``keyway.NotFound`` too."""
+    """The original's ``ValueError`` for a secret AWS does not have, which is ``keyway.NotFound`` too; its message is
+    the original's, Keyway's (which says what to do) is ``keyway_message``."""
+
+    keyway_message: Optional[str] = None
 
 
 class InvalidSecretRequest(InvalidReference, ValueError):
     """The original's ``ValueError`` for a request AWS refuses as invalid, which is ``keyway.InvalidReference`` too."""
 
+    keyway_message: Optional[str] = None
 
-def _not_found(secret_name: str, kwargs: Dict) -> ValueError:
-    # The original's message, and like it the request's arguments (names and version labels, never a value).
-    return SecretNotFound(f"Cannot find secret {secret_name} associated arguments: {kwargs}")
+
+#: AWS's codes the original reads as "no such secret" (a ValueError), each with its message.
+_AWS_NOT_FOUND = ("InvalidParameterException", "InvalidRequestException", "ResourceNotFoundException")
+
+
+def _not_found(secret_name: str, kwargs: Dict, error: Optional[KeywayError] = None) -> ValueError:
+    # The original's message: the request's arguments as boto3 got them, SecretId set last (names and version
+    # labels, never a value). Keyway's own message, which says what to do, rides along as `keyway_message`.
+    arguments = dict(kwargs)
+    arguments["SecretId"] = secret_name
+    cls = InvalidSecretRequest if isinstance(error, InvalidReference) else SecretNotFound
+    raised = cls(f"Cannot find secret {secret_name} associated arguments: {arguments}")
+    raised.keyway_message = str(error) if error is not None else None
+    return raised
 
 
 class AWSRaySecretOperator(_KeywayOperator):
@@ -230,43 +250,55 @@ class AWSRaySecretOperator(_KeywayOperator):
         return self.__kwargs.get("endpoint_url") or default
 
     def _lookup(self, secret_name: str, ttl: Optional[float] = None,
-                **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
+                **kwargs) -> Tuple[bytes, Any, Optional[float], float]:
         try:
             value, metadata, reusable = self._started().get(secret_name, ttl=None if ttl is None else float(ttl),
                                                            version_stage=kwargs.get("VersionStage"),
                                                            version_id=kwargs.get("VersionId"))
-        except NotFound:
-            raise _not_found(secret_name, kwargs) from None
-        except InvalidReference as e:
-            raise InvalidSecretRequest(str(e)) from None
         except KeywayError as e:
+            if isinstance(e, (NotFound, InvalidReference)) or getattr(e, "upstream_code", None) in _AWS_NOT_FOUND:
+                raise _not_found(secret_name, kwargs, e) from None
             raise _translated("_botocore", e, "GetSecretValue", self._endpoint_url()) from None
-        metadata["ARN"] = metadata.pop("Name")
-        return value, metadata, reusable
+        # The original's metadata: boto3's answer without the value, Name and ResponseMetadata, in its order.
+        shaped: Dict[str, Any] = {"ARN": metadata["Name"], "VersionId": metadata["VersionId"],
+                                  "VersionStages": metadata["VersionStages"]}
+        created = metadata.get("CreatedDate")
+        if created is not None:
+            shaped["CreatedDate"] = _aws_datetime(float(cast("float", created)))
+        return value, shaped, reusable, float(cast("float", metadata["FetchedAt"]))
 
     def list_secrets(self, filter=None) -> List[str]:
         backend = self._started()
-        prefixes = _aws_name_prefixes(filter)
         try:
-            if prefixes is None:
-                return backend.list(None)
-            # AWS ORs the values of one filter: one listing per value, merged in order.
-            return list(dict.fromkeys(name for prefix in prefixes for name in backend.list(prefix)))
+            if filter is None:
+                return backend.list()
+            if isinstance(filter, str):  # Keyway's own: a name prefix
+                return backend.list(filter)
+            # The original's Filters, passed to AWS unchanged, on every page.
+            return backend.list(aws_filters=_aws_filters(filter))
         except KeywayError as e:
             raise _translated("_botocore", e, "ListSecrets", self._endpoint_url()) from None
 
 
-def _aws_name_prefixes(filter) -> Optional[List[str]]:
-    """boto3's ``Filters=[{"Key": "name", "Values": [...]}]`` (or one prefix as a string) to the name prefixes to
-    list; any other filter is refused rather than ignored."""
-    if filter is None:
-        return None
-    if isinstance(filter, str):
-        return [filter]
-    filters = list(filter)
-    if len(filters) != 1 or filters[0].get("Key") != "name" or not filters[0].get("Values"):
-        raise ValueError('only one `name` filter is supported: Filters=[{"Key": "name", "Values": [...]}]')
-    return list(filters[0]["Values"])
+def _aws_filters(filter) -> List[Tuple[str, List[str]]]:
+    """boto3's ``Filters`` (``[{"Key": "tag-key", "Values": ["team"]}, ...]``), for AWS unchanged."""
+    try:
+        return [(str(f["Key"]), [str(v) for v in f["Values"]]) for f in filter]
+    except (TypeError, KeyError) as e:
+        raise TypeError('Filters is a list of {"Key": ..., "Values": [...]}, as boto3 takes it') from e
+
+
+def _aws_datetime(seconds: float):
+    """A ``CreatedDate`` as botocore parses it: a datetime in the local zone (dateutil's, as botocore's), or UTC."""
+    import datetime
+
+    try:
+        from dateutil.tz import tzlocal  # type: ignore[import-untyped]
+
+        zone: datetime.tzinfo = tzlocal()
+    except ImportError:
+        zone = datetime.timezone.utc
+    return datetime.datetime.fromtimestamp(seconds, zone)
 
 
 class GCPRaySecretOperator(_KeywayOperator):
@@ -305,19 +337,32 @@ class GCPRaySecretOperator(_KeywayOperator):
         return self.__backend
 
     def _lookup(self, secret_name: str, ttl: Optional[float] = None,
-                **kwargs) -> Tuple[bytes, Dict, Optional[float]]:
+                **kwargs) -> Tuple[bytes, Any, Optional[float], float]:
         try:
-            return self._started().get(secret_name, ttl=None if ttl is None else float(ttl),
-                                      version=kwargs.get("version"))
+            value, metadata, reusable = self._started().get(secret_name, ttl=None if ttl is None else float(ttl),
+                                                           version=kwargs.get("version"))
         except KeywayError as e:
             raise _translated("_google", e) from None
+        crc32c, fetched_at = cast("int", metadata["DataCrc32c"]), cast("float", metadata["FetchedAt"])
+        return value, _payload(crc32c), reusable, fetched_at
 
     def list_secrets(self, filter=None) -> List[str]:
         try:
-            names = self._started().list(filter)
+            # The original's filter expression, passed to Google unchanged.
+            names = self._started().list(gcp_filter=filter) if filter is not None else self._started().list()
         except KeywayError as e:
             raise _translated("_google", e) from None
         return [f"projects/{self.__project}/secrets/{n}" for n in names]
+
+
+def _payload(crc32c: int) -> Any:
+    """The original's GCP metadata: the ``SecretPayload`` of the answer with its data cleared (its ``data_crc32c``
+    kept), where Google's client is installed; else a dict of that field."""
+    try:
+        from google.cloud import secretmanager
+    except ImportError:
+        return {"data_crc32c": crc32c}
+    return secretmanager.SecretPayload(data_crc32c=crc32c)
 
 
 #: Ray's own serializer of this process, once `_serve_kept_serializations` put its hook in front of it.
@@ -395,11 +440,30 @@ class _Proxy:
                 else:
                     self.__spell(name)
             return
-        for name in names:
+        # A user's operator: its _fetch calls block on IO (and release the GIL), so they run side by side, each
+        # failure logged as the original logs it; the cache takes the answers in the order asked.
+        names = list(names)
+        if not names:
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(_HYDRATE_THREADS, len(names))) as pool:
+            futures = [pool.submit(self.__fetch_for_cache, name) for name in names]
+        for name, future in zip(names, futures, strict=True):
             try:
-                self.get_secret(secret_name=name)
+                secret = future.result()
             except Exception:
                 logger.exception("hydrating the cache for secret %s", name)
+                continue
+            if secret is not None:
+                with self.__lock:
+                    self.__vault[secret.secret_name] = secret
+
+    def __fetch_for_cache(self, name: str) -> Optional[RaySecret]:
+        """A user operator's answer for hydrate_cache, or None when the cache holds a fresh one already."""
+        with self.__lock:
+            cached = self.__vault.get(name)
+        if cached is not None and not cached.is_expired():
+            return None
+        return self.__operator.get_secret(secret_name=name, ttl=self.default_ttl)
 
     def purge_cache(self) -> None:
         if self.__backend is not None:
@@ -427,16 +491,20 @@ class _Proxy:
             if ready is not None and (ready[1] is None or monotonic() < ready[1]):
                 return ready[0]
             purges = self.__purges
-            # The Rust cache decides: ttl 0 asks the upstream, negative never expires.
-            effective = 0 if self.default_ttl == 0 else ttl
+            # The Rust cache decides: ttl 0 asks the upstream, -1 never expires, and as in the original any other
+            # negative has always expired, so it asks each time too.
+            effective = 0 if self.default_ttl == 0 or (ttl is not None and ttl < 0 and ttl != -1) else ttl
+            fetched_at = time()
             if self.__lookup is not None:
-                value, metadata, reusable = self.__lookup(secret_name, ttl=effective, **kwargs)
+                value, metadata, reusable, fetched_at = self.__lookup(secret_name, ttl=effective, **kwargs)
             else:
                 value, metadata = self.__operator._fetch(secret_name, ttl=effective, **kwargs)
                 reusable = 0
             if secret_name not in self.__spelled:
                 self.__spell(secret_name)
             secret = RaySecret(secret_name=secret_name, secret=value, ttl=ttl, metadata=metadata)
+            # Expiry counts from the fetch, as in the original, whose cached RaySecret is the one first built.
+            secret.create_timestamp = int(fetched_at)
             if reusable != 0 and not kwargs:
                 self.__keep((secret_name, ttl), secret, reusable, purges)
             return secret
@@ -486,6 +554,9 @@ class _Proxy:
         self.__purges += 1
         self.__ready = {}
 
+
+#: Fetches a user's operator runs at once in ``hydrate_cache``: each is a blocking call to its upstream.
+_HYDRATE_THREADS = 16
 
 #: Answers `_Proxy` keeps ready at most (distinct names and ttls asked within their reuse time); past it, they
 #: are dropped and rebuilt from the Rust cache.
