@@ -10,8 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use keyway_providers::Config;
-use keyway_providers::config::{AwsAgentSection, TokenConfig};
+use keyway_config::Config;
+use keyway_daemon::{AwsAgentSection, TokenConfig};
+use keyway_providers::config::{AwsConfig, Backend, ProviderConfig};
 use serde_json::Value;
 
 const INVALID_LOG_LEVEL: &str = "The log level specified in the configuration file isn't valid. The log level must be DEBUG, INFO, WARN, ERROR, or NONE.";
@@ -473,22 +474,19 @@ impl AgentSettings {
     pub fn apply(&self, config: &mut Config) -> Result<(), String> {
         let provider = config
             .providers
+            .providers
             .entry("aws-sm".to_owned())
-            .or_insert_with(|| {
-                keyway_providers::config::ProviderConfig::of(
-                    keyway_providers::config::KindName::Aws,
-                )
-            });
-        if self.region.is_some() {
-            provider.region.clone_from(&self.region);
+            .or_insert_with(|| ProviderConfig::new(Backend::Aws(AwsConfig::default())));
+        if let (Backend::Aws(aws), Some(region)) = (&mut provider.backend, &self.region) {
+            aws.region = Some(region.clone());
         }
-        provider.ttl = Some(keyway_providers::config::TtlSetting::Seconds(
-            i64::try_from(self.ttl_seconds).unwrap_or(i64::MAX),
-        ));
+        #[allow(clippy::cast_precision_loss, reason = "at most 3600 seconds")]
+        let ttl = keyway_core::Ttl::from_secs_f64(self.ttl_seconds as f64);
+        provider.policy.ttl = Some(ttl);
         if !self.ignore_transient_errors {
-            provider.max_stale = Some(std::time::Duration::ZERO);
+            provider.policy.max_stale = Some(std::time::Duration::ZERO);
         }
-        config.cache.max_bytes = LARGEST_SECRET * self.cache_size as u64;
+        config.providers.cache.max_bytes = LARGEST_SECRET * self.cache_size as u64;
         config.server.unix = false;
         config.server.tcp = Some(format!("127.0.0.1:{}", self.http_port));
         "aws-sm".clone_into(&mut config.server.aws_compat_instance);

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use base64::Engine as _;
+use keyway_config::Config;
 use keyway_core::{Encoding, Lookup, Resolved, Resolver, SecretRef};
-use keyway_providers::Config;
-use keyway_providers::config::parse_ttl;
 use zeroize::Zeroizing;
 
 use crate::exit::{Many, Usage};
@@ -47,7 +46,7 @@ impl Context {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        let resolver = config.resolver(local_dir)?;
+        let resolver = config.providers.resolver(local_dir)?;
         let socket = socket
             .or_else(|| config.server.socket.clone())
             .unwrap_or_else(keyway_api::default_socket_path);
@@ -137,7 +136,10 @@ impl Context {
 }
 
 fn lookup(ttl: Option<&str>, refresh: bool) -> anyhow::Result<Lookup> {
-    let ttl = ttl.map(parse_ttl).transpose().map_err(Usage)?;
+    let ttl = ttl
+        .map(str::parse::<keyway_core::Ttl>)
+        .transpose()
+        .map_err(Usage)?;
     Ok(Lookup {
         ttl,
         refresh_now: refresh,

@@ -12,7 +12,7 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use keyway_providers::config::GitCredential;
+use keyway_config::git::GitCredential;
 use zeroize::Zeroizing;
 
 use crate::commands::Context;
@@ -67,7 +67,7 @@ impl GitCredentialArgs {
             username: self
                 .username
                 .clone()
-                .unwrap_or_else(keyway_providers::config::default_git_user),
+                .unwrap_or_else(keyway_config::git::default_git_user),
             password: password.clone(),
         }])
     }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use keyway_config::iam::read_spec;
 use keyway_core::mapping::Decision;
-use keyway_providers::iam::read_spec;
 
 use crate::exit::Usage;
 
@@ -40,7 +40,7 @@ enum IamCommand {
     },
 }
 
-fn load(spec: &PathBuf) -> anyhow::Result<keyway_providers::iam::SpecReport> {
+fn load(spec: &PathBuf) -> anyhow::Result<keyway_config::iam::SpecReport> {
     let text =
         std::fs::read_to_string(spec).with_context(|| format!("cannot read {}", spec.display()))?;
     Ok(read_spec(&text))

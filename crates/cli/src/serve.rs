@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use keyway_providers::Config;
+use keyway_config::Config;
 
 use crate::agent::AgentSettings;
 use crate::exit::Usage;
@@ -83,7 +83,7 @@ impl Source {
             agent.apply(&mut config).map_err(Usage)?;
         }
         let labels = workload_labels(&config, &self.labels)?;
-        if let Some((decision, _)) = keyway_providers::iam::apply_mapping(&mut config, &labels)? {
+        if let Some((decision, _)) = keyway_config::iam::apply_mapping(&mut config, &labels)? {
             tracing::info!(%decision, "identity mapping applied");
         }
         Ok(config)
@@ -137,7 +137,7 @@ pub async fn run(
     }
     let config = source.load()?;
     if args.check {
-        for warning in keyway_daemon::check(&config, local_dir)? {
+        for warning in keyway_daemon::check(&config.server, &config.providers, local_dir)? {
             tell!("keyway: warning: {warning}");
         }
         let file = source
@@ -147,7 +147,9 @@ pub async fn run(
         say!("{file}: configuration OK");
         return Ok(());
     }
-    let daemon = keyway_daemon::Daemon::bind(&config, local_dir, activated).await?;
+    let daemon =
+        keyway_daemon::Daemon::bind(&config.server, &config.providers, local_dir, activated)
+            .await?;
     // Before the daemon says it listens: from then on a SIGHUP reloads instead of ending the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
@@ -193,7 +195,7 @@ async fn reload_on_change(
         keyway_daemon::notify::reloading();
         let outcome = match source.load() {
             Ok(new) => reloader
-                .reload(&new)
+                .reload(&new.server, &new.providers)
                 .map(|done| (done, new))
                 .map_err(anyhow::Error::from),
             Err(e) => {
@@ -360,18 +362,18 @@ pub fn run_as_agent(command_line: Vec<std::ffi::OsString>) -> std::process::Exit
         .map_or_else(|| PathBuf::from("secrets"), PathBuf::from);
     runtime.block_on(async {
         if settings.validate_credentials
-            && let Some(Err(e)) = config.aws_caller_identity("aws-sm").await
+            && let Some(Err(e)) = config.providers.aws_caller_identity("aws-sm").await
             && !(settings.ignore_transient_errors && e.kind().is_transient())
         {
             return failed(&format!("Error: {e}"), "");
         }
-        let daemon = match keyway_daemon::Daemon::bind(
-            &config,
+        let bound = keyway_daemon::Daemon::bind(
+            &config.server,
+            &config.providers,
             local_dir,
             keyway_daemon::Activated::default(),
-        )
-        .await
-        {
+        );
+        let daemon = match bound.await {
             Ok(daemon) => daemon,
             Err(keyway_daemon::DaemonError::Listen { address, source }) => {
                 let address = address.strip_prefix("tcp:").unwrap_or(&address);

@@ -6,9 +6,9 @@ use std::io::{Read as _, Write as _};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Pod;
+use keyway_config::Config;
 use keyway_inject::InjectConfig;
 use keyway_inject::flyte::FlyteBackend;
-use keyway_providers::Config;
 use kube_core::admission::AdmissionRequest;
 
 use crate::exit::Usage;
@@ -42,7 +42,7 @@ fn flyte_backend(text: &str) -> anyhow::Result<FlyteBackend> {
 fn k8s_mapping(path: &Path) -> anyhow::Result<keyway_core::mapping::Mapping> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mapping = keyway_providers::iam::read_spec(&text)
+    let mapping = keyway_config::iam::read_spec(&text)
         .into_mapping(&format!("--iam-spec {}", path.display()))
         .map_err(Usage)?;
     if mapping.stack != keyway_core::mapping::Stack::K8s {
@@ -132,7 +132,7 @@ fn inject_config(config: Option<&Path>, args: &WebhookArgs) -> anyhow::Result<In
         None => Config::default(),
     };
     // References in annotations may name the instances this config declares.
-    let instances = config.instances()?;
+    let instances = config.providers.instances()?;
     let flyte = args.flyte.as_deref().map(flyte_backend).transpose()?;
     let mapping = args.iam_spec.as_deref().map(k8s_mapping).transpose()?;
     let mut label_names = std::collections::BTreeMap::new();

@@ -36,6 +36,29 @@ pub enum Ttl {
     Forever,
 }
 
+impl std::str::FromStr for Ttl {
+    type Err = String;
+
+    /// `"5m"` or any humantime duration, `"300"` (seconds), `"0"` (bypass), `"-1"` or `"forever"` (never
+    /// expires): every TTL Keyway reads, from a file, a flag or a request, is read here.
+    fn from_str(text: &str) -> Result<Ttl, String> {
+        let text = text.trim();
+        if text == "forever" || text.starts_with('-') {
+            return Ok(Ttl::Forever);
+        }
+        if let Ok(secs) = text.parse::<f64>() {
+            return Ok(Ttl::from_secs_f64(secs));
+        }
+        humantime::parse_duration(text)
+            .map(|d| if d.is_zero() { Ttl::Bypass } else { Ttl::For(d) })
+            .map_err(|_| {
+                format!(
+                    "`{text}` is not a TTL; write seconds (300), a duration (\"5m\"), 0 to bypass or -1 for never"
+                )
+            })
+    }
+}
+
 impl Ttl {
     /// Reads seconds the way the Ray Secret Proxy does: 0 bypasses, negative never expires.
     pub fn from_secs_f64(secs: f64) -> Ttl {
@@ -538,6 +561,17 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+
+    #[test]
+    fn ttl_text_forms() {
+        let parse = |text: &str| text.parse::<Ttl>();
+        assert_eq!(parse("5m"), Ok(Ttl::For(Duration::from_mins(5))));
+        assert_eq!(parse("300"), Ok(Ttl::For(Duration::from_mins(5))));
+        assert_eq!(parse("0"), Ok(Ttl::Bypass));
+        assert_eq!(parse("-1"), Ok(Ttl::Forever));
+        assert_eq!(parse("forever"), Ok(Ttl::Forever));
+        assert!(parse("x").is_err());
+    }
     use crate::reference::BackendKind;
     use crate::value::{Encoding, SecretMeta, SecretValue};
 

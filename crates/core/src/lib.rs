@@ -18,6 +18,7 @@ fn fuzz_cases(default: u32) -> u32 {
 
 pub mod cache;
 pub mod mapping;
+pub mod mode;
 pub mod provider;
 pub mod reference;
 pub mod resolver;
@@ -27,6 +28,7 @@ pub mod value;
 
 pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
 pub use error::{Answer, Error, ErrorKind, JsonProblem, ProviderError, Upstream};
+pub use mode::FileMode;
 pub use provider::{ListFilter, Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};

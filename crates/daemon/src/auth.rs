@@ -7,10 +7,10 @@ use std::time::SystemTime;
 
 use std::collections::BTreeMap;
 
+use crate::config::{AccessRule, CallerLabels, Callers, ServerSection};
 use globset::{GlobSet, GlobSetBuilder};
 use keyway_core::Instances;
 use keyway_core::selector::{Mode, Selector};
-use keyway_providers::config::{AccessRule, CallerLabels, ServerSection};
 use secrecy::{ExposeSecret as _, SecretBox};
 use serde::Serialize;
 use subtle::ConstantTimeEq as _;
@@ -220,26 +220,15 @@ fn can_match(pattern: &str, instances: &Instances) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a uid/gid/token list names this caller.
-fn names(uids: &[u32], gids: &[u32], tokens: &[String], identity: &Identity) -> bool {
-    match identity {
-        Identity::Unix { uid, gid, .. } => uids.contains(uid) || gids.contains(gid),
-        Identity::Token { token } => tokens.iter().any(|t| t == token),
-    }
-}
-
 struct Rule {
-    uids: Vec<u32>,
-    gids: Vec<u32>,
-    tokens: Vec<String>,
+    callers: Callers,
     selector: Option<Selector>,
     refs: GlobSet,
 }
 
 impl Rule {
     fn covers(&self, identity: &Identity, labels: &BTreeMap<String, String>) -> bool {
-        names(&self.uids, &self.gids, &self.tokens, identity)
-            || self.selector.as_ref().is_some_and(|s| s.matches(labels))
+        self.callers.includes(identity) || self.selector.as_ref().is_some_and(|s| s.matches(labels))
     }
 }
 
@@ -273,16 +262,15 @@ impl Access {
             None => Ok(()),
         };
         for (i, entry) in labels.iter().enumerate() {
-            unknown_token(&entry.tokens, format!("[[server.labels]] entry {}", i + 1))?;
+            unknown_token(
+                &entry.callers.tokens,
+                format!("[[server.labels]] entry {}", i + 1),
+            )?;
         }
         let mut compiled = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            unknown_token(&rule.tokens, format!("access rule {}", i + 1))?;
-            if rule.uids.is_empty()
-                && rule.gids.is_empty()
-                && rule.tokens.is_empty()
-                && rule.selector.is_none()
-            {
+            unknown_token(&rule.callers.tokens, format!("access rule {}", i + 1))?;
+            if rule.callers.is_empty() && rule.selector.is_none() {
                 return Err(DaemonError::Config(format!(
                     "access rule {} names no caller; give uids, gids, tokens or a selector",
                     i + 1
@@ -306,9 +294,7 @@ impl Access {
                 set.add(glob);
             }
             compiled.push(Rule {
-                uids: rule.uids.clone(),
-                gids: rule.gids.clone(),
-                tokens: rule.tokens.clone(),
+                callers: rule.callers.clone(),
                 selector,
                 refs: set
                     .build()
@@ -325,7 +311,7 @@ impl Access {
     fn labels_of(&self, identity: &Identity) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for entry in &self.labels {
-            if names(&entry.uids, &entry.gids, &entry.tokens, identity) {
+            if entry.callers.includes(identity) {
                 out.extend(entry.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }

@@ -12,6 +12,7 @@
 mod agent;
 mod audit;
 mod auth;
+pub mod config;
 mod listen;
 mod memory;
 mod metrics;
@@ -31,8 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use keyway_core::{Lookup, Resolver, SecretRef};
-use keyway_providers::Config;
-use keyway_providers::config::ServerSection;
+use keyway_providers::config::ProvidersConfig;
+
+pub use config::{AccessRule, AwsAgentSection, CallerLabels, Callers, ServerSection, TokenConfig};
 
 /// A start-up failure; the message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +80,16 @@ impl Shared {
     }
 }
 
-/// Builds and checks everything [`Daemon::bind`] would from `config`, without binding a listener or locking
-/// memory (`keyway serve --check`, to test a configuration before a start or a reload). The audit log file is
-/// opened (created when missing), as it would be. Returns the warnings a start would log.
-pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonError> {
-    let warnings = config.check_files()?;
-    let settings = config.server.clone();
+/// Builds and checks everything [`Daemon::bind`] would from `server` and `providers`, without binding a listener
+/// or locking memory (`keyway serve --check`, to test a configuration before a start or a reload). The audit log
+/// file is opened (created when missing), as it would be. Returns the warnings a start would log.
+pub fn check(
+    server: &ServerSection,
+    providers: &ProvidersConfig,
+    local_dir: PathBuf,
+) -> Result<Vec<String>, DaemonError> {
+    let warnings = providers.check_files()?;
+    let settings = server.clone();
     let tcp = match &settings.tcp {
         Some(address) => Some(listen::tcp_address(address, settings.allow_non_loopback)?),
         None => None,
@@ -98,7 +104,7 @@ pub fn check(config: &Config, local_dir: PathBuf) -> Result<Vec<String>, DaemonE
         .flatten();
     let warnings = warnings.into_iter().chain(socket_warning).collect();
     let shared = Shared::new(&settings);
-    let resolver = Arc::new(config.resolver(local_dir)?);
+    let resolver = Arc::new(providers.resolver(local_dir)?);
     State::build(settings, resolver, shared, tcp.is_some())?;
     Ok(warnings)
 }
@@ -124,9 +130,9 @@ pub(crate) fn open_socket_warning(
     })
 }
 
-/// Logs [`Config::check_files`]'s warnings, or returns its error.
-fn check_files(config: &Config) -> Result<(), DaemonError> {
-    for warning in config.check_files()? {
+/// Logs [`ProvidersConfig::check_files`]'s warnings, or returns its error.
+fn check_files(providers: &ProvidersConfig) -> Result<(), DaemonError> {
+    for warning in providers.check_files()? {
         tracing::warn!("{warning}");
     }
     Ok(())
@@ -203,20 +209,22 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Builds the resolver from `config` and binds the listeners. `local_dir` is the default local store;
+    /// Builds the resolver from `providers` and binds the listeners of `server`. `local_dir` is the default
+    /// local store;
     /// `activated`, the sockets the service manager passed (systemd socket activation), each served instead of
     /// binding its configured address.
     pub async fn bind(
-        config: &Config,
+        server: &ServerSection,
+        providers: &ProvidersConfig,
         local_dir: PathBuf,
         activated: Activated,
     ) -> Result<Daemon, DaemonError> {
-        check_files(config)?;
-        let settings = config.server.clone();
+        check_files(providers)?;
+        let settings = server.clone();
         memory::protect(settings.lock_memory)?;
         let shared = Shared::new(&settings);
         let observe = shared.metrics.upstream_observer();
-        let resolver = Arc::new(config.resolver_with(local_dir.clone(), &*observe)?);
+        let resolver = Arc::new(providers.resolver_with(local_dir.clone(), &*observe)?);
         shared.metrics.observe_cache(&resolver);
         let tcp = match (activated.tcp, &settings.tcp) {
             (Some(passed), configured) => Some(listen::adopt_tcp(
@@ -263,7 +271,7 @@ impl Daemon {
             socket,
             serves_tcp: tcp.is_some(),
             bound: settings,
-            applied: Arc::new(std::sync::Mutex::new(config.clone())),
+            applied: Arc::new(std::sync::Mutex::new(providers.clone())),
         };
         Ok(Daemon {
             unix,

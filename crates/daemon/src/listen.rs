@@ -7,11 +7,11 @@ use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::ServerSection;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use keyway_providers::config::ServerSection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, UnixListener};
 
@@ -173,17 +173,9 @@ pub(crate) fn socket_path(settings: &ServerSection) -> PathBuf {
 
 /// The socket file's mode and group, from `socket_mode` and `socket_group`.
 pub(crate) fn socket_owner(settings: &ServerSection) -> Result<(u32, Option<u32>), DaemonError> {
-    let mode = match &settings.socket_mode {
-        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                DaemonError::Config(format!(
-                    "socket_mode = \"{text}\" is not an octal mode; write e.g. \"0660\""
-                ))
-            })?,
-        None => 0o666,
-    };
+    let mode = settings
+        .socket_mode
+        .map_or(0o666, keyway_core::FileMode::bits);
     let gid = settings.socket_group.as_deref().map(group_id).transpose()?;
     Ok((mode, gid))
 }

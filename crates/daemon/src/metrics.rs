@@ -164,7 +164,7 @@ impl Metrics {
         self.last_reload_ok.set(i64::from(ok));
     }
 
-    /// A decorator for [`keyway_providers::Config::resolver_with`] that counts and times upstream calls.
+    /// A decorator for [`keyway_providers::config::ProvidersConfig::resolver_with`] that counts and times upstream calls.
     pub fn upstream_observer(&self) -> Box<keyway_providers::config::WrapProvider> {
         let calls = self.upstream_calls.clone();
         let seconds = self.upstream_seconds.clone();

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use keyway_providers::Config;
-use keyway_providers::config::ServerSection;
+use keyway_providers::config::ProvidersConfig;
+
+use crate::config::ServerSection;
 
 use crate::{Current, DaemonError, State};
 
@@ -21,8 +22,8 @@ pub struct Reloader {
     pub(crate) bound: ServerSection,
     /// Whether a TCP listener is served (configured or passed by the service manager), which needs a token.
     pub(crate) serves_tcp: bool,
-    /// The configuration applied last.
-    pub(crate) applied: Arc<Mutex<Config>>,
+    /// The providers applied last.
+    pub(crate) applied: Arc<Mutex<ProvidersConfig>>,
 }
 
 /// What a reload changed.
@@ -38,14 +39,18 @@ pub struct Reloaded {
 }
 
 impl Reloader {
-    /// Builds `config` beside the running configuration and, when all of it is valid, serves it from the next
-    /// request on. On an error nothing changes. Call it on the daemon's runtime: the new `prefetch` list is
-    /// fetched there.
+    /// Builds `server` and `providers` beside the running configuration and, when all of it is valid, serves it
+    /// from the next request on. On an error nothing changes. Call it on the daemon's runtime: the new
+    /// `prefetch` list is fetched there.
     ///
     /// # Panics
     /// Outside a tokio runtime, when the configuration has references to prefetch.
-    pub fn reload(&self, config: &Config) -> Result<Reloaded, DaemonError> {
-        let result = self.apply(config);
+    pub fn reload(
+        &self,
+        server: &ServerSection,
+        providers: &ProvidersConfig,
+    ) -> Result<Reloaded, DaemonError> {
+        let result = self.apply(server, providers);
         self.current.load().shared.metrics.reloaded(result.is_ok());
         result
     }
@@ -65,18 +70,23 @@ impl Reloader {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn apply(&self, config: &Config) -> Result<Reloaded, DaemonError> {
-        crate::check_files(config)?;
+    fn apply(
+        &self,
+        server: &ServerSection,
+        providers: &ProvidersConfig,
+    ) -> Result<Reloaded, DaemonError> {
+        crate::check_files(providers)?;
         let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         let running = self.current.load_full();
-        let cache_kept = applied.builds_the_same_resolver(config);
+        // The same instances, cache limits and mapped identity build the same resolver: keep it, and its cache.
+        let cache_kept = *applied == *providers;
         let resolver = if cache_kept {
             running.resolver.clone()
         } else {
             let observe = running.shared.metrics.upstream_observer();
-            Arc::new(config.resolver_with(self.local_dir.clone(), &*observe)?)
+            Arc::new(providers.resolver_with(self.local_dir.clone(), &*observe)?)
         };
-        let (settings, needs_restart) = self.keep_fixed(config.server.clone());
+        let (settings, needs_restart) = self.keep_fixed(server.clone());
         let open = self
             .socket
             .as_ref()
@@ -90,7 +100,7 @@ impl Reloader {
         let state = Arc::new(state);
         running.shared.metrics.observe_cache(&resolver);
         self.current.store(state.clone());
-        *applied = config.clone();
+        *applied = providers.clone();
         if !prefetch.is_empty() {
             tokio::spawn(async move { crate::prefetch_all(&state, prefetch).await });
         }

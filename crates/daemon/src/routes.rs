@@ -151,7 +151,7 @@ impl<'a> Params<'a> {
 
 fn lookup(ttl: Option<&str>, refresh: bool) -> Result<Lookup, Failure> {
     let ttl = ttl
-        .map(keyway_providers::config::parse_ttl)
+        .map(str::parse::<keyway_core::Ttl>)
         .transpose()
         .map_err(Failure::BadRequest)?;
     Ok(Lookup {

@@ -1,14 +1,14 @@
 //! Keyway's backends, each an implementation of [`keyway_core::Provider`]: [`aws::AwsProvider`] (the official
 //! `aws-sdk-secretsmanager`), [`gcp::GcpProvider`] (the official `google-cloud-secretmanager-v1`) and
 //! [`local::LocalProvider`] (files, JSON/YAML, age). Each classifies its SDK's errors into core's kinds with a
-//! message that says what to do. [`config::Config`] reads `keyway.toml` and builds a [`keyway_core::Resolver`].
+//! message that says what to do. [`config::ProvidersConfig`] is their part of `keyway.toml`
+//! (`[providers.NAME]`, `[cache]`) and builds a [`keyway_core::Resolver`].
 //!
 //! This is the only crate that links cloud SDKs.
 
 pub mod aws;
 pub mod config;
 pub mod gcp;
-pub mod iam;
 pub mod local;
 
-pub use config::{Config, ConfigError};
+pub use config::{ConfigError, ProvidersConfig};

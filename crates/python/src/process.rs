@@ -121,9 +121,9 @@ pub(crate) fn state() -> PyResult<Arc<State>> {
 fn build(settings: &Settings) -> PyResult<State> {
     let runtime = runtime()?;
     let config = match &settings.config {
-        Some(path) => keyway_providers::Config::load(path)
+        Some(path) => keyway_config::Config::load(path)
             .map_err(|e| ConfigurationError::new_err(e.to_string()))?,
-        None => keyway_providers::Config::default(),
+        None => keyway_config::Config::default(),
     };
     let socket = settings
         .socket
@@ -151,6 +151,7 @@ fn build(settings: &Settings) -> PyResult<State> {
         let _guard = runtime.enter();
         Backend::Direct(
             config
+                .providers
                 .resolver(local)
                 .map_err(|e| ConfigurationError::new_err(e.to_string()))?,
         )

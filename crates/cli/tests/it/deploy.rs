@@ -66,7 +66,7 @@ fn every_manifest_parses_with_the_kubernetes_types_and_loses_nothing() {
             "ServiceAccount" => round_trip::<ServiceAccount>(&doc),
             "ConfigMap" => {
                 let config = doc["data"]["keyway.toml"].as_str().unwrap();
-                keyway_providers::Config::from_toml(config).unwrap();
+                keyway_config::Config::from_toml(config).unwrap();
                 round_trip::<ConfigMap>(&doc)
             }
             "DaemonSet" => {

@@ -116,7 +116,7 @@ fn bad_config_exits_2_naming_the_key() {
     let out = run(crate::keyway(&config).args(["get", "local://x"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("`project` does not apply to [providers.x]"),
+        stderr(&out).contains("[providers.x] of type aws: unknown field `project`"),
         "{}",
         stderr(&out)
     );

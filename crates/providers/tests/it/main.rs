@@ -5,7 +5,6 @@
 )]
 
 mod aws;
-mod fuzz;
 mod gcp;
 mod local;
 

@@ -2,8 +2,8 @@
 //! or structure-shaped text, and every problem is an error value; a config that does not parse is refused
 //! without quoting a value planted anywhere in it. `KEYWAY_FUZZ_CASES` cases per strategy (default 2,000).
 
-use keyway_providers::Config;
-use keyway_providers::iam::read_spec;
+use keyway_config::Config;
+use keyway_config::iam::read_spec;
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -164,7 +164,7 @@ proptest! {
         let mut lines = lines;
         let at = at.index(lines.len() + 1);
         lines.insert(at, format!("{place} = {value}"));
-        if let Err(keyway_providers::config::ConfigError::Parse { message, .. }) =
+        if let Err(keyway_config::ConfigError::Parse { message, .. }) =
             Config::from_toml(&lines.join("\n"))
         {
             prop_assert!(message.starts_with("line "), "{}", message);

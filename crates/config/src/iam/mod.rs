@@ -1,11 +1,54 @@
-//! Anyscale's cloud IAM mapping: the spec ([`spec`]: Anyscale's cloud config YAML or `keyway.toml`'s inline
-//! `[iam]`, read and checked), and the workload's decision applied to the providers ([`apply_mapping`]).
+//! Anyscale's cloud IAM mapping: `[iam]` and `[workload]`, the spec ([`spec`]: Anyscale's cloud config YAML or
+//! `keyway.toml`'s inline `[iam]`, read and checked), and the workload's decision applied to the providers
+//! ([`apply_mapping`]).
 
 pub mod spec;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use keyway_core::mapping::{Cloud, Mapping, Stack};
+use keyway_providers::aws::{AssumeRole, RoleSource};
+use serde::Deserialize;
 
 pub use spec::{Problem, RawSpec, SpecReport, check, read_spec};
+
+/// `[iam]`: `spec = "cloud-config.yaml"` (Anyscale's YAML), or the same rules inline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSection {
+    /// An Anyscale cloud config YAML file.
+    pub spec: Option<PathBuf>,
+    /// `AWS`, `GCP` or `AZURE` (inline form).
+    pub cloud_provider: Option<String>,
+    /// `VM` or `K8S` (inline form).
+    pub compute_stack: Option<String>,
+    /// `CLOUD_DEFAULT` or `FAIL` (inline form).
+    pub fallback_rule: Option<String>,
+    /// Rules in order (inline form).
+    #[serde(default)]
+    pub rules: Vec<IamRule>,
+}
+
+/// One inline `[[iam.rules]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamRule {
+    /// A selector in Anyscale's dialect.
+    pub selector: String,
+    /// The identity.
+    pub value: String,
+}
+
+/// `[workload]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSection {
+    /// Label key to value: `workload-type`, `project`, `user`, which the identity mapping and selector access
+    /// rules evaluate.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
 
 /// The `[iam]` mapping of a config: from its spec file, from the inline rules, or none.
 pub fn load_mapping(config: &crate::Config) -> Result<Option<Mapping>, crate::ConfigError> {
@@ -35,7 +78,7 @@ pub fn load_mapping(config: &crate::Config) -> Result<Option<Mapping>, crate::Co
 
 /// The inline `[iam]` form as the spec it stands for: `fallback_rule` and the rules are
 /// `dataplane_iam_mapping`'s.
-fn inline_spec(iam: &crate::config::IamSection) -> RawSpec {
+fn inline_spec(iam: &IamSection) -> RawSpec {
     RawSpec {
         cloud_provider: iam.cloud_provider.as_deref().map(spec::Located::new),
         compute_stack: iam.compute_stack.as_deref().map(spec::Located::new),
@@ -57,7 +100,7 @@ fn inline_spec(iam: &crate::config::IamSection) -> RawSpec {
 }
 
 /// `RoleSessionName` for a workload: `keyway-<workload-type>-<project>`, in STS's alphabet, at most 64.
-pub fn session_name(labels: &std::collections::BTreeMap<String, String>) -> String {
+pub fn session_name(labels: &BTreeMap<String, String>) -> String {
     let mut name = String::from("keyway");
     for key in ["workload-type", "project"] {
         if let Some(v) = labels.get(key) {
@@ -84,7 +127,7 @@ pub fn session_name(labels: &std::collections::BTreeMap<String, String>) -> Stri
 /// Returns the decision and its mapping, when there is one.
 pub fn apply_mapping(
     config: &mut crate::Config,
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
 ) -> Result<Option<(keyway_core::mapping::Decision, Mapping)>, crate::ConfigError> {
     use keyway_core::mapping::Decision;
     let Some(mapping) = load_mapping(config)? else {
@@ -111,13 +154,13 @@ pub fn apply_mapping(
             )));
         }
         (Decision::Rule { value, .. }, Cloud::Aws, Stack::Vm) => {
-            config.aws_assume = Some(crate::aws::AssumeRole {
-                role: crate::aws::RoleSource::from_value(value),
+            config.providers.identity.aws_assume = Some(AssumeRole {
+                role: RoleSource::from_value(value),
                 session_name: session_name(labels),
             });
         }
         (Decision::Rule { value, .. }, Cloud::Gcp, Stack::Vm) => {
-            config.gcp_impersonate = Some(value.clone());
+            config.providers.identity.gcp_impersonate = Some(value.clone());
         }
         (Decision::CloudDefault | Decision::Rule { .. }, ..) => {}
     }
