@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use keyway_config::git::GitCredential;
 use zeroize::Zeroizing;
 
-use crate::commands::Context;
+use crate::context::Context;
 use crate::exit::Usage;
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::commands::Context;
+use crate::context::Context;
 use crate::exit::Usage;
 
 #[derive(Debug, clap::Args)]
@@ -21,8 +21,8 @@ pub struct InjectArgs {
     #[arg(short = 'o', long = "out-file", value_name = "FILE")]
     output: Option<PathBuf>,
     /// With --out-file: its mode, octal. A mode others can read is applied with a warning.
-    #[arg(long, default_value = "0600", value_parser = crate::render::parse_mode, requires = "output")]
-    mode: u32,
+    #[arg(long, default_value = "0600", requires = "output")]
+    mode: keyway_core::FileMode,
 }
 
 impl InjectArgs {
@@ -55,14 +55,14 @@ pub async fn run(context: &Context, args: InjectArgs) -> anyhow::Result<()> {
                 .context("cannot write to stdout")?;
         }
         Some(path) => {
-            if args.mode & 0o007 != 0 {
+            if args.mode.others_read() {
                 tell!(
-                    "keyway: warning: mode {:04o} lets every user on this machine read {}; use 0600",
+                    "keyway: warning: mode {} lets every user on this machine read {}; use 0600",
                     args.mode,
                     path.display()
                 );
             }
-            crate::render::write_file(path, &filled, args.mode)
+            crate::atomic::write_file(path, &filled, args.mode)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
@@ -78,7 +78,7 @@ fn check_out_file(path: &Path) -> Result<(), Usage> {
             path.display()
         )));
     }
-    let dir = crate::render::parent(path);
+    let dir = crate::atomic::parent(path);
     if !dir.is_dir() {
         return Err(Usage(format!(
             "--out-file {}: there is no directory {}; create it first",

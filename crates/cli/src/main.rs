@@ -21,15 +21,21 @@ macro_rules! tell {
 }
 
 mod agent;
-mod commands;
+mod atomic;
+mod context;
 mod env_file;
+mod exec;
 mod exit;
+mod get;
 mod git_credential;
 mod iam;
 mod inject;
+mod list;
+mod mask;
 mod render;
 mod selector;
 mod serve;
+mod status;
 mod supervise;
 mod watch;
 mod webhook;
@@ -75,7 +81,7 @@ struct Cli {
         value_enum,
         default_value = "auto"
     )]
-    daemon: commands::DaemonMode,
+    daemon: context::DaemonMode,
     /// The daemon's socket (default: [server] socket in the config, else /run/keyway/keyway.sock as root,
     /// $XDG_RUNTIME_DIR/keyway.sock otherwise).
     #[arg(long, global = true, env = "KEYWAY_SOCKET", value_name = "PATH")]
@@ -90,12 +96,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print one secret (or one field of it) to stdout, exactly, with no trailing newline.
-    Get(commands::GetArgs),
+    Get(get::GetArgs),
     /// List the secret names of a provider instance.
-    List(commands::ListArgs),
+    List(list::ListArgs),
     /// Resolve references into environment variables, then replace this process with CMD (no shell); with
     /// --mask or --watch, run CMD as a child instead.
-    Exec(commands::ExecArgs),
+    Exec(exec::ExecArgs),
     /// Fetch references concurrently and write each value, or each template with its values, atomically to a
     /// file under DIR.
     Render(render::RenderArgs),
@@ -113,7 +119,7 @@ enum Command {
     /// Run the node-local daemon: one cache for every local caller, on a unix socket and optionally loopback TCP.
     Serve(serve::ServeArgs),
     /// Whether the node's daemon is ready (exit 0) or not (exit 5); --wait for init scripts, --live for probes.
-    Status(commands::StatusArgs),
+    Status(status::StatusArgs),
     /// Print the shell completion script: `source <(keyway completion bash)`, or into the shell's completion
     /// directory (zsh: a file `_keyway` on $fpath; fish: ~/.config/fish/completions/keyway.fish).
     Completion {
@@ -227,15 +233,15 @@ fn main() -> ExitCode {
             other => other,
         };
         let context =
-            commands::Context::load(cli.config.as_deref(), cli.local_dir, cli.daemon, cli.socket)?;
+            context::Context::load(cli.config.as_deref(), cli.local_dir, cli.daemon, cli.socket)?;
         match command {
-            Command::Get(args) => commands::get(&context, args).await,
-            Command::List(args) => commands::list(&context, args).await,
-            Command::Exec(args) => commands::exec(&context, args).await,
+            Command::Get(args) => get::run(&context, args).await,
+            Command::List(args) => list::run(&context, args).await,
+            Command::Exec(args) => exec::run(&context, args).await,
             Command::Render(args) => render::run(&context, args).await,
             Command::Inject(args) => inject::run(&context, args).await,
             Command::GitCredential(args) => git_credential::run(&context, args).await,
-            Command::Status(args) => commands::status(&context, args).await,
+            Command::Status(args) => status::run(&context, args).await,
             Command::Serve(_)
             | Command::Webhook(_)
             | Command::Selector(_)

@@ -3,18 +3,17 @@
 //! All or nothing: if any reference fails, no file is written; every file is written beside its target before
 //! any target is replaced, so a file that cannot be written leaves all targets as they were.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context as _;
-use keyway_core::SecretRef;
 use keyway_core::template::{Placeholder, Template};
+use keyway_core::{FileMode, SecretRef};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::commands::Context;
+use crate::atomic::{Owner, check_target, commit, create_parents, stage, write_atomically};
+use crate::context::Context;
 use crate::exit::Usage;
 
 #[derive(Debug, clap::Args)]
@@ -23,8 +22,8 @@ pub struct RenderArgs {
     #[arg(long)]
     dir: PathBuf,
     /// File mode, octal. A mode others can read (e.g. 0644) is applied with a warning: prefer --uid/--gid.
-    #[arg(long, default_value = "0400", value_parser = parse_mode)]
-    mode: u32,
+    #[arg(long, default_value = "0400")]
+    mode: FileMode,
     /// Owner uid of the files (needs privilege).
     #[arg(long)]
     uid: Option<u32>,
@@ -33,7 +32,7 @@ pub struct RenderArgs {
     gid: Option<u32>,
     /// Keep running: re-fetch every INTERVAL (e.g. 5m) and replace files whose value changed, atomically (the
     /// webhook's refresh sidecar). A failed round keeps the files and is retried at the next interval.
-    #[arg(long, value_name = "INTERVAL", value_parser = crate::commands::parse_interval)]
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::exec::parse_interval)]
     watch: Option<std::time::Duration>,
     /// With --watch: run CMD after a round replaced files, e.g. 'nginx -s reload' or 'pkill -HUP -F
     /// /run/app.pid' (split into words as a shell would, run without one; no value is passed, KEYWAY_CHANGED
@@ -158,13 +157,6 @@ impl Hook {
             }
         }
     }
-}
-
-pub fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("`{text}` is not an octal file mode such as 0400"))
 }
 
 /// A NAME must stay inside DIR: relative, no `..`, no `.`, no empty parts.
@@ -328,7 +320,7 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         hook.check()?;
     }
     if args.watch.is_some() {
-        crate::commands::keep_memory_private();
+        crate::context::keep_memory_private();
     }
     let values = context
         .resolve_all(&plan.references, keyway_core::Lookup::default())
@@ -343,7 +335,7 @@ pub async fn run(context: &Context, args: RenderArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     loop {
-        let Some(values) = crate::commands::watch_round(context, &plan.references, interval).await
+        let Some(values) = crate::context::watch_round(context, &plan.references, interval).await
         else {
             continue;
         };
@@ -386,9 +378,9 @@ fn write_all(
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     warn_unless_tmpfs(&args.dir);
-    if args.mode & 0o007 != 0 {
+    if args.mode.others_read() {
         tell!(
-            "keyway: warning: mode {:04o} lets every user on this machine read the secrets; use 0400 with --uid, or 0440 with --gid for a group",
+            "keyway: warning: mode {} lets every user on this machine read the secrets; use 0400 with --uid, or 0440 with --gid for a group",
             args.mode
         );
     }
@@ -429,153 +421,6 @@ fn write_all(
     Ok(())
 }
 
-#[derive(Clone, Copy, Default)]
-struct Owner {
-    uid: Option<u32>,
-    gid: Option<u32>,
-}
-
-impl Owner {
-    fn apply(self, file: &File) -> std::io::Result<()> {
-        if self.uid.is_none() && self.gid.is_none() {
-            return Ok(());
-        }
-        std::os::unix::fs::fchown(file, self.uid, self.gid)
-    }
-}
-
-/// Refuses a NAME whose existing parts (below DIR) or final file are symlinks, whose final part is a
-/// directory, or whose earlier parts are not directories: a rename over any of them would fail after other
-/// files were already replaced.
-fn check_target(dir: &Path, name: &Path) -> anyhow::Result<()> {
-    let target = dir.join(name);
-    let mut path = dir.to_owned();
-    for part in name.components() {
-        path.push(part);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(Usage(format!(
-                    "{} is a symlink; refusing to write through it (remove it first)",
-                    path.display()
-                ))
-                .into());
-            }
-            Ok(meta) if meta.is_dir() && path == target => {
-                return Err(Usage(format!(
-                    "{} is a directory, which a secret file cannot replace; remove it or choose another file name",
-                    path.display()
-                ))
-                .into());
-            }
-            Ok(meta) if !meta.is_dir() && path != target => {
-                return Err(Usage(format!(
-                    "{} is a file, so {} cannot be written under it; remove it or choose another file name",
-                    path.display(),
-                    target.display()
-                ))
-                .into());
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
-        }
-    }
-    Ok(())
-}
-
-fn create_parents(dir: &Path, parent: &Path, owner: Owner) -> anyhow::Result<()> {
-    if parent == dir || parent.exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    // The created directories get the files' owner, so a non-root reader can traverse them.
-    let mut current = parent.to_owned();
-    while current != dir {
-        let handle =
-            File::open(&current).with_context(|| format!("cannot open {}", current.display()))?;
-        owner
-            .apply(&handle)
-            .with_context(|| format!("cannot chown {}", current.display()))?;
-        if !current.pop() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Replaces `path` with a file of `mode`, owned by the caller, holding `bytes`, at once (as [`write_all`]
-/// writes one file).
-pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    write_atomically(path, bytes, mode, Owner::default())
-}
-
-/// Replaces `path` with a file holding `bytes`, at once: readers see the old file or the new one.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<()> {
-    let temp = stage(path, bytes, mode, owner)?;
-    commit(&temp, path)
-}
-
-/// Writes `bytes` to a new file beside `path`, with its final mode and owner, synced; returns its path. On an
-/// error nothing is left behind.
-fn stage(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> std::io::Result<PathBuf> {
-    let dir = parent(path);
-    // The target's name, cut short: a name near the file system's limit (255 bytes) must still leave room.
-    let file_name: String = path
-        .file_name()
-        .map(|n| n.to_string_lossy().chars().take(64).collect())
-        .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{file_name}.keyway-{}-{}",
-        std::process::id(),
-        unique()
-    ));
-    let result = (|| {
-        // Created 0600 with O_EXCL|O_NOFOLLOW: nobody else can open it while it is being written.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        // The mode first: once the file is given away, changing it takes CAP_FOWNER.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        owner.apply(&file)?;
-        file.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(temp),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(e)
-        }
-    }
-}
-
-/// Renames a [`stage`]d file over `path` and syncs the directory, so the rename survives a crash.
-fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
-    let result = std::fs::rename(temp, path);
-    if result.is_err() {
-        let _ = std::fs::remove_file(temp);
-    }
-    result?;
-    File::open(parent(path))?.sync_all()
-}
-
-/// The directory `path` is in (`.` for a bare file name, whose parent is the empty path).
-pub(crate) fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 /// tmpfs and ramfs keep files in memory only.
 fn warn_unless_tmpfs(dir: &Path) {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -614,13 +459,5 @@ mod tests {
         for good in ["github-token", "group/key", ".hidden", "a.b/c..d"] {
             assert!(check_name(good).is_ok(), "{good:?} refused");
         }
-    }
-
-    #[test]
-    fn modes_are_octal() {
-        assert_eq!(parse_mode("0400"), Ok(0o400));
-        assert_eq!(parse_mode("440"), Ok(0o440));
-        assert!(parse_mode("0800").is_err());
-        assert!(parse_mode("7777").is_err());
     }
 }

@@ -143,7 +143,11 @@ fn exec_and_render_that_keep_running_are_not_dumpable_but_the_command_is() {
     let command = loop {
         let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", exec.id()))
             .unwrap_or_default();
-        if let Some(pid) = children.split_whitespace().next() {
+        // Once it runs `sleep`: a child between its fork and its exec is still keyway's image, not dumpable.
+        if let Some(pid) = children.split_whitespace().next()
+            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "sleep")
+        {
             break pid.parse::<u32>().unwrap();
         }
         assert!(
