@@ -239,3 +239,48 @@ pub fn cannot_run(program: &std::ffi::OsStr, err: &std::io::Error) -> i32 {
         126
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keyway_core::SecretRef;
+
+    /// Containers whose environment holds secrets run what `keyway_inject::command` writes in front of their
+    /// own command: this parser must read every part of it back, and leave the command whole.
+    #[test]
+    fn the_webhooks_exec_line_parses_as_exec_reads_it() {
+        use clap::Parser as _;
+        use keyway_inject::command::ExecCommand;
+
+        let built = ExecCommand {
+            program: "/keyway/bin/keyway".to_owned(),
+            env: [
+                ("GITHUB_TOKEN", "aws-sm://ci/github#github_token"),
+                ("DB", "local://db"),
+            ]
+            .into_iter()
+            .map(|(var, reference)| (var.to_owned(), reference.parse().unwrap()))
+            .collect(),
+            watch: Some(std::time::Duration::from_mins(5)),
+        };
+        let mut line = built.args();
+        line.extend(["python".to_owned(), "--env".to_owned(), "prod".to_owned()]);
+        let cli = crate::Cli::try_parse_from(line).unwrap();
+        let crate::Command::Exec(args) = cli.command else {
+            panic!("not exec: {:?}", cli.command);
+        };
+        let written: Vec<String> = built
+            .env
+            .iter()
+            .map(|(var, r)| format!("{var}={r}"))
+            .collect();
+        assert_eq!(args.env, written);
+        let read: Vec<SecretRef> = args
+            .env
+            .iter()
+            .map(|e| e.split_once('=').unwrap().1.parse().unwrap())
+            .collect();
+        assert_eq!(read, built.env.values().cloned().collect::<Vec<_>>());
+        assert_eq!(args.watch, built.watch);
+        assert_eq!(args.command, ["python", "--env", "prod"]);
+    }
+}

@@ -441,6 +441,54 @@ fn warn_unless_tmpfs(dir: &Path) {
 mod tests {
     use super::*;
 
+    /// The webhook's init container and refresh sidecar run what `keyway_inject::command` writes: this parser
+    /// must read every part of it back.
+    #[test]
+    fn the_webhooks_render_line_parses_as_render_reads_it() {
+        use clap::Parser as _;
+        use keyway_inject::command::RenderCommand;
+
+        let built = RenderCommand {
+            program: "keyway".to_owned(),
+            dir: "/keyway/secrets".to_owned(),
+            mode: "0440".parse().unwrap(),
+            owner: Some((2000, 3000)),
+            install_self: Some("/keyway/bin".to_owned()),
+            files: [
+                ("github-token", "aws-sm://ci/github#github_token"),
+                ("db", "gcp-sm://p/db?version=3"),
+            ]
+            .into_iter()
+            .map(|(file, reference)| (file.to_owned(), reference.parse().unwrap()))
+            .collect(),
+            templates: [("app.env".to_owned(), "--x={{ local://a }}\nB=2".to_owned())].into(),
+            watch: Some(std::time::Duration::from_mins(90)),
+        };
+        let cli = crate::Cli::try_parse_from(built.args()).unwrap();
+        assert!(matches!(cli.daemon, crate::context::DaemonMode::Never));
+        let crate::Command::Render(args) = cli.command else {
+            panic!("not render: {:?}", cli.command);
+        };
+        assert_eq!(args.dir, Path::new("/keyway/secrets"));
+        assert_eq!(args.mode, built.mode);
+        assert_eq!((args.uid, args.gid), (Some(2000), Some(3000)));
+        assert_eq!(args.install_self.as_deref(), Some(Path::new("/keyway/bin")));
+        let written: Vec<String> = built
+            .files
+            .iter()
+            .map(|(file, r)| format!("{file}={r}"))
+            .collect();
+        assert_eq!(args.files, written);
+        let read: Vec<SecretRef> = args
+            .files
+            .iter()
+            .map(|f| f.split_once('=').unwrap().1.parse().unwrap())
+            .collect();
+        assert_eq!(read, built.files.values().cloned().collect::<Vec<_>>());
+        assert_eq!(args.template_texts, ["app.env=--x={{ local://a }}\nB=2"]);
+        assert_eq!(args.watch, built.watch);
+    }
+
     #[test]
     fn names_that_escape_are_refused() {
         for bad in [

@@ -142,17 +142,14 @@ fn inject_config(config: Option<&Path>, args: &WebhookArgs) -> anyhow::Result<In
         };
         label_names.insert(key.to_owned(), label.to_owned());
     }
-    let mut resources = std::collections::BTreeMap::new();
+    let mut resources = keyway_inject::Resources::default();
     for setting in &args.resources {
-        let entry = setting
+        setting
             .split_once('=')
             .and_then(|(name, quantity)| Some((name.split_once('.')?, quantity)))
             .ok_or_else(|| format!("`{setting}` is not KIND.RESOURCE=QUANTITY"))
-            .and_then(|((kind, resource), quantity)| {
-                keyway_inject::resource_entry(kind, resource, quantity)
-            })
+            .and_then(|((kind, resource), quantity)| resources.set(kind, resource, quantity))
             .map_err(|e| Usage(format!("--resource {e}; e.g. --resource limits.cpu=200m")))?;
-        resources.insert(entry.0, entry.1);
     }
     Ok(InjectConfig {
         image: args.image.clone(),

@@ -1,12 +1,19 @@
 //! Secret references: one syntax for every backend.
 //!
 //! ```text
-//! aws-sm://NAME_OR_ARN[?version-id=ID][&version-stage=STAGE][#FIELD]   (both: the id must carry the stage)
-//! gcp-sm://PROJECT/SECRET[?version=N|latest][#FIELD]    gcp-sm://projects/P/secrets/S[/versions/V][#FIELD]
+//! aws-sm://NAME_OR_ARN[?version-id=ID][&version-stage=STAGE][#FIELD]    (both: the id must carry the stage)
+//! gcp-sm://[PROJECT/]SECRET[?version=V][&location=L][#FIELD]            (no PROJECT: the instance's project)
+//! gcp-sm://projects/P[/locations/L]/secrets/S[/versions/V][#FIELD]     (Secret Manager's own resource name)
 //! local://NAME[#FIELD]
+//!
+//! V        ::= a positive number | latest | an alias the secret defines (a letter, then up to 62 letters,
+//!              digits, `-`, `_`)
+//! L        ::= a location (`europe-west1`): the secret is regional, read from that region's endpoint
+//! FIELD    ::= a top-level JSON key, or a JSON pointer (`#/db/password`)
 //! ```
 //! The scheme is a provider *instance*: `aws-sm`, `gcp-sm` and `local` always exist, and `keyway.toml` can add
-//! more (`prod-aws://...`) of any backend kind. `#FIELD` is a top-level JSON key or a JSON pointer (`#/db/password`).
+//! more (`prod-aws://...`) of any backend kind. Query values and fields escape `%`, space, `#`, `&` and `?`
+//! as `%XX`; the parameters may come in any order, each once.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
 
 mod fuzz;
+mod resources;
 
 use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::{INIT_CONTAINER, InjectConfig, VOLUME, mutate};
@@ -278,10 +279,16 @@ fn bad_annotations_are_denied_with_the_annotation_named() {
             "1.2.3",
             "is not a Kubernetes quantity",
         ),
+        // Kubernetes reads "m" as 0 (apimachinery's parser); "0.1mi" it refuses.
         (
             "keyway.dev/requests-cpu",
-            "m",
+            "0.1mi",
             "is not a Kubernetes quantity",
+        ),
+        (
+            "keyway.dev/requests-cpu",
+            "-100m",
+            "annotation keyway.dev/requests-cpu: `-100m` is negative",
         ),
         (
             "keyway.dev/limits-cpu",
@@ -386,7 +393,7 @@ fn env_restart_wraps_commands_in_keyway_exec_watch_and_needs_an_env_secret() {
     let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
     assert_eq!(patch, json!([]));
 
-    for bad in ["5", "1s", "soon"] {
+    for bad in ["5", "1s", "9s", "soon"] {
         annotations["keyway.dev/env-restart"] = json!(bad);
         assert!(
             !mutate(&review(&pod(&annotations)), &InjectConfig::default()).allowed,
@@ -670,13 +677,23 @@ fn refresh_adds_a_native_sidecar_after_the_first_render() {
     let again = mutate(&review(&patched_json), &InjectConfig::default());
     let patch: Value = serde_json::from_slice(again.patch.as_ref().unwrap()).unwrap();
     assert_eq!(patch, json!([]));
-    for bad in ["5", "1s", "soon"] {
+    for bad in ["5", "1s", "9s", "soon"] {
         annotations["keyway.dev/refresh"] = json!(bad);
         assert!(
             !mutate(&review(&pod(&annotations)), &InjectConfig::default()).allowed,
             "{bad}"
         );
     }
+    // Intervals read as `keyway render --watch` reads them (humantime), so `1h30m` is admitted too.
+    annotations["keyway.dev/refresh"] = json!("1h30m");
+    let original = pod(&annotations);
+    let patched = apply(
+        &original,
+        &mutate(&review(&original), &InjectConfig::default()),
+    );
+    let command = patched["spec"]["initContainers"][1]["command"].clone();
+    let command: Vec<String> = serde_json::from_value(command).unwrap();
+    assert_eq!(command[command.len() - 2..], ["--watch", "1h 30m"]);
 }
 
 /// docs/webhook.md's example Pod is admitted as the page says: one init container renders both files into
