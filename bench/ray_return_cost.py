@@ -8,7 +8,7 @@ trivial method returning a str, medians over rounds; and each actor process's CP
 callers keep it busy (every thread, from /proc). Ray sends a str, bytes, an exact dict or list through msgpack and
 anything else (a tuple, a RaySecret) through cloudpickle; from 8 callers the actor is the bottleneck and gets its
 fair share of the 2 cores, so its own CPU per call sets the rate. "prebuilt RaySecret, serialized once" returns the
-prebuilt one through keyway.ray's hook in front of Ray's serializer (``_serve_kept_serializations``, what the proxy
+prebuilt one through keyway.ray's hook in front of Ray's serializer (``keyway.ray._serialize``, what the proxy
 does for the answers it keeps): Ray's serialization of it made once, handed out for every call.
 """
 
@@ -45,7 +45,7 @@ def main() -> None:
     class SerializedOnce:
         def __init__(self):
             self.s = RaySecret("bench/s00", b"x" * 40, -1, dict(META))
-            self.s._serialized = kr._serve_kept_serializations()(self.s)
+            self.s._serialized = kr._serialize.serve_kept_serializations()(self.s)
 
         def get_secret(self, name, ttl=None):
             return self.s

@@ -185,15 +185,15 @@ def test_a_kept_answer_is_serialized_once_and_reaches_every_caller_whole(ray_loc
     first = ray.get(actor.get_secret.remote("app/token"))
 
     def inspect(self):
-        import keyway.ray
+        import keyway.ray._serialize
 
         serialize = ray._private.worker.global_worker.get_serialization_context().serialize
-        kept = [secret for secret, _ in self._Proxy__ready.values()]
-        return (keyway.ray._ray_serialize is not None, serialize.__qualname__,
+        kept = [secret for secret, _ in self._cache._ready.values()]
+        return (keyway.ray._serialize.ray_serialize is not None, serialize.__qualname__,
                 [secret._serialized is not None for secret in kept])
 
     hooked, serializer, carried = ray.get(actor.__ray_call__.remote(inspect))
-    assert hooked and serializer == "_serve_kept_serializations.<locals>.serialize" and carried == [True]
+    assert hooked and serializer == "serve_kept_serializations.<locals>.serialize" and carried == [True]
 
     @ray.remote(num_cpus=0)
     def read(actor, calls):

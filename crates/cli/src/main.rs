@@ -200,9 +200,9 @@ fn main() -> ExitCode {
         },
         _ => keyway_daemon::Activated::default(),
     };
-    // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise; one
-    // worker serves ~90k cached reads/s on this class of machine with the least CPU per request
-    // (docs/benchmarks.md), and upstream fetches are asynchronous, so they never hold it.
+    // Client commands: two workers. The daemon: one worker unless TOKIO_WORKER_THREADS says otherwise: a cached
+    // read is answered from memory without waiting, so one worker serves them with the least CPU per request
+    // (docs/benchmarks.md, "The daemon"), and upstream fetches are asynchronous, so they never hold it.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if !matches!(cli.command, Command::Serve(_) | Command::Webhook(_)) {
         builder.worker_threads(2);

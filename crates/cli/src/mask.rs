@@ -18,7 +18,8 @@ pub const CONCEALED: &[u8] = b"<concealed by keyway>";
 pub const MIN_LEN: usize = 4;
 
 /// Bytes read from the command at a time: the size of a pipe's buffer, so a busy command's output moves in few
-/// reads (16 KiB reads ran at a third of the speed, docs/benchmarks.md); a read returns what is there at once.
+/// reads (smaller reads cost throughput: docs/benchmarks.md, "`keyway exec --mask` throughput"); a read
+/// returns what is there at once.
 const READ: usize = 64 * 1024;
 
 /// Values shorter than this get no base64 forms, and lines shorter than this of a value of several lines are

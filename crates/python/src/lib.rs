@@ -276,10 +276,9 @@ async fn resolve_in(
 }
 
 /// Polls `future` once on the calling thread (the GIL released; [`process::poll_once`]): an answer from memory
-/// (a cache hit) comes back at once as `(True, value)`, without the two thread hops of an asyncio bridge (a
-/// cached `aget_secret` runs at 0.73x `get_secret`'s rate, against 0.04x through the bridge:
-/// docs/benchmarks.md); any other goes on on the runtime, `(False, awaitable)`, and the event loop runs
-/// meanwhile.
+/// (a cache hit) comes back at once as `(True, value)`, without the two thread hops of an asyncio bridge, which
+/// cost a cached read most of its rate (docs/benchmarks.md, "Python: `await keyway.aget_secret`"); any other
+/// goes on on the runtime, `(False, awaitable)`, and the event loop runs meanwhile.
 fn now_or_later<'py, F, T>(py: Python<'py>, state: &State, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
