@@ -1,7 +1,7 @@
 //! A recognisable value goes through every CLI path with the most verbose logging; it must appear only where
 //! it is delivered (stdout of `get`, the rendered files, the exec'd process), never in stderr.
 
-use crate::{Ground, run, stderr, stdout};
+use crate::support::{Ground, run, stderr, stdout};
 
 const CANARY: &str = "CANARY-7f3a9c-do-not-log";
 
@@ -153,7 +153,7 @@ fn git_credential_is_clean(keyway: &dyn Fn() -> std::process::Command, reference
             ),
         ),
     ] {
-        let out = crate::run_with_stdin(
+        let out = crate::support::run_with_stdin(
             keyway().args([
                 "git-credential",
                 "--host",
@@ -190,7 +190,7 @@ fn canary_never_reaches_the_daemons_logs_audit_records_or_metrics() {
     let json = format!(r#"{{"github_token":"{CANARY}","other":"{CANARY}-2"}}"#);
     g.moto.create_secret("canary", &json);
     g.gcp.add_version("proj", "canary", json.as_bytes());
-    let served = crate::serve::Served::start_with_env(&g, &[], &[("KEYWAY_LOG", "trace")]);
+    let served = crate::support::Served::start_with_env(&g, &[], &[("KEYWAY_LOG", "trace")]);
     let unix = served.unix();
     let mut delivered = 0;
     for path in [
@@ -369,7 +369,7 @@ fn a_value_given_in_place_of_a_reference_is_never_repeated() {
         ),
     ];
     for (args, needle) in cases {
-        let out = run(super::keyway(&plain)
+        let out = run(crate::support::keyway(&plain)
             .args(args)
             .stdin(std::process::Stdio::null()));
         let err = stderr(&out);
@@ -386,7 +386,7 @@ fn a_value_given_in_place_of_a_reference_is_never_repeated() {
     ] {
         std::fs::write(&plain, &config).unwrap();
         for args in [&["serve", "--check"][..], &["get", "local://x"]] {
-            let out = run(super::keyway(&plain).args(args));
+            let out = run(crate::support::keyway(&plain).args(args));
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(2), "{config}: {err}");
             assert!(

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::{keyway, run, stdout};
+use crate::support::{keyway, run, stdout};
 
 /// What bash's completion function for keyway offers for `words` (the last one being completed).
 fn bash_completes(script: &str, words: &[&str]) -> Vec<String> {

@@ -49,7 +49,7 @@ fn binary_accepts_the_arguments(workload: &Value) {
         }
     }
     for args in invocations {
-        crate::assert_takes_arguments(&args, &format!("{args:?}"));
+        crate::support::assert_takes_arguments(&args, &format!("{args:?}"));
     }
 }
 
@@ -123,7 +123,7 @@ fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
         .expect("an ExecStart line");
     let words: Vec<&str> = exec_start.split_whitespace().collect();
     assert_eq!(words[0], "/usr/local/bin/keyway");
-    crate::assert_takes_arguments(&words[1..], exec_start);
+    crate::support::assert_takes_arguments(&words[1..], exec_start);
     assert!(unit.contains("\nType=notify\n"), "keyway sends READY=1");
 
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,7 @@ fn check_block(source: &str, block: &str) -> usize {
         let Some(args) = keyway_args(line) else {
             continue;
         };
-        crate::assert_takes_arguments(&args, &format!("{source}: `{line}`"));
+        crate::support::assert_takes_arguments(&args, &format!("{source}: `{line}`"));
         checked += 1;
     }
     checked
@@ -104,10 +104,11 @@ fn every_keyway_toml_in_the_docs_passes_serve_check() {
                 );
             let config = etc.path().join("keyway.toml");
             std::fs::write(&config, text).unwrap();
-            let out = crate::run(crate::keyway(&config).args(["serve", "--check"]));
+            let out =
+                crate::support::run(crate::support::keyway(&config).args(["serve", "--check"]));
             // An example that shows other settings without access rules is warned about its open socket,
             // as it should be; nothing else may be said.
-            let said = crate::stderr(&out);
+            let said = crate::support::stderr(&out);
             let other = said
                 .lines()
                 .filter(|line| !line.contains("is open to every local user"))
@@ -115,7 +116,7 @@ fn every_keyway_toml_in_the_docs_passes_serve_check() {
             assert!(
                 out.status.success() && other == 0,
                 "a keyway.toml of {doc} fails `keyway serve --check`: {}\n{block}",
-                crate::stderr(&out)
+                crate::support::stderr(&out)
             );
             checked += 1;
         }

@@ -1,4 +1,4 @@
-use crate::{Ground, run, stderr, stdout};
+use crate::support::{Ground, run, stderr, stdout};
 
 #[test]
 fn exec_sets_env_from_flags_and_from_reference_valued_variables() {

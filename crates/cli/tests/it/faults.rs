@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use keyway_testkit::fault::{Fault, FaultProxy, Flavor};
 use keyway_testkit::raw;
 
-use crate::serve::{Served, wait_until_fresh};
-use crate::{Ground, env_u64};
+use crate::support::{Ground, env_u64};
+use crate::support::{Served, wait_until_fresh};
 
 /// A ground whose aws-sm instance reaches moto through a fault proxy, with `settings` in its table.
 fn through_proxy(settings: &str) -> (Ground, FaultProxy) {
@@ -330,7 +330,7 @@ fn read_while_rotating(
     big: impl Fn(&str) -> String,
 ) -> (u64, std::collections::BTreeSet<String>) {
     let dir = ground.dir.path().join("rendered");
-    let mut watcher = crate::keyway(&ground.config)
+    let mut watcher = crate::support::keyway(&ground.config)
         .args(["--daemon", "never", "render", "--dir"])
         .arg(&dir)
         .args(["--watch", "1s", "f=aws-sm://rot/file"])

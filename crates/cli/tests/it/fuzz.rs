@@ -11,8 +11,8 @@ use keyway_testkit::raw;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::serve::Served;
-use crate::{Ground, proc_status_kib};
+use crate::support::Served;
+use crate::support::{Ground, proc_status_kib};
 
 fn request() -> impl Strategy<Value = Vec<u8>> {
     let method = prop::sample::select(vec![
@@ -128,7 +128,8 @@ fn exchange(socket: &std::path::Path, request: &[u8]) -> (u16, String, Duration)
 
 #[test]
 fn arbitrary_requests_get_a_clear_answer_or_a_closed_connection() {
-    let cases = u32::try_from(crate::env_u64("KEYWAY_FUZZ_CASES", 300)).unwrap_or(u32::MAX);
+    let cases =
+        u32::try_from(crate::support::env_u64("KEYWAY_FUZZ_CASES", 300)).unwrap_or(u32::MAX);
     let ground =
         Ground::with_extra("[server]\nmax_request_bytes = 16384\nheader_timeout = \"1s\"\n");
     std::fs::write(ground.dir.path().join("local/x"), "fuzz-canary-value").unwrap();

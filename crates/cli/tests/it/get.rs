@@ -1,4 +1,4 @@
-use crate::{Ground, run, stderr, stdout, unread_pipe};
+use crate::support::{Ground, run, stderr, stdout, unread_pipe};
 
 #[test]
 fn get_prints_aws_and_gcp_fields_exactly() {
@@ -99,7 +99,7 @@ fn unreachable_upstream_exits_5() {
         format!("[providers.aws-sm]\ntype = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout = \"2s\"\n"),
     )
     .unwrap();
-    let out = run(crate::keyway(&config).args(["get", "aws-sm://x"]));
+    let out = run(crate::support::keyway(&config).args(["get", "aws-sm://x"]));
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("could not reach AWS Secrets Manager"),
@@ -113,7 +113,7 @@ fn bad_config_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("k.toml");
     std::fs::write(&config, "[providers.x]\ntype = \"aws\"\nproject = \"p\"\n").unwrap();
-    let out = run(crate::keyway(&config).args(["get", "local://x"]));
+    let out = run(crate::support::keyway(&config).args(["get", "local://x"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("[providers.x] of type aws: unknown field `project`"),
@@ -147,7 +147,7 @@ fn gcp_without_credentials_says_how_to_get_them() {
         "[providers.gcp-sm]\ntype = \"gcp\"\nendpoint = \"http://127.0.0.1:9\"\n",
     )
     .unwrap();
-    let out = run(crate::keyway(&config)
+    let out = run(crate::support::keyway(&config)
         .args(["get", "gcp-sm://proj/db"])
         .env("HOME", dir.path())
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
@@ -180,7 +180,7 @@ fn an_arn_needs_no_configured_region() {
     )
     .unwrap();
     let keyway = || {
-        let mut cmd = crate::keyway(&config);
+        let mut cmd = crate::support::keyway(&config);
         cmd.env_remove("AWS_REGION")
             .env_remove("AWS_DEFAULT_REGION")
             .env("AWS_CONFIG_FILE", g.dir.path().join("absent"))
@@ -204,7 +204,7 @@ fn an_arn_needs_no_configured_region() {
 /// `cmd` run by a shell that closes its stdout first (`CMD >&-`), as a careless init script or a supervisor
 /// would. Rust's runtime reopens a closed stdout on `/dev/null`, so without a check the output goes nowhere.
 fn with_stdout_closed(cmd: &std::process::Command) -> std::process::Command {
-    crate::wrapped("sh", &["-c", r#"exec "$@" >&-"#, "sh"], cmd)
+    crate::support::wrapped("sh", &["-c", r#"exec "$@" >&-"#, "sh"], cmd)
 }
 
 #[test]

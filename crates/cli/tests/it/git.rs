@@ -1,8 +1,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::Ground;
-use crate::serve::Served;
+use crate::support::Ground;
+use crate::support::Served;
 
 fn credential_fill(g: &Ground, input: &str) -> std::process::Output {
     git_credential(g, Path::new("."), &[], "fill", input)
@@ -23,7 +23,7 @@ fn git_credential(
         g.config.display(),
         helper_args.join(" ")
     );
-    crate::run_with_stdin(
+    crate::support::run_with_stdin(
         Command::new("git")
             // useHttpPath makes git pass the repository path, which path-scoped entries need.
             .args([

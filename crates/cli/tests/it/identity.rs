@@ -4,8 +4,8 @@
 
 use keyway_testkit::raw;
 
-use crate::serve::Served;
-use crate::{Ground, run, stderr};
+use crate::support::Served;
+use crate::support::{Ground, run, stderr};
 
 const RULES: &str = r#"
 [iam]

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use crate::{Ground, names_in, run, run_with_stdin, stderr, stdout};
+use crate::support::{Ground, names_in, run, run_with_stdin, stderr, stdout};
 
 /// `keyway inject -i TEMPLATE -o OUT`.
 fn inject_into(g: &Ground, template: &Path, out: &Path) -> std::process::Output {

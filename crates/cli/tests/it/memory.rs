@@ -217,7 +217,7 @@ fn lock_memory_refuses_to_start_under_a_low_limit_and_locks_with_privilege() {
     let mut direct = Command::new("env");
     direct.arg("--");
     let mut child = serve(direct, &binary, &config, &dir.path().join("root.sock"));
-    let locked = crate::proc_status_kib(child.id(), "VmLck");
+    let locked = crate::support::proc_status_kib(child.id(), "VmLck");
     assert!(locked > 0, "VmLck {locked} kB");
     let _ = child.kill();
     let _ = child.wait();

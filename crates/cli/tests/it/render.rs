@@ -1,6 +1,6 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
-use crate::{Ground, run, stderr};
+use crate::support::{Ground, run, stderr};
 
 #[test]
 fn renders_fifty_aws_secrets_and_gcp_ones_with_mode() {
@@ -110,7 +110,7 @@ fn one_failure_writes_nothing() {
 /// keyway as `g.keyway()` runs it, under `setpriv` with the capability bounding set changed by `caps` (for
 /// root, the capabilities it then has).
 fn with_bounding_set(g: &Ground, caps: &str) -> std::process::Command {
-    crate::wrapped(
+    crate::support::wrapped(
         "setpriv",
         &[&format!("--bounding-set={caps}"), "--"],
         &g.keyway(),
@@ -184,7 +184,7 @@ fn a_file_that_cannot_be_written_leaves_every_target_as_it_was() {
     );
     assert_eq!(std::fs::read_to_string(out_dir.join("x")).unwrap(), "old-x");
     assert_eq!(
-        crate::names_in(&out_dir),
+        crate::support::names_in(&out_dir),
         ["locked", "x"],
         "a temporary file was left behind"
     );
@@ -240,7 +240,11 @@ fn a_target_that_could_not_be_replaced_is_refused_before_any_file_is() {
             stderr(&out)
         );
         assert_eq!(std::fs::read_to_string(out_dir.join("a")).unwrap(), "old");
-        assert_eq!(crate::names_in(&out_dir), ["a", "dir", "file"], "{names:?}");
+        assert_eq!(
+            crate::support::names_in(&out_dir),
+            ["a", "dir", "file"],
+            "{names:?}"
+        );
     }
 }
 
@@ -329,7 +333,7 @@ fn rerender_replaces_files_atomically() {
 
 #[test]
 fn watch_replaces_files_when_the_upstream_value_changes() {
-    let ground = crate::Ground::start();
+    let ground = crate::support::Ground::start();
     ground.gcp.add_version("proj", "rotating", b"first");
     let dir = ground.dir.path().join("watched");
     let mut child = ground

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use keyway_testkit::raw;
 
-use crate::serve::Served;
-use crate::{Ground, env_u64, proc_status_kib};
+use crate::support::Served;
+use crate::support::{Ground, env_u64, proc_status_kib};
 
 /// One request of the mix, by its sequence number; true when the answer is right.
 fn one(target: &raw::Target, n: u64) -> Result<(), String> {

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use keyway_inject::{InjectConfig, mutate_pod, read_annotations};
 use serde_json::json;
 
-use crate::{Ground, run, stderr};
+use crate::support::{Ground, run, stderr};
 
 /// The patch of an AdmissionReview answer: base64 text, the API's JSON form of `[]byte`.
 pub fn patch_bytes(review: &serde_json::Value) -> Vec<u8> {
@@ -464,7 +464,7 @@ fn review_mode_applies_the_k8s_mapping_from_an_anyscale_spec() {
         }),
     );
     let run_review = |spec: &str| {
-        crate::run_with_stdin(
+        crate::support::run_with_stdin(
             std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
                 .args(["webhook", "--review", "-", "--iam-spec"])
                 .arg(dir.path().join(spec)),
@@ -502,7 +502,7 @@ fn resource_flags_size_the_added_containers_and_a_pods_annotations_win() {
         }),
     );
     let run_review = |flags: &[&str]| {
-        crate::run_with_stdin(
+        crate::support::run_with_stdin(
             std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
                 .args(["webhook", "--review", "-"])
                 .args(flags),
