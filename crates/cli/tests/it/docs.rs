@@ -1,7 +1,7 @@
-//! The docs' examples are commands this binary takes: each `keyway ...` line of the README's "What it does
-//! today" block and of every `sh` block of docs/migrating.md (and the keyway inside a git credential helper
-//! setting), run with `--help` added before any `--`, prints help and exits 0, where an unknown subcommand, flag
-//! or value would exit 2. (The other docs' synopses hold placeholders such as `[--wait D]`.)
+//! The docs' examples are commands this binary takes: each `keyway ...` line of every `sh` block of the README,
+//! docs/exec.md and docs/migrating.md (and the keyway inside a git credential helper setting), run with `--help`
+//! added before any `--`, prints help and exits 0, where an unknown subcommand, flag or value would exit 2. (The
+//! other docs' synopses hold placeholders such as `[--wait D]`.)
 
 /// The keyway arguments of one example line, if it runs keyway.
 fn keyway_args(line: &str) -> Option<Vec<String>> {
@@ -37,27 +37,46 @@ fn check_block(source: &str, block: &str) -> usize {
 
 #[test]
 fn every_keyway_command_in_the_docs_is_one_the_binary_takes() {
-    let readme = read("README.md");
-    let block = readme
-        .split("## What it does today")
-        .nth(1)
-        .and_then(|rest| rest.split("```sh\n").nth(1))
-        .and_then(|rest| rest.split("```").next())
-        .expect("the README's example block");
-    let checked = check_block("README.md", block);
-    assert!(checked >= 15, "only {checked} README examples found");
+    for (doc, at_least) in [
+        ("README.md", 10),
+        ("docs/exec.md", 10),
+        ("docs/migrating.md", 7),
+    ] {
+        let checked: usize = read(doc)
+            .split("```sh\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .map(|block| check_block(doc, block))
+            .sum();
+        assert!(checked >= at_least, "only {checked} {doc} examples found");
+    }
+}
 
-    let migrating = read("docs/migrating.md");
-    let checked: usize = migrating
-        .split("```sh\n")
+/// The README is a first page: no line wider than 120 columns, and every link it gives leads to a file or
+/// directory of the repository (each claim points to the doc that explains it).
+#[test]
+fn the_readme_fits_the_page_and_its_links_lead_somewhere() {
+    let readme = read("README.md");
+    for (number, line) in readme.lines().enumerate() {
+        assert!(
+            line.chars().count() <= 120,
+            "README.md line {} is wider than 120 columns",
+            number + 1
+        );
+    }
+    let links: Vec<&str> = readme
+        .split("](")
         .skip(1)
-        .filter_map(|rest| rest.split("```").next())
-        .map(|block| check_block("docs/migrating.md", block))
-        .sum();
-    assert!(
-        checked >= 7,
-        "only {checked} docs/migrating.md examples found"
-    );
+        .filter_map(|rest| rest.split(')').next())
+        .collect();
+    assert!(links.len() >= 15, "only {} links in the README", links.len());
+    for link in links {
+        let path = link.split('#').next().unwrap_or_default();
+        assert!(
+            keyway_testkit::repo_root().join(path).exists(),
+            "README.md links to {link}, which is not in the repository"
+        );
+    }
 }
 
 /// The docs' `keyway.toml` examples are files `keyway serve --check` accepts as they are written, once the files
