@@ -69,7 +69,11 @@ fn the_readme_fits_the_page_and_its_links_lead_somewhere() {
         .skip(1)
         .filter_map(|rest| rest.split(')').next())
         .collect();
-    assert!(links.len() >= 15, "only {} links in the README", links.len());
+    assert!(
+        links.len() >= 15,
+        "only {} links in the README",
+        links.len()
+    );
     for link in links {
         let path = link.split('#').next().unwrap_or_default();
         assert!(

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::selector::anyscale::fnv1_64;
 
 /// Parses in `mode` and compares the canonical form (or the error's position and text fragment).
 fn check(mode: Mode, input: &str, expect: Result<&str, (usize, &str)>) {
