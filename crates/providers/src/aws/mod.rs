@@ -9,13 +9,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
-use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use keyway_core::Answer;
 use keyway_core::reference::{AwsVersion, BackendKind, Target};
 use keyway_core::{
     Encoding, ErrorKind, ListFilter, Provider, ProviderError, Secret, SecretMeta, SecretValue,
@@ -23,6 +18,13 @@ use keyway_core::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
+
+mod assume;
+mod errors;
+
+use assume::assume;
+pub use assume::{AssumeRole, RoleSource};
+use errors::{NoThrottlingRetry, aws_smithy_error_chain, classify};
 
 /// Settings of one AWS instance; `None` means the SDK's standard chain decides (environment, profile, IMDS).
 #[derive(Debug, Clone, Default)]
@@ -77,97 +79,6 @@ impl std::fmt::Debug for StaticKeys {
             )
             .finish()
     }
-}
-
-/// The identity an instance assumes with STS `AssumeRole`; the SDK's provider refreshes the temporary
-/// credentials before they expire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssumeRole {
-    /// The role, or the instance profile whose role to assume.
-    pub role: RoleSource,
-    /// `RoleSessionName`: names the workload in CloudTrail.
-    pub session_name: String,
-}
-
-/// Where the role ARN comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoleSource {
-    /// A role ARN, used as is.
-    RoleArn(String),
-    /// An instance profile name (Anyscale's VM mapping values), resolved with IAM `GetInstanceProfile`.
-    InstanceProfile(String),
-}
-
-impl RoleSource {
-    /// A mapping value: a role ARN when it looks like one, an instance profile name otherwise.
-    pub fn from_value(value: &str) -> RoleSource {
-        if value.starts_with("arn:") && value.contains(":role/") {
-            RoleSource::RoleArn(value.to_owned())
-        } else {
-            RoleSource::InstanceProfile(value.to_owned())
-        }
-    }
-}
-
-/// The role ARN of an instance profile.
-async fn instance_profile_role(
-    config: &aws_config::SdkConfig,
-    name: &str,
-) -> Result<String, ProviderError> {
-    let out = aws_sdk_iam::Client::new(config)
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .map_err(|e| {
-            let code = e.code().unwrap_or_default().to_owned();
-            match code.as_str() {
-                "NoSuchEntity" => ProviderError::new(
-                    ErrorKind::NotFound,
-                    format!("IAM instance profile `{name}` (chosen by the identity mapping) does not exist; fix the rule's value"),
-                ),
-                "AccessDenied" | "AccessDeniedException" => ProviderError::new(
-                    ErrorKind::PermissionDenied,
-                    format!("the base identity needs iam:GetInstanceProfile on instance profile `{name}` to use the identity mapping"),
-                ),
-                _ => ProviderError::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot read IAM instance profile `{name}` ({code}); retry later"),
-                ),
-            }
-            .with_source(e)
-        })?;
-    out.instance_profile()
-        .and_then(|p| p.roles().first())
-        .map(|r| r.arn().to_owned())
-        .ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::Misconfigured,
-                format!("IAM instance profile `{name}` has no role; add one to it"),
-            )
-        })
-}
-
-async fn assume(
-    base: aws_config::SdkConfig,
-    assume: &AssumeRole,
-) -> Result<aws_config::SdkConfig, ProviderError> {
-    let role_arn = match &assume.role {
-        RoleSource::RoleArn(arn) => arn.clone(),
-        RoleSource::InstanceProfile(name) => instance_profile_role(&base, name).await?,
-    };
-    tracing::info!(role = %role_arn, session = %assume.session_name, "assuming the mapped role");
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-        .session_name(assume.session_name.clone())
-        .configure(&base)
-        .build()
-        .await;
-    Ok(base
-        .into_builder()
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-        )
-        .build())
 }
 
 /// No region in the settings, the environment or the AWS config file.
@@ -353,47 +264,6 @@ impl AwsProvider {
     }
 }
 
-/// AWS error codes that mean "slow down".
-const THROTTLING_CODES: [&str; 3] = [
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-];
-
-/// Forbids the SDK to retry a throttled call: the instance's rate limit (`RateLimited`) paces upstream calls
-/// and cached secrets are served stale, so a retry inside the call would only add load to a throttling
-/// upstream (each attempt would pass the limiter's count). Transient failures (5xx, timeouts, resets) are
-/// still retried.
-#[derive(Debug)]
-struct NoThrottlingRetry;
-
-impl ClassifyRetry for NoThrottlingRetry {
-    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
-        let status_429 = ctx.response().is_some_and(|r| r.status().as_u16() == 429);
-        let code = ctx
-            .output_or_error()
-            .and_then(Result::err)
-            .and_then(|e| e.as_operation_error())
-            .and_then(|e| {
-                e.downcast_ref::<GetSecretValueError>()
-                    .and_then(ProvideErrorMetadata::code)
-                    .or_else(|| {
-                        e.downcast_ref::<ListSecretsError>()
-                            .and_then(ProvideErrorMetadata::code)
-                    })
-            });
-        if status_429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
-            RetryAction::RetryForbidden
-        } else {
-            RetryAction::NoActionIndicated
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        "keyway: no retry of throttled calls"
-    }
-}
-
 #[async_trait]
 impl Provider for AwsProvider {
     fn kind(&self) -> BackendKind {
@@ -483,142 +353,6 @@ impl Provider for AwsProvider {
         }
         Ok(names)
     }
-}
-
-/// Turns an SDK error into a kind and a message that names the missing action and resource.
-fn classify<E>(
-    err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
-    action: &str,
-    resource: &str,
-) -> ProviderError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let code = err.code().unwrap_or_default();
-    let detail = err.message().unwrap_or_default();
-    let mut transport = None;
-    let (kind, message) = match (err, code) {
-        (_, "ResourceNotFoundException") => (
-            ErrorKind::NotFound,
-            format!(
-                "AWS secret `{resource}` (or the requested version) was not found; check the name, region and version"
-            ),
-        ),
-        (_, "AccessDeniedException") => (
-            ErrorKind::PermissionDenied,
-            format!(
-                "access denied: the caller's IAM identity needs secretsmanager:{action} on {resource}; grant it in the role's policy"
-            ),
-        ),
-        (_, "DecryptionFailure") => (
-            ErrorKind::PermissionDenied,
-            format!(
-                "AWS could not decrypt `{resource}`: the caller needs kms:Decrypt on the secret's KMS key"
-            ),
-        ),
-        (
-            _,
-            "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "ExpiredTokenException"
-            | "InvalidClientTokenId",
-        ) => (
-            ErrorKind::PermissionDenied,
-            format!(
-                "AWS rejected the credentials ({code}); refresh them (aws sso login, a new session token) or check the profile"
-            ),
-        ),
-        (_, c) if THROTTLING_CODES.contains(&c) => (
-            ErrorKind::Throttled,
-            format!(
-                "AWS throttled {action}; Keyway paces calls with the instance's rate_limit instead of retrying; lower the request rate or raise the quota"
-            ),
-        ),
-        (_, "InvalidParameterException" | "InvalidRequestException") => (
-            ErrorKind::Invalid,
-            format!("AWS rejected {action} for `{resource}` as invalid: {detail}"),
-        ),
-        (_, "InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => (
-            ErrorKind::Unavailable,
-            format!("AWS Secrets Manager failed internally on {action}; retry later"),
-        ),
-        (SdkError::TimeoutError(_), _) => {
-            transport = Some(Upstream::ReadTimeout);
-            (
-                ErrorKind::Unavailable,
-                format!("AWS {action} timed out; check the network path to Secrets Manager"),
-            )
-        }
-        (SdkError::DispatchFailure(failure), _) => {
-            let text = format!("{:#}", aws_smithy_error_chain(err));
-            if text.contains("credentials") {
-                transport = Some(Upstream::NoCredentials);
-                (
-                    ErrorKind::PermissionDenied,
-                    "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
-                )
-            } else if failure.is_timeout() {
-                transport = Some(Upstream::ConnectTimeout);
-                (
-                    ErrorKind::Unavailable,
-                    format!("AWS {action} timed out; check the network path to Secrets Manager"),
-                )
-            } else {
-                transport = Some(Upstream::Unreachable);
-                (
-                    ErrorKind::Unavailable,
-                    format!(
-                        "could not reach AWS Secrets Manager for {action}; check the endpoint and network"
-                    ),
-                )
-            }
-        }
-        (SdkError::ConstructionFailure(_), _) => (
-            ErrorKind::Misconfigured,
-            format!(
-                "could not build the AWS {action} request; check region and credentials settings"
-            ),
-        ),
-        (SdkError::ResponseError(_), _) => (
-            ErrorKind::Unavailable,
-            format!("AWS answered {action} with a response Keyway could not read; retry later"),
-        ),
-        _ => (
-            ErrorKind::Unavailable,
-            format!("AWS {action} failed ({code}): {detail}"),
-        ),
-    };
-    let upstream = transport
-        .or_else(|| matches!(err, SdkError::ResponseError(_)).then_some(Upstream::BadResponse))
-        .or_else(|| (!code.is_empty()).then(|| Upstream::Code(code.to_owned())));
-    ProviderError::new(kind, message)
-        .with_upstream(upstream)
-        .with_answer(answer(err))
-}
-
-/// AWS's own status and message, for the AWS-agent route (which answers with them, as the agent does).
-fn answer<E: ProvideErrorMetadata>(
-    err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
-) -> Option<Answer> {
-    match err {
-        SdkError::ServiceError(service) => Some(Answer {
-            status: service.raw().status().as_u16(),
-            message: err.message().unwrap_or_default().to_owned(),
-        }),
-        _ => None,
-    }
-}
-
-/// The error and its sources as one line (for keyword checks; SDK errors carry no secret values).
-fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
