@@ -206,7 +206,8 @@ pub struct AccessRule {
     pub refs: Vec<String>,
 }
 
-/// `[[server.access]]` as written: the callers' keys sit beside the rule's.
+/// `[[server.access]]` as written: the callers' keys sit beside the rule's. (Spelled out here and in
+/// [`CallerLabelsTable`]: serde's `flatten` of a [`Callers`] would lose `deny_unknown_fields`.)
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccessRuleTable {
