@@ -39,6 +39,9 @@ pub mod path {
     pub const AWS_GET: &str = "/secretsmanager/get";
     /// AWS agent, path form: `GET /v1/<secret id>?versionId=&versionStage=&refreshNow=`.
     pub const AWS_PATH_PREFIX: &str = "/v1/";
+    /// The AWS Parameters and Secrets Lambda Extension's Parameter Store route:
+    /// `GET ?name=&version=|label=&withDecryption=` (also with a trailing `/`).
+    pub const PARAMETERS_GET: &str = "/systemsmanager/parameters/get";
     /// Liveness: 200 while the process serves.
     pub const HEALTHZ: &str = "/healthz";
     /// AWS agent's health check (same as healthz, no token needed).

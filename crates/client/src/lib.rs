@@ -301,6 +301,7 @@ fn into_resolved(mut body: SecretBody<Zeroizing<String>>) -> Result<Resolved, Er
                 version_id: body.version,
                 stages: body.stages,
                 created: body.created.as_deref().and_then(time),
+                attributes: std::collections::BTreeMap::new(),
             },
         },
         fetched_at: time(&body.fetched_at).unwrap_or_else(SystemTime::now),

@@ -38,8 +38,8 @@ fn errors_name_the_place_never_the_value() {
         );
     }
     invalid(
-        "[[git.credentials]]\nhost = \"h\"\npassword = \"vault://x\"\n",
-        "no provider instance named `vault`",
+        "[[git.credentials]]\nhost = \"h\"\npassword = \"doppler://x\"\n",
+        "no provider instance named `doppler`",
     );
 }
 
@@ -74,13 +74,16 @@ fn reads_instances_ttls_and_git_mappings() {
     let resolver = config.providers.resolver(PathBuf::from("secrets")).unwrap();
     assert_eq!(
         resolver.instances().names(),
-        "aws-sm, bypass, forever, gcp-sm, local"
+        "aws-ps, aws-sm, azure-kv, bypass, forever, gcp-sm, k8s, local, vault"
     );
 }
 
 #[test]
 fn rejects_what_does_not_fit() {
-    invalid("[providers.x]\ntype = \"azure\"", "unknown variant `azure`");
+    invalid(
+        "[providers.x]\ntype = \"doppler\"",
+        "unknown variant `doppler`",
+    );
     // A key of another backend is named, with the keys this one takes.
     invalid(
         "[providers.x]\ntype = \"aws\"\nproject = \"p\"",

@@ -299,11 +299,7 @@ impl Cache {
         let entries = moka::future::Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|key: &Key, entry: &Arc<Entry>| {
-                let target = match &key.target {
-                    Target::Aws { secret_id, .. } => secret_id.len(),
-                    Target::Gcp { secret, .. } => secret.len(),
-                    Target::Local { name } => name.len(),
-                };
+                let target = key.target.identity().len();
                 let weight = entry.secret.value.len()
                     + entry.secret.meta.name.len()
                     + target

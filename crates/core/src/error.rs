@@ -276,6 +276,14 @@ pub enum Error {
         /// The requested field.
         field: String,
     },
+    /// A secret of several entries (a Kubernetes Secret) was asked for whole: the reference must name one.
+    #[error("{reference} holds several keys ({available}); name one: {reference}#KEY")]
+    EntryRequired {
+        /// The canonical reference.
+        reference: String,
+        /// The entries' names.
+        available: String,
+    },
     /// `#FIELD` names a key that is not in the JSON value.
     #[error("{reference}: field `{field}` not found; fields present: {available}")]
     FieldNotFound {
@@ -292,9 +300,10 @@ impl Error {
     /// The failure's kind, for exit codes and HTTP statuses.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidRef { .. } | Error::NotARef { .. } | Error::UnknownInstance { .. } => {
-                ErrorKind::Invalid
-            }
+            Error::InvalidRef { .. }
+            | Error::NotARef { .. }
+            | Error::UnknownInstance { .. }
+            | Error::EntryRequired { .. } => ErrorKind::Invalid,
             Error::Provider { source, .. } | Error::StaleExpired { source, .. } => source.kind(),
             Error::NotJson { .. } | Error::FieldNotFound { .. } => ErrorKind::NotFound,
             Error::Remote { kind, .. } => *kind,

@@ -148,6 +148,12 @@ impl Resolver {
             })?;
         let secret = match reference.field() {
             Some(field) => cached.secret.select(field, &canonical())?,
+            None if cached.secret.encoding == crate::Encoding::Entries => {
+                return Err(Error::EntryRequired {
+                    reference: canonical(),
+                    available: cached.secret.entry_names(),
+                });
+            }
             None => cached.secret,
         };
         Ok(Resolved {

@@ -23,6 +23,10 @@ pub enum Encoding {
     Text,
     /// Arbitrary bytes.
     Binary,
+    /// Named entries of bytes, each its own value (a Kubernetes Secret's `data`): a JSON object of base64 text,
+    /// as the Kubernetes API writes it. A reference names one entry as its field (`#KEY`); the whole is never
+    /// delivered.
+    Entries,
 }
 
 /// A secret's bytes. Cloning shares the buffer; the last drop zeroizes it.
@@ -79,6 +83,9 @@ pub struct SecretMeta {
     pub stages: Vec<String>,
     /// When the version was created, when the backend says.
     pub created: Option<SystemTime>,
+    /// The backend's own fields of the version beyond these (Parameter Store's `Type`, `DataType`, `ARN`), for
+    /// the drop-in routes that echo them: names and labels, never a value.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// One fetched version: value plus metadata.
@@ -97,6 +104,9 @@ impl Secret {
     /// its text; any other JSON yields its compact JSON text. The JSON is read in place (borrowed), so the value
     /// is not copied into unzeroized parse trees.
     pub fn select(&self, field: &Field, reference: &dyn fmt::Display) -> Result<Secret, Error> {
+        if self.encoding == Encoding::Entries {
+            return self.select_entry(field, reference);
+        }
         let not_json = || Error::NotJson {
             reference: reference.to_string(),
             field: field.to_string(),
@@ -130,6 +140,69 @@ impl Secret {
             encoding: Encoding::Text,
             meta: self.meta.clone(),
         })
+    }
+}
+
+impl Secret {
+    /// The names of an [`Encoding::Entries`] value's entries, comma separated (names only).
+    pub fn entry_names(&self) -> String {
+        let names: BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_slice(self.value.expose()).unwrap_or_default();
+        if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.into_keys().collect::<Vec<_>>().join(", ")
+        }
+    }
+
+    /// One entry of an [`Encoding::Entries`] value, decoded: `#KEY`, or `#/KEY/...` to select inside the entry's
+    /// own JSON.
+    fn select_entry(&self, field: &Field, reference: &dyn fmt::Display) -> Result<Secret, Error> {
+        let (key, rest) = match field {
+            Field::Key(key) => (key.clone(), None),
+            Field::Pointer(pointer) => {
+                let mut tokens = pointer[1..].splitn(2, '/');
+                let key = tokens
+                    .next()
+                    .unwrap_or_default()
+                    .replace("~1", "/")
+                    .replace("~0", "~");
+                (
+                    key,
+                    tokens.next().map(|rest| Field::Pointer(format!("/{rest}"))),
+                )
+            }
+        };
+        let entries: BTreeMap<Cow<'_, str>, Cow<'_, str>> =
+            serde_json::from_slice(self.value.expose()).unwrap_or_default();
+        let Some(encoded) = entries.get(key.as_str()) else {
+            return Err(Error::FieldNotFound {
+                reference: reference.to_string(),
+                field: key,
+                available: self.entry_names(),
+            });
+        };
+        // Standard base64 with padding, as Kubernetes writes `data`.
+        let bytes = data_encoding::BASE64
+            .decode(encoded.as_bytes())
+            .map_err(|_| Error::NotJson {
+                reference: reference.to_string(),
+                field: key.clone(),
+            })?;
+        let encoding = if std::str::from_utf8(&bytes).is_ok() {
+            Encoding::Text
+        } else {
+            Encoding::Binary
+        };
+        let entry = Secret {
+            value: SecretValue::new(bytes),
+            encoding,
+            meta: self.meta.clone(),
+        };
+        match rest {
+            Some(rest) => entry.select(&rest, reference),
+            None => Ok(entry),
+        }
     }
 }
 
@@ -176,6 +249,44 @@ mod tests {
     fn select(json: &str, field: &Field) -> Result<String, Error> {
         let s = secret(json).select(field, &"local://x")?;
         Ok(String::from_utf8(s.value.expose().to_vec()).unwrap())
+    }
+
+    /// A Kubernetes Secret's `data`: each entry base64, binary or text, selected whole or inside its JSON.
+    #[test]
+    fn entries_are_decoded_one_at_a_time() {
+        let secret = Secret {
+            value: SecretValue::from(
+                r#"{"token":"Z2hwXzE=","cfg":"eyJkYiI6eyJwdyI6InAifX0=","keystore":"AP8A"}"#
+                    .to_owned(),
+            ),
+            encoding: Encoding::Entries,
+            meta: SecretMeta::default(),
+        };
+        let token = secret
+            .select(&Field::Key("token".into()), &"k8s://ns/s")
+            .unwrap();
+        assert_eq!(
+            (token.value.expose(), token.encoding),
+            (&b"ghp_1"[..], Encoding::Text)
+        );
+        let keystore = secret
+            .select(&Field::Key("keystore".into()), &"k8s://ns/s")
+            .unwrap();
+        assert_eq!(
+            (keystore.value.expose(), keystore.encoding),
+            (&[0, 255, 0][..], Encoding::Binary)
+        );
+        let inner = secret
+            .select(&Field::Pointer("/cfg/db/pw".into()), &"k8s://ns/s")
+            .unwrap();
+        assert_eq!(inner.value.expose(), b"p");
+        let missing = secret
+            .select(&Field::Key("tokn".into()), &"k8s://ns/s")
+            .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "k8s://ns/s: field `tokn` not found; fields present: cfg, keystore, token"
+        );
     }
 
     #[test]

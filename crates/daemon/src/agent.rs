@@ -9,7 +9,8 @@
 //! path-style `<path_prefix><secret id>`, else 404 `Not found`. These bodies are plain text, without a
 //! content type, as the agent's. A secret is the agent's JSON; a failure of the upstream keeps AWS's own status,
 //! code and message ([`crate::respond::Failure::agent`]). docs/daemon.md lists what Keyway does differently on
-//! purpose.
+//! purpose. The Lambda extension's Parameter Store route passes the same checks and is answered by
+//! [`crate::lambda`].
 
 use std::borrow::Cow;
 
@@ -90,6 +91,16 @@ async fn answer(
     }
     let (query, path_id) = match uri_path {
         path::PING => return Ok(("ping", Refusal::new(StatusCode::OK, "healthy").reply())),
+        p if p.trim_end_matches('/') == path::PARAMETERS_GET => {
+            let identity = identity.unwrap_or(Identity::Token {
+                token: String::new(),
+            });
+            let query = request.uri().query().unwrap_or("");
+            return Ok((
+                "ssm",
+                crate::lambda::parameter(state, &identity, query).await,
+            ));
+        }
         path::AWS_GET => (request.uri().query(), None),
         p if p.starts_with(settings.path_prefix.as_str()) => (
             request.uri().query(),

@@ -62,6 +62,8 @@ pub struct ServerSection {
     pub aws_compat_instance: String,
     /// How the AWS agent's routes answer.
     pub aws_agent: AwsAgentSection,
+    /// Provider instance behind the Lambda extension's Parameter Store route.
+    pub parameter_store_instance: String,
     /// Lock the daemon's memory (`mlockall`), so cached values are never swapped to disk; the daemon refuses to
     /// start when the memory-lock limit is too low.
     pub lock_memory: bool,
@@ -89,6 +91,7 @@ impl Default for ServerSection {
             metrics_secret_names: false,
             aws_compat_instance: "aws-sm".to_owned(),
             aws_agent: AwsAgentSection::default(),
+            parameter_store_instance: "aws-ps".to_owned(),
             lock_memory: false,
         }
     }

@@ -13,6 +13,7 @@ mod agent;
 mod audit;
 mod auth;
 pub mod config;
+mod lambda;
 mod listen;
 mod memory;
 mod metrics;

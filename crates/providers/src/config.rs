@@ -31,9 +31,12 @@ use keyway_core::{
 };
 use serde::Deserialize;
 
-use crate::aws::{AssumeRole, AwsProvider, AwsSettings};
+use crate::aws::{AssumeRole, AwsProvider, AwsSettings, SsmProvider};
+use crate::azure::{AzureConfig, AzureProvider};
 use crate::gcp::{GcpProvider, GcpSettings};
+use crate::k8s::{K8sConfig, K8sProvider};
 use crate::local::{LocalProvider, LocalSettings};
+use crate::vault::{VaultConfig, VaultProvider};
 
 /// A decorator applied to each instance's provider by [`ProvidersConfig::resolver_with`].
 pub type WrapProvider = dyn Fn(&str, Arc<dyn Provider>) -> Arc<dyn Provider>;
@@ -109,6 +112,14 @@ pub enum Backend {
     Gcp(GcpConfig),
     /// `type = "local"`: the local store.
     Local(LocalConfig),
+    /// `type = "vault"`: HashiCorp Vault or OpenBao, KV v1 and v2.
+    Vault(VaultConfig),
+    /// `type = "ssm"`: AWS Systems Manager Parameter Store, with an AWS instance's keys.
+    Ssm(AwsConfig),
+    /// `type = "azure"`: Azure Key Vault.
+    Azure(AzureConfig),
+    /// `type = "k8s"`: Kubernetes Secrets.
+    K8s(K8sConfig),
 }
 
 /// How an instance authenticates.
@@ -276,6 +287,10 @@ impl ProviderConfig {
             Backend::Aws(_) => BackendKind::Aws,
             Backend::Gcp(_) => BackendKind::Gcp,
             Backend::Local(_) => BackendKind::Local,
+            Backend::Vault(_) => BackendKind::Vault,
+            Backend::Ssm(_) => BackendKind::Ssm,
+            Backend::Azure(_) => BackendKind::Azure,
+            Backend::K8s(_) => BackendKind::K8s,
         }
     }
 
@@ -294,6 +309,15 @@ impl ProviderConfig {
                     "[providers.{name}] location = \"{location}\" is not a GCP location; write e.g. \"europe-west1\""
                 )))
             }
+            Backend::Vault(vault) => vault
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}] {e}"))),
+            Backend::Azure(azure) => azure
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}] {e}"))),
+            Backend::K8s(k8s) => k8s
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("[providers.{name}] {e}"))),
             _ => Ok(()),
         }
     }
@@ -328,20 +352,29 @@ impl ProviderConfig {
                 file: local.file.clone(),
                 age_identity: local.age_identity.clone(),
             })),
+            Backend::Vault(vault) => Arc::new(VaultProvider::new(vault.settings(timeout))),
+            Backend::Ssm(aws) => Arc::new(SsmProvider::new(aws.settings(timeout, identity))),
+            Backend::Azure(azure) => Arc::new(AzureProvider::new(azure.settings(timeout))),
+            Backend::K8s(k8s) => Arc::new(K8sProvider::new(k8s.settings(timeout))),
         };
         (provider, policy)
     }
 
     /// Joins the table's relative paths to `base`.
     fn anchor_paths(&mut self, base: &Path) {
-        if let Backend::Local(local) = &mut self.backend {
-            for path in [&mut local.dir, &mut local.file, &mut local.age_identity]
+        let paths: Vec<&mut PathBuf> = match &mut self.backend {
+            Backend::Local(local) => [&mut local.dir, &mut local.file, &mut local.age_identity]
                 .into_iter()
                 .flatten()
-            {
-                if path.is_relative() {
-                    *path = base.join(&*path);
-                }
+                .collect(),
+            Backend::Vault(vault) => vault.paths_mut(),
+            Backend::Azure(azure) => azure.paths_mut(),
+            Backend::K8s(k8s) => k8s.paths_mut(),
+            Backend::Aws(_) | Backend::Gcp(_) | Backend::Ssm(_) => Vec::new(),
+        };
+        for path in paths {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
     }
@@ -470,17 +503,25 @@ impl ProvidersConfig {
         local_dir: PathBuf,
         wrap: &WrapProvider,
     ) -> Result<Resolver, ConfigError> {
-        let defaults = [
-            ProviderConfig::new(Backend::Aws(AwsConfig::default())),
-            // No project: the provider looks it up as Google's libraries do (`gcp::project`).
-            ProviderConfig::new(Backend::Gcp(GcpConfig::default())),
-            ProviderConfig::new(Backend::Local(LocalConfig {
-                dir: Some(local_dir),
-                ..LocalConfig::default()
-            })),
-        ];
+        let mut local_dir = Some(local_dir);
+        let defaults = BackendKind::ALL.map(|kind| {
+            ProviderConfig::new(match kind {
+                BackendKind::Aws => Backend::Aws(AwsConfig::default()),
+                // No project: the provider looks it up as Google's libraries do (`gcp::project`).
+                BackendKind::Gcp => Backend::Gcp(GcpConfig::default()),
+                BackendKind::Local => Backend::Local(LocalConfig {
+                    dir: local_dir.take(),
+                    ..LocalConfig::default()
+                }),
+                BackendKind::Vault => Backend::Vault(VaultConfig::default()),
+                BackendKind::Ssm => Backend::Ssm(AwsConfig::default()),
+                BackendKind::Azure => Backend::Azure(AzureConfig::default()),
+                BackendKind::K8s => Backend::K8s(K8sConfig::default()),
+            })
+        });
         let configured = self.providers.iter().map(|(n, p)| (n.as_str(), p));
-        let unconfigured = ["aws-sm", "gcp-sm", "local"]
+        let unconfigured = BackendKind::ALL
+            .map(BackendKind::default_instance)
             .into_iter()
             .zip(&defaults)
             .filter(|(name, _)| !self.providers.contains_key(*name));

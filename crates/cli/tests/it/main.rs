@@ -6,6 +6,7 @@
 )]
 
 mod agent;
+mod backends;
 mod canary;
 mod completion;
 mod deploy;

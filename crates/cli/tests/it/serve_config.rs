@@ -125,7 +125,7 @@ fn settings_that_could_never_apply_are_refused_at_start() {
     for (server, says) in [
         (
             "[[server.access]]\nuids = [0]\nrefs = [\"locl://team/*\"]",
-            "names `locl`, which is no configured provider instance (aws-sm, gcp-sm, local)",
+            "names `locl`, which is no configured provider instance (aws-ps, aws-sm, azure-kv, gcp-sm, k8s, local, vault)",
         ),
         (
             "[[server.access]]\nuids = [0]\nrefs = [\"team/*\"]",
@@ -137,7 +137,7 @@ fn settings_that_could_never_apply_are_refused_at_start() {
         ),
         (
             "aws_compat_instance = \"aws\"",
-            "aws_compat_instance = \"aws\" is no configured provider instance (aws-sm, gcp-sm, local)",
+            "aws_compat_instance = \"aws\" is no configured provider instance (aws-ps, aws-sm, azure-kv, gcp-sm, k8s, local, vault)",
         ),
     ] {
         let ground = Ground::with_extra(&format!("[server]\n{server}\n"));

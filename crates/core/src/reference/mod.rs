@@ -5,14 +5,18 @@
 //! gcp-sm://[PROJECT/]SECRET[?version=V][&location=L][#FIELD]            (no PROJECT: the instance's project)
 //! gcp-sm://projects/P[/locations/L]/secrets/S[/versions/V][#FIELD]     (Secret Manager's own resource name)
 //! local://NAME[#FIELD]
+//! vault://MOUNT/PATH[?version=N][#FIELD]                               (KV v1 or v2; the mount is found)
+//! aws-ps://NAME_OR_ARN[?version=N|label=L][#FIELD]                     (Parameter Store)
+//! azure-kv://VAULT/NAME[?version=ID][#FIELD]                           (Azure Key Vault)
+//! k8s://[NAMESPACE/]NAME#KEY                                           (a Kubernetes Secret's key)
 //!
 //! V        ::= a positive number | latest | an alias the secret defines (a letter, then up to 62 letters,
 //!              digits, `-`, `_`)
 //! L        ::= a location (`europe-west1`): the secret is regional, read from that region's endpoint
 //! FIELD    ::= a top-level JSON key, or a JSON pointer (`#/db/password`)
 //! ```
-//! The scheme is a provider *instance*: `aws-sm`, `gcp-sm` and `local` always exist, and `keyway.toml` can add
-//! more (`prod-aws://...`) of any backend kind. Query values and fields escape `%`, space, `#`, `&` and `?`
+//! The scheme is a provider *instance*: `aws-sm`, `gcp-sm`, `local`, `vault`, `aws-ps`, `azure-kv` and `k8s`
+//! always exist, and `keyway.toml` can add more (`prod-aws://...`) of any backend kind. Query values and fields escape `%`, space, `#`, `&` and `?`
 //! as `%XX`; the parameters may come in any order, each once.
 
 use std::borrow::Cow;
@@ -27,11 +31,16 @@ const ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'#').add(b'%').add(b'&').add(
 use crate::Error;
 
 mod aws;
+mod azure;
 mod gcp;
+mod k8s;
 mod local;
+mod ssm;
+mod vault;
 
 pub use aws::{AwsVersion, is_aws_region};
 pub use gcp::{GcpVersion, is_gcp_location};
+pub use ssm::SsmSelector;
 
 /// The backend family an instance belongs to; it decides how a reference's path is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +51,14 @@ pub enum BackendKind {
     Gcp,
     /// The embedded local store.
     Local,
+    /// HashiCorp Vault or OpenBao, KV v1 or v2.
+    Vault,
+    /// AWS Systems Manager Parameter Store.
+    Ssm,
+    /// Azure Key Vault.
+    Azure,
+    /// Kubernetes Secrets.
+    K8s,
 }
 
 impl BackendKind {
@@ -51,6 +68,35 @@ impl BackendKind {
             BackendKind::Aws => "aws",
             BackendKind::Gcp => "gcp",
             BackendKind::Local => "local",
+            BackendKind::Vault => "vault",
+            BackendKind::Ssm => "ssm",
+            BackendKind::Azure => "azure",
+            BackendKind::K8s => "k8s",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [BackendKind; 7] = [
+        BackendKind::Aws,
+        BackendKind::Gcp,
+        BackendKind::Local,
+        BackendKind::Vault,
+        BackendKind::Ssm,
+        BackendKind::Azure,
+        BackendKind::K8s,
+    ];
+
+    /// The instance that exists without configuration: `aws-sm`, `gcp-sm`, `local`, `vault`, `aws-ps`,
+    /// `azure-kv`, `k8s`.
+    pub fn default_instance(self) -> &'static str {
+        match self {
+            BackendKind::Aws => "aws-sm",
+            BackendKind::Gcp => "gcp-sm",
+            BackendKind::Local => "local",
+            BackendKind::Vault => "vault",
+            BackendKind::Ssm => "aws-ps",
+            BackendKind::Azure => "azure-kv",
+            BackendKind::K8s => "k8s",
         }
     }
 }
@@ -60,13 +106,14 @@ impl BackendKind {
 pub struct Instances(BTreeMap<String, BackendKind>);
 
 impl Default for Instances {
-    /// The three default instances: `aws-sm`, `gcp-sm` and `local`.
+    /// The default instance of every kind ([`BackendKind::default_instance`]).
     fn default() -> Self {
-        let mut map = BTreeMap::new();
-        map.insert("aws-sm".to_owned(), BackendKind::Aws);
-        map.insert("gcp-sm".to_owned(), BackendKind::Gcp);
-        map.insert("local".to_owned(), BackendKind::Local);
-        Instances(map)
+        Instances(
+            BackendKind::ALL
+                .into_iter()
+                .map(|kind| (kind.default_instance().to_owned(), kind))
+                .collect(),
+        )
     }
 }
 
@@ -110,12 +157,22 @@ impl Instances {
         if self.0.contains_key(name) {
             return None;
         }
+        // Between names as many edits away, one with the same letters wins: `aws-ms` is `aws-sm` with two
+        // letters swapped, more likely than `aws-ps` with one changed.
+        let letters = |text: &str| {
+            let mut letters: Vec<char> = text.chars().collect();
+            letters.sort_unstable();
+            letters
+        };
         self.0
             .keys()
-            .map(|known| (strsim::damerau_levenshtein(name, known), known.as_str()))
-            .filter(|&(edits, known)| edits <= 2 && edits * 2 < known.len().min(name.len()))
+            .map(|known| {
+                let edits = strsim::damerau_levenshtein(name, known);
+                (edits, letters(known) != letters(name), known.as_str())
+            })
+            .filter(|&(edits, _, known)| edits <= 2 && edits * 2 < known.len().min(name.len()))
             .min()
-            .map(|(_, known)| known)
+            .map(|(_, _, known)| known)
     }
 
     /// The configured instance that `text`'s scheme is a likely typo of ([`Instances::typo_of`]), when it has
@@ -180,6 +237,36 @@ pub enum Target {
         /// Entry name, possibly with `/` separated segments.
         name: String,
     },
+    /// A Vault KV secret.
+    Vault {
+        /// The path, mount included (`secret/ci/github`).
+        path: String,
+        /// A KV v2 version; `None` is the current one.
+        version: Option<u64>,
+    },
+    /// A Parameter Store parameter.
+    Ssm {
+        /// The name without a leading `/`, or the ARN.
+        name: String,
+        /// A version or label; `None` is the latest.
+        selector: Option<SsmSelector>,
+    },
+    /// An Azure Key Vault secret.
+    Azure {
+        /// The vault's name (lowercase).
+        vault: String,
+        /// The secret's name.
+        name: String,
+        /// A version id (lowercase hex); `None` is the latest.
+        version: Option<String>,
+    },
+    /// A Kubernetes Secret; `namespace` is `None` when the reference relies on the instance's.
+    K8s {
+        /// The namespace.
+        namespace: Option<String>,
+        /// The Secret's name.
+        name: String,
+    },
 }
 
 impl Target {
@@ -214,7 +301,18 @@ impl Target {
                 secret,
                 ..
             }
-            | Target::Local { name: secret } => Cow::Borrowed(secret),
+            | Target::Local { name: secret }
+            | Target::Vault { path: secret, .. }
+            | Target::Ssm { name: secret, .. }
+            | Target::K8s {
+                namespace: None,
+                name: secret,
+            } => Cow::Borrowed(secret),
+            Target::Azure { vault, name, .. } => Cow::Owned(format!("{vault}/{name}")),
+            Target::K8s {
+                namespace: Some(namespace),
+                name,
+            } => Cow::Owned(format!("{namespace}/{name}")),
         }
     }
 }
@@ -263,6 +361,36 @@ impl fmt::Display for Target {
                 write!(f, "version={version}")
             }
             Target::Local { name } => f.write_str(name),
+            Target::Vault { path, version } => {
+                f.write_str(path)?;
+                match version {
+                    Some(version) => write!(f, "?version={version}"),
+                    None => Ok(()),
+                }
+            }
+            Target::Ssm { name, selector } => {
+                f.write_str(name)?;
+                match selector {
+                    Some(SsmSelector::Version(version)) => write!(f, "?version={version}"),
+                    Some(SsmSelector::Label(label)) => write!(f, "?label={label}"),
+                    None => Ok(()),
+                }
+            }
+            Target::Azure {
+                vault,
+                name,
+                version,
+            } => {
+                write!(f, "{vault}/{name}")?;
+                match version {
+                    Some(version) => write!(f, "?version={version}"),
+                    None => Ok(()),
+                }
+            }
+            Target::K8s { namespace, name } => match namespace {
+                Some(namespace) => write!(f, "{namespace}/{name}"),
+                None => f.write_str(name),
+            },
         }
     }
 }
@@ -332,6 +460,10 @@ impl SecretRef {
             BackendKind::Aws => aws::parse_aws(path, &query),
             BackendKind::Gcp => gcp::parse_gcp(path, &query),
             BackendKind::Local => local::parse_local(path, &query),
+            BackendKind::Vault => vault::parse_vault(path, &query),
+            BackendKind::Ssm => ssm::parse_ssm(path, &query),
+            BackendKind::Azure => azure::parse_azure(path, &query),
+            BackendKind::K8s => k8s::parse_k8s(path, &query),
         }
         .map_err(bad)?;
         Ok(SecretRef {

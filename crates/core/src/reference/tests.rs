@@ -203,6 +203,114 @@ fn local_forms() {
 }
 
 #[test]
+fn vault_forms() {
+    check("vault://secret/ci/github", "vault://secret/ci/github");
+    check(
+        "vault://secret/ci/github/#token",
+        "vault://secret/ci/github#token",
+    );
+    check(
+        "vault://kv/team/db?version=3#password",
+        "vault://kv/team/db?version=3#password",
+    );
+    check("vault://team/kv/app", "vault://team/kv/app");
+    let r = ok("vault://secret/ci/github?version=2");
+    assert_eq!(
+        r.target(),
+        &Target::Vault {
+            path: "secret/ci/github".into(),
+            version: Some(2)
+        }
+    );
+    assert_eq!(r.secret_path(), "vault://secret/ci/github");
+    err("vault://github", "MOUNT/PATH");
+    err("vault://secret/../sys", "`..`");
+    err("vault://secret//x", "empty");
+    err("vault://secret/x?version=0", "positive number");
+    err("vault://secret/x?version=latest", "positive number");
+    err(
+        "vault://secret/x?stage=a",
+        "unknown parameter `stage` for Vault",
+    );
+}
+
+#[test]
+fn parameter_store_forms() {
+    check("aws-ps://app/db/password", "aws-ps://app/db/password");
+    check("aws-ps:///app/db/password", "aws-ps://app/db/password");
+    check("aws-ps://token?version=3", "aws-ps://token?version=3");
+    check(
+        "aws-ps://app/db?label=prod#user",
+        "aws-ps://app/db?label=prod#user",
+    );
+    check(
+        "aws-ps://arn:aws:ssm:eu-west-1:123456789012:parameter/app/db",
+        "aws-ps://arn:aws:ssm:eu-west-1:123456789012:parameter/app/db",
+    );
+    // AWS's own public parameters read like any other.
+    check(
+        "aws-ps:///aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+        "aws-ps://aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+    );
+    assert_eq!(
+        ok("aws-ps://x?label=prod").target(),
+        &Target::Ssm {
+            name: "x".into(),
+            selector: Some(SsmSelector::Label("prod".into()))
+        }
+    );
+    err("aws-ps://a:b", "not ':'");
+    err("aws-ps://a//b", "empty level");
+    err("aws-ps://x?version=1&label=a", "not both");
+    err("aws-ps://x?label=1st", "not starting with a digit");
+    err("aws-ps://x?label=aws-x", "aws or ssm");
+    err("aws-ps://arn:aws:ssm:us-east-1:1:secret/x", "parameter ARN");
+    err(&format!("aws-ps://{}", ["a"; 16].join("/")), "15 levels");
+}
+
+#[test]
+fn azure_key_vault_forms() {
+    check(
+        "azure-kv://my-vault/db-password",
+        "azure-kv://my-vault/db-password",
+    );
+    check(
+        "azure-kv://My-Vault/db-password",
+        "azure-kv://my-vault/db-password",
+    );
+    check(
+        "azure-kv://kv1/api?version=0123456789ABCDEF0123456789abcdef#token",
+        "azure-kv://kv1/api?version=0123456789abcdef0123456789abcdef#token",
+    );
+    err("azure-kv://db-password", "VAULT/NAME");
+    err("azure-kv://kv1/a_b", "not a Key Vault secret name");
+    err("azure-kv://1kv/a", "not a Key Vault name");
+    err("azure-kv://kv-/a", "not a Key Vault name");
+    err("azure-kv://kv1/a?version=3", "not a version id");
+}
+
+#[test]
+fn kubernetes_secret_forms() {
+    check("k8s://ml/github#token", "k8s://ml/github#token");
+    check("k8s://github#token", "k8s://github#token");
+    check(
+        "k8s://ml/tls.example.com#tls.crt",
+        "k8s://ml/tls.example.com#tls.crt",
+    );
+    assert_eq!(
+        ok("k8s://ml/github#token").target(),
+        &Target::K8s {
+            namespace: Some("ml".into()),
+            name: "github".into()
+        }
+    );
+    err("k8s://ML/github", "namespace `ML`");
+    err("k8s://ml/Github", "Secret name `Github`");
+    err("k8s://ml/a/b", "Secret name `a/b`");
+    err("k8s://ml/github?version=1", "no versions");
+}
+
+#[test]
 fn typos_of_instance_names_are_recognised_and_other_schemes_are_not() {
     let instances = Instances::default();
     for (name, meant) in [

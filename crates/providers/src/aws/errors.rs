@@ -49,9 +49,39 @@ impl ClassifyRetry for NoThrottlingRetry {
     }
 }
 
+/// The AWS service a call went to, for the words of its errors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Service {
+    /// The IAM action prefix (`secretsmanager`).
+    iam: &'static str,
+    /// Its name in messages.
+    name: &'static str,
+    /// What it keeps (`secret`).
+    noun: &'static str,
+    /// The codes that mean "no such thing (or version)".
+    not_found: &'static [&'static str],
+}
+
+/// AWS Secrets Manager.
+pub(crate) const SECRETS_MANAGER: Service = Service {
+    iam: "secretsmanager",
+    name: "Secrets Manager",
+    noun: "secret",
+    not_found: &["ResourceNotFoundException"],
+};
+
+/// AWS Systems Manager Parameter Store.
+pub(crate) const PARAMETER_STORE: Service = Service {
+    iam: "ssm",
+    name: "Parameter Store",
+    noun: "parameter",
+    not_found: &["ParameterNotFound", "ParameterVersionNotFound"],
+};
+
 /// Turns an SDK error into a kind and a message that names the missing action and resource.
-pub(super) fn classify<E>(
+pub(crate) fn classify<E>(
     err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
+    service: Service,
     action: &str,
     resource: &str,
 ) -> ProviderError
@@ -60,24 +90,27 @@ where
 {
     let code = err.code().unwrap_or_default();
     let detail = err.message().unwrap_or_default();
+    let Service {
+        iam, name, noun, ..
+    } = service;
     let mut transport = None;
     let (kind, message) = match (err, code) {
-        (_, "ResourceNotFoundException") => (
+        (_, c) if service.not_found.contains(&c) => (
             ErrorKind::NotFound,
             format!(
-                "AWS secret `{resource}` (or the requested version) was not found; check the name, region and version"
+                "AWS {noun} `{resource}` (or the requested version) was not found; check the name, region and version"
             ),
         ),
         (_, "AccessDeniedException") => (
             ErrorKind::PermissionDenied,
             format!(
-                "access denied: the caller's IAM identity needs secretsmanager:{action} on {resource}; grant it in the role's policy"
+                "access denied: the caller's IAM identity needs {iam}:{action} on {resource}; grant it in the role's policy"
             ),
         ),
-        (_, "DecryptionFailure") => (
+        (_, "DecryptionFailure" | "InvalidKeyId") => (
             ErrorKind::PermissionDenied,
             format!(
-                "AWS could not decrypt `{resource}`: the caller needs kms:Decrypt on the secret's KMS key"
+                "AWS could not decrypt `{resource}`: the caller needs kms:Decrypt on the {noun}'s KMS key, and the key must be enabled"
             ),
         ),
         (
@@ -102,40 +135,20 @@ where
             ErrorKind::Invalid,
             format!("AWS rejected {action} for `{resource}` as invalid: {detail}"),
         ),
-        (_, "InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => (
+        (
+            _,
+            "InternalServiceError"
+            | "InternalServerError"
+            | "InternalFailure"
+            | "ServiceUnavailable",
+        ) => (
             ErrorKind::Unavailable,
-            format!("AWS Secrets Manager failed internally on {action}; retry later"),
+            format!("AWS {name} failed internally on {action}; retry later"),
         ),
-        (SdkError::TimeoutError(_), _) => {
-            transport = Some(Upstream::ReadTimeout);
-            (
-                ErrorKind::Unavailable,
-                format!("AWS {action} timed out; check the network path to Secrets Manager"),
-            )
-        }
-        (SdkError::DispatchFailure(failure), _) => {
-            let text = format!("{:#}", aws_smithy_error_chain(err));
-            if text.contains("credentials") {
-                transport = Some(Upstream::NoCredentials);
-                (
-                    ErrorKind::PermissionDenied,
-                    "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
-                )
-            } else if failure.is_timeout() {
-                transport = Some(Upstream::ConnectTimeout);
-                (
-                    ErrorKind::Unavailable,
-                    format!("AWS {action} timed out; check the network path to Secrets Manager"),
-                )
-            } else {
-                transport = Some(Upstream::Unreachable);
-                (
-                    ErrorKind::Unavailable,
-                    format!(
-                        "could not reach AWS Secrets Manager for {action}; check the endpoint and network"
-                    ),
-                )
-            }
+        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => {
+            let (kind, message, failure) = transport_failure(err, name, action);
+            transport = Some(failure);
+            (kind, message)
         }
         (SdkError::ConstructionFailure(_), _) => (
             ErrorKind::Misconfigured,
@@ -160,6 +173,49 @@ where
         .with_answer(answer(err))
 }
 
+/// A call that got no answer: timed out, found no credentials, or could not connect.
+fn transport_failure<E>(
+    err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
+    name: &str,
+    action: &str,
+) -> (ErrorKind, String, Upstream)
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let timed_out = || format!("AWS {action} timed out; check the network path to {name}");
+    match err {
+        SdkError::TimeoutError(_) => (ErrorKind::Unavailable, timed_out(), Upstream::ReadTimeout),
+        SdkError::DispatchFailure(failure) => {
+            if format!("{:#}", aws_smithy_error_chain(err)).contains("credentials") {
+                (
+                    ErrorKind::PermissionDenied,
+                    "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run where an instance role exists".to_owned(),
+                    Upstream::NoCredentials,
+                )
+            } else if failure.is_timeout() {
+                (
+                    ErrorKind::Unavailable,
+                    timed_out(),
+                    Upstream::ConnectTimeout,
+                )
+            } else {
+                (
+                    ErrorKind::Unavailable,
+                    format!(
+                        "could not reach AWS {name} for {action}; check the endpoint and network"
+                    ),
+                    Upstream::Unreachable,
+                )
+            }
+        }
+        _ => (
+            ErrorKind::Unavailable,
+            format!("AWS {action} failed"),
+            Upstream::BadResponse,
+        ),
+    }
+}
+
 /// AWS's own status and message, for the AWS-agent route (which answers with them, as the agent does).
 fn answer<E: ProvideErrorMetadata>(
     err: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
@@ -174,7 +230,7 @@ fn answer<E: ProvideErrorMetadata>(
 }
 
 /// The error and its sources as one line (for keyword checks; SDK errors carry no secret values).
-pub(super) fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -21,10 +21,12 @@ use tokio::sync::OnceCell;
 
 mod assume;
 mod errors;
+pub mod ssm;
 
 use assume::assume;
 pub use assume::{AssumeRole, RoleSource};
-use errors::{NoThrottlingRetry, aws_smithy_error_chain, classify};
+use errors::{NoThrottlingRetry, SECRETS_MANAGER, aws_smithy_error_chain, classify};
+pub use ssm::SsmProvider;
 
 /// Settings of one AWS instance; `None` means the SDK's standard chain decides (environment, profile, IMDS).
 #[derive(Debug, Clone, Default)]
@@ -81,8 +83,55 @@ impl std::fmt::Debug for StaticKeys {
     }
 }
 
+/// The SDK's configuration of an instance: region, profile, endpoint, credentials and timeouts, with the mapped
+/// role assumed. Shared by Secrets Manager and Parameter Store instances.
+pub(crate) async fn load_sdk_config(
+    s: &AwsSettings,
+) -> Result<aws_config::SdkConfig, ProviderError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(s.timeout)
+                .operation_timeout(s.timeout * 3)
+                .build(),
+        );
+    if let Some(region) = &s.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &s.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = &s.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if s.anonymous {
+        loader = loader.no_credentials();
+    } else if let Some(keys) = &s.static_keys {
+        loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            keys.access_key.clone(),
+            keys.secret_key.expose_secret().to_owned(),
+            keys.session_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            None,
+            "keyway-static",
+        ));
+    }
+    let mut config = loader.load().await;
+    if let Some(role) = &s.assume {
+        // STS is called in the configured region.
+        if config.region().is_none() {
+            return Err(no_region());
+        }
+        config = assume(config, role).await?;
+    }
+    Ok(config)
+}
+
 /// No region in the settings, the environment or the AWS config file.
-fn no_region() -> ProviderError {
+pub(crate) fn no_region() -> ProviderError {
     ProviderError::new(
         ErrorKind::Misconfigured,
         "no AWS region configured; set AWS_REGION or `region` in the provider's table of keyway.toml (or name the secret by its ARN, which holds its region)",
@@ -186,51 +235,7 @@ impl AwsProvider {
     /// mapped role assumed.
     async fn sdk_config(&self) -> Result<&aws_config::SdkConfig, ProviderError> {
         self.sdk
-            .get_or_try_init(|| async {
-                let s = &self.settings;
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .retry_config(RetryConfig::standard().with_max_attempts(3))
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(3))
-                            .operation_attempt_timeout(s.timeout)
-                            .operation_timeout(s.timeout * 3)
-                            .build(),
-                    );
-                if let Some(region) = &s.region {
-                    loader = loader.region(Region::new(region.clone()));
-                }
-                if let Some(profile) = &s.profile {
-                    loader = loader.profile_name(profile);
-                }
-                if let Some(endpoint) = &s.endpoint {
-                    loader = loader.endpoint_url(endpoint);
-                }
-                if s.anonymous {
-                    loader = loader.no_credentials();
-                } else if let Some(keys) = &s.static_keys {
-                    loader = loader.credentials_provider(
-                        aws_sdk_secretsmanager::config::Credentials::new(
-                            keys.access_key.clone(),
-                            keys.secret_key.expose_secret().to_owned(),
-                            keys.session_token
-                                .as_ref()
-                                .map(|t| t.expose_secret().to_owned()),
-                            None,
-                            "keyway-static",
-                        ),
-                    );
-                }
-                let mut config = loader.load().await;
-                if let Some(role) = &s.assume {
-                    // STS is called in the configured region.
-                    if config.region().is_none() {
-                        return Err(no_region());
-                    }
-                    config = assume(config, role).await?;
-                }
-                Ok(config)
-            })
+            .get_or_try_init(|| load_sdk_config(&self.settings))
             .await
     }
 
@@ -290,7 +295,7 @@ impl Provider for AwsProvider {
         let out = request
             .send()
             .await
-            .map_err(|e| classify(&e, "GetSecretValue", secret_id))?;
+            .map_err(|e| classify(&e, SECRETS_MANAGER, "GetSecretValue", secret_id))?;
         let (value, encoding) = match (out.secret_string, out.secret_binary) {
             // Moving the SDK's buffers in avoids leaving a second, unzeroized copy behind.
             (Some(text), _) => (SecretValue::from(text), Encoding::Text),
@@ -312,6 +317,7 @@ impl Provider for AwsProvider {
                 version_id: out.version_id.unwrap_or_default(),
                 stages: out.version_stages.unwrap_or_default(),
                 created: out.created_date.and_then(|d| SystemTime::try_from(d).ok()),
+                attributes: std::collections::BTreeMap::new(),
             },
         })
     }
@@ -343,7 +349,7 @@ impl Provider for AwsProvider {
         let mut pages = request.into_paginator().send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify(&e, "ListSecrets", "*"))?;
+            let page = page.map_err(|e| classify(&e, SECRETS_MANAGER, "ListSecrets", "*"))?;
             names.extend(
                 page.secret_list
                     .unwrap_or_default()

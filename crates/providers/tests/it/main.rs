@@ -1,12 +1,17 @@
-//! Providers against real emulators: moto for AWS, Keyway's emulator for GCP, a temp directory for local.
+//! Providers against real servers and emulators: moto for AWS, Keyway's emulator for GCP, OpenBao for Vault, a
+//! temp directory for local.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers fail the test by panicking"
 )]
 
 mod aws;
+mod azure;
 mod gcp;
+mod k8s;
 mod local;
+mod ssm;
+mod vault;
 
 use std::sync::Arc;
 

@@ -5,22 +5,7 @@ use anyhow::Context as _;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut port = 0u16;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--port" => {
-                port = args
-                    .next()
-                    .context("--port needs a number")?
-                    .parse()
-                    .context("--port needs a number")?;
-            }
-            other => {
-                anyhow::bail!("unknown argument `{other}`; usage: keyway-gcp-emulator [--port N]")
-            }
-        }
-    }
+    let port = keyway_testkit::port_argument("keyway-gcp-emulator")?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .context("bind 127.0.0.1")?;

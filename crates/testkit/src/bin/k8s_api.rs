@@ -1,0 +1,18 @@
+//! `keyway-k8s-api [--port N]`: the Kubernetes API stand-in as a process, for the official Python client and for
+//! manual use. Prints `listening on http://127.0.0.1:PORT` once it accepts connections.
+
+use anyhow::Context as _;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let port = keyway_testkit::port_argument("keyway-k8s-api")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("bind 127.0.0.1")?;
+    println!("listening on http://{}", listener.local_addr()?);
+    keyway_testkit::k8s_api::serve(listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serve")
+}
