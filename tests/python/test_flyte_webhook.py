@@ -77,7 +77,7 @@ def test_the_encoder_reproduces_flytes_own_marshaler_vectors():
     assert annotations([security_pb2.Secret(key="my_key")]) == {"flyte.secrets/s0": "nnsxsoraejwxsx2lmv3secq"}
 
 
-def review(annotations: dict) -> dict:
+def review(annotations: dict, namespace: str = "flytesnacks-development") -> dict:
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -86,6 +86,7 @@ def review(annotations: dict) -> dict:
             "kind": {"group": "", "version": "v1", "kind": "Pod"},
             "resource": {"group": "", "version": "v1", "resource": "pods"},
             "operation": "CREATE",
+            "namespace": namespace,
             "userInfo": {"username": "system:serviceaccount:flyte:flytepropeller"},
             "object": {
                 "metadata": {"name": "a1b2-n0-0", "labels": {"inject-flyte-secrets": "true"},
@@ -98,9 +99,9 @@ def review(annotations: dict) -> dict:
     }
 
 
-def mutate(flyte: str, annotations: dict) -> tuple:
+def mutate(flyte: str, annotations: dict, namespace: str = "flytesnacks-development") -> tuple:
     """`keyway webhook --flyte FLYTE --review -`: the answer and the mutated Pod."""
-    request = review(annotations)
+    request = review(annotations, namespace)
     answer = subprocess.run([binary("keyway"), "webhook", "--flyte", flyte, "--review", "-"],
                             input=json.dumps(request), capture_output=True, text=True, check=True)
     response = json.loads(answer.stdout)["response"]
@@ -119,7 +120,11 @@ def deliver(tmp_path, pod: dict, config: str, env: dict, reads: list) -> list:
     command = list(init["command"])
     command[command.index("--dir") + 1] = str(volume)
     bin_dir = tmp_path / "bin"
-    command[command.index("--install-self") + 1] = str(bin_dir)
+    if "--install-self" in command:
+        command[command.index("--install-self") + 1] = str(bin_dir)
+    else:   # files only: the task reads them with the keyway binary standing in for its own entrypoint
+        bin_dir.mkdir(exist_ok=True)
+        (bin_dir / "keyway").symlink_to(binary("keyway"))
     (tmp_path / "keyway.toml").write_text(config)
     run_env = dict(os.environ, KEYWAY_CONFIG=str(tmp_path / "keyway.toml"), **env)
     rendered = subprocess.run([binary("keyway"), *command[1:]], env=run_env, capture_output=True, text=True)
@@ -128,7 +133,7 @@ def deliver(tmp_path, pod: dict, config: str, env: dict, reads: list) -> list:
     assert "canary" not in json.dumps(pod), "only references in the Pod"
 
     assert task["args"] == ["pyflyte-execute", "--inputs", "s3://bucket/inputs.pb"]
-    wrapper = task["command"]
+    wrapper = task.get("command") or ["/keyway/bin/keyway", "exec", "--"]   # files only: nothing to wrap
     assert wrapper[:2] == ["/keyway/bin/keyway", "exec"] and wrapper[-1] == "--", wrapper
     plain = {e["name"]: e.get("value", "") for e in task["env"]}
     assert {k: plain[k] for k in ("FLYTE_SECRETS_DEFAULT_DIR", "FLYTE_SECRETS_FILE_PREFIX",
@@ -214,3 +219,65 @@ def test_an_annotation_that_does_not_decode_is_refused_by_name(value, fragment):
     response, _ = mutate("aws", {"flyte.secrets/s0": value})
     assert response["allowed"] is False
     assert "flyte.secrets/s0" in response["status"]["message"] and fragment in response["status"]["message"], response
+
+
+def test_flytekit_reads_every_vault_secret_flytepropeller_asks_for(tmp_path, bao_server):
+    vault, call = bao_server
+    call("POST", "secret/data/ci/github", {"data": {"token": "vault-kv2-canary", "user": "ci"}})
+    call("POST", "sys/mounts/kv", {"type": "kv", "options": {"version": "1"}})
+    call("POST", "kv/app", {"password": "vault-kv1-canary"})
+    secrets = [
+        # Flyte's Vault injector: the group is the API path (KV v2's with data/), the key the field.
+        Secret(group="secret/data/ci/github", key="token", group_version="kv2", mount_requirement=Secret.MountType.FILE),
+        Secret(group="kv/app", key="password", group_version="kv1"),
+    ]
+    response, pod = mutate("vault", annotations(secrets))
+    assert response["allowed"] is True, response
+    (tmp_path / "vault-token").write_text("root")
+    config = f'[providers.vault]\ntype = "vault"\naddress = "{vault}"\n[providers.vault.auth]\nmethod = "token"\n' \
+             f'token_file = "vault-token"\n'
+    values, _, _, volume = deliver(tmp_path, pod, config, {}, [
+        ["secret/data/ci/github", "token", "kv2"], ["kv/app", "password", "kv1"]])
+    assert values == ["vault-kv2-canary", "vault-kv1-canary"]
+    # Where Vault Agent writes it for Flyte, too: <group>/<key>.
+    assert (volume / "secret/data/ci/github/token").read_text() == "vault-kv2-canary"
+    env_var = annotations([Secret(group="secret/data/ci/github", key="user", mount_requirement=Secret.MountType.ENV_VAR)])
+    refused, _ = mutate("vault", env_var)
+    assert refused["allowed"] is False and "Flyte's Vault secrets are files" in refused["status"]["message"]
+
+
+def test_flytekit_reads_every_azure_secret_flytepropeller_asks_for(tmp_path, azure_vault):
+    version = azure_vault.put("versioned", "azure-versioned-canary")
+    azure_vault.put("latest-only", "azure-latest-canary")
+    endpoint, ca = azure_vault.endpoint, azure_vault.ca
+    secrets = [
+        Secret(group="https://kv1.vault.azure.net/secrets/versioned", group_version=version,
+               mount_requirement=Secret.MountType.FILE),
+        Secret(group="https://kv1.vault.azure.net/secrets/latest-only"),
+    ]
+    response, pod = mutate("azure", annotations(secrets))
+    assert response["allowed"] is True, response
+    (tmp_path / "azure-token").write_text("token")
+    config = (f'[providers.azure-kv]\ntype = "azure"\nendpoint = "{endpoint}"\ncredentials = "token-file"\n'
+              f'token_file = "azure-token"\nca_file = "{ca}"\nverify_challenge_resource = false\n')
+    # Flyte's users read the name and the version (docs.union.ai), where Flyte's init container wrote them.
+    values, _, _, _ = deliver(tmp_path, pod, config, {}, [["versioned", None, version], ["latest-only", None, None]])
+    assert values == ["azure-versioned-canary", "azure-latest-canary"]
+
+
+def test_flytekit_reads_every_kubernetes_secret_flytepropeller_asks_for(tmp_path, k8s_api_server):
+    api, put = k8s_api_server
+    put("ml", "github-creds", {"token": b"k8s-file-canary", "user": b"k8s-env-canary"})
+    secrets = [
+        Secret(group="github-creds", key="token", mount_requirement=Secret.MountType.FILE),
+        Secret(group="github-creds", key="user", mount_requirement=Secret.MountType.ENV_VAR),
+    ]
+    response, pod = mutate("k8s", annotations(secrets), namespace="ml")
+    assert response["allowed"] is True, response
+    (tmp_path / "k8s-token").write_text("admin")
+    config = f'[providers.k8s]\ntype = "k8s"\napi_server = "{api}"\ntoken_file = "k8s-token"\n'
+    values, environment, _, volume = deliver(tmp_path, pod, config, {}, [
+        ["github-creds", "token", None], ["github-creds", "user", None]])
+    assert values == ["k8s-file-canary", "k8s-env-canary"]
+    assert environment["_FSEC_GITHUB-CREDS_USER"] == "k8s-env-canary"
+    assert oct((volume / "github-creds" / "token").stat().st_mode & 0o777) == "0o400"

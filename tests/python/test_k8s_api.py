@@ -7,25 +7,16 @@ If these pass, the Rust provider's tests against the stand-in are tests against 
 
 import base64
 import json
-import subprocess
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from conftest import binary
 
 
 @pytest.fixture()
-def api_server():
-    proc = subprocess.Popen([binary("keyway-k8s-api")], stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on http://"), line
-        yield line.removeprefix("listening on ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def api_server(k8s_api_server):
+    return k8s_api_server[0]
 
 
 def core(endpoint: str, token: str) -> k8s.CoreV1Api:

@@ -30,9 +30,27 @@ fn flyte_backend(text: &str) -> anyhow::Result<FlyteBackend> {
             instance: (*instance).to_owned(),
             project: (*project).to_owned(),
         },
+        ["vault"] => FlyteBackend::Vault {
+            instance: "vault".into(),
+        },
+        ["vault", instance] => FlyteBackend::Vault {
+            instance: (*instance).to_owned(),
+        },
+        ["azure"] => FlyteBackend::Azure {
+            instance: "azure-kv".into(),
+        },
+        ["azure", instance] => FlyteBackend::Azure {
+            instance: (*instance).to_owned(),
+        },
+        ["k8s"] => FlyteBackend::K8s {
+            instance: "k8s".into(),
+        },
+        ["k8s", instance] => FlyteBackend::K8s {
+            instance: (*instance).to_owned(),
+        },
         _ => {
             return Err(Usage(format!(
-                "--flyte `{text}`: write aws, aws:INSTANCE, gcp:PROJECT or gcp:PROJECT:INSTANCE"
+                "--flyte `{text}`: write aws[:INSTANCE], gcp:PROJECT[:INSTANCE], vault[:INSTANCE], azure[:INSTANCE] or k8s[:INSTANCE]"
             ))
             .into());
         }
@@ -88,8 +106,11 @@ pub struct WebhookArgs {
     /// PEM private key (re-read when it changes).
     #[arg(long, value_name = "FILE", required_unless_present = "review")]
     key: Option<PathBuf>,
-    /// Answer Flyte's secret requests (`inject-flyte-secrets` Pods) from a backend: `aws[:INSTANCE]` (group is the
-    /// ARN prefix, key the secret name) or `gcp:PROJECT[:INSTANCE]` (group is the secret, group_version the version).
+    /// Answer Flyte's secret requests (`inject-flyte-secrets` Pods) from a backend, read as Flyte's injector of that
+    /// type reads them: `aws[:INSTANCE]` (group is the ARN prefix, key the secret name), `gcp:PROJECT[:INSTANCE]`
+    /// (group is the secret, group_version the version), `vault[:INSTANCE]` (group is the path, key the field,
+    /// group_version kv1 or kv2), `azure[:INSTANCE]` (group is the secret's URI) or `k8s[:INSTANCE]` (group is a
+    /// Secret in the Pod's namespace, key its key).
     #[arg(long, value_name = "BACKEND")]
     flyte: Option<String>,
     /// An Anyscale cloud config YAML with `compute_stack: K8S`: Pod labels choose the Pod's service account.

@@ -74,7 +74,12 @@ pub fn read_annotations(pod: &Pod, config: &InjectConfig) -> Result<Option<Ask>,
     match annotations.get("keyway.dev/inject").map(String::as_str) {
         None if flyte_label => {
             return match &config.flyte {
-                Some(backend) => read_flyte(annotations, backend, config),
+                Some(backend) => read_flyte(
+                    annotations,
+                    backend,
+                    config,
+                    pod.metadata.namespace.as_deref(),
+                ),
                 None => Ok(None),
             };
         }
@@ -204,8 +209,9 @@ fn read_flyte(
     annotations: &BTreeMap<String, String>,
     backend: &flyte::FlyteBackend,
     config: &InjectConfig,
+    namespace: Option<&str>,
 ) -> Result<Option<Ask>, Denial> {
-    let Some(flyte) = flyte::read(annotations, backend, &config.instances)? else {
+    let Some(flyte) = flyte::read(annotations, backend, &config.instances, namespace)? else {
         return Ok(None);
     };
     Ok(Some(Ask {

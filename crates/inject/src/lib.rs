@@ -97,6 +97,17 @@ pub fn mutate(request: &AdmissionRequest<Pod>, config: &InjectConfig) -> Admissi
     let Some(pod) = request.object.as_ref() else {
         return response;
     };
+    // A Pod being created may carry no namespace yet; the review names the one it is created in.
+    let with_namespace;
+    let pod = match (&pod.metadata.namespace, &request.namespace) {
+        (None, Some(namespace)) => {
+            let mut named = pod.clone();
+            named.metadata.namespace = Some(namespace.clone());
+            with_namespace = named;
+            &with_namespace
+        }
+        _ => pod,
+    };
     let account = match service_account(pod, config) {
         Ok(account) => account,
         Err(denial) => return response.deny(denial.0),

@@ -146,3 +146,16 @@ fn every_keyway_toml_in_the_docs_passes_serve_check() {
     }
     assert!(checked >= 3, "only {checked} keyway.toml examples found");
 }
+
+/// `examples/stores.toml`, an instance of every store, is a file the daemon would start with.
+#[test]
+fn the_example_of_every_store_passes_serve_check() {
+    let config = keyway_testkit::repo_root().join("examples/stores.toml");
+    let out = crate::support::run(crate::support::keyway(&config).args(["serve", "--check"]));
+    let said = crate::support::stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.lines().all(|line| line.contains("is open to every local user")),
+        "{said}"
+    );
+}

@@ -10,7 +10,10 @@
 //! does"): files under `/etc/flyte/secrets` at the path flytekit computes, `_FSEC_` variables for `ENV_VAR`
 //! secrets, `env_var` as Flyte's K8s injector sets it, and the `FLYTE_SECRETS_*` variables.
 
+mod backend;
 mod text;
+
+pub use backend::FlyteBackend;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -75,26 +78,6 @@ pub struct FlyteSecret {
     pub env_var: String,
 }
 
-/// How Flyte's (group, group_version, key) names a Keyway reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FlyteBackend {
-    /// AWS Secrets Manager, as Flyte's AWS injector: the secret is `TrimRight(group, ":") + ":" +
-    /// TrimLeft(key, ":")`, the group being the ARN prefix (`arn:aws:secretsmanager:REGION:ACCOUNT:secret`) and
-    /// the key the secret name; `aws-sm://GROUP:KEY`.
-    Aws {
-        /// The provider instance.
-        instance: String,
-    },
-    /// GCP Secret Manager, as Flyte's GCP injector: the group is the secret (a name in `project`, or a full
-    /// `projects/P/secrets/S`) and `group_version` its version (`latest` when empty, where Flyte refuses).
-    Gcp {
-        /// The provider instance.
-        instance: String,
-        /// The project of groups that are plain secret names.
-        project: String,
-    },
-}
-
 impl FlyteSecret {
     /// The file path relative to [`DIR`], as flytekit's `get_secrets_file` computes it: the non-empty parts of
     /// (group, group_version, key), lower-cased (flytekit's file prefix is empty, and Flyte sets it so).
@@ -132,55 +115,6 @@ impl FlyteSecret {
             .map(String::as_str)
             .filter(|p| !p.is_empty())
     }
-
-    /// The Keyway reference this secret maps to, or why Flyte's request cannot name one.
-    pub fn reference(
-        &self,
-        backend: &FlyteBackend,
-        instances: &Instances,
-    ) -> Result<SecretRef, String> {
-        if let Some(c) = [&self.group, &self.group_version, &self.key]
-            .iter()
-            .flat_map(|p| p.chars())
-            .find(|c| matches!(c, '?' | '#' | '%') || c.is_control())
-        {
-            return Err(format!(
-                "group, group_version and key may not hold `{}`: no secret manager names a secret with it",
-                c.escape_default()
-            ));
-        }
-        let text = match backend {
-            FlyteBackend::Aws { instance } => {
-                if self.group.is_empty() || self.key.is_empty() {
-                    return Err(
-                        "an AWS secret needs both group (the ARN prefix) and key (the secret name), as Flyte's AWS injector"
-                            .into(),
-                    );
-                }
-                format!(
-                    "{instance}://{}:{}",
-                    self.group.trim_end_matches(':'),
-                    self.key.trim_start_matches(':')
-                )
-            }
-            FlyteBackend::Gcp { instance, project } => {
-                if self.group.is_empty() {
-                    return Err("a GCP secret needs a group (the secret's name)".into());
-                }
-                let version = if self.group_version.is_empty() {
-                    "latest"
-                } else {
-                    &self.group_version
-                };
-                if self.group.starts_with("projects/") {
-                    format!("{instance}://{}/versions/{version}", self.group)
-                } else {
-                    format!("{instance}://{project}/{}?version={version}", self.group)
-                }
-            }
-        };
-        SecretRef::parse_with(&text, instances).map_err(|e| e.to_string())
-    }
 }
 
 /// Decodes one `flyte.secrets/s<i>` value into its `flyteidl.core.Secret`.
@@ -211,6 +145,7 @@ pub fn read(
     annotations: &BTreeMap<String, String>,
     backend: &FlyteBackend,
     instances: &Instances,
+    namespace: Option<&str>,
 ) -> Result<Option<FlyteAsk>, Denial> {
     let mut ask = FlyteAsk::default();
     let mut any = false;
@@ -220,39 +155,43 @@ pub fn read(
         }
         any = true;
         let secret = decode(key, value)?;
-        let reference = secret
-            .reference(backend, instances)
-            .map_err(|e| Denial(format!("annotation {key}: {e}")))?;
-        if let Some(name) = secret
-            .env_names()
-            .into_iter()
-            .find(|n| n.contains(['=', '\0']))
-        {
-            return Err(Denial(format!(
-                "annotation {key}: the environment variable name `{}` holds `=` or NUL",
-                name.escape_default()
-            )));
-        }
+        let denied = |e: String| Denial(format!("annotation {key}: {e}"));
+        let reference = backend
+            .reference(&secret, instances, namespace)
+            .map_err(denied)?;
         if secret.mount == MountType::EnvVar {
+            backend.env_allowed().map_err(denied)?;
+            if let Some(name) = secret
+                .env_names()
+                .into_iter()
+                .find(|n| n.contains(['=', '\0']))
+            {
+                return Err(denied(format!(
+                    "the environment variable name `{}` holds `=` or NUL",
+                    name.escape_default()
+                )));
+            }
             for name in secret.env_names() {
                 ask.env.insert(name, reference.clone());
             }
             continue;
         }
-        let file = secret.file();
-        if file
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == "..")
-        {
-            return Err(Denial(format!(
-                "annotation {key}: group, group_version and key must not make the path `{file}` escape the secrets directory"
+        let files = backend.files(&secret);
+        if let Some(file) = files.iter().find(|file| {
+            file.split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        }) {
+            return Err(denied(format!(
+                "group, group_version and key must not make the path `{file}` escape the secrets directory"
             )));
         }
         if !secret.env_var.is_empty() {
             ask.vars
-                .insert(secret.env_var.clone(), format!("{DIR}/{file}"));
+                .insert(secret.env_var.clone(), format!("{DIR}/{}", files[0]));
         }
-        ask.files.insert(file, reference);
+        for file in files {
+            ask.files.insert(file, reference.clone());
+        }
     }
     if !any {
         return Ok(None);
@@ -327,8 +266,7 @@ mod tests {
             instance: "aws-sm".into(),
         };
         let arn = |group: &str, key: &str| {
-            secret(group, "", key)
-                .reference(&aws, &Instances::default())
+            aws.reference(&secret(group, "", key), &Instances::default(), None)
                 .unwrap()
                 .to_string()
         };
@@ -349,10 +287,13 @@ mod tests {
             want
         );
         assert!(
-            secret("arn:aws:secretsmanager:us-east-2:1:secret", "", "")
-                .reference(&aws, &Instances::default())
-                .unwrap_err()
-                .contains("needs both group")
+            aws.reference(
+                &secret("arn:aws:secretsmanager:us-east-2:1:secret", "", ""),
+                &Instances::default(),
+                None
+            )
+            .unwrap_err()
+            .contains("needs both group")
         );
     }
 
@@ -363,7 +304,7 @@ mod tests {
             project: "proj".into(),
         };
         let reference = |s: FlyteSecret| {
-            s.reference(&gcp, &Instances::default())
+            gcp.reference(&s, &Instances::default(), None)
                 .unwrap()
                 .to_string()
         };
@@ -401,6 +342,97 @@ mod tests {
             instance: "aws-sm".into(),
         };
         let annotations = BTreeMap::from([("flyte.secrets/other".to_owned(), "x".to_owned())]);
-        assert_eq!(read(&annotations, &aws, &Instances::default()), Ok(None));
+        assert_eq!(
+            read(&annotations, &aws, &Instances::default(), None),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn vault_groups_are_paths_with_or_without_kv2s_data_segment() {
+        let vault = FlyteBackend::Vault {
+            instance: "vault".into(),
+        };
+        let reference = |s: FlyteSecret| {
+            vault
+                .reference(&s, &Instances::default(), None)
+                .map(|r| r.to_string())
+        };
+        assert_eq!(
+            reference(secret("secret/data/ci/github", "kv2", "token")).unwrap(),
+            "vault://secret/ci/github#token"
+        );
+        assert_eq!(
+            reference(secret("secret/ci/github", "", "token")).unwrap(),
+            "vault://secret/ci/github#token"
+        );
+        assert_eq!(
+            reference(secret("kv/app", "kv1", "password")).unwrap(),
+            "vault://kv/app#password"
+        );
+        assert!(
+            reference(secret("database/creds/ro", "db", "username"))
+                .unwrap_err()
+                .contains("dynamic credentials")
+        );
+        // Vault Agent's file keeps the group and key as written; flytekit's path is lower-cased and versioned.
+        assert_eq!(
+            vault.files(&secret("secret/data/CI", "kv2", "Token")),
+            ["secret/data/CI/Token", "secret/data/ci/kv2/token"]
+        );
+    }
+
+    #[test]
+    fn azure_groups_are_uris_and_files_are_the_name_and_version() {
+        let azure = FlyteBackend::Azure {
+            instance: "azure-kv".into(),
+        };
+        let uri = "https://My-Vault.vault.azure.net/secrets/DB-Password";
+        let reference = |s: FlyteSecret| {
+            azure
+                .reference(&s, &Instances::default(), None)
+                .map(|r| r.to_string())
+        };
+        assert_eq!(
+            reference(secret(uri, "", "")).unwrap(),
+            "azure-kv://my-vault/DB-Password"
+        );
+        let version = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            reference(secret(uri, version, "")).unwrap(),
+            format!("azure-kv://my-vault/DB-Password?version={version}")
+        );
+        assert_eq!(
+            azure.files(&secret(uri, version, "")),
+            [format!("db-password/{version}")]
+        );
+        assert!(
+            reference(secret("my-vault/x", "", ""))
+                .unwrap_err()
+                .contains("its URI")
+        );
+        assert!(azure.env_allowed().is_err());
+    }
+
+    #[test]
+    fn kubernetes_groups_are_secrets_of_the_pods_namespace() {
+        let k8s = FlyteBackend::K8s {
+            instance: "k8s".into(),
+        };
+        let s = secret("GitHub-Creds", "", "Token");
+        assert_eq!(
+            k8s.reference(&s, &Instances::default(), Some("ml"))
+                .unwrap_err(),
+            "invalid secret reference `k8s://ml/GitHub-Creds#Token`: Secret name `GitHub-Creds` must consist of lower case alphanumeric characters, `-` or `.`, and must start and end with an alphanumeric character"
+        );
+        let s = secret("github-creds", "", "Token");
+        assert_eq!(
+            k8s.reference(&s, &Instances::default(), Some("ml"))
+                .unwrap()
+                .to_string(),
+            "k8s://ml/github-creds#Token"
+        );
+        assert!(k8s.reference(&s, &Instances::default(), None).is_err());
+        assert_eq!(k8s.files(&s), ["github-creds/token"]);
     }
 }
