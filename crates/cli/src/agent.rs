@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use keyway_config::Config;
 use keyway_daemon::{AwsAgentSection, TokenConfig};
-use keyway_providers::config::{AwsConfig, Backend, ProviderConfig};
+use keyway_providers::aws::AwsConfig;
+use keyway_providers::config::{Backend, ProviderConfig};
 use serde_json::Value;
 
 const INVALID_LOG_LEVEL: &str = "The log level specified in the configuration file isn't valid. The log level must be DEBUG, INFO, WARN, ERROR, or NONE.";

@@ -31,9 +31,9 @@ use keyway_core::{
 };
 use serde::Deserialize;
 
-use crate::aws::{AssumeRole, AwsProvider, AwsSettings, SsmProvider};
+use crate::aws::{AssumeRole, AwsConfig, AwsProvider, SsmProvider};
 use crate::azure::{AzureConfig, AzureProvider};
-use crate::gcp::{GcpProvider, GcpSettings};
+use crate::gcp::{GcpConfig, GcpProvider, GcpSettings};
 use crate::k8s::{K8sConfig, K8sProvider};
 use crate::local::{LocalProvider, LocalSettings};
 use crate::vault::{VaultConfig, VaultProvider};
@@ -131,38 +131,6 @@ pub enum Credentials {
     Default,
     /// Unsigned requests, for emulators.
     Anonymous,
-}
-
-/// `type = "aws"`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsConfig {
-    /// Region (`AWS_REGION` and the profile otherwise).
-    pub region: Option<String>,
-    /// Named profile from `~/.aws/config`.
-    pub profile: Option<String>,
-    /// Endpoint override.
-    pub endpoint: Option<String>,
-    /// `default` or `anonymous`.
-    #[serde(default)]
-    pub credentials: Credentials,
-}
-
-/// `type = "gcp"`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcpConfig {
-    /// Project of references that name only a secret.
-    pub project: Option<String>,
-    /// Location of regional secrets, for references that name none (`europe-west1`).
-    pub location: Option<String>,
-    /// Endpoint override.
-    pub endpoint: Option<String>,
-    /// IAM Credentials endpoint override for service account impersonation.
-    pub iam_endpoint: Option<String>,
-    /// `default` or `anonymous`.
-    #[serde(default)]
-    pub credentials: Credentials,
 }
 
 /// `type = "local"`: a directory, a JSON/YAML file, or both.
@@ -376,22 +344,6 @@ impl ProviderConfig {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
-        }
-    }
-}
-
-impl AwsConfig {
-    /// The SDK settings, with the mapped role unless the instance is anonymous.
-    fn settings(&self, timeout: Duration, identity: &MappedIdentity) -> AwsSettings {
-        let anonymous = self.credentials == Credentials::Anonymous;
-        AwsSettings {
-            region: self.region.clone(),
-            profile: self.profile.clone(),
-            endpoint: self.endpoint.clone(),
-            anonymous,
-            timeout,
-            static_keys: None,
-            assume: identity.aws_assume.clone().filter(|_| !anonymous),
         }
     }
 }

@@ -18,6 +18,7 @@ use keyway_core::{
     Answer, Encoding, ErrorKind, ListFilter, Provider, ProviderError, Secret, SecretMeta,
     SecretValue, Upstream,
 };
+use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 /// Settings of one GCP instance.
@@ -431,4 +432,21 @@ mod tests {
         );
         assert_eq!(parent("p", None), "projects/p");
     }
+}
+
+/// `type = "gcp"`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpConfig {
+    /// Project of references that name only a secret.
+    pub project: Option<String>,
+    /// Location of regional secrets, for references that name none (`europe-west1`).
+    pub location: Option<String>,
+    /// Endpoint override.
+    pub endpoint: Option<String>,
+    /// IAM Credentials endpoint override for service account impersonation.
+    pub iam_endpoint: Option<String>,
+    /// `default` or `anonymous`.
+    #[serde(default)]
+    pub credentials: crate::config::Credentials,
 }

@@ -155,7 +155,8 @@ fn the_example_of_every_store_passes_serve_check() {
     let said = crate::support::stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.lines().all(|line| line.contains("is open to every local user")),
+        said.lines()
+            .all(|line| line.contains("is open to every local user")),
         "{said}"
     );
 }

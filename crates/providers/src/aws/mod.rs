@@ -17,6 +17,7 @@ use keyway_core::{
     Upstream,
 };
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 mod assume;
@@ -400,5 +401,40 @@ mod tests {
         let shown = format!("{settings:?}");
         assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
         assert!(!shown.contains("canary"), "{shown}");
+    }
+}
+
+/// `type = "aws"`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region (`AWS_REGION` and the profile otherwise).
+    pub region: Option<String>,
+    /// Named profile from `~/.aws/config`.
+    pub profile: Option<String>,
+    /// Endpoint override.
+    pub endpoint: Option<String>,
+    /// `default` or `anonymous`.
+    #[serde(default)]
+    pub credentials: crate::config::Credentials,
+}
+
+impl AwsConfig {
+    /// The SDK settings, with the mapped role unless the instance is anonymous.
+    pub(crate) fn settings(
+        &self,
+        timeout: Duration,
+        identity: &crate::config::MappedIdentity,
+    ) -> AwsSettings {
+        let anonymous = self.credentials == crate::config::Credentials::Anonymous;
+        AwsSettings {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint: self.endpoint.clone(),
+            anonymous,
+            timeout,
+            static_keys: None,
+            assume: identity.aws_assume.clone().filter(|_| !anonymous),
+        }
     }
 }

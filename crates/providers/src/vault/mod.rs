@@ -7,7 +7,11 @@
 //! version it runs is asked of the server (`sys/internal/ui/mounts/PATH`), as the `vault` CLI does; the token's
 //! lifecycle is [`session`].
 
+mod config;
+mod list;
 mod session;
+
+pub use config::{AuthConfig, VaultConfig};
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -29,9 +33,6 @@ use session::{Sessions, first_error};
 
 /// The address the `vault` CLI uses when `VAULT_ADDR` is unset.
 pub const DEFAULT_ADDRESS: &str = "https://127.0.0.1:8200";
-
-/// How many names a listing returns at most: a KV tree is walked folder by folder, one request each.
-const MAX_LISTED: usize = 10_000;
 
 /// Settings of one Vault instance.
 #[derive(Debug, Clone)]
@@ -324,74 +325,6 @@ impl VaultProvider {
             }
         })
     }
-
-    /// Every name under `folder` (relative to the mount, ending in `/` or empty), walked depth first.
-    async fn walk(
-        &self,
-        mount: &Mount,
-        folder: &str,
-        names: &mut Vec<String>,
-    ) -> Result<(), ProviderError> {
-        let mut folders = vec![folder.to_owned()];
-        while let Some(folder) = folders.pop() {
-            let path = if mount.v2 {
-                format!("{}metadata/{folder}", mount.path)
-            } else {
-                format!("{}{folder}", mount.path)
-            };
-            let (status, body) = self.send(list_method(), &path).await?;
-            match status.as_u16() {
-                200 => {}
-                404 => continue,
-                403 => {
-                    return Err(denied(&format!("list {path}"), &path, "list", &body));
-                }
-                _ => return Err(vault_error(status, &body, &format!("listing {path}"))),
-            }
-            let listing: Listing = serde_json::from_str(&body).map_err(|_| bad_answer(&path))?;
-            for key in listing.data.keys {
-                if key.ends_with('/') {
-                    folders.push(format!("{folder}{key}"));
-                } else if names.len() < MAX_LISTED {
-                    names.push(format!("{}{folder}{key}", mount.path));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn list_method() -> reqwest::Method {
-    reqwest::Method::from_bytes(b"LIST").unwrap_or(reqwest::Method::GET)
-}
-
-/// A LIST answer.
-#[derive(Deserialize)]
-struct Listing {
-    data: Keys,
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    #[serde(default)]
-    keys: Vec<String>,
-}
-
-/// `sys/internal/ui/mounts`: the mounts the token can see.
-#[derive(Deserialize)]
-struct MountsAnswer {
-    data: Mounts,
-}
-#[derive(Deserialize)]
-struct Mounts {
-    #[serde(default)]
-    secret: std::collections::BTreeMap<String, MountInfo>,
-}
-#[derive(Deserialize)]
-struct MountInfo {
-    #[serde(default, rename = "type")]
-    kind: String,
-    options: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A path's first segment with its `/`: the mount when the server is not asked.
@@ -436,6 +369,10 @@ struct V1<'a> {
 impl Provider for VaultProvider {
     fn kind(&self) -> BackendKind {
         BackendKind::Vault
+    }
+
+    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError> {
+        self.names(filter).await
     }
 
     async fn fetch(&self, target: &Target) -> Result<Secret, ProviderError> {
@@ -504,59 +441,6 @@ impl Provider for VaultProvider {
                 attributes: std::collections::BTreeMap::new(),
             },
         })
-    }
-
-    async fn list(&self, filter: Option<&ListFilter>) -> Result<Vec<String>, ProviderError> {
-        let prefix = match filter {
-            None => None,
-            Some(ListFilter::Prefix(prefix)) => Some(prefix.trim_start_matches('/')),
-            Some(other) => return Err(other.not_for(BackendKind::Vault)),
-        };
-        let mut names = Vec::new();
-        match prefix.filter(|p| !p.is_empty()) {
-            Some(prefix) => {
-                let mount = self.mount(prefix).await?;
-                let inside = &prefix[mount.path.len().min(prefix.len())..];
-                let folder = inside.rfind('/').map_or("", |at| &inside[..=at]);
-                self.walk(&mount, folder, &mut names).await?;
-                names.retain(|name| name.starts_with(prefix));
-            }
-            None => {
-                for mount in self.kv_mounts().await? {
-                    self.walk(&mount, "", &mut names).await?;
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-}
-
-impl VaultProvider {
-    /// The KV mounts the token can see (`sys/internal/ui/mounts`).
-    async fn kv_mounts(&self) -> Result<Vec<Mount>, ProviderError> {
-        let (status, body) = self
-            .send(reqwest::Method::GET, "sys/internal/ui/mounts")
-            .await?;
-        if !status.is_success() {
-            return Err(vault_error(status, &body, "listing the mounts"));
-        }
-        let answer: MountsAnswer =
-            serde_json::from_str(&body).map_err(|_| bad_answer("sys/internal/ui/mounts"))?;
-        Ok(answer
-            .data
-            .secret
-            .into_iter()
-            .filter(|(_, info)| info.kind == "kv")
-            .map(|(path, info)| Mount {
-                path,
-                v2: info
-                    .options
-                    .and_then(|o| o.get("version").cloned())
-                    .as_deref()
-                    == Some("2"),
-            })
-            .collect())
     }
 }
 
@@ -634,142 +518,4 @@ fn bad_answer(path: &str) -> ProviderError {
         format!("Vault's answer to {path} is not what Vault sends; check the instance's address"),
     )
     .with_upstream(Some(Upstream::BadResponse))
-}
-
-/// `type = "vault"` in `keyway.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VaultConfig {
-    /// Server address (`VAULT_ADDR` otherwise).
-    pub address: Option<String>,
-    /// Namespace (`VAULT_NAMESPACE` otherwise).
-    pub namespace: Option<String>,
-    /// PEM bundle of CAs to trust (`VAULT_CACERT` otherwise).
-    pub ca_file: Option<PathBuf>,
-    /// `1` or `2`: every mount's KV version, which skips asking the server (the mount is the first segment).
-    pub kv_version: Option<u8>,
-    /// How to authenticate (default: a token from `VAULT_TOKEN` or `~/.vault-token`).
-    #[serde(default)]
-    pub auth: AuthConfig,
-}
-
-/// `[providers.NAME.auth]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AuthConfig {
-    /// `method = "token"`: `VAULT_TOKEN`, else `token_file` (default `~/.vault-token`), re-read when it changes.
-    Token {
-        /// The token file; when set, `VAULT_TOKEN` is not read.
-        token_file: Option<PathBuf>,
-    },
-    /// `method = "approle"`.
-    Approle {
-        /// Auth mount (default `approle`).
-        mount: Option<String>,
-        /// The role id.
-        role_id: String,
-        /// File holding the secret id, read at each login.
-        secret_id_file: PathBuf,
-    },
-    /// `method = "jwt"` (also for OIDC-issued JWTs).
-    Jwt {
-        /// Auth mount (default `jwt`).
-        mount: Option<String>,
-        /// The role.
-        role: String,
-        /// File holding the JWT, read at each login.
-        jwt_file: PathBuf,
-    },
-    /// `method = "kubernetes"`.
-    Kubernetes {
-        /// Auth mount (default `kubernetes`).
-        mount: Option<String>,
-        /// The role.
-        role: String,
-        /// The service-account token file (default the Pod's own).
-        jwt_file: Option<PathBuf>,
-    },
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig::Token { token_file: None }
-    }
-}
-
-impl VaultConfig {
-    /// The provider's settings.
-    pub fn settings(&self, timeout: Duration) -> VaultSettings {
-        let auth = match &self.auth {
-            AuthConfig::Token { token_file } => VaultAuth::Token {
-                file: token_file.clone(),
-            },
-            AuthConfig::Approle {
-                mount,
-                role_id,
-                secret_id_file,
-            } => VaultAuth::AppRole {
-                mount: mount.clone().unwrap_or_else(|| "approle".to_owned()),
-                role_id: role_id.clone(),
-                secret_id_file: secret_id_file.clone(),
-            },
-            AuthConfig::Jwt {
-                mount,
-                role,
-                jwt_file,
-            } => VaultAuth::Jwt {
-                mount: mount.clone().unwrap_or_else(|| "jwt".to_owned()),
-                role: role.clone(),
-                jwt_file: jwt_file.clone(),
-            },
-            AuthConfig::Kubernetes {
-                mount,
-                role,
-                jwt_file,
-            } => VaultAuth::Kubernetes {
-                mount: mount.clone().unwrap_or_else(|| "kubernetes".to_owned()),
-                role: role.clone(),
-                jwt_file: jwt_file
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(SERVICE_ACCOUNT_TOKEN)),
-            },
-        };
-        VaultSettings {
-            address: self.address.clone(),
-            namespace: self.namespace.clone(),
-            ca_file: self.ca_file.clone(),
-            kv_version: self.kv_version,
-            auth,
-            timeout,
-        }
-    }
-
-    /// The files the table names, for anchoring relative paths to the config file's directory.
-    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        let mut paths: Vec<&mut PathBuf> = self.ca_file.iter_mut().collect();
-        match &mut self.auth {
-            AuthConfig::Token { token_file } => paths.extend(token_file.iter_mut()),
-            AuthConfig::Approle { secret_id_file, .. } => paths.push(secret_id_file),
-            AuthConfig::Jwt { jwt_file, .. } => paths.push(jwt_file),
-            AuthConfig::Kubernetes { jwt_file, .. } => paths.extend(jwt_file.iter_mut()),
-        }
-        paths
-    }
-
-    /// What serde cannot check.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(version) = self.kv_version.filter(|v| !matches!(v, 1 | 2)) {
-            return Err(format!(
-                "kv_version = {version}: write 1 or 2, or leave it out to ask the server"
-            ));
-        }
-        if let Some(address) = &self.address
-            && !(address.starts_with("http://") || address.starts_with("https://"))
-        {
-            return Err(format!(
-                "address = \"{address}\" is not an http:// or https:// URL"
-            ));
-        }
-        Ok(())
-    }
 }
