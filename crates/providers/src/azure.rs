@@ -159,6 +159,7 @@ impl TokenCredential for FileToken {
 impl AzureProvider {
     /// A provider with these settings; nothing is contacted yet.
     pub fn new(settings: AzureSettings) -> AzureProvider {
+        crate::tls::install();
         AzureProvider {
             settings,
             credential: OnceCell::new(),

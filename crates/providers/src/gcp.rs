@@ -72,6 +72,7 @@ fn regional_endpoint(location: Option<&str>) -> Option<String> {
 impl GcpProvider {
     /// A provider with the given settings.
     pub fn new(settings: GcpSettings) -> Self {
+        crate::tls::install();
         GcpProvider {
             settings,
             clients: Mutex::new(HashMap::new()),

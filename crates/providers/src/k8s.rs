@@ -156,6 +156,7 @@ struct Status {
 impl K8sProvider {
     /// A provider with these settings; nothing is contacted yet.
     pub fn new(settings: K8sSettings) -> K8sProvider {
+        crate::tls::install();
         K8sProvider {
             settings,
             client: OnceCell::new(),
@@ -165,8 +166,6 @@ impl K8sProvider {
     async fn client(&self) -> Result<&kube_client::Client, ProviderError> {
         self.client
             .get_or_try_init(|| async {
-                // kube's rustls needs a process-wide provider when more than one is linked; Keyway's is ring.
-                let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = self.config().await?;
                 kube_client::Client::try_from(config).map_err(|e| {
                     ProviderError::new(

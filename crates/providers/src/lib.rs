@@ -12,6 +12,7 @@ pub mod config;
 pub mod gcp;
 pub mod k8s;
 pub mod local;
+pub mod tls;
 pub mod vault;
 
 pub use config::{ConfigError, ProvidersConfig};

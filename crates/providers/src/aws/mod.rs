@@ -89,15 +89,16 @@ impl std::fmt::Debug for StaticKeys {
 pub(crate) async fn load_sdk_config(
     s: &AwsSettings,
 ) -> Result<aws_config::SdkConfig, ProviderError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(s.timeout)
-                .operation_timeout(s.timeout * 3)
-                .build(),
-        );
+    let mut loader =
+        crate::tls::with_aws_http_client(aws_config::defaults(BehaviorVersion::latest()))
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(s.timeout)
+                    .operation_timeout(s.timeout * 3)
+                    .build(),
+            );
     if let Some(region) = &s.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -167,6 +168,7 @@ fn arn_region(secret_id: &str) -> Option<&str> {
 impl AwsProvider {
     /// A provider with the given settings.
     pub fn new(settings: AwsSettings) -> Self {
+        crate::tls::install();
         AwsProvider {
             settings,
             sdk: OnceCell::new(),

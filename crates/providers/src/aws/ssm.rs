@@ -43,6 +43,7 @@ pub fn selected(name: &str, selector: Option<&SsmSelector>) -> String {
 impl SsmProvider {
     /// A provider with the given settings.
     pub fn new(settings: AwsSettings) -> SsmProvider {
+        crate::tls::install();
         SsmProvider {
             settings,
             client: OnceCell::new(),

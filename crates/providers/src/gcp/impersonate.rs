@@ -67,6 +67,7 @@ impl Impersonated {
         endpoint: Option<&str>,
         timeout: Duration,
     ) -> Result<Impersonated, reqwest::Error> {
+        crate::tls::install();
         let endpoint = endpoint.unwrap_or(DEFAULT_ENDPOINT).trim_end_matches('/');
         Ok(Impersonated {
             source,

@@ -98,6 +98,7 @@ async fn metadata_project() -> Option<String> {
     let host = var("GCE_METADATA_HOST")
         .or_else(|| var("GCE_METADATA_ROOT"))
         .unwrap_or_else(|| "metadata.google.internal".to_owned());
+    crate::tls::install();
     let http = reqwest::Client::builder()
         .timeout(METADATA_TIMEOUT)
         .no_proxy()

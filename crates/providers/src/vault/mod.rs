@@ -169,6 +169,7 @@ pub struct VaultProvider {
 impl VaultProvider {
     /// A provider for these settings; nothing is contacted yet.
     pub fn new(settings: VaultSettings) -> VaultProvider {
+        crate::tls::install();
         VaultProvider {
             sessions: Sessions::new(settings.auth.clone()),
             settings,
