@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Keyway test: installs what the tests need (the project's Python venv with moto and Google's
 # Secret Manager client), builds the workspace, runs the Rust tests (unit + integration against real
-# emulators), builds the `keyway` Python package into the venv, and runs the Python tests (the GCP emulator proven
-# by Google's own client, the AWS-agent API, flytekit end to end, the Python package).
+# emulators), builds the `keyway` Python package into the venv and, as root, the container image (buildah), and
+# runs the Python tests (the GCP emulator proven by Google's own client, the AWS-agent API, flytekit end to end,
+# the Python package, the manifests' commands inside the image).
 # Idempotent; safe to re-run. Honors CARGO_TARGET_DIR.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,6 +46,15 @@ fi
 
 echo "==> keyway Python package (maturin develop into the venv)" >&2
 VIRTUAL_ENV=$venv "$venv/bin/maturin" develop --quiet -m crates/python/Cargo.toml
+
+# The container image, which tests/python/test_image.py runs the manifests' commands in (buildah needs root).
+if [ "$(id -u)" -eq 0 ]; then
+  echo "==> the image (scripts/image.sh)" >&2
+  KEYWAY_IMAGE_ARCHIVE=$("$root/scripts/image.sh")
+  export KEYWAY_IMAGE_ARCHIVE
+else
+  echo "warning: not root, so the image is not built and tests/python/test_image.py is skipped" >&2
+fi
 
 echo "==> Python tests" >&2
 "$venv/bin/python" -m pytest -q tests/python

@@ -127,7 +127,7 @@ pub struct WebhookArgs {
     #[arg(
         long,
         env = "KEYWAY_IMAGE",
-        default_value = "ghcr.io/keyway-dev/keyway:latest"
+        default_value = keyway_inject::DEFAULT_IMAGE
     )]
     image: String,
     /// Resources of the containers added to Pods, KIND.RESOURCE=QUANTITY (e.g. limits.cpu=200m); repeat. Replaces

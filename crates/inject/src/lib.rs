@@ -48,6 +48,11 @@ pub const BIN_DIR: &str = "/keyway/bin";
 /// The volume holding it.
 pub const BIN_VOLUME: &str = "keyway-bin";
 
+/// The image the added containers run: Keyway's own, at this build's version. Its repository is the Helm
+/// chart's `image.repository` (`deploy/chart/keyway/values.yaml`), the one place the name is set;
+/// `scripts/image.sh` tags what it builds with it, and a test holds the two equal.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/keyway-dev/keyway:", env!("CARGO_PKG_VERSION"));
+
 /// How the webhook mutates Pods.
 #[derive(Debug, Clone)]
 pub struct InjectConfig {
@@ -74,7 +79,7 @@ pub struct InjectConfig {
 impl Default for InjectConfig {
     fn default() -> Self {
         InjectConfig {
-            image: "ghcr.io/keyway-dev/keyway:latest".to_owned(),
+            image: DEFAULT_IMAGE.to_owned(),
             dir: "/keyway/secrets".to_owned(),
             mode: FileMode::new(0o400).unwrap_or_else(|| unreachable!("0400 is a file mode")),
             instances: Instances::default(),

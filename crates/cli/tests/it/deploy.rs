@@ -149,3 +149,38 @@ fn the_systemd_unit_verifies_and_the_binary_takes_its_arguments() {
         "{said}"
     );
 }
+
+/// The image has one name: the chart's `image.repository` at the chart's `appVersion`, which is Keyway's version
+/// (`tag` left empty); the plain manifests pull exactly that (every `image:` and the webhook's `--image=`), and
+/// so does the webhook's default `--image`, so a Pod mutated by the default webhook runs the image
+/// `scripts/image.sh` tags.
+#[test]
+fn the_image_is_named_once_by_the_chart_and_everything_pulls_that_name() {
+    let chart = keyway_testkit::repo_root().join("deploy/chart/keyway");
+    let read = |path: std::path::PathBuf| -> Value {
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let values = read(chart.join("values.yaml"));
+    let meta = read(chart.join("Chart.yaml"));
+    assert_eq!(values["image"]["tag"], "", "the tag follows appVersion");
+    assert_eq!(meta["appVersion"], env!("CARGO_PKG_VERSION"));
+    let image = format!(
+        "{}:{}",
+        values["image"]["repository"].as_str().unwrap(),
+        meta["appVersion"].as_str().unwrap()
+    );
+    assert_eq!(keyway_inject::DEFAULT_IMAGE, image);
+
+    let text =
+        std::fs::read_to_string(keyway_testkit::repo_root().join("deploy/keyway.yaml")).unwrap();
+    let pulled: Vec<&str> = text
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start().trim_start_matches("- ");
+            line.strip_prefix("image: ")
+                .or_else(|| line.strip_prefix("--image="))
+        })
+        .collect();
+    assert_eq!(pulled.len(), 3, "{pulled:?}");
+    assert!(pulled.iter().all(|name| *name == image), "{pulled:?}");
+}
