@@ -50,6 +50,10 @@ VIRTUAL_ENV=$venv "$venv/bin/maturin" develop --quiet -m crates/python/Cargo.tom
 # The container image, which tests/python/test_image.py runs the manifests' commands in (buildah needs root).
 if [ "$(id -u)" -eq 0 ]; then
   echo "==> the image (scripts/image.sh)" >&2
+  if ! command -v docker-registry >/dev/null 2>&1; then
+    # The registry the image is pushed to in test_image.py (Debian's build of the CNCF distribution server).
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+  fi
   KEYWAY_IMAGE_ARCHIVE=$("$root/scripts/image.sh")
   export KEYWAY_IMAGE_ARCHIVE
 else

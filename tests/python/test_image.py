@@ -351,3 +351,42 @@ def test_the_webhook_and_the_init_container_it_adds_run_in_the_image(image, tmp_
                              env=dict(env, PATH=os.environ["PATH"]))
     assert wrapped.returncode == 0, wrapped.stderr
     assert "GITHUB_TOKEN=ghp_from_the_image" in wrapped.stdout.splitlines()
+
+
+def test_the_readmes_push_line_puts_the_same_image_in_a_registry(image, tmp_path):
+    """README's `buildah push IMAGE docker://REGISTRY/keyway:VERSION`, to a real registry (Debian's
+    docker-registry, the CNCF distribution server, on loopback without TLS), and pulled back unchanged."""
+    from conftest import free_port
+
+    image_id, config = image
+    version = config["Labels"]["org.opencontainers.image.version"]
+    name = manifests()[("DaemonSet", "keyway-node")]["spec"]["template"]["spec"]["containers"][0]["image"]
+    port = free_port()
+    (tmp_path / "registry.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    registry = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "registry.yml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                assert registry.poll() is None, registry.stderr.read()
+                assert time.monotonic() < deadline, "the registry did not start"
+                time.sleep(0.2)
+        target = f"127.0.0.1:{port}/keyway:{version}"
+        subprocess.run(BUILDAH + ["push", "--quiet", "--tls-verify=false", name, f"docker://{target}"], check=True)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/keyway/manifests/{version}",
+                                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        manifest = json.loads(urllib.request.urlopen(request, timeout=5).read())
+        # The registry holds the very image: its configuration's digest is the image's ID.
+        assert manifest["config"]["digest"] == f"sha256:{image_id}", manifest
+        pulled = subprocess.run(BUILDAH + ["pull", "--quiet", "--tls-verify=false", f"docker://{target}"],
+                                capture_output=True, text=True, check=True).stdout.split()[-1]
+        assert pulled == image_id
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
