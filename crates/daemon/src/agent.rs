@@ -288,10 +288,12 @@ fn secret_reply(secret_id: &str, resolved: &Resolved) -> Reply {
         version_stages: (!meta.stages.is_empty()).then(|| meta.stages.clone()),
         created_date: meta.created.and_then(created_date),
     };
-    let mut reply = respond::secret_untyped(
-        StatusCode::OK,
-        serde_json::to_vec(&body).unwrap_or_default(),
-    );
+    // Sized for the whole body at once (the value, escaped, and the metadata), not grown by doubling.
+    let mut bytes = Vec::with_capacity(value.len() + value.len() / 4 + 2 * arn.len() + 256);
+    if serde_json::to_writer(&mut bytes, &body).is_err() {
+        bytes.clear();
+    }
+    let mut reply = respond::secret_untyped(StatusCode::OK, bytes);
     crate::routes::add_freshness(&mut reply, resolved);
     reply
 }
