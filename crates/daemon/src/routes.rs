@@ -266,13 +266,13 @@ async fn get_secret(state: &State, identity: &Identity, query: &str, headers: &H
     reply
 }
 
+/// `x-keyway-source`, a name made once, not parsed from text (and allocated) per answer.
+const SOURCE: hyper::header::HeaderName = hyper::header::HeaderName::from_static(header::SOURCE);
+
 pub(crate) fn add_freshness(reply: &mut Reply, resolved: &Resolved) {
     let headers = reply.headers_mut();
     headers.insert(header::AGE, HeaderValue::from(resolved.age.as_secs()));
-    headers.insert(
-        header::SOURCE,
-        HeaderValue::from_static(resolved.source.as_str()),
-    );
+    headers.insert(SOURCE, HeaderValue::from_static(resolved.source.as_str()));
 }
 
 /// The value as JSON text (`text`) or base64 (`base64`), in a buffer zeroized on drop.
