@@ -90,7 +90,7 @@ check_version "$stage/keyway-$version-$target/keyway"
 cargo install --quiet --locked --profile dist --path crates/cli --root "$stage/cargo" >&2
 check_version "$stage/cargo/bin/keyway"
 check_version "$stage/venv/bin/keyway" # the keyway-cli wheel, installed above
-"$stage/venv/bin/python" -c 'import keyway, keyway.ray' # the keyway wheel (Ray itself is the `ray` extra)
+"$stage/venv/bin/python" -c 'import keyway' # the keyway wheel (keyway.ray needs the `ray` extra: Ray itself)
 buildah --storage-driver vfs pull --quiet "oci-archive:$out/keyway-$version-oci.tar" >/dev/null
 "$venv/bin/python" - "$out/keyway-$version.tgz" "$version" <<'PY'
 import sys, yaml, helm_python as helm
