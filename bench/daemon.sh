@@ -14,35 +14,19 @@ secs=${2:-10}
 out=$root/bench/out/daemon
 rm -rf "$out" && mkdir -p "$out"
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source "$root/bench/lib.sh"
+bench_tools
 venv=$("$root/scripts/python-env.sh")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 cargo build --release --locked -q -p keyway -p keyway-testkit --bin keyway --bin keyway-load
 keyway=$CARGO_TARGET_DIR/release/keyway
 load=$CARGO_TARGET_DIR/release/keyway-load
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# moto with 50 JSON secrets of the size a GitHub token secret has.
-moto_port=$(free_port)
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 & pids+=($!)
-export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-  AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-for _ in $(seq 100); do curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
-"$venv/bin/python" - <<PY
-import boto3, json
-c = boto3.client("secretsmanager")
-for i in range(1, 51):
-    c.create_secret(Name=f"bench-{i:02d}", SecretString=json.dumps({"github_token": f"ghp_{i:02d}" + "x" * 36, "username": "octocat"}))
-PY
+bench_moto "$venv"
 
 # keyway serve on loopback TCP (and its socket), values cached for the whole run.
 kw_port=$(free_port)
@@ -83,32 +67,10 @@ nginx -c "$out/nginx.conf" -g 'daemon off;' & ngx_pid=$!; pids+=($ngx_pid)
 sleep 0.5
 warm_rss=$(awk '/VmRSS/ {print $2}' /proc/$kw_pid/status)
 
-ticks() { # summed utime+stime of a process and its children processes (nginx workers)
-  local total=0 p
-  for p in "$@" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 hz=$(getconf CLK_TCK)
-run_wrk() { # name port pid
-  local name=$1 port=$2 pid=$3 before after
-  before=$(ticks "$pid")
-  wrk -t1 -c64 -d"${secs}s" --latency -s "$root/bench/rotate.lua" "http://127.0.0.1:$port" > "$out/wrk-$name-$4.txt"
-  after=$(ticks "$pid")
-  local reqs rps p99
-  reqs=$(awk '/requests in/ {print $1}' "$out/wrk-$name-$4.txt")
-  rps=$(awk '/Requests\/sec/ {print $2}' "$out/wrk-$name-$4.txt")
-  p99=$(awk '$1=="99%" {print $2}' "$out/wrk-$name-$4.txt")
-  local us
-  us=$(python3 -c "print(round(($after-$before)/$hz/$reqs*1e6, 2))")
-  local errors
-  errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out/wrk-$name-$4.txt" | tr '\n' ' ')
-  echo "$name run=$4 rps=$rps p99=$p99 cpu_us_per_req=$us ${errors}" | tee -a "$out/results.txt"
-}
 for r in $(seq 1 "$runs"); do
-  run_wrk keyway "$kw_port" "$kw_pid" "$r"
-  run_wrk nginx "$ngx_port" "$ngx_pid" "$r"
+  wrk_round keyway "$kw_port" "$kw_pid" "$r" path
+  wrk_round nginx "$ngx_port" "$ngx_pid" "$r" path
 done
 # The same over the unix socket: wrk cannot speak unix sockets, so keyway-load (testkit; one thread, like
 # wrk -t1) drives all three, alternating.
