@@ -22,6 +22,12 @@ venv=$("$root/scripts/python-env.sh")
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 target=x86_64-unknown-linux-gnu
 [ "$(uname -m)-unknown-linux-gnu" = "$target" ] || { echo "error: release builds run on $target" >&2; exit 1; }
+# Empties OUT_DIR only when it is a release directory already (or empty): a mistyped path such as `.` or `/`
+# must not be wiped.
+if [ -n "$(ls -A "$out")" ] && [ ! -f "$out/SHA256SUMS" ]; then
+  echo "error: $out holds files and no SHA256SUMS, so it is not a release directory; give an empty or new one" >&2
+  exit 2
+fi
 rm -rf "${out:?}"/*
 
 echo "==> the keyway binary (cargo build --profile dist)" >&2
