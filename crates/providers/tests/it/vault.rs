@@ -51,6 +51,15 @@ fn uncached(provider: VaultProvider) -> keyway_core::Resolver {
     )
 }
 
+/// `secret/app/db` (KV v2) holding `{"password": "p"}`, and the policy `app` that may read `secret/app/*`.
+fn app_secret(bao: &Bao) {
+    bao.put("secret", "app/db", json!({"password": "p"}));
+    bao.policy(
+        "app",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+}
+
 #[tokio::test]
 async fn kv2_versions_fields_and_metadata_read_as_written() {
     let bao = Bao::start();
@@ -257,11 +266,7 @@ async fn a_token_policy_that_lacks_read_is_named_with_the_path_it_needs() {
 async fn a_token_file_is_read_again_when_it_changes() {
     let bao = Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    bao.put("secret", "app/db", json!({"password": "p"}));
-    bao.policy(
-        "app",
-        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
-    );
+    app_secret(&bao);
     let first = bao.token(&["app"], "1h");
     let auth = token_file(dir.path(), &first);
     let r = uncached(VaultProvider::new(settings(&bao, auth)));
@@ -284,11 +289,7 @@ async fn a_token_file_is_read_again_when_it_changes() {
 async fn approle_logs_in_renews_and_logs_in_again_past_the_max_ttl() {
     let bao = Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    bao.put("secret", "app/db", json!({"password": "p"}));
-    bao.policy(
-        "app",
-        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
-    );
+    app_secret(&bao);
     bao.ok("POST", "sys/auth/approle", json!({"type": "approle"}));
     bao.ok(
         "POST",
@@ -357,11 +358,7 @@ fn now_secs() -> u64 {
 async fn jwt_auth_logs_in_with_a_token_signed_by_the_configured_key() {
     let bao = Bao::start();
     let dir = tempfile::tempdir().unwrap();
-    bao.put("secret", "app/db", json!({"password": "p"}));
-    bao.policy(
-        "app",
-        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
-    );
+    app_secret(&bao);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     bao.ok("POST", "sys/auth/jwt", json!({"type": "jwt"}));
     bao.ok(
@@ -422,11 +419,7 @@ async fn kubernetes_auth_logs_in_with_the_service_account_token() {
     let bao = Bao::start();
     let api = K8sApi::start();
     let dir = tempfile::tempdir().unwrap();
-    bao.put("secret", "app/db", json!({"password": "p"}));
-    bao.policy(
-        "app",
-        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
-    );
+    app_secret(&bao);
     // The service account's token: Vault reads its claims, and asks the API server (TokenReview) whether it holds.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let sa_jwt = es256_jwt(
