@@ -302,7 +302,8 @@ fn into_resolved(mut body: SecretBody<Zeroizing<String>>) -> Result<Resolved, Er
                 stages: body.stages,
                 created: body.created.as_deref().and_then(time),
                 attributes: std::collections::BTreeMap::new(),
-            },
+            }
+            .into(),
         },
         fetched_at: time(&body.fetched_at).unwrap_or_else(SystemTime::now),
         age: Duration::from_secs(body.age_seconds),

@@ -162,7 +162,7 @@ pub struct Key {
     /// Provider instance name.
     pub instance: Arc<str>,
     /// What is fetched.
-    pub target: Target,
+    pub target: Arc<Target>,
 }
 
 /// Where an answer came from.
@@ -600,7 +600,8 @@ mod tests {
                 meta: SecretMeta {
                     version_id: n.to_string(),
                     ..SecretMeta::default()
-                },
+                }
+                .into(),
             })
         }
         async fn list(
@@ -614,7 +615,7 @@ mod tests {
     fn key(name: &str) -> Key {
         Key {
             instance: Arc::from("local"),
-            target: Target::Local { name: name.into() },
+            target: Arc::new(Target::Local { name: name.into() }),
         }
     }
 

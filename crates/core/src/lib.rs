@@ -26,11 +26,11 @@ pub mod selector;
 pub mod template;
 pub mod value;
 
-pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Source, Ttl};
+pub use cache::{Cache, CacheConfig, CachePolicy, CacheStats, Key, Source, Ttl};
 pub use error::{Answer, Error, ErrorKind, JsonProblem, ProviderError, Upstream};
 pub use mode::FileMode;
 pub use provider::{ListFilter, Provider, RateLimited};
 pub use reference::{BackendKind, Field, Instances, SecretRef, Target};
 pub use resolver::{Lookup, Resolved, Resolver};
 pub use selector::{Selector, SelectorError};
-pub use value::{Encoding, Secret, SecretMeta, SecretValue};
+pub use value::{Encoding, Rendering, Secret, SecretMeta, SecretValue};

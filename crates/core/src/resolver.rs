@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::cache::{Cache, CachePolicy, Cached, Fault, Key, Source, Ttl};
+use crate::cache::{Cache, CachePolicy, Cached, Fault, Source, Ttl};
 use crate::reference::{BackendKind, Instances, SecretRef};
 use crate::value::Secret;
 use crate::{Error, Provider};
@@ -115,10 +115,7 @@ impl Resolver {
     /// Resolves one reference.
     pub async fn resolve(&self, reference: &SecretRef, lookup: Lookup) -> Result<Resolved, Error> {
         let backend = self.backend(reference.instance())?;
-        let key = Key {
-            instance: Arc::from(reference.instance()),
-            target: reference.target().clone(),
-        };
+        let key = reference.key();
         let canonical = || reference.to_string();
         let cached: Cached = self
             .cache

@@ -6,12 +6,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretBox};
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::reference::Field;
@@ -29,19 +31,82 @@ pub enum Encoding {
     Entries,
 }
 
-/// A secret's bytes. Cloning shares the buffer; the last drop zeroizes it.
+/// A secret's bytes. Cloning shares the buffer; the last drop zeroizes it, and the answers rendered from it
+/// ([`SecretValue::rendered`]) with it.
 #[derive(Clone)]
-pub struct SecretValue(pub(crate) Arc<SecretBox<Vec<u8>>>);
+pub struct SecretValue(pub(crate) Arc<Held>);
+
+/// The bytes of one version and what servers rendered from them.
+pub(crate) struct Held {
+    bytes: SecretBox<Vec<u8>>,
+    rendered: [OnceLock<Rendered>; Rendering::COUNT],
+}
+
+/// An answer a server sends for a version (the AWS agent's JSON body), made once on the first read that asks
+/// for it and kept with the value, so every later read of that version sends the same prepared bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rendering {
+    /// The AWS Secrets Manager Agent's `GetSecretValue` body.
+    AwsAgent,
+}
+
+impl Rendering {
+    const COUNT: usize = 1;
+
+    fn slot(self) -> usize {
+        match self {
+            Rendering::AwsAgent => 0,
+        }
+    }
+}
+
+/// One rendered answer and the request text it was made for, when it depends on one.
+struct Rendered {
+    made_for: Box<str>,
+    body: Bytes,
+}
 
 impl SecretValue {
     /// Takes ownership of the bytes without copying them.
     pub fn new(bytes: Vec<u8>) -> Self {
-        SecretValue(Arc::new(SecretBox::new(Box::new(bytes))))
+        SecretValue(Arc::new(Held {
+            bytes: SecretBox::new(Box::new(bytes)),
+            rendered: Default::default(),
+        }))
     }
 
     /// Exposes the bytes. Every call site is a place where the value leaves Keyway's control: keep them few.
     pub fn expose(&self) -> &[u8] {
-        self.0.expose_secret()
+        self.0.bytes.expose_secret()
+    }
+
+    /// The answer `what` for this version: the one made before, when it was made for the same `made_for` (the
+    /// part of the request the body echoes, or `""`), else `make`'s bytes, kept for the next reads when none was
+    /// made yet. The bytes are zeroized when the last copy (the value's or a response's) is dropped.
+    pub fn rendered(
+        &self,
+        what: Rendering,
+        made_for: &str,
+        make: impl FnOnce() -> Vec<u8>,
+    ) -> Bytes {
+        let slot = &self.0.rendered[what.slot()];
+        if let Some(done) = slot.get() {
+            if *done.made_for == *made_for {
+                return done.body.clone();
+            }
+            return Bytes::from_owner(Zeroizing::new(make()));
+        }
+        let body = Bytes::from_owner(Zeroizing::new(make()));
+        let done = slot.get_or_init(|| Rendered {
+            made_for: made_for.into(),
+            body: body.clone(),
+        });
+        if *done.made_for == *made_for {
+            done.body.clone()
+        } else {
+            body
+        }
     }
 
     /// Length in bytes (not secret).
@@ -95,8 +160,8 @@ pub struct Secret {
     pub value: SecretValue,
     /// Text or binary, as stored.
     pub encoding: Encoding,
-    /// Version metadata.
-    pub meta: SecretMeta,
+    /// Version metadata, shared by every copy of the secret (a cached read clones no string).
+    pub meta: Arc<SecretMeta>,
 }
 
 impl Secret {
@@ -242,8 +307,38 @@ mod tests {
         Secret {
             value: SecretValue::from(json.to_owned()),
             encoding: Encoding::Text,
-            meta: SecretMeta::default(),
+            meta: Arc::default(),
         }
+    }
+
+    /// A body is made on the first read of a version and shared by every later one and every clone of the
+    /// value; a read that echoes another request text gets its own, which is not kept.
+    #[test]
+    fn an_answer_is_rendered_once_per_version_for_the_text_it_echoes() {
+        let value = SecretValue::from("s3cret".to_owned());
+        let made = std::cell::Cell::new(0);
+        let render = |text: &'static str| {
+            made.set(made.get() + 1);
+            text.as_bytes().to_vec()
+        };
+        let first = value.rendered(Rendering::AwsAgent, "team/api", || render("first"));
+        let again = value
+            .clone()
+            .rendered(Rendering::AwsAgent, "team/api", || render("again"));
+        assert_eq!(
+            (&first[..], &again[..], made.get()),
+            (&b"first"[..], &b"first"[..], 1)
+        );
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a copy");
+        let other = value.rendered(Rendering::AwsAgent, "team/other", || render("other"));
+        let later = value.rendered(Rendering::AwsAgent, "team/api", || render("later"));
+        assert_eq!(
+            (&other[..], &later[..], made.get()),
+            (&b"other"[..], &b"first"[..], 2)
+        );
+        let next_version = SecretValue::from("rotated".to_owned());
+        let next = next_version.rendered(Rendering::AwsAgent, "team/api", || render("next"));
+        assert_eq!((&next[..], made.get()), (&b"next"[..], 3));
     }
 
     fn select(json: &str, field: &Field) -> Result<String, Error> {
@@ -260,7 +355,7 @@ mod tests {
                     .to_owned(),
             ),
             encoding: Encoding::Entries,
-            meta: SecretMeta::default(),
+            meta: Arc::default(),
         };
         let token = secret
             .select(&Field::Key("token".into()), &"k8s://ns/s")

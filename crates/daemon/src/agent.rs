@@ -13,12 +13,14 @@
 //! [`crate::lambda`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use keyway_api::{AwsSecretValue, header, path};
-use keyway_core::{BackendKind, Lookup, Resolved};
+use keyway_core::{BackendKind, Lookup, Rendering, Resolved, SecretRef};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::State;
@@ -92,9 +94,7 @@ async fn answer(
     let (query, path_id) = match uri_path {
         path::PING => return Ok(("ping", Refusal::new(StatusCode::OK, "healthy").reply())),
         p if p.trim_end_matches('/') == path::PARAMETERS_GET => {
-            let identity = identity.unwrap_or(Identity::Token {
-                token: String::new(),
-            });
+            let identity = identity.unwrap_or_else(Identity::nobody);
             let query = request.uri().query().unwrap_or("");
             return Ok((
                 "ssm",
@@ -111,9 +111,7 @@ async fn answer(
         }
     };
     let query = Query::parse(query.unwrap_or(""), path_id).map_err(|r| ("aws", r))?;
-    let identity = identity.unwrap_or(Identity::Token {
-        token: String::new(),
-    });
+    let identity = identity.unwrap_or_else(Identity::nobody);
     let reply = match get(state, &identity, &query).await {
         Ok(resolved) => secret_reply(&query.secret_id, &resolved),
         Err(failure) => failure.agent(),
@@ -153,44 +151,44 @@ fn token_identity(
     Err(Refusal::new(StatusCode::FORBIDDEN, "Bad Token"))
 }
 
-/// The agent's query, read as its `GSVQuery` reads it.
+/// The agent's query, read as its `GSVQuery` reads it; borrowed from the request unless decoding changed it.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Query {
-    pub secret_id: String,
-    pub version_id: Option<String>,
-    pub version_stage: Option<String>,
+pub(crate) struct Query<'a> {
+    pub secret_id: Cow<'a, str>,
+    pub version_id: Option<Cow<'a, str>>,
+    pub version_stage: Option<Cow<'a, str>>,
     pub refresh_now: bool,
 }
 
-impl Query {
+impl<'a> Query<'a> {
     /// `query` as form data (`+` is a space), each parameter once or the last one winning, in order, so the
     /// first mistake is the one named; `path_id` is the path-style id after the prefix (percent-decoded, where
     /// the agent passes the escapes on: docs/daemon.md).
-    pub fn parse(query: &str, path_id: Option<&str>) -> Result<Query, Refusal> {
+    pub fn parse(query: &'a str, path_id: Option<&'a str>) -> Result<Query<'a>, Refusal> {
         let bad = |text: String| Refusal::new(StatusCode::BAD_REQUEST, text);
         let mut parsed = Query::default();
         if let Some(id) = path_id {
             if id.is_empty() {
                 return Err(bad("missing secret ID".into()));
             }
-            parsed.secret_id = percent_encoding::percent_decode_str(id)
-                .decode_utf8_lossy()
-                .into_owned();
+            parsed.secret_id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
         }
         let mut role_arn = None;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match &*key {
-                "secretId" if path_id.is_none() => parsed.secret_id = value.into_owned(),
-                "versionId" => parsed.version_id = Some(value.into_owned()),
-                "versionStage" => parsed.version_stage = Some(value.into_owned()),
+                "secretId" if path_id.is_none() => parsed.secret_id = value,
+                "versionId" => parsed.version_id = Some(value),
+                "versionStage" => parsed.version_stage = Some(value),
                 "refreshNow" => {
-                    parsed.refresh_now = match value.to_lowercase().as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(bad("invalid refreshNow value".into())),
+                    parsed.refresh_now = if value.eq_ignore_ascii_case("true") || value == "1" {
+                        true
+                    } else if value.eq_ignore_ascii_case("false") || value == "0" {
+                        false
+                    } else {
+                        return Err(bad("invalid refreshNow value".into()));
                     };
                 }
-                "roleArn" => role_arn = Some(value.into_owned()),
+                "roleArn" => role_arn = Some(value),
                 other => return Err(bad(format!("unknown parameter: {other}"))),
             }
         }
@@ -235,7 +233,29 @@ fn is_role_arn(arn: &str) -> bool {
 
 /// The reference the query names on the instance behind these routes, checked against the access rules, and
 /// resolved.
-async fn get(state: &State, identity: &Identity, query: &Query) -> Result<Resolved, Failure> {
+async fn get(state: &State, identity: &Identity, query: &Query<'_>) -> Result<Resolved, Failure> {
+    let lookup = Lookup {
+        ttl: None,
+        refresh_now: query.refresh_now,
+    };
+    let reference = match state.agent_references.get(&query.secret_id) {
+        Some(known) if query.version_id.is_none() && query.version_stage.is_none() => known,
+        _ => {
+            let reference = Arc::new(reference(state, query)?);
+            if query.version_id.is_none() && query.version_stage.is_none() {
+                state
+                    .agent_references
+                    .remember(&query.secret_id, Arc::clone(&reference));
+            }
+            reference
+        }
+    };
+    crate::routes::check_access(state, identity, "aws", &reference)?;
+    crate::routes::resolve(state, identity, "aws", &reference, lookup).await
+}
+
+/// The reference a query names: `INSTANCE://ID[?version-id=...&version-stage=...]`.
+fn reference(state: &State, query: &Query<'_>) -> Result<SecretRef, Failure> {
     let instance = &state.settings.aws_compat_instance;
     if query.secret_id.contains(['?', '#']) {
         return Err(Failure::BadRequest(
@@ -261,16 +281,53 @@ async fn get(state: &State, identity: &Identity, query: &Query) -> Result<Resolv
         text.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
         separator = '&';
     }
-    let lookup = Lookup {
-        ttl: None,
-        refresh_now: query.refresh_now,
-    };
-    let reference = crate::routes::admit(state, identity, "aws", &text)?;
-    crate::routes::resolve(state, identity, "aws", &reference, lookup).await
+    state.resolver.parse(&text).map_err(Failure::Resolve)
 }
 
-/// The agent's body for a secret, with Keyway's freshness headers.
+/// The references the agent's routes were asked for before, by secret id, so that a cached read parses none
+/// (a parse allocates). Bounded: past [`References::MAX`] ids it forgets them all and starts over.
+#[derive(Default)]
+pub(crate) struct References(Mutex<HashMap<Box<str>, Arc<SecretRef>>>);
+
+impl References {
+    const MAX: usize = 16_384;
+
+    fn get(&self, secret_id: &str) -> Option<Arc<SecretRef>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(secret_id)
+            .cloned()
+    }
+
+    fn remember(&self, secret_id: &str, reference: Arc<SecretRef>) {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= Self::MAX {
+            known.clear();
+        }
+        known.insert(secret_id.into(), reference);
+    }
+}
+
+/// The agent's body for a secret, with Keyway's freshness headers. The body is rendered once per version and
+/// kept with the value ([`keyway_core::SecretValue::rendered`]); it echoes the requested id only where the
+/// backend names the secret without an ARN, and is then kept for that id.
 fn secret_reply(secret_id: &str, resolved: &Resolved) -> Reply {
+    let name = resolved.secret.meta.name.as_str();
+    let echoes_id = name.is_empty() || friendly_name(name).is_none();
+    let body = resolved.secret.value.rendered(
+        Rendering::AwsAgent,
+        if echoes_id { secret_id } else { "" },
+        || secret_body(secret_id, resolved),
+    );
+    let mut reply = respond::secret_untyped(StatusCode::OK, body);
+    crate::routes::add_freshness(&mut reply, resolved);
+    reply
+}
+
+/// The agent's JSON for a secret: `ARN`, `Name`, `VersionId`, `SecretString` or `SecretBinary`,
+/// `VersionStages`, `CreatedDate`.
+fn secret_body(secret_id: &str, resolved: &Resolved) -> Vec<u8> {
     let meta = &resolved.secret.meta;
     let (value, encoding) = crate::routes::encoded_value(resolved);
     let binary = encoding == keyway_api::ENCODING_BASE64;
@@ -293,9 +350,7 @@ fn secret_reply(secret_id: &str, resolved: &Resolved) -> Reply {
     if serde_json::to_writer(&mut bytes, &body).is_err() {
         bytes.clear();
     }
-    let mut reply = respond::secret_untyped(StatusCode::OK, bytes);
-    crate::routes::add_freshness(&mut reply, resolved);
-    reply
+    bytes
 }
 
 /// The agent's `CreatedDate`: the seconds since the epoch as Rust prints an `f64` (serde_with's
@@ -317,7 +372,7 @@ fn friendly_name(arn: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn parse(query: &str, path_id: Option<&str>) -> Result<Query, String> {
+    fn parse<'a>(query: &'a str, path_id: Option<&'a str>) -> Result<Query<'a>, String> {
         Query::parse(query, path_id)
             .map_err(|Refusal(status, body)| format!("{} {body}", status.as_u16()))
     }

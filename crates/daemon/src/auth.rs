@@ -2,7 +2,7 @@
 //! `[[server.access]]` rules (deny by default once any rule exists).
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use std::collections::BTreeMap;
@@ -29,7 +29,16 @@ pub(crate) enum Identity {
         pid: Option<i32>,
     },
     /// A TCP caller that presented the named token.
-    Token { token: String },
+    Token { token: Arc<str> },
+}
+
+impl Identity {
+    /// The identity of a request no token was asked of (the agent's `/ping`): it names no token.
+    pub fn nobody() -> Identity {
+        Identity::Token {
+            token: Arc::from(""),
+        }
+    }
 }
 
 impl std::fmt::Display for Identity {
@@ -50,7 +59,8 @@ enum Source {
 }
 
 struct Token {
-    name: String,
+    /// Shared with every request's [`Identity`]: naming the caller allocates nothing.
+    name: Arc<str>,
     value: RwLock<SecretBox<Vec<u8>>>,
     source: Source,
 }
@@ -111,11 +121,11 @@ impl Tokens {
 
     /// The tokens' names (`aws` for the one from the AWS agent's variables).
     pub fn names(&self) -> Vec<&str> {
-        self.tokens.iter().map(|t| t.name.as_str()).collect()
+        self.tokens.iter().map(|t| &*t.name).collect()
     }
 
     /// The name of the token equal to `presented`, compared in constant time against every token.
-    pub fn check(&self, presented: &[u8]) -> Option<String> {
+    pub fn check(&self, presented: &[u8]) -> Option<Arc<str>> {
         let mut found = None;
         for token in &self.tokens {
             let value = token
@@ -124,7 +134,7 @@ impl Tokens {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let equal: bool = value.expose_secret().as_slice().ct_eq(presented).into();
             if equal && found.is_none() {
-                found = Some(token.name.clone());
+                found = Some(Arc::clone(&token.name));
             }
         }
         found
@@ -180,7 +190,7 @@ fn file_token(name: &str, path: PathBuf) -> Result<Token, DaemonError> {
     let value =
         read_token(&path).map_err(|e| DaemonError::Config(format!("token `{name}`: {e}")))?;
     Ok(Token {
-        name: name.to_owned(),
+        name: Arc::from(name),
         value: RwLock::new(value),
         source: Source::File {
             path,
@@ -194,7 +204,7 @@ fn fixed_token(name: &str, value: Vec<u8>) -> Result<Token, DaemonError> {
         return Err(DaemonError::Config(format!("token `{name}` is empty")));
     }
     Ok(Token {
-        name: name.to_owned(),
+        name: Arc::from(name),
         value: RwLock::new(SecretBox::new(Box::new(value))),
         source: Source::Fixed,
     })

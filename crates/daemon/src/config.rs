@@ -187,7 +187,7 @@ impl Callers {
     pub(crate) fn includes(&self, identity: &Identity) -> bool {
         match identity {
             Identity::Unix { uid, gid, .. } => self.uids.contains(uid) || self.gids.contains(gid),
-            Identity::Token { token } => self.tokens.iter().any(|t| t == token),
+            Identity::Token { token } => self.tokens.iter().any(|t| **t == **token),
         }
     }
 

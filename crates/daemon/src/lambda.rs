@@ -95,7 +95,8 @@ async fn answer(state: &State, identity: &Identity, query: &str) -> Result<Reply
             "the parameter is a SecureString: add withDecryption=true (Keyway hands out no ciphertext)".into(),
         );
     }
-    let mut reply = respond::secret_untyped(StatusCode::OK, body(&request, &resolved));
+    let mut reply =
+        respond::secret_untyped(StatusCode::OK, respond::wiped(body(&request, &resolved)));
     crate::routes::add_freshness(&mut reply, &resolved);
     Ok(reply)
 }

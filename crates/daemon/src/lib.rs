@@ -148,6 +148,8 @@ pub(crate) struct State {
     pub access: auth::Access,
     pub audit: audit::Audit,
     pub shared: Arc<Shared>,
+    /// The references the AWS agent's routes were asked for, parsed once.
+    pub agent_references: agent::References,
 }
 
 /// The configuration being served; a reload stores a new one.
@@ -195,6 +197,7 @@ impl State {
             access,
             audit,
             shared,
+            agent_references: agent::References::default(),
         };
         Ok((state, prefetch))
     }

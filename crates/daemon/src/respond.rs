@@ -197,16 +197,17 @@ pub(crate) fn json(status: StatusCode, body: &impl serde::Serialize) -> Reply {
 /// A reply whose body holds a secret: the buffer is zeroized when hyper drops it, and the response says
 /// `Cache-Control: no-store`.
 pub(crate) fn secret(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Reply {
-    let mut reply = with_type(status, Bytes::from_owner(Wiped(body)), content_type);
+    let mut reply = with_type(status, wiped(body), content_type);
     reply
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     reply
 }
 
-/// A secret body without a content type (the AWS agent labels none), zeroized as [`secret`]'s.
-pub(crate) fn secret_untyped(status: StatusCode, body: Vec<u8>) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from_owner(Wiped(body))));
+/// A secret body without a content type (the AWS agent labels none), made by
+/// [`keyway_core::SecretValue::rendered`] or [`wiped`]: zeroized when its last copy is dropped.
+pub(crate) fn secret_untyped(status: StatusCode, body: Bytes) -> Reply {
+    let mut reply = Response::new(Full::new(body));
     *reply.status_mut() = status;
     reply
         .headers_mut()
@@ -227,6 +228,61 @@ pub(crate) fn with_type(status: StatusCode, body: Bytes, content_type: &'static 
     reply
 }
 
+/// An `Age` header: from static text below [`AGES`] seconds (no allocation on a cached read), else made.
+pub(crate) fn age(secs: u64) -> HeaderValue {
+    let Ok(n) = usize::try_from(secs) else {
+        return HeaderValue::from(secs);
+    };
+    if n >= AGES {
+        return HeaderValue::from(secs);
+    }
+    // 0-9 take one digit each, 10-99 two, 100-999 three, 1000-9999 four, laid end to end.
+    let (start, len) = match n {
+        0..10 => (n, 1),
+        10..100 => (10 + (n - 10) * 2, 2),
+        100..1000 => (190 + (n - 100) * 3, 3),
+        _ => (2890 + (n - 1000) * 4, 4),
+    };
+    match std::str::from_utf8(&AGE_DIGITS[start..start + len]) {
+        Ok(text) => HeaderValue::from_static(text),
+        Err(_) => HeaderValue::from(secs),
+    }
+}
+
+/// Ages under this many seconds (2h46m) are written from [`AGE_DIGITS`].
+const AGES: usize = 10_000;
+
+/// The decimal text of 0 to 9999, end to end (38,890 bytes), built at compile time.
+static AGE_DIGITS: [u8; 38_890] = {
+    let mut digits = [0_u8; 38_890];
+    let (mut n, mut at) = (0, 0);
+    while n < AGES {
+        let len = if n < 10 {
+            1
+        } else if n < 100 {
+            2
+        } else if n < 1000 {
+            3
+        } else {
+            4
+        };
+        let (mut i, mut rest) = (len, n);
+        while i > 0 {
+            i -= 1;
+            digits[at + i] = b"0123456789"[rest % 10];
+            rest /= 10;
+        }
+        at += len;
+        n += 1;
+    }
+    digits
+};
+
+/// A secret body zeroized when hyper drops it.
+pub(crate) fn wiped(body: Vec<u8>) -> Bytes {
+    Bytes::from_owner(Wiped(body))
+}
+
 /// A response buffer zeroized on drop.
 struct Wiped(Vec<u8>);
 
@@ -239,5 +295,17 @@ impl AsRef<[u8]> for Wiped {
 impl Drop for Wiped {
     fn drop(&mut self) {
         self.0.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_their_decimal_text() {
+        for secs in (0..12_000).chain([u64::from(u32::MAX), u64::MAX]) {
+            assert_eq!(age(secs).to_str().unwrap(), secs.to_string(), "{secs}");
+        }
     }
 }

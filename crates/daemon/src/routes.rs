@@ -28,8 +28,8 @@ pub(crate) async fn handle(state: &State, peer: Peer, request: Request<Incoming>
 
 async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'static str, Reply) {
     let method = request.method().clone();
-    let uri_path = request.uri().path().to_owned();
-    match uri_path.as_str() {
+    let uri_path = request.uri().path();
+    match uri_path {
         path::HEALTHZ => return ("healthz", respond::text(StatusCode::OK, "ok\n")),
         path::READYZ => {
             let reply = if state.shared.draining.load(Ordering::SeqCst) {
@@ -44,7 +44,7 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         _ => {}
     }
     if let Peer::Metrics(_) = peer {
-        return match (uri_path.as_str(), &method) {
+        return match (uri_path, &method) {
             (path::METRICS, &Method::GET) => ("metrics", metrics(state)),
             (path::METRICS, _) => ("method", Failure::Method("GET").native()),
             (path::PING, _) => ("ping", respond::text(StatusCode::OK, "healthy")),
@@ -62,15 +62,18 @@ async fn route(state: &State, peer: Peer, request: Request<Incoming>) -> (&'stat
         };
     }
     // Every path but the native API's is the AWS agent's, answered as the agent answers.
-    if ![path::SECRET, path::SECRETS, path::LIST, path::METRICS].contains(&uri_path.as_str()) {
+    let Some(uri_path) = [path::SECRET, path::SECRETS, path::LIST, path::METRICS]
+        .into_iter()
+        .find(|native| *native == uri_path)
+    else {
         return crate::agent::handle(state, peer, &request).await;
-    }
+    };
     let identity = match authenticate(state, peer, request.headers()) {
         Ok(identity) => identity,
         Err(failure) => return ("unauthenticated", failure.native()),
     };
     let query = request.uri().query().unwrap_or("").to_owned();
-    match (uri_path.as_str(), &method) {
+    match (uri_path, &method) {
         (path::SECRET, &Method::GET) => (
             "secret",
             get_secret(state, &identity, &query, request.headers()).await,
@@ -168,13 +171,24 @@ pub(crate) fn admit(
     text: &str,
 ) -> Result<SecretRef, Failure> {
     let reference = state.resolver.parse(text).map_err(Failure::Resolve)?;
+    check_access(state, identity, route, &reference)?;
+    Ok(reference)
+}
+
+/// Whether the access rules let `identity` read `reference`; a refusal is audited.
+pub(crate) fn check_access(
+    state: &State,
+    identity: &Identity,
+    route: &'static str,
+    reference: &SecretRef,
+) -> Result<(), Failure> {
     if state.access.is_open() {
         // No rules: every caller may read, and the cached read path builds no secret path.
-        return Ok(reference);
+        return Ok(());
     }
     let secret_path = reference.secret_path();
     if state.access.allows(identity, &secret_path) {
-        Ok(reference)
+        Ok(())
     } else {
         audit(
             state,
@@ -271,7 +285,7 @@ const SOURCE: hyper::header::HeaderName = hyper::header::HeaderName::from_static
 
 pub(crate) fn add_freshness(reply: &mut Reply, resolved: &Resolved) {
     let headers = reply.headers_mut();
-    headers.insert(header::AGE, HeaderValue::from(resolved.age.as_secs()));
+    headers.insert(header::AGE, respond::age(resolved.age.as_secs()));
     headers.insert(SOURCE, HeaderValue::from_static(resolved.source.as_str()));
 }
 

@@ -405,7 +405,8 @@ impl Provider for AzureProvider {
                 stages: Vec::new(),
                 created,
                 attributes,
-            },
+            }
+            .into(),
         })
     }
 

@@ -241,7 +241,8 @@ impl Provider for GcpProvider {
                 stages: Vec::new(),
                 created: None,
                 attributes: std::collections::BTreeMap::new(),
-            },
+            }
+            .into(),
         })
     }
 

@@ -345,7 +345,8 @@ impl Provider for K8sProvider {
                 stages: Vec::new(),
                 created: humantime::parse_rfc3339_weak(&secret.metadata.creation_timestamp).ok(),
                 attributes: std::collections::BTreeMap::new(),
-            },
+            }
+            .into(),
         })
     }
 

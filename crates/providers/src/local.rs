@@ -193,7 +193,8 @@ impl LocalProvider {
                 name: format!("{}#{name}", file.display()),
                 version_id,
                 ..SecretMeta::default()
-            },
+            }
+            .into(),
         }))
     }
 
@@ -244,7 +245,8 @@ impl LocalProvider {
                 name: path.display().to_string(),
                 version_id: modified_nanos(&path).await,
                 ..SecretMeta::default()
-            },
+            }
+            .into(),
         }))
     }
 

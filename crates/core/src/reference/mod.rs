@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
@@ -28,6 +29,7 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 const ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'#').add(b'%').add(b'&').add(b'?');
 
 use crate::Error;
+use crate::cache::Key;
 
 mod aws;
 mod azure;
@@ -232,9 +234,10 @@ impl fmt::Display for Field {
 /// A parsed secret reference. It holds names only; `Display` prints the canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SecretRef {
-    instance: String,
+    /// Shared with the cache key ([`SecretRef::key`]): making a key from a reference allocates nothing.
+    instance: Arc<str>,
     kind: BackendKind,
-    target: Target,
+    target: Arc<Target>,
     field: Option<Field>,
 }
 
@@ -283,9 +286,9 @@ impl SecretRef {
         }
         .map_err(bad)?;
         Ok(SecretRef {
-            instance: scheme.to_owned(),
+            instance: Arc::from(scheme),
             kind,
-            target,
+            target: Arc::new(target),
             field,
         })
     }
@@ -308,6 +311,14 @@ impl SecretRef {
     /// The field to select from a JSON value, if any.
     pub fn field(&self) -> Option<&Field> {
         self.field.as_ref()
+    }
+
+    /// The cache key: instance and target, shared with the reference (no allocation).
+    pub fn key(&self) -> Key {
+        Key {
+            instance: Arc::clone(&self.instance),
+            target: Arc::clone(&self.target),
+        }
     }
 
     /// `instance://name`: the secret's identity without version selector or field, which access rules match.

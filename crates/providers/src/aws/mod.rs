@@ -321,7 +321,8 @@ impl Provider for AwsProvider {
                 stages: out.version_stages.unwrap_or_default(),
                 created: out.created_date.and_then(|d| SystemTime::try_from(d).ok()),
                 attributes: std::collections::BTreeMap::new(),
-            },
+            }
+            .into(),
         })
     }
 

@@ -127,7 +127,8 @@ impl Provider for SsmProvider {
                     .last_modified_date
                     .and_then(|d| std::time::SystemTime::try_from(d).ok()),
                 attributes,
-            },
+            }
+            .into(),
         })
     }
 

@@ -440,7 +440,8 @@ impl Provider for VaultProvider {
                 stages: Vec::new(),
                 created: humantime::parse_rfc3339_weak(&metadata.created_time).ok(),
                 attributes: std::collections::BTreeMap::new(),
-            },
+            }
+            .into(),
         })
     }
 }
