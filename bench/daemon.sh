@@ -18,9 +18,12 @@ source "$root/bench/lib.sh"
 bench_tools
 venv=$("$root/scripts/python-env.sh")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --locked -q -p keyway -p keyway-testkit --bin keyway --bin keyway-load
-keyway=$CARGO_TARGET_DIR/release/keyway
-load=$CARGO_TARGET_DIR/release/keyway-load
+# The dist profile: the binary users get, built alone as bench/agent.sh builds it (built together with the
+# testkit, its dependencies' features would differ).
+cargo build --profile dist --locked -q -p keyway
+cargo build --profile dist --locked -q -p keyway-testkit --bin keyway-load
+keyway=$CARGO_TARGET_DIR/dist/keyway
+load=$CARGO_TARGET_DIR/dist/keyway-load
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
