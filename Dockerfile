@@ -5,6 +5,8 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
+# The code layout (crates/cli/build.rs, scripts/dist.sh): the functions the daemon runs placed together.
+ENV KEYWAY_CODE_LAYOUT=/src/crates/cli/keyway.order
 RUN cargo build --profile dist --locked -p keyway
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -26,6 +26,7 @@ agent=$peers/aws-agent/bin/aws_secretsmanager_agent
 if [ ! -x "$agent" ]; then
   cargo install --quiet --locked aws_secretsmanager_agent --version 2.1.0 --root "$peers/aws-agent"
 fi
+source "$root/scripts/dist.sh"
 cargo build --profile dist --locked -q -p keyway
 keyway=$CARGO_TARGET_DIR/dist/keyway
 

@@ -20,6 +20,7 @@ venv=$("$root/scripts/python-env.sh")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 # The dist profile: the binary users get, built alone as bench/agent.sh builds it (built together with the
 # testkit, its dependencies' features would differ).
+source "$root/scripts/dist.sh"
 cargo build --profile dist --locked -q -p keyway
 cargo build --profile dist --locked -q -p keyway-testkit --bin keyway-load
 keyway=$CARGO_TARGET_DIR/dist/keyway

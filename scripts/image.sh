@@ -35,6 +35,7 @@ if [ ! -s "$bundle" ]; then
 fi
 
 echo "==> cargo build --profile dist -p keyway" >&2
+source "$root/scripts/dist.sh"
 cargo build --profile dist --locked -p keyway
 binary=$CARGO_TARGET_DIR/dist/keyway
 version=$("$binary" --version | awk '{print $2}')

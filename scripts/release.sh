@@ -30,8 +30,10 @@ if [ -n "$(ls -A "$out")" ] && [ ! -f "$out/SHA256SUMS" ]; then
 fi
 rm -rf "${out:?}"/*
 
-echo "==> the keyway binary (cargo build --profile dist)" >&2
+echo "==> the keyway binary (cargo build --profile dist, with the code layout)" >&2
+source scripts/dist.sh
 cargo build --profile dist --locked -p keyway
+scripts/layout.sh --check >&2
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 bundle=$stage/keyway-$version-$target

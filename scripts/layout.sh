@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The code layout of the `keyway` binary (crates/cli/build.rs): which functions lld places first.
+#
+#   scripts/layout.sh           profile the daemon and write crates/cli/keyway.order (commit it)
+#   scripts/layout.sh --check   how much of keyway.order the last `dist` link found; exit 1 under 90%
+#
+# The profile: the `dist` binary under callgrind serving what a node's daemon serves: start-up, the first
+# fetch of 50 secrets from moto on the AWS agent's route over TCP, cached reads there (wrk) and on the native
+# API over the unix socket, the probes and the metrics, then SIGTERM. Every function that ran goes in the file,
+# by its mangled name, which lld's map ties to the addresses callgrind saw. Regenerate after a toolchain update
+# or a large change (the check says when): names that no longer exist are skipped, so a stale file only costs
+# memory (docs/benchmarks.md), never a failed link.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/keyway/target}
+source "$root/scripts/dist.sh"
+order=$KEYWAY_CODE_LAYOUT
+map=$KEYWAY_LINK_MAP
+
+# Prints `FOUND LISTED`: of the order file's names, how many the map's .text sections hold.
+coverage() {
+  python3 - "$order" "$map" <<'PY'
+import re, sys
+listed = {line.strip() for line in open(sys.argv[1]) if line.strip()}
+found = set()
+section = re.compile(r":\(\.text\.(?:(?:unlikely|hot|startup|exit|split)\.)?(.+)\)$")
+for line in open(sys.argv[2], errors="replace"):
+    m = section.search(line.rstrip())
+    if m and m.group(1) in listed:
+        found.add(m.group(1))
+print(len(found), len(listed))
+PY
+}
+
+if [ "${1:-}" = "--check" ]; then
+  if [ ! -s "$map" ]; then
+    echo "error: no linker map at $map: build with scripts/dist.sh sourced (scripts/release.sh does)" >&2
+    exit 2
+  fi
+  read -r found listed < <(coverage)
+  percent=$((found * 100 / listed))
+  echo "code layout: $found of the $listed functions in crates/cli/keyway.order placed first ($percent%)"
+  if [ "$percent" -lt 90 ]; then
+    echo "error: the code layout is stale (a new toolchain or renamed functions); run scripts/layout.sh and commit crates/cli/keyway.order" >&2
+    exit 1
+  fi
+  exit 0
+fi
+
+if ! command -v valgrind >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+source "$root/bench/lib.sh"
+bench_tools
+venv=$("$root/scripts/python-env.sh")
+cargo build --profile dist --locked -q -p keyway
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+bench_moto "$venv"
+
+port=$(free_port)
+cat > "$work/keyway.toml" <<EOF
+[providers.aws-sm]
+type = "aws"
+ttl = "1h"
+[server]
+socket = "$work/keyway.sock"
+tcp = "127.0.0.1:$port"
+metrics = "127.0.0.1:$(free_port)"
+EOF
+valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
+  --callgrind-out-file="$work/callgrind.out" "$CARGO_TARGET_DIR/dist/keyway" --config "$work/keyway.toml" serve \
+  > "$work/serve.out" 2> "$work/serve.err" & serve=$!
+pids+=($serve)
+token=(-H "X-Aws-Parameters-Secrets-Token: bench-token")
+for _ in $(seq 600); do curl -fs -o /dev/null "${token[@]}" "http://127.0.0.1:$port/ping" && break; sleep 0.1; done
+for i in $(seq -w 1 50); do
+  curl -fs -o /dev/null "${token[@]}" "http://127.0.0.1:$port/secretsmanager/get?secretId=bench-$i"
+  curl -fs -o /dev/null --unix-socket "$work/keyway.sock" "http://keyway/v1/secret?ref=aws-sm://bench-$i"
+done
+ROUTE=agent wrk -t1 -c16 -d3s -s "$root/bench/rotate.lua" "http://127.0.0.1:$port" > /dev/null
+curl -fs -o /dev/null --unix-socket "$work/keyway.sock" http://keyway/healthz
+curl -fs -o /dev/null --unix-socket "$work/keyway.sock" http://keyway/readyz
+metrics=$(sed -n 's/^metrics = "\(.*\)"/\1/p' "$work/keyway.toml")
+curl -fs -o /dev/null "http://$metrics/metrics"
+kill -TERM "$serve"
+wait "$serve" || { cat "$work/serve.err" >&2; echo "error: keyway serve under callgrind failed" >&2; exit 1; }
+
+python3 - "$map" "$work/callgrind.out" "$order" <<'PY'
+import bisect, re, sys
+map_file, profile, out = sys.argv[1:4]
+# The .text input sections from lld's map: address, size and the function's mangled name.
+line_re = re.compile(r"^\s*([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+\s(.*)$")
+name_re = re.compile(r":\(\.text\.(?:(?:unlikely|hot|startup|exit|split)\.)?(.+)\)$")
+sections, in_text = [], False
+for line in open(map_file, errors="replace"):
+    m = line_re.match(line)
+    if not m:
+        continue
+    rest = m.group(3)
+    if not rest.startswith(" "):
+        in_text = rest.strip() == ".text"
+        continue
+    if in_text and not rest.startswith(" " * 16):
+        name = name_re.search(rest.rstrip())
+        sections.append((int(m.group(1), 16), int(m.group(2), 16), name.group(1) if name else None))
+sections.sort()
+starts = [s[0] for s in sections]
+# Instruction addresses callgrind saw run in the keyway binary, in the order the profile lists them.
+names, seen, size, ob = [], set(), 0, None
+addr_re = re.compile(r"^(?:fn=|calls=\d+ )?(0x[0-9a-f]+)")
+for line in open(profile, errors="replace"):
+    if line.startswith("ob="):
+        ob = line[3:].strip()
+        continue
+    if not ob or not ob.endswith("/keyway"):
+        continue
+    m = addr_re.match(line)
+    if not m:
+        continue
+    addr = int(m.group(1), 16)
+    i = bisect.bisect_right(starts, addr) - 1
+    if i < 0 or i in seen or addr >= sections[i][0] + max(sections[i][1], 1):
+        continue
+    seen.add(i)
+    if sections[i][2] and sections[i][2] not in names:
+        names.append(sections[i][2])
+        size += sections[i][1]
+if len(names) < 1000:
+    sys.exit(f"error: only {len(names)} functions seen running; the profile is incomplete")
+with open(out, "w") as f:
+    f.write("\n".join(names) + "\n")
+print(f"{out}: {len(names)} functions ({size / 1e6:.2f} MB of code) of the {len(sections)} in .text")
+PY
