@@ -30,9 +30,6 @@ source "$root/scripts/dist.sh"
 cargo build --profile dist --locked -q -p keyway
 keyway=$CARGO_TARGET_DIR/dist/keyway
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 bench_moto "$venv"
 
@@ -50,14 +47,7 @@ wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null -H "X-Aws-Parameters
 
 # keyway, TCP only (as the agent), values cached for the whole run.
 kw_port=$(free_port)
-cat > "$out/keyway.toml" <<EOF
-[providers.aws-sm]
-type = "aws"
-ttl = "1h"
-[server]
-unix = false
-tcp = "127.0.0.1:$kw_port"
-EOF
+bench_keyway_config "$out/keyway.toml" "unix = false" "tcp = \"127.0.0.1:$kw_port\""
 "$keyway" --config "$out/keyway.toml" serve > "$out/keyway.out" 2> "$out/keyway.err" & kw_pid=$!; pids+=($kw_pid)
 # The AWS agent, with its own configuration file: the same TTL.
 ag_port=$(free_port)

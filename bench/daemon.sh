@@ -26,22 +26,12 @@ cargo build --profile dist --locked -q -p keyway-testkit --bin keyway-load
 keyway=$CARGO_TARGET_DIR/dist/keyway
 load=$CARGO_TARGET_DIR/dist/keyway-load
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 bench_moto "$venv"
 
 # keyway serve on loopback TCP (and its socket), values cached for the whole run.
 kw_port=$(free_port)
-cat > "$out/keyway.toml" <<EOF
-[providers.aws-sm]
-type = "aws"
-ttl = "1h"
-[server]
-socket = "$out/keyway.sock"
-tcp = "127.0.0.1:$kw_port"
-EOF
+bench_keyway_config "$out/keyway.toml" "socket = \"$out/keyway.sock\"" "tcp = \"127.0.0.1:$kw_port\""
 AWS_TOKEN=bench-token "$keyway" --config "$out/keyway.toml" serve > "$out/serve.out" 2> "$out/serve.err" & kw_pid=$!; pids+=($kw_pid)
 for _ in $(seq 100); do [ -S "$out/keyway.sock" ] && break; sleep 0.05; done
 sleep 0.3

@@ -10,6 +10,26 @@ bench_tools() {
   fi
 }
 
+# The processes a run starts (moto, the servers): `pids+=($!)` after each; all are stopped on exit, and then
+# what `bench_on_exit` names is removed (a scratch directory).
+pids=()
+bench_on_exit=
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$bench_on_exit" ]; then rm -rf "$bench_on_exit"; fi
+}
+trap bench_cleanup EXIT
+
+# A keyway.toml at $1 for the AWS instance the runs read (values cached for an hour), with the `[server]` lines
+# given after it.
+bench_keyway_config() {
+  local file=$1
+  shift
+  printf '[providers.aws-sm]\ntype = "aws"\nttl = "1h"\n[server]\n' > "$file"
+  printf '%s\n' "$@" >> "$file"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # moto from the venv ($1) on a free port with 50 JSON secrets bench-01..bench-50 of a GitHub token secret's

@@ -56,21 +56,13 @@ bench_tools
 venv=$("$root/scripts/python-env.sh")
 cargo build --profile dist --locked -q -p keyway
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_on_exit=$work
 bench_moto "$venv"
 
 port=$(free_port)
-cat > "$work/keyway.toml" <<EOF
-[providers.aws-sm]
-type = "aws"
-ttl = "1h"
-[server]
-socket = "$work/keyway.sock"
-tcp = "127.0.0.1:$port"
-metrics = "127.0.0.1:$(free_port)"
-EOF
+metrics=127.0.0.1:$(free_port)
+bench_keyway_config "$work/keyway.toml" "socket = \"$work/keyway.sock\"" "tcp = \"127.0.0.1:$port\"" \
+  "metrics = \"$metrics\""
 valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
   --callgrind-out-file="$work/callgrind.out" "$CARGO_TARGET_DIR/dist/keyway" --config "$work/keyway.toml" serve \
   > "$work/serve.out" 2> "$work/serve.err" & serve=$!
@@ -84,7 +76,6 @@ done
 ROUTE=agent wrk -t1 -c16 -d3s -s "$root/bench/rotate.lua" "http://127.0.0.1:$port" > /dev/null
 curl -fs -o /dev/null --unix-socket "$work/keyway.sock" http://keyway/healthz
 curl -fs -o /dev/null --unix-socket "$work/keyway.sock" http://keyway/readyz
-metrics=$(sed -n 's/^metrics = "\(.*\)"/\1/p' "$work/keyway.toml")
 curl -fs -o /dev/null "http://$metrics/metrics"
 kill -TERM "$serve"
 wait "$serve" || { cat "$work/serve.err" >&2; echo "error: keyway serve under callgrind failed" >&2; exit 1; }

@@ -194,7 +194,8 @@ fn seconds(t: std::time::SystemTime) -> f64 {
 }
 
 fn to_secret(py: Python<'_>, reference: String, r: Resolved) -> PyResult<Secret> {
-    let meta = r.secret.meta;
+    // The cache shares the metadata; the Python object takes its own copy (or the last reference).
+    let meta = std::sync::Arc::unwrap_or_clone(r.secret.meta);
     Ok(Secret {
         reference,
         value: Py::new(py, SecretValue(r.secret.value))?,
