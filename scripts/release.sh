@@ -83,6 +83,9 @@ python3 -m venv "$stage/venv"
 echo "==> the crates (cargo package, verified)" >&2
 crates=(keyway-core keyway-api keyway-client keyway-config keyway-providers keyway-daemon keyway-inject
   keyway-webhook keyway)
+# A previous run's .crate files of the same version would stand in for this run's while the others are
+# verified (a shared target directory kept keyway-core's old tarball and keyway-daemon failed against it).
+rm -rf "$CARGO_TARGET_DIR/package"
 cargo package --quiet --locked --allow-dirty $(printf -- '-p %s ' "${crates[@]}") >&2
 mkdir -p "$out/keyway-$version-crates"
 for crate in "${crates[@]}"; do
