@@ -83,9 +83,12 @@ python3 -m venv "$stage/venv"
 echo "==> the crates (cargo package, verified)" >&2
 crates=(keyway-core keyway-api keyway-client keyway-config keyway-providers keyway-daemon keyway-inject
   keyway-webhook keyway)
-# A previous run's .crate files of the same version would stand in for this run's while the others are
-# verified (a shared target directory kept keyway-core's old tarball and keyway-daemon failed against it).
+# Verification unpacks the packaged crates under $CARGO_HOME/registry/src/-HASH/ and reuses a copy of the same
+# version unpacked by an earlier run: keyway-daemon was once verified against an old keyway-core. Both go first.
 rm -rf "$CARGO_TARGET_DIR/package"
+for crate in "${crates[@]}"; do
+  rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/"$crate-$version"
+done
 cargo package --quiet --locked --allow-dirty $(printf -- '-p %s ' "${crates[@]}") >&2
 mkdir -p "$out/keyway-$version-crates"
 for crate in "${crates[@]}"; do
