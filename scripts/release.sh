@@ -83,9 +83,11 @@ python3 -m venv "$stage/venv"
 echo "==> the crates (cargo package, verified)" >&2
 crates=(keyway-core keyway-api keyway-client keyway-config keyway-providers keyway-daemon keyway-inject
   keyway-webhook keyway)
-# Verification unpacks the packaged crates under $CARGO_HOME/registry/src/-HASH/ and reuses a copy of the same
-# version unpacked by an earlier run: keyway-daemon was once verified against an old keyway-core. Both go first.
-rm -rf "$CARGO_TARGET_DIR/package"
+# Verification builds the packaged crates as registry crates in this target directory, and cargo trusts a
+# registry crate it built before at the same version without reading its sources again: an earlier run's
+# keyway-core stood in for this one's and keyway-daemon failed against it. Their unpacked copies, tarballs and
+# fingerprints go first (the workspace's keyway crates rebuild with them: a minute or two).
+rm -rf "$CARGO_TARGET_DIR/package" "$CARGO_TARGET_DIR"/debug/.fingerprint/keyway-*
 for crate in "${crates[@]}"; do
   rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/"$crate-$version"
 done
