@@ -238,17 +238,21 @@ async fn get(state: &State, identity: &Identity, query: &Query<'_>) -> Result<Re
         ttl: None,
         refresh_now: query.refresh_now,
     };
-    let reference = match state.agent_references.get(&query.secret_id) {
-        Some(known) if query.version_id.is_none() && query.version_stage.is_none() => known,
-        _ => {
-            let reference = Arc::new(reference(state, query)?);
-            if query.version_id.is_none() && query.version_stage.is_none() {
-                state
-                    .agent_references
-                    .remember(&query.secret_id, Arc::clone(&reference));
-            }
-            reference
+    // Only a bare secret id is remembered: a version in the query makes another reference.
+    let bare = query.version_id.is_none() && query.version_stage.is_none();
+    let known = bare
+        .then(|| state.agent_references.get(&query.secret_id))
+        .flatten();
+    let reference = if let Some(known) = known {
+        known
+    } else {
+        let reference = Arc::new(reference(state, query)?);
+        if bare {
+            state
+                .agent_references
+                .remember(&query.secret_id, Arc::clone(&reference));
         }
+        reference
     };
     crate::routes::check_access(state, identity, "aws", &reference)?;
     crate::routes::resolve(state, identity, "aws", &reference, lookup).await

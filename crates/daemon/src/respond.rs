@@ -8,7 +8,7 @@ use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use keyway_api::{AwsError, ErrorBody, ErrorDetail};
 use keyway_core::{ErrorKind, Upstream};
-use zeroize::Zeroize as _;
+use zeroize::Zeroizing;
 
 pub(crate) type Reply = Response<Full<Bytes>>;
 
@@ -230,12 +230,10 @@ pub(crate) fn with_type(status: StatusCode, body: Bytes, content_type: &'static 
 
 /// An `Age` header: from static text below [`AGES`] seconds (no allocation on a cached read), else made.
 pub(crate) fn age(secs: u64) -> HeaderValue {
-    let Ok(n) = usize::try_from(secs) else {
-        return HeaderValue::from(secs);
+    let n = match usize::try_from(secs) {
+        Ok(n) if n < AGES => n,
+        _ => return HeaderValue::from(secs),
     };
-    if n >= AGES {
-        return HeaderValue::from(secs);
-    }
     // 0-9 take one digit each, 10-99 two, 100-999 three, 1000-9999 four, laid end to end.
     let (start, len) = match n {
         0..10 => (n, 1),
@@ -278,24 +276,9 @@ static AGE_DIGITS: [u8; 38_890] = {
     digits
 };
 
-/// A secret body zeroized when hyper drops it.
+/// A secret body zeroized when hyper drops it (as `SecretValue::rendered`'s bodies are).
 pub(crate) fn wiped(body: Vec<u8>) -> Bytes {
-    Bytes::from_owner(Wiped(body))
-}
-
-/// A response buffer zeroized on drop.
-struct Wiped(Vec<u8>);
-
-impl AsRef<[u8]> for Wiped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Wiped {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
+    Bytes::from_owner(Zeroizing::new(body))
 }
 
 #[cfg(test)]
