@@ -18,27 +18,12 @@ source "$root/scripts/dist.sh"
 order=$KEYWAY_CODE_LAYOUT
 map=$KEYWAY_LINK_MAP
 
-# Prints `FOUND LISTED`: of the order file's names, how many the map's .text sections hold.
-coverage() {
-  python3 - "$order" "$map" <<'PY'
-import re, sys
-listed = {line.strip() for line in open(sys.argv[1]) if line.strip()}
-found = set()
-section = re.compile(r":\(\.text\.(?:(?:unlikely|hot|startup|exit|split)\.)?(.+)\)$")
-for line in open(sys.argv[2], errors="replace"):
-    m = section.search(line.rstrip())
-    if m and m.group(1) in listed:
-        found.add(m.group(1))
-print(len(found), len(listed))
-PY
-}
-
 if [ "${1:-}" = "--check" ]; then
   if [ ! -s "$map" ]; then
     echo "error: no linker map at $map: build with scripts/dist.sh sourced (scripts/release.sh does)" >&2
     exit 2
   fi
-  read -r found listed < <(coverage)
+  read -r found listed < <(python3 "$root/scripts/layout.py" coverage "$order" "$map")
   percent=$((found * 100 / listed))
   echo "code layout: $found of the $listed functions in crates/cli/keyway.order placed first ($percent%)"
   if [ "$percent" -lt 90 ]; then
@@ -80,49 +65,4 @@ curl -fs -o /dev/null "http://$metrics/metrics"
 kill -TERM "$serve"
 wait "$serve" || { cat "$work/serve.err" >&2; echo "error: keyway serve under callgrind failed" >&2; exit 1; }
 
-python3 - "$map" "$work/callgrind.out" "$order" <<'PY'
-import bisect, re, sys
-map_file, profile, out = sys.argv[1:4]
-# The .text input sections from lld's map: address, size and the function's mangled name.
-line_re = re.compile(r"^\s*([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+\s(.*)$")
-name_re = re.compile(r":\(\.text\.(?:(?:unlikely|hot|startup|exit|split)\.)?(.+)\)$")
-sections, in_text = [], False
-for line in open(map_file, errors="replace"):
-    m = line_re.match(line)
-    if not m:
-        continue
-    rest = m.group(3)
-    if not rest.startswith(" "):
-        in_text = rest.strip() == ".text"
-        continue
-    if in_text and not rest.startswith(" " * 16):
-        name = name_re.search(rest.rstrip())
-        sections.append((int(m.group(1), 16), int(m.group(2), 16), name.group(1) if name else None))
-sections.sort()
-starts = [s[0] for s in sections]
-# Instruction addresses callgrind saw run in the keyway binary, in the order the profile lists them.
-names, seen, size, ob = [], set(), 0, None
-addr_re = re.compile(r"^(?:fn=|calls=\d+ )?(0x[0-9a-f]+)")
-for line in open(profile, errors="replace"):
-    if line.startswith("ob="):
-        ob = line[3:].strip()
-        continue
-    if not ob or not ob.endswith("/keyway"):
-        continue
-    m = addr_re.match(line)
-    if not m:
-        continue
-    addr = int(m.group(1), 16)
-    i = bisect.bisect_right(starts, addr) - 1
-    if i < 0 or i in seen or addr >= sections[i][0] + max(sections[i][1], 1):
-        continue
-    seen.add(i)
-    if sections[i][2] and sections[i][2] not in names:
-        names.append(sections[i][2])
-        size += sections[i][1]
-if len(names) < 1000:
-    sys.exit(f"error: only {len(names)} functions seen running; the profile is incomplete")
-with open(out, "w") as f:
-    f.write("\n".join(names) + "\n")
-print(f"{out}: {len(names)} functions ({size / 1e6:.2f} MB of code) of the {len(sections)} in .text")
-PY
+python3 "$root/scripts/layout.py" order "$map" "$work/callgrind.out" "$order"
